@@ -1,0 +1,12 @@
+//! Saffron's device models. They know nothing of KVM or SPICE: they sit on
+//! buses ([`bus`]), raise interrupts through [`interrupt`] traits, and hand
+//! their output (frames, rings) to whoever consumes them through interfaces.
+
+pub mod acpi_pm;
+pub mod bus;
+pub mod i8042;
+pub mod interrupt;
+pub mod memory;
+pub mod pci;
+pub mod serial;
+pub mod system;

@@ -1,0 +1,31 @@
+//! The host bridge at 00:00.0.
+
+use super::{PciConfig, PciDevice, PciIdentity};
+
+pub struct HostBridge {
+    config: PciConfig,
+}
+
+impl Default for HostBridge {
+    fn default() -> Self {
+        HostBridge {
+            config: PciConfig::new(PciIdentity {
+                vendor: 0x1b36, // Red Hat, Inc.
+                device: 0x0008, // PCIe host bridge
+                revision: 0,
+                class: 0x06_00_00,
+                subsystem_vendor: 0x1af4,
+                subsystem: 0x1100,
+            }),
+        }
+    }
+}
+
+impl PciDevice for HostBridge {
+    fn config(&self) -> &PciConfig {
+        &self.config
+    }
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.config
+    }
+}

@@ -1,0 +1,168 @@
+//! The command line: `saffron run ...`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::vmm::{SerialMode, VmConfig, MAX_CPUS};
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  the guest powered off (or you pressed Ctrl-a x on the console)
+  1  saffron failed: the VM could not start or stopped on an error
+  2  the command line is invalid
+  3  the guest rebooted";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "saffron",
+    version,
+    about = "A small KVM hypervisor with a built-in SPICE display"
+)]
+#[command(after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a Linux kernel in a new virtual machine.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The guest kernel: a bzImage (e.g. /boot/vmlinuz-*) or an ELF vmlinux.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// An initial ramdisk (initramfs) for the kernel.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// The kernel command line.
+    #[arg(long, value_name = "STRING", default_value = "console=ttyS0")]
+    pub cmdline: String,
+
+    /// Guest memory: a number with an optional K, M, G or T suffix (binary
+    /// units; a bare number is MiB). At least 64M. Memory beyond 3 GiB is
+    /// placed above 4 GiB.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
+    pub memory: u64,
+
+    /// Number of virtual CPUs (1 to 8).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_CPUS)))]
+    pub cpus: u8,
+
+    /// Where the serial console (COM1) goes: `stdio` (interactive; Ctrl-a x
+    /// quits), `file=PATH` (output only), or `none`.
+    #[arg(long, value_name = "MODE", default_value = "stdio", value_parser = parse_serial)]
+    pub serial: SerialMode,
+
+    /// Run on a PVM host (/dev/kvm from kvm_pvm): only for PVM-aware kernels.
+    #[arg(long)]
+    pub pvm_guest: bool,
+}
+
+impl RunArgs {
+    pub fn vm_config(&self) -> VmConfig {
+        VmConfig {
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline.clone(),
+            memory: self.memory,
+            cpus: self.cpus,
+            serial: self.serial.clone(),
+            allow_pvm: self.pvm_guest,
+        }
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Parses sizes like `512M`, `1G`, `1536` (MiB), `2GiB`.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let without_b = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, shift) = match without_b.char_indices().last() {
+        Some((i, 'k')) => (&without_b[..i], 10),
+        Some((i, 'm')) => (&without_b[..i], 20),
+        Some((i, 'g')) => (&without_b[..i], 30),
+        Some((i, 't')) => (&without_b[..i], 40),
+        _ => (without_b, 20),
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{trimmed}' is not a size (try 512M or 2G)"))?;
+    let bytes = number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{trimmed}' is too large"))?;
+    if bytes < 64 * MIB {
+        return Err(format!(
+            "'{trimmed}' is too small: a guest needs at least 64M"
+        ));
+    }
+    if bytes % 4096 != 0 {
+        return Err(format!("'{trimmed}' is not a multiple of 4K"));
+    }
+    Ok(bytes)
+}
+
+pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
+    match text {
+        "stdio" => Ok(SerialMode::Stdio),
+        "none" => Ok(SerialMode::None),
+        _ => match text.strip_prefix("file=") {
+            Some("") => Err("file= needs a path, e.g. file=/tmp/console.log".into()),
+            Some(path) => Ok(SerialMode::File(PathBuf::from(path))),
+            None => Err(format!("'{text}' is not one of stdio, file=PATH, none")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512M"), Ok(512 * MIB));
+        assert_eq!(parse_memory("1G"), Ok(1024 * MIB));
+        assert_eq!(parse_memory("5g"), Ok(5 * 1024 * MIB));
+        assert_eq!(parse_memory("2GiB"), Ok(2048 * MIB));
+        assert_eq!(parse_memory("1536"), Ok(1536 * MIB));
+        assert_eq!(parse_memory("65536K"), Ok(64 * MIB));
+        assert!(parse_memory("0").is_err());
+        assert!(parse_memory("63M").is_err());
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("99999999999T").is_err());
+        assert!(parse_memory("").is_err());
+    }
+
+    #[test]
+    fn serial_modes() {
+        assert_eq!(parse_serial("stdio"), Ok(SerialMode::Stdio));
+        assert_eq!(parse_serial("none"), Ok(SerialMode::None));
+        assert_eq!(
+            parse_serial("file=/tmp/x"),
+            Ok(SerialMode::File("/tmp/x".into()))
+        );
+        assert!(parse_serial("file=").is_err());
+        assert!(parse_serial("tcp:1234").is_err());
+    }
+
+    #[test]
+    fn cpus_are_bounded() {
+        let parse = |n: &str| Cli::try_parse_from(["saffron", "run", "--kernel", "k", "--cpus", n]);
+        assert!(parse("0").is_err());
+        assert!(parse("9").is_err());
+        assert!(parse("8").is_ok());
+    }
+}

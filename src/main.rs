@@ -1,0 +1,57 @@
+//! saffron: a small KVM hypervisor with a built-in SPICE display.
+
+mod cli;
+mod vmm;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use vmm::VmExit;
+
+/// Exit statuses, as `saffron --help` documents them.
+const EXIT_POWER_OFF: u8 = 0;
+const EXIT_ERROR: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_REBOOT: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's first line names the argument and the problem.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            eprintln!("saffron: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SAFFRON_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Run(args) => match vmm::run(&args.vm_config()) {
+            Ok(VmExit::PowerOff) | Ok(VmExit::Stopped) => ExitCode::from(EXIT_POWER_OFF),
+            Ok(VmExit::Reset) => ExitCode::from(EXIT_REBOOT),
+            Ok(VmExit::Error(message)) => {
+                eprintln!("saffron: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+            Err(e) => {
+                eprintln!("saffron: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+    }
+}

@@ -1,0 +1,382 @@
+//! The VMM core: builds a KVM virtual machine (memory, interrupt
+//! controllers, vCPUs, platform devices, PCI), boots a kernel in it and
+//! reports how it ended.
+
+mod boot;
+mod console;
+mod cpu;
+mod exit;
+pub mod host;
+mod interrupts;
+mod memory;
+mod pci_mapper;
+mod vcpu;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use devices::acpi_pm::{AcpiPm, GpeBlock, ResetControl, GPE_BLOCK_LEN, PM_BLOCK_LEN};
+use devices::bus::{lock, Bus};
+use devices::i8042::{self, I8042};
+use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot};
+use devices::serial::{self, Serial};
+use firmware::layout::{self, MemoryLayout};
+use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::VmFd;
+use vm_memory::{Bytes, GuestAddress};
+
+pub use exit::VmExit;
+
+/// Where the guest's serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialMode {
+    /// Our stdin/stdout (raw mode when stdin is a terminal).
+    Stdio,
+    /// Output to a file; no input.
+    File(PathBuf),
+    /// Nowhere.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub memory: u64,
+    pub cpus: u8,
+    pub serial: SerialMode,
+    pub allow_pvm: bool,
+}
+
+pub const MAX_CPUS: u8 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Host(#[from] host::HostError),
+    #[error("{0}")]
+    Layout(#[from] firmware::layout::LayoutError),
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    #[error(transparent)]
+    Cpu(#[from] cpu::CpuError),
+    #[error("KVM: cannot {what}: {source}")]
+    Kvm {
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    #[error("cannot set up {what}: {reason}")]
+    Device { what: &'static str, reason: String },
+    #[error("cannot open the serial output file {path}: {source}")]
+    SerialFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{requested} vCPUs requested, but this host's KVM allows at most {max}")]
+    TooManyCpus { requested: u8, max: usize },
+    #[error("{} of guest memory requested, but this host has only {} of RAM", human_size(*requested), human_size(*available))]
+    NotEnoughHostMemory { requested: u64, available: u64 },
+    #[error("cannot read {path}: {reason}")]
+    Input { path: String, reason: String },
+}
+
+fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { what, source }
+}
+
+fn device_err(what: &'static str) -> impl Fn(String) -> VmError {
+    move |reason| VmError::Device { what, reason }
+}
+
+/// `5368709120` → `5 GiB`, `1536 MiB` → `1.5 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The kernel and initrd must be readable files: say so before touching KVM.
+fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
+    for path in std::iter::once(&config.kernel).chain(config.initrd.as_ref()) {
+        let error = |reason: String| VmError::Input {
+            path: path.display().to_string(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| error(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(error("not a regular file".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Total RAM of this host, from /proc/meminfo.
+fn host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Builds the VM, boots it, and blocks until it ends.
+pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
+    check_inputs(config)?;
+    if let Some(available) = host_memory() {
+        if config.memory > available {
+            return Err(VmError::NotEnoughHostMemory {
+                requested: config.memory,
+                available,
+            });
+        }
+    }
+    let kvm = host::open_kvm(config.allow_pvm)?;
+    let max_cpus = kvm.get_max_vcpus();
+    if usize::from(config.cpus) > max_cpus {
+        return Err(VmError::TooManyCpus {
+            requested: config.cpus,
+            max: max_cpus,
+        });
+    }
+    let supported_cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("read the supported CPUID"))?;
+    let layout = MemoryLayout::new(config.memory, cpu::phys_bits(&supported_cpuid))?;
+
+    let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create a VM"))?);
+    vm.set_identity_map_address(0xfffb_c000)
+        .map_err(kvm_err("set the identity map address"))?;
+    vm.set_tss_address(0xfffb_d000)
+        .map_err(kvm_err("set the TSS address"))?;
+    vm.create_irq_chip()
+        .map_err(kvm_err("create the in-kernel interrupt controllers"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(kvm_err("create the in-kernel PIT"))?;
+
+    let ram = memory::allocate_ram(&layout)?;
+    let slots = Arc::new(memory::MemorySlots::new(kvm.get_nr_memslots()));
+    memory::map_ram(&vm, &slots, &ram)?;
+
+    let exit = Arc::new(exit::ExitSignal::default());
+    let io_bus = Arc::new(Bus::new());
+    let mmio_bus = Arc::new(Bus::new());
+    let platform = Platform::new(&vm, config, &exit, &io_bus)?;
+    attach_pci(
+        &vm,
+        &slots,
+        &io_bus,
+        &mmio_bus,
+        &layout,
+        platform.reset_register.clone(),
+    )?;
+
+    let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
+        cpus: config.cpus,
+        layout: &layout,
+    });
+    ram.write_slice(&acpi.bytes, GuestAddress(acpi.base))
+        .map_err(|e| device_err("the ACPI tables")(e.to_string()))?;
+    let e820 = firmware::e820::memory_map(&layout);
+    let entry = boot::load(
+        &ram,
+        &boot::BootSpec {
+            kernel: &config.kernel,
+            initrd: config.initrd.as_deref(),
+            cmdline: &config.cmdline,
+            e820: &e820,
+            rsdp_addr: acpi.rsdp_addr,
+            layout: &layout,
+            screen: None,
+        },
+    )?;
+
+    let ctx = Arc::new(vcpu::VcpuContext {
+        io_bus,
+        mmio_bus,
+        exit: exit.clone(),
+    });
+    let mut vcpus = Vec::new();
+    for id in 0..config.cpus {
+        let vcpu = vm
+            .create_vcpu(u64::from(id))
+            .map_err(kvm_err("create a vCPU"))?;
+        cpu::configure_common(
+            &vcpu,
+            id,
+            &cpu::topology_cpuid(&supported_cpuid, id, config.cpus),
+        )?;
+        if id == 0 {
+            cpu::configure_boot_cpu(&vcpu, &entry)?;
+        }
+        vcpus.push(vcpu);
+    }
+
+    let _raw_terminal = match config.serial {
+        SerialMode::Stdio => {
+            let raw = console::RawTerminal::enter();
+            console::spawn_input(platform.serial.clone(), exit.clone())
+                .map_err(|e| device_err("the console")(e.to_string()))?;
+            Some(raw)
+        }
+        _ => None,
+    };
+    for (id, vcpu) in vcpus.into_iter().enumerate() {
+        vcpu::spawn(id as u8, vcpu, ctx.clone())
+            .map_err(|e| device_err("a vCPU thread")(e.to_string()))?;
+    }
+
+    let reason = exit.wait();
+    let _ = lock(&platform.serial).flush_output();
+    // Keep guest memory alive until here: vCPU threads may still be running.
+    drop(ram);
+    Ok(reason)
+}
+
+/// The legacy platform devices on the I/O bus.
+struct Platform {
+    serial: Arc<Mutex<Serial>>,
+    /// Port 0xcf9, which shares its ports with PCI configuration.
+    reset_register: Arc<Mutex<ResetControl>>,
+}
+
+impl Platform {
+    fn new(
+        vm: &Arc<VmFd>,
+        config: &VmConfig,
+        exit: &Arc<exit::ExitSignal>,
+        io_bus: &Bus,
+    ) -> Result<Self, VmError> {
+        let edge =
+            |gsi| interrupts::IrqfdInterrupt::new(vm, gsi).map_err(kvm_err("register an irqfd"));
+        let level_lines = interrupts::LevelLines::new(vm.clone());
+        let insert =
+            |base: u64, len: u64, dev: Arc<dyn devices::bus::BusDevice>, what: &'static str| {
+                io_bus
+                    .insert(base, len, dev)
+                    .map_err(|e| device_err(what)(e.to_string()))
+            };
+
+        let output: Box<dyn Write + Send> =
+            match &config.serial {
+                SerialMode::Stdio => Box::new(console::Stdout),
+                SerialMode::File(path) => Box::new(std::fs::File::create(path).map_err(
+                    |source| VmError::SerialFile {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )?),
+                SerialMode::None => Box::new(std::io::sink()),
+            };
+        let serial = Arc::new(Mutex::new(
+            Serial::new(edge(serial::COM1_IRQ)?, output)
+                .map_err(|e| device_err("the serial port")(e.to_string()))?,
+        ));
+        insert(
+            serial::COM1_PORT,
+            serial::PORT_COUNT,
+            serial.clone(),
+            "the serial port",
+        )?;
+
+        let i8042 = Arc::new(Mutex::new(I8042::new(
+            edge(i8042::KEYBOARD_IRQ)?,
+            edge(i8042::MOUSE_IRQ)?,
+            exit.clone(),
+        )));
+        insert(i8042::DATA_PORT, 1, i8042.clone(), "the i8042")?;
+        insert(i8042::COMMAND_PORT, 1, i8042, "the i8042")?;
+
+        let pm = Arc::new(Mutex::new(AcpiPm::new(
+            level_lines.source(layout::SCI_IRQ),
+            exit.clone(),
+            layout::SLP_TYP_S5,
+        )));
+        insert(
+            u64::from(layout::ACPI_PM1A_EVT),
+            PM_BLOCK_LEN,
+            pm.clone(),
+            "ACPI power management",
+        )?;
+        insert(
+            u64::from(layout::ACPI_GPE0),
+            GPE_BLOCK_LEN,
+            Arc::new(GpeBlock(pm)),
+            "ACPI GPEs",
+        )?;
+        let reset_register = Arc::new(Mutex::new(ResetControl::new(
+            layout::RESET_CONTROL_VALUE,
+            exit.clone(),
+        )));
+
+        Ok(Platform {
+            serial,
+            reset_register,
+        })
+    }
+}
+
+/// The PCI root complex: config ports, ECAM, and the host bridge.
+fn attach_pci(
+    vm: &Arc<VmFd>,
+    slots: &Arc<memory::MemorySlots>,
+    io_bus: &Arc<Bus>,
+    mmio_bus: &Arc<Bus>,
+    layout: &MemoryLayout,
+    reset_register: Arc<Mutex<ResetControl>>,
+) -> Result<Arc<Mutex<PciRoot>>, VmError> {
+    let mapper = pci_mapper::KvmBarMapper::new(
+        vm.clone(),
+        slots.clone(),
+        io_bus.clone(),
+        mmio_bus.clone(),
+        layout::PCI_IO,
+        vec![layout::PCI_MMIO32, layout.pci_mmio64.clone()],
+    );
+    let mut root = PciRoot::new(Arc::new(mapper));
+    root.add_device(0, Arc::new(Mutex::new(HostBridge::default())))
+        .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
+    root.assign_bars(&BarWindows {
+        io: layout::PCI_IO,
+        mmio32: layout::PCI_MMIO32,
+        mmio64: layout.pci_mmio64.clone(),
+    })
+    .map_err(|e| device_err("PCI BARs")(e.to_string()))?;
+    let root = Arc::new(Mutex::new(root));
+    let ports = pci::ConfigPorts {
+        root: root.clone(),
+        reset_register,
+    };
+    io_bus
+        .insert(
+            pci::CONFIG_ADDRESS_PORT,
+            pci::CONFIG_PORTS_LEN,
+            Arc::new(ports),
+        )
+        .map_err(|e| device_err("PCI config ports")(e.to_string()))?;
+    let ecam = &layout::PCI_ECAM;
+    mmio_bus
+        .insert(
+            ecam.start,
+            ecam.end - ecam.start,
+            Arc::new(Ecam(root.clone())),
+        )
+        .map_err(|e| device_err("PCI ECAM")(e.to_string()))?;
+    Ok(root)
+}

@@ -1,0 +1,148 @@
+//! Places PCI BARs where the guest programs them: trapped BARs on the I/O or
+//! MMIO bus, memory-backed BARs as KVM memory slots (moved, not copied).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use devices::bus::Bus;
+use devices::pci::{BarAccess, BarBacking, BarKind, BarMapper, BarRegion, SharedPciDevice};
+use kvm_ioctls::VmFd;
+
+use super::memory::{MemorySlots, SlotMapping};
+
+pub struct KvmBarMapper {
+    vm: Arc<VmFd>,
+    slots: Arc<MemorySlots>,
+    io_bus: Arc<Bus>,
+    mmio_bus: Arc<Bus>,
+    /// Where BARs may go: anything else (a half-programmed BAR, a size probe
+    /// left enabled) stays unmapped.
+    io_window: Range<u64>,
+    memory_windows: Vec<Range<u64>>,
+    memory_slots: Mutex<HashMap<(u8, usize), u32>>,
+}
+
+impl KvmBarMapper {
+    pub fn new(
+        vm: Arc<VmFd>,
+        slots: Arc<MemorySlots>,
+        io_bus: Arc<Bus>,
+        mmio_bus: Arc<Bus>,
+        io_window: Range<u64>,
+        memory_windows: Vec<Range<u64>>,
+    ) -> Self {
+        KvmBarMapper {
+            vm,
+            slots,
+            io_bus,
+            mmio_bus,
+            io_window,
+            memory_windows,
+            memory_slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn in_window(&self, region: &BarRegion) -> bool {
+        let inside = |w: &Range<u64>| region.range.start >= w.start && region.range.end <= w.end;
+        match region.kind {
+            BarKind::Io => inside(&self.io_window),
+            _ => self.memory_windows.iter().any(inside),
+        }
+    }
+
+    fn bus(&self, kind: BarKind) -> &Bus {
+        if kind == BarKind::Io {
+            &self.io_bus
+        } else {
+            &self.mmio_bus
+        }
+    }
+}
+
+impl BarMapper for KvmBarMapper {
+    fn map(
+        &self,
+        region: &BarRegion,
+        device: &SharedPciDevice,
+        backing: &BarBacking,
+    ) -> Result<(), String> {
+        if !self.in_window(region) {
+            return Err(format!(
+                "{:#x}..{:#x} is outside the host bridge's windows",
+                region.range.start, region.range.end
+            ));
+        }
+        let len = region.range.end - region.range.start;
+        match backing {
+            BarBacking::Trapped => self
+                .bus(region.kind)
+                .insert(
+                    region.range.start,
+                    len,
+                    Arc::new(BarAccess {
+                        device: device.clone(),
+                        bar: region.bar,
+                    }),
+                )
+                .map_err(|e| e.to_string()),
+            BarBacking::Memory {
+                memory,
+                read_only,
+                log_dirty,
+            } => {
+                let size = (memory.size() as u64).min(len);
+                let slot = self
+                    .slots
+                    .map(
+                        &self.vm,
+                        SlotMapping {
+                            guest_addr: region.range.start,
+                            size,
+                            host_addr: memory.as_ptr() as u64,
+                            read_only: *read_only,
+                            log_dirty: *log_dirty,
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                self.memory_slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((region.slot, region.bar), slot);
+                if *read_only {
+                    // Writes to read-only memory exit as MMIO: send them to the device.
+                    let _ = self.mmio_bus.insert(
+                        region.range.start,
+                        len,
+                        Arc::new(BarAccess {
+                            device: device.clone(),
+                            bar: region.bar,
+                        }),
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn unmap(&self, region: &BarRegion, backing: &BarBacking) {
+        match backing {
+            BarBacking::Trapped => {
+                self.bus(region.kind).remove(region.range.start);
+            }
+            BarBacking::Memory { read_only, .. } => {
+                let slot = self
+                    .memory_slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(region.slot, region.bar));
+                if let Some(slot) = slot {
+                    self.slots.unmap(&self.vm, slot);
+                }
+                if *read_only {
+                    self.mmio_bus.remove(region.range.start);
+                }
+            }
+        }
+    }
+}
