@@ -4,9 +4,11 @@
 
 pub mod acpi_pm;
 pub mod bus;
+pub mod display;
 pub mod i8042;
 pub mod interrupt;
 pub mod memory;
 pub mod pci;
+pub mod rtc;
 pub mod serial;
 pub mod system;

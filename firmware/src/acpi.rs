@@ -188,10 +188,11 @@ fn dsdt(config: &AcpiConfig) -> Vec<u8> {
     let com1 = legacy_device("COM1", "PNP0501", 1, &[(0x3f8, 8)], &[4]);
     let ps2_keyboard = legacy_device("PS2K", "PNP0303", 0, &[(0x60, 1), (0x64, 1)], &[1]);
     let ps2_mouse = legacy_device("PS2M", "PNP0F13", 0, &[], &[12]);
+    let rtc = legacy_device("RTC_", "PNP0B00", 0, &[(0x70, 2)], &[8]);
     let motherboard = motherboard_resources();
     let sb = aml::Scope::new(
         "\\_SB_".into(),
-        vec![&pci0, &com1, &ps2_keyboard, &ps2_mouse, &motherboard],
+        vec![&pci0, &com1, &ps2_keyboard, &ps2_mouse, &rtc, &motherboard],
     );
     sb.to_aml_bytes(&mut dsdt);
     dsdt.update_checksum();

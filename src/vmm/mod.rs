@@ -300,8 +300,15 @@ impl Platform {
             edge(i8042::MOUSE_IRQ)?,
             exit.clone(),
         )));
-        insert(i8042::DATA_PORT, 1, i8042.clone(), "the i8042")?;
-        insert(i8042::COMMAND_PORT, 1, i8042, "the i8042")?;
+        // One range for 0x60..=0x64: port 0x61 is KVM's (the PIT speaker) and never exits.
+        insert(
+            i8042::DATA_PORT,
+            i8042::COMMAND_PORT - i8042::DATA_PORT + 1,
+            i8042,
+            "the i8042",
+        )?;
+        let rtc = Arc::new(Mutex::new(devices::rtc::Rtc::default()));
+        insert(devices::rtc::PORT, devices::rtc::PORT_COUNT, rtc, "the RTC")?;
 
         let pm = Arc::new(Mutex::new(AcpiPm::new(
             level_lines.source(layout::SCI_IRQ),

@@ -216,6 +216,7 @@ impl BusDeviceMut for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let value = match offset {
             0 => self.read_data(),
+            // Offsets are from the data port: the command/status port is 4 further.
             4 => self.status(),
             _ => 0xff,
         };
