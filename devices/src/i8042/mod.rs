@@ -367,10 +367,8 @@ mod tests {
     fn mouse_reset_and_intellimouse_detection() {
         let mut r = rig();
         r.cmd(0xa8);
-        for b in [0xff] {
-            r.cmd(0xd4);
-            r.data(b);
-        }
+        r.cmd(0xd4);
+        r.data(0xff);
         assert_eq!(r.drain(), vec![0xfa, 0xaa, 0x00]);
         for rate in [200, 100, 80] {
             r.cmd(0xd4);
