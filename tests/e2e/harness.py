@@ -1,0 +1,320 @@
+"""Small harness for Saffron's end-to-end tests.
+
+The tests run INSIDE the nested outer machine (tests/nested/run), where /dev/kvm is real KVM,
+with Debian's /usr/bin/python3 (it has python3-gi for SPICE clients; the default `python3` on
+PATH does not). A test starts a VMM (QEMU or saffron) with the test guest image built by
+guest-drivers/linux/build-image, talks to the guest's shell over the serial port and checks
+what comes back:
+
+    from harness import Guest, GuestImage, READY_MARKER
+
+    image = GuestImage.default()                 # build/guest-linux, build it on the host first
+    with Guest.qemu(image, memory="1G", cpus=2, extra_args=["-vga", "qxl"]) as guest:
+        guest.wait_ready(timeout=60)             # waits for SAFFRON-GUEST-READY
+        status, output = guest.run("grep -c ^processor /proc/cpuinfo")
+        guest.send("poweroff -f\\n")
+        assert guest.wait_exit(timeout=30) == 0
+
+    Guest.saffron(image, ...)                    # the same with `saffron run ...`
+
+API
+    GuestImage(kernel, initrd, cmdline)          GuestImage.default() reads build/guest-linux
+                                                 (or $SAFFRON_GUEST_IMAGE); default(True) boots
+                                                 its uncompressed vmlinux (faster)
+    Guest(argv, name)                            start any VMM command whose stdin/stdout are
+                                                 the guest's serial port
+    Guest.qemu(image, memory, cpus, extra_args, name)
+    Guest.saffron(image, memory, cpus, extra_args, name)
+                                                 binary: $SAFFRON_BIN or target/release/saffron;
+                                                 saffron_binary() tells whether it exists
+    guest.wait_for(regex, timeout) -> re.Match   searches the serial output received after the
+                                                 previous match (expect-style), waiting for more
+    guest.wait_ready(timeout) -> float           seconds from VMM start to the ready marker
+    guest.send(text)                             write to the serial port (add "\\n" yourself)
+    guest.run(cmd, timeout, check=False) -> RunResult(status, output)
+                                                 run a shell command in the guest, return its exit
+                                                 status and output (\\r removed)
+    guest.wait_exit(timeout) -> int              the VMM's exit status
+    guest.kill()                                 SIGKILL the VMM (and its process group)
+    guest.output / guest.stderr                  everything received so far
+    guest.save_log(reason)                       write the serial output, the VMM's stderr and
+                                                 its command line to the results directory
+Leaving a `with Guest...` block kills the VMM if it still runs; when the block raised, the logs
+are saved first (to $SAFFRON_RESULTS, default build/nested-results). Timeouts raise GuestTimeout,
+a VMM that exits while we wait raises GuestExited; both carry the tail of the serial output.
+
+Commands given to run() are typed into an interactive busybox shell: they must not read stdin.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS_DIR = Path(os.environ.get("SAFFRON_RESULTS", REPO / "build" / "nested-results"))
+
+READY_MARKER = "SAFFRON-GUEST-READY"      # printed on ttyS0 by the guest's /init
+TTY1_MARKER = "SAFFRON TTY1 MARKER"       # printed on tty1 (the display) by the guest's /init
+DEFAULT_CMDLINE = "console=ttyS0 quiet"
+
+
+class GuestError(Exception):
+    """A guest did not do what the test expected."""
+
+
+class GuestTimeout(GuestError):
+    pass
+
+
+class GuestExited(GuestError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# The guest image and the VMM command lines
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    kernel: Path
+    initrd: Path
+    cmdline: str = DEFAULT_CMDLINE
+
+    @classmethod
+    def default(cls, uncompressed: bool = False) -> "GuestImage":
+        """The image from guest-drivers/linux/build-image (dir: $SAFFRON_GUEST_IMAGE or
+        build/guest-linux). Inside the nested machine the host is read-only, so build it on the
+        host first. uncompressed=True boots the ELF vmlinux instead of the bzImage vmlinuz:
+        the same kernel, 6-7 s faster in the nested machine (no xz decompression)."""
+        directory = Path(os.environ.get("SAFFRON_GUEST_IMAGE", REPO / "build" / "guest-linux"))
+        kernel = directory / ("vmlinux" if uncompressed else "vmlinuz")
+        initrd = directory / "initramfs.cpio.gz"
+        if not (kernel.is_file() and initrd.is_file()):
+            raise GuestError(
+                f"no guest image in {directory}: run "
+                f"`guest-drivers/linux/build-image {directory}` on the host first")
+        cmdline_file = directory / "cmdline"
+        cmdline = cmdline_file.read_text().strip() if cmdline_file.exists() else DEFAULT_CMDLINE
+        return cls(kernel, initrd, cmdline)
+
+
+def saffron_binary() -> Path | None:
+    """$SAFFRON_BIN, else target/release/saffron; None when it does not exist."""
+    path = Path(os.environ.get("SAFFRON_BIN", REPO / "target" / "release" / "saffron"))
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def qemu_command(image: GuestImage, memory: str = "1G", cpus: int = 2,
+                 extra_args: Sequence[str] = ()) -> list[str]:
+    return ["qemu-system-x86_64", "-enable-kvm", "-m", memory, "-smp", str(cpus),
+            "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", image.cmdline,
+            "-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
+            *extra_args]
+
+
+def saffron_command(image: GuestImage, memory: str = "1G", cpus: int = 2,
+                    extra_args: Sequence[str] = ()) -> list[str]:
+    binary = saffron_binary()
+    if binary is None:
+        raise GuestError("saffron binary not found: build it (cargo build --release) "
+                         "or set SAFFRON_BIN")
+    return [str(binary), "run", "--kernel", str(image.kernel), "--initrd", str(image.initrd),
+            "--cmdline", image.cmdline, "--memory", memory, "--cpus", str(cpus),
+            "--serial", "stdio", *extra_args]
+
+
+class RunResult(NamedTuple):
+    status: int
+    output: str
+
+
+# --------------------------------------------------------------------------------------------
+# A running VMM with the guest's serial port on its stdin/stdout
+
+
+class Guest:
+    def __init__(self, argv: Sequence[str], name: str = "guest"):
+        self.argv = list(argv)
+        self.name = name
+        self._lock = threading.Condition()
+        self._output = ""            # serial output received so far
+        self._arrivals: list[tuple[int, float]] = []   # (len(output) after a read, time)
+        self._stderr = ""
+        self._cursor = 0             # wait_for() searches from here
+        self._echo_off = False
+        self._commands = 0
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)  # own process group: kill() takes its children too
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @classmethod
+    def qemu(cls, image: GuestImage, memory: str = "1G", cpus: int = 2,
+             extra_args: Sequence[str] = (), name: str = "qemu-guest") -> "Guest":
+        return cls(qemu_command(image, memory, cpus, extra_args), name)
+
+    @classmethod
+    def saffron(cls, image: GuestImage, memory: str = "1G", cpus: int = 2,
+                extra_args: Sequence[str] = (), name: str = "saffron-guest") -> "Guest":
+        return cls(saffron_command(image, memory, cpus, extra_args), name)
+
+    def __enter__(self) -> "Guest":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.save_log(f"{exc_type.__name__}: {exc}")
+        self.kill()
+
+    # ---- output ------------------------------------------------------------------------
+
+    def _read(self, pipe, is_serial: bool) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            data = os.read(pipe.fileno(), 65536)
+            text = decoder.decode(data, final=not data)
+            with self._lock:
+                if is_serial:
+                    self._output += text
+                    self._arrivals.append((len(self._output), time.monotonic()))
+                else:
+                    self._stderr += text
+                self._lock.notify_all()
+            if not data:
+                return
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return self._output
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return self._stderr
+
+    def _arrival_time(self, offset: int) -> float:
+        """When the serial output up to `offset` had arrived (monotonic clock)."""
+        index = bisect.bisect_left(self._arrivals, (offset, float("-inf")))
+        return self._arrivals[index][1]
+
+    def _tail(self, chars: int = 1500) -> str:
+        return self._output[-chars:].replace("\r", "")
+
+    def wait_for(self, pattern: str | re.Pattern, timeout: float = 30) -> re.Match:
+        """Wait until `pattern` matches serial output received after the previous match."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                match = regex.search(self._output, self._cursor)
+                if match:
+                    self._cursor = match.end()
+                    return match
+                if self.proc.poll() is not None and not self._readers[0].is_alive():
+                    raise GuestExited(
+                        f"{self.name}: VMM exited with status {self.proc.returncode} while "
+                        f"waiting for {regex.pattern!r}; serial output ends with:\n{self._tail()}"
+                        f"\nVMM stderr ends with:\n{self._stderr[-1500:]}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise GuestTimeout(
+                        f"{self.name}: no {regex.pattern!r} within {timeout} s; serial output "
+                        f"ends with:\n{self._tail()}")
+                self._lock.wait(min(left, 0.5))
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        """Wait for the ready marker; return seconds from VMM start until it arrived."""
+        match = self.wait_for(re.escape(READY_MARKER), timeout)
+        with self._lock:
+            return self._arrival_time(match.end()) - self.started
+
+    # ---- input -------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise GuestExited(f"{self.name}: VMM has closed the serial port (exit status "
+                              f"{self.proc.poll()})") from None
+
+    def run(self, cmd: str, timeout: float = 30, check: bool = False) -> RunResult:
+        """Run a shell command in the guest; return its exit status and output."""
+        if not self._echo_off:
+            # Without tty echo, busybox's shell reads plain lines: no echoed input, no
+            # line-editing escape sequences in the output; without prompts, nothing between
+            # the command's output and the end marker. `$((6*7))` only becomes 42 when run.
+            self.send("stty -echo; PS1=''; PS2=''; echo SAFFRON-ECHO-OFF-$((6*7))\n")
+            self.wait_for(r"SAFFRON-ECHO-OFF-42\r?\n", timeout)
+            self._echo_off = True
+        self._commands += 1
+        token = f"{self._commands}-{secrets.token_hex(4)}"
+        # printf's format keeps the marker text out of anything the tty might echo.
+        self.send(f"printf 'SAFFRON-BEGIN-%s\\n' {token}; {cmd}\n"
+                  f"printf 'SAFFRON-END-%s-%s\\n' {token} $?\n")
+        begin = self.wait_for(rf"SAFFRON-BEGIN-{token}\r?\n", timeout)
+        end = self.wait_for(rf"SAFFRON-END-{token}-(\d+)", timeout)
+        status = int(end.group(1))
+        output = self.output[begin.end():end.start()].replace("\r", "")
+        if check and status != 0:
+            raise GuestError(f"{self.name}: `{cmd}` exited with {status}:\n{output}")
+        return RunResult(status, output)
+
+    # ---- process -----------------------------------------------------------------------
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        """Wait for the VMM to exit; return its exit status."""
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise GuestTimeout(f"{self.name}: VMM still running after {timeout} s; serial "
+                               f"output ends with:\n{self._tail()}") from None
+        for reader in self._readers:
+            reader.join(5)
+        return status
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def save_log(self, reason: str = "") -> Path:
+        """Write the serial output (and the VMM's stderr and command) to the results dir."""
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{self.name}.serial.log"
+        with self._lock:
+            path.write_text(self._output)
+            (RESULTS_DIR / f"{self.name}.vmm.log").write_text(
+                f"command: {subprocess.list2cmdline(self.argv)}\n"
+                f"exit status: {self.proc.poll()}\nreason: {reason}\n"
+                f"--- stderr ---\n{self._stderr}")
+        print(f"[{self.name}] serial output saved to {path}", flush=True)
+        return path
