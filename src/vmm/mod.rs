@@ -237,6 +237,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         }
         _ => None,
     };
+    vcpu::install_debug_signal();
     for (id, vcpu) in vcpus.into_iter().enumerate() {
         vcpu::spawn(id as u8, vcpu, ctx.clone())
             .map_err(|e| device_err("a vCPU thread")(e.to_string()))?;
