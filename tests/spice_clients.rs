@@ -106,7 +106,9 @@ fn hostile_clients_are_disconnected_and_the_server_carries_on() {
     assert!(RawClient { stream: s }.closed_by_server());
     // A huge message size on an open channel.
     let (mut main, _) = RawClient::main_session(t.port, "");
-    main.stream.write_all(&[104, 0, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+    main.stream
+        .write_all(&[104, 0, 0xff, 0xff, 0xff, 0x7f])
+        .unwrap();
     assert!(main.closed_by_server());
     // A truncated fixed part, an unknown type.
     let (mut main, _) = RawClient::main_session(t.port, "");
@@ -154,7 +156,10 @@ fn input_flood_is_rate_limited_not_fatal() {
         assert_eq!(inputs.receive().unwrap().0, 111);
     }
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}: not rate limited");
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "{elapsed:?}: not rate limited"
+    );
     let log = t.input.0.lock().unwrap();
     assert_eq!(log.len(), 3000);
     assert_eq!(log[2999], "motion 1 2999 0");
@@ -296,4 +301,40 @@ fn reconnects_and_killed_clients() {
         let shot = spicy_screenshot(t.port, None, &out).expect("screenshot");
         assert_same_picture(&shot, &t.display);
     }
+}
+
+#[test]
+fn unix_socket() {
+    if !have(SPICY) {
+        return;
+    }
+    let display = devices::display::Display::new();
+    display.resize(0, 300, 200);
+    paint(&display, 9);
+    let path = temp_path("spice.sock");
+    let config = saffron::spice::SpiceConfig::parse(&format!("unix={}", path.display())).unwrap();
+    let server = saffron::spice::SpiceServer::start(
+        &config,
+        saffron::spice::ServerInputs {
+            displays: vec![display.clone()],
+            input: std::sync::Arc::new(saffron::spice::NoInput),
+            tablet: false,
+        },
+    )
+    .unwrap();
+    assert!(server.local_addr().is_none(), "no TCP port without port=");
+    let out = temp_path("unix.ppm");
+    let child = Command::new(SPICY)
+        .arg(format!("--uri=spice+unix://{}", path.display()))
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_with_timeout(child, Duration::from_secs(30)).expect("finished");
+    assert!(status.status.success());
+    assert_same_picture(&Ppm::read(&out), &display);
+    server.stop();
+    assert!(!path.exists(), "socket removed on stop");
 }

@@ -48,7 +48,11 @@ fn stalled_client_keeps_memory_bounded() {
          peak {peak} KiB (first half {first_half_peak}, second half {second_half_peak})"
     );
     // A full 1920x1080 frame is 8100 KiB; allow a few of them, no growth.
-    assert!(peak - baseline < 48 * 1024, "RSS grew by {} KiB", peak - baseline);
+    assert!(
+        peak - baseline < 48 * 1024,
+        "RSS grew by {} KiB",
+        peak - baseline
+    );
     assert!(
         second_half_peak <= first_half_peak + 4 * 1024,
         "RSS keeps growing: {first_half_peak} → {second_half_peak} KiB"
@@ -57,8 +61,12 @@ fn stalled_client_keeps_memory_bounded() {
     main.send(104, &[]);
     // A new client replaces the stalled one and sees the current picture.
     if have("/usr/bin/spicy-screenshot") {
-        let shot = spicy_screenshot(t.port, None, &temp_path("after-stall.ppm")).expect("screenshot");
+        let shot =
+            spicy_screenshot(t.port, None, &temp_path("after-stall.ppm")).expect("screenshot");
         assert_same_picture(&shot, &t.display);
     }
-    assert!(display.closed_by_server(), "the stalled client was not disconnected");
+    assert!(
+        display.closed_by_server(),
+        "the stalled client was not disconnected"
+    );
 }

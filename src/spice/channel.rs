@@ -87,7 +87,7 @@ impl Outbox {
 
     pub fn push_raw(&mut self, msg_type: u16, body: Vec<u8>) {
         self.serial += 1;
-        let mut header = Vec::with_capacity(self.mode.len());
+        let mut header = Vec::with_capacity(self.mode.header_len());
         DataHeader {
             msg_type,
             size: u32::try_from(body.len()).unwrap_or(u32::MAX),

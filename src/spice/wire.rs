@@ -188,7 +188,7 @@ pub enum HeaderMode {
 }
 
 impl HeaderMode {
-    pub fn len(self) -> usize {
+    pub fn header_len(self) -> usize {
         match self {
             HeaderMode::Mini => MINI_HEADER_LEN,
             HeaderMode::Full => FULL_HEADER_LEN,
@@ -204,7 +204,7 @@ pub struct DataHeader {
 }
 
 impl DataHeader {
-    /// Decodes a header from the first `mode.len()` bytes; `None` if fewer.
+    /// Decodes a header from the first `mode.header_len()` bytes; `None` if fewer.
     pub fn decode(mode: HeaderMode, bytes: &[u8]) -> Option<DataHeader> {
         let mut r = Reader::new(bytes);
         match mode {
@@ -262,6 +262,10 @@ impl fmt::Display for FrameError {
     }
 }
 
+/// One message cut from a byte stream: its header, its body, and how many
+/// bytes of the stream it used.
+pub type Frame<'a> = (DataHeader, &'a [u8], usize);
+
 /// Splits a byte stream from a client into messages.
 ///
 /// The caller appends received bytes to its buffer and calls
@@ -274,7 +278,7 @@ pub fn next_frame(
     mode: HeaderMode,
     buffer: &[u8],
     max_body: u32,
-) -> Result<Option<(DataHeader, &[u8], usize)>, FrameError> {
+) -> Result<Option<Frame<'_>>, FrameError> {
     let Some(header) = DataHeader::decode(mode, buffer) else {
         return Ok(None);
     };
@@ -285,7 +289,7 @@ pub fn next_frame(
             limit: max_body,
         });
     }
-    let start = mode.len();
+    let start = mode.header_len();
     let end = start + header.size as usize;
     if buffer.len() < end {
         return Ok(None);

@@ -46,10 +46,16 @@ impl InputSink for RecordedInput {
         self.0.lock().unwrap().push(format!("key {s:02x?}"));
     }
     fn relative_motion(&self, dx: i32, dy: i32, b: MouseButtons) {
-        self.0.lock().unwrap().push(format!("motion {dx} {dy} {}", b.0));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("motion {dx} {dy} {}", b.0));
     }
     fn absolute_position(&self, d: u8, x: u32, y: u32, b: MouseButtons) {
-        self.0.lock().unwrap().push(format!("position {d} {x} {y} {}", b.0));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("position {d} {x} {y} {}", b.0));
     }
     fn buttons(&self, b: MouseButtons) {
         self.0.lock().unwrap().push(format!("buttons {}", b.0));
@@ -170,9 +176,10 @@ impl Ppm {
             return false;
         }
         (0..head.height).all(|y| {
-            head.row(y).chunks(4).enumerate().all(|(x, px)| {
-                self.pixel(ox + x as u32, oy + y) == [px[2], px[1], px[0]]
-            })
+            head.row(y)
+                .chunks(4)
+                .enumerate()
+                .all(|(x, px)| self.pixel(ox + x as u32, oy + y) == [px[2], px[1], px[0]])
         })
     }
 
@@ -216,7 +223,10 @@ pub fn spicy_screenshot(port: u16, password: Option<&str>, out: &Path) -> Option
 pub fn assert_same_picture(ppm: &Ppm, display: &Display) {
     let head = display.head(0).unwrap();
     assert_eq!((ppm.width, ppm.height), (head.width, head.height));
-    assert!(ppm.shows_at(display, 0, 0), "screenshot differs from the display");
+    assert!(
+        ppm.shows_at(display, 0, 0),
+        "screenshot differs from the display"
+    );
 }
 
 pub fn temp_path(name: &str) -> std::path::PathBuf {
@@ -251,7 +261,9 @@ impl RawClient {
     ) -> LinkOutcome {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut mess = Vec::new();
         mess.extend_from_slice(&connection_id.to_le_bytes());
         mess.extend_from_slice(&[channel_type, channel_id]);
