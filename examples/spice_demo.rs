@@ -117,7 +117,12 @@ fn main() {
                     let row = s.row_mut(y);
                     for xx in x..x + band {
                         let at = xx as usize * 4;
-                        row[at..at + 4].copy_from_slice(&[frame as u8, (frame >> 8) as u8, y as u8, 0]);
+                        row[at..at + 4].copy_from_slice(&[
+                            frame as u8,
+                            (frame >> 8) as u8,
+                            y as u8,
+                            0,
+                        ]);
                     }
                 }
                 Some(Rect::new(x as i32, 0, (x + band) as i32, height as i32))
