@@ -338,3 +338,33 @@ fn unix_socket() {
     server.stop();
     assert!(!path.exists(), "socket removed on stop");
 }
+
+#[test]
+fn a_second_client_replaces_the_first() {
+    let t = start_server(64, 48, "");
+    let (mut old_main, old_session) = RawClient::main_session(t.port, "");
+    let mut old_inputs = RawClient::open(t.port, old_session, 3, "");
+    assert_eq!(old_inputs.receive().unwrap().0, 101);
+    // Hold a key on the old client: it is released when it is replaced.
+    old_inputs.send(101, &0x1eu32.to_le_bytes());
+    std::thread::sleep(Duration::from_millis(200));
+    let (_new_main, new_session) = RawClient::main_session(t.port, "");
+    assert_ne!(new_session, old_session);
+    // The old client is told why, then disconnected.
+    let mut told = false;
+    while let Ok((msg_type, body)) = old_main.receive() {
+        if msg_type == 7 {
+            told = String::from_utf8_lossy(&body).contains("another client connected");
+        }
+    }
+    assert!(told, "no NOTIFY before the disconnect");
+    assert!(old_inputs.closed_by_server());
+    // Its session id is no longer valid; the new one is.
+    assert!(matches!(
+        RawClient::link(t.port, old_session, 2, 0, "", 2),
+        LinkOutcome::Result(8, _)
+    ));
+    RawClient::open(t.port, new_session, 2, "");
+    let log = t.input.0.lock().unwrap().clone();
+    assert_eq!(log, vec!["key [1e]", "key [9e]"]);
+}
