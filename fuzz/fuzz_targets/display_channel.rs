@@ -17,7 +17,13 @@ fuzz_target!(|data: &[u8]| {
     let display = Display::new();
     display.resize(0, 64, 48);
     let mut out = Outbox::new(HeaderMode::Mini);
-    let mut channel = DisplayChannel::start(display.clone(), 0, &Caps(vec![0x3bf]), &mut out, Instant::now());
+    let mut channel = DisplayChannel::start(
+        display.clone(),
+        0,
+        &Caps(vec![0x3bf]),
+        &mut out,
+        Instant::now(),
+    );
     let mut n = 0i32;
     common::for_each_message(data, |t, body| {
         let result = channel.handle(t, body);
