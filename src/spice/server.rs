@@ -37,6 +37,9 @@ const FIRST_CONNECTION: usize = 16;
 
 /// Connections (linked or not) at most; more are refused at accept.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Replies queued for a client that does not read, before we stop reading
+/// its requests.
+pub const MAX_REPLY_BACKLOG: usize = 64 * 1024;
 /// The link stage must finish within this time.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -259,8 +262,20 @@ impl EventLoop {
                         break;
                     }
                 }
-                State::Open { outbox, .. } => {
-                    let mode = outbox_mode(outbox);
+                State::Open {
+                    outbox, channel, ..
+                } => {
+                    // A client that sends requests but does not read the
+                    // replies is not served further until it reads (the
+                    // display channel's output is bounded by its own pump,
+                    // and its ACKs must always get through).
+                    if outbox.queued_bytes() > MAX_REPLY_BACKLOG
+                        && !matches!(channel, Channel::Display(..))
+                    {
+                        backlog = true;
+                        break;
+                    }
+                    let mode = outbox.mode();
                     let frame = match next_frame(mode, &conn.input, MAX_CLIENT_MESSAGE) {
                         Ok(Some((header, body, used))) => {
                             Some((header.msg_type, body.to_vec(), used))
@@ -620,10 +635,6 @@ impl EventLoop {
             self.reap();
         }
     }
-}
-
-fn outbox_mode(outbox: &Outbox) -> HeaderMode {
-    outbox.mode()
 }
 
 /// Our channel caps for a requested channel; `None` if it does not exist.
