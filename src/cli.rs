@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
+
 use crate::vmm::{SerialMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
@@ -64,6 +66,11 @@ pub struct RunArgs {
     /// Run on a PVM host (/dev/kvm from kvm_pvm): only for PVM-aware kernels.
     #[arg(long)]
     pub pvm_guest: bool,
+
+    /// Serve the display over SPICE: port=N[,addr=IP][,password=SECRET|disable-ticketing][,unix=PATH].
+    /// Without it no port is opened.
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_spice, long_help = SPICE_HELP)]
+    pub spice: Option<SpiceConfig>,
 }
 
 impl RunArgs {
@@ -76,6 +83,7 @@ impl RunArgs {
             cpus: self.cpus,
             serial: self.serial.clone(),
             allow_pvm: self.pvm_guest,
+            spice: self.spice.clone(),
         }
     }
 }
@@ -113,6 +121,10 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
         return Err(format!("'{trimmed}' is not a multiple of 4K"));
     }
     Ok(bytes)
+}
+
+pub fn parse_spice(text: &str) -> Result<SpiceConfig, String> {
+    SpiceConfig::parse(text)
 }
 
 pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
@@ -156,6 +168,26 @@ mod tests {
         );
         assert!(parse_serial("file=").is_err());
         assert!(parse_serial("tcp:1234").is_err());
+    }
+
+    #[test]
+    fn spice_option() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["saffron", "run", "--kernel", "k"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Run(run) => run.spice,
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        let spice = parse(&["--spice", "port=5930,password=x"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(spice.tcp, Some("127.0.0.1:5930".parse().unwrap()));
+        let error = parse(&["--spice", "port=5930,bogus"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown option 'bogus'"), "{error}");
     }
 
     #[test]

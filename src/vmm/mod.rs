@@ -5,6 +5,7 @@
 mod boot;
 mod console;
 mod cpu;
+pub mod display_server;
 mod exit;
 pub mod host;
 mod interrupts;
@@ -48,6 +49,8 @@ pub struct VmConfig {
     pub cpus: u8,
     pub serial: SerialMode,
     pub allow_pvm: bool,
+    /// The built-in SPICE server (`--spice`); `None` opens no port.
+    pub spice: Option<saffron::spice::SpiceConfig>,
 }
 
 pub const MAX_CPUS: u8 = 8;
@@ -82,6 +85,8 @@ pub enum VmError {
     NotEnoughHostMemory { requested: u64, available: u64 },
     #[error("cannot read {path}: {reason}")]
     Input { path: String, reason: String },
+    #[error(transparent)]
+    Spice(#[from] saffron::spice::SpiceError),
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
@@ -227,6 +232,19 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         }
         vcpus.push(vcpu);
     }
+
+    // HOOK for display devices: the QXL / VGA device models add their
+    // `Arc<Display>` here (one display channel each), and the PS/2 keyboard
+    // and mouse (and a tablet) provide the input sink.
+    let displays: Vec<Arc<devices::display::Display>> = Vec::new();
+    let _spice = display_server::start(
+        config.spice.as_ref(),
+        display_server::DisplayDevices {
+            displays,
+            input: Arc::new(saffron::spice::NoInput),
+            tablet: false,
+        },
+    )?;
 
     let _raw_terminal = match config.serial {
         SerialMode::Stdio => {
