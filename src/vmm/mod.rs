@@ -126,6 +126,7 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
             return Err(error("not a regular file".into()));
         }
     }
+    boot::probe_kernel(&config.kernel)?;
     Ok(())
 }
 
