@@ -3,8 +3,11 @@
 //!
 //! The controller owns one output byte; it refills it from its own replies
 //! first, then the keyboard, then the mouse, raising IRQ 1 or 12 for each byte
-//! when the configuration byte enables it. Pulsing the reset line (command
-//! 0xfe, or clearing bit 0 of the output port) asks the VMM to reset.
+//! when the configuration byte enables it. Keyboard bytes pass through the
+//! set-2 → set-1 translation while the configuration byte's translate bit is
+//! set (the default). Pulsing the reset line (command 0xfe, or clearing bit 0
+//! of the output port) asks the VMM to reset. When the guest changes the
+//! keyboard LEDs, the [`LedObserver`] is told.
 
 mod keyboard;
 mod mouse;
@@ -12,8 +15,14 @@ mod mouse;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub use keyboard::Keyboard;
-pub use mouse::{Mouse, MouseButtons};
+pub use keyboard::{parse_set1, set2_sequence, translate, Key, KeyEvent, Keyboard, Leds};
+pub use mouse::{Mouse, MouseButtons, MOTION_PACKETS_QUEUED};
+
+/// Told when the guest changes the keyboard LEDs (called on a vCPU thread,
+/// with the controller locked: must not block or call back into it).
+pub trait LedObserver: Send + Sync {
+    fn leds_changed(&self, leds: Leds);
+}
 
 use crate::bus::BusDeviceMut;
 use crate::interrupt::EdgeInterrupt;
@@ -64,9 +73,12 @@ pub struct I8042 {
     replies: VecDeque<(u8, Source)>,
     keyboard: Keyboard,
     mouse: Mouse,
+    /// A translated `F0` waits to set bit 7 of the next keyboard byte.
+    translate_break: bool,
     keyboard_irq: Arc<dyn EdgeInterrupt>,
     mouse_irq: Arc<dyn EdgeInterrupt>,
     events: Arc<dyn SystemEvents>,
+    led_observer: Option<Arc<dyn LedObserver>>,
 }
 
 impl I8042 {
@@ -84,9 +96,11 @@ impl I8042 {
             replies: VecDeque::new(),
             keyboard: Keyboard::default(),
             mouse: Mouse::default(),
+            translate_break: false,
             keyboard_irq,
             mouse_irq,
             events,
+            led_observer: None,
         }
     }
 
@@ -94,10 +108,25 @@ impl I8042 {
         &self.keyboard
     }
 
-    /// Types a key given as PC AT set-1 scancode bytes (e.g. `[0xe0, 0x48]`).
+    pub fn mouse(&self) -> &Mouse {
+        &self.mouse
+    }
+
+    /// Who to tell when the guest changes the keyboard LEDs.
+    pub fn set_led_observer(&mut self, observer: Arc<dyn LedObserver>) {
+        self.led_observer = Some(observer);
+    }
+
+    /// Types keys given as PC AT set-1 scancode bytes (e.g. `[0xe0, 0x48]`);
+    /// unknown codes are dropped.
     pub fn key_event(&mut self, set1: &[u8]) {
-        let translate = self.config & CFG_TRANSLATE != 0;
-        self.keyboard.key_event(set1, translate);
+        self.keyboard.key_event(set1);
+        self.refill();
+    }
+
+    /// One key pressed or released.
+    pub fn key(&mut self, event: KeyEvent) {
+        self.keyboard.key(event);
         self.refill();
     }
 
@@ -106,6 +135,19 @@ impl I8042 {
     pub fn mouse_event(&mut self, dx: i32, dy: i32, dz: i32, buttons: MouseButtons) {
         self.mouse.motion(dx, dy, dz, buttons);
         self.refill();
+    }
+
+    /// A keyboard byte as the guest reads it (translated if enabled).
+    fn next_keyboard_byte(&mut self) -> Option<u8> {
+        while let Some(byte) = self.keyboard.pop() {
+            if self.config & CFG_TRANSLATE == 0 {
+                return Some(byte);
+            }
+            if let Some(byte) = keyboard::translate(byte, &mut self.translate_break) {
+                return Some(byte);
+            }
+        }
+        None
     }
 
     fn status(&self) -> u8 {
@@ -134,17 +176,23 @@ impl I8042 {
         if self.output.is_some() {
             return;
         }
-        let next = if let Some(reply) = self.replies.pop_front() {
-            Some(reply)
-        } else if self.config & CFG_KBD_DISABLED == 0 && self.keyboard.has_output() {
-            self.keyboard.pop().map(|b| (b, Source::Keyboard))
-        } else if self.config & CFG_AUX_DISABLED == 0 && self.mouse.has_output() {
-            self.mouse.pop().map(|b| (b, Source::Mouse))
-        } else {
-            None
-        };
+        let mut next = self.replies.pop_front();
+        if next.is_none() && self.config & CFG_KBD_DISABLED == 0 {
+            next = self.next_keyboard_byte().map(|b| (b, Source::Keyboard));
+        }
+        if next.is_none() && self.config & CFG_AUX_DISABLED == 0 {
+            next = self.mouse.pop().map(|b| (b, Source::Mouse));
+        }
         let Some((byte, source)) = next else { return };
         self.output = Some((byte, source));
+        self.raise_irq();
+    }
+
+    /// Raises the interrupt for the byte in the output buffer, if enabled.
+    fn raise_irq(&self) {
+        let Some((_, source)) = self.output else {
+            return;
+        };
         match source {
             Source::Mouse if self.config & CFG_AUX_INT != 0 => self.mouse_irq.trigger(),
             Source::Keyboard | Source::Controller if self.config & CFG_KBD_INT != 0 => {
@@ -171,6 +219,8 @@ impl I8042 {
             0xa7 => self.config |= CFG_AUX_DISABLED,
             0xa8 => self.config &= !CFG_AUX_DISABLED,
             0xa9 | 0xab => self.reply(0x00), // interface tests pass
+            0xa1 => {} // controller version: not implemented by many, no reply
+            0xa4 => self.reply(0xf1), // no password installed
             0xaa => {
                 self.config |= CFG_SYS;
                 self.reply(0x55);
@@ -178,6 +228,9 @@ impl I8042 {
             0xad => self.config |= CFG_KBD_DISABLED,
             0xae => self.config &= !CFG_KBD_DISABLED,
             0xc0 => self.reply(0x00),
+            0xc1..=0xc3 => {}         // input port polling
+            0xca => self.reply(0x01), // controller mode: PS/2
+            0xcb => self.pending = Some(command),
             0xd0 => self.reply(self.output_port),
             0xdd => self.output_port &= !OUT_A20,
             0xdf => self.output_port |= OUT_A20,
@@ -195,7 +248,15 @@ impl I8042 {
 
     fn write_data(&mut self, byte: u8) {
         match self.pending.take() {
-            Some(0x60) => self.config = byte,
+            Some(0x60) => {
+                let enabled_before = self.config & (CFG_KBD_INT | CFG_AUX_INT);
+                self.config = byte;
+                // A byte already waiting gets its interrupt once enabled.
+                if self.config & (CFG_KBD_INT | CFG_AUX_INT) & !enabled_before != 0 {
+                    self.raise_irq();
+                }
+            }
+            Some(0xcb) => {}
             Some(0xd1) => {
                 self.output_port = byte;
                 if byte & OUT_RESET_LINE == 0 {
@@ -208,8 +269,13 @@ impl I8042 {
             Some(0xd4) => self.mouse.command(byte),
             _ => {
                 self.config &= !CFG_KBD_DISABLED;
-                let translate = self.config & CFG_TRANSLATE != 0;
-                self.keyboard.command(byte, translate);
+                let generation = self.keyboard.led_generation();
+                self.keyboard.command(byte);
+                if self.keyboard.led_generation() != generation {
+                    if let Some(observer) = &self.led_observer {
+                        observer.leds_changed(self.keyboard.leds());
+                    }
+                }
             }
         }
         self.refill();
@@ -244,15 +310,6 @@ impl BusDeviceMut for I8042 {
             _ => {}
         }
     }
-}
-
-/// Pushes a byte unless the queue is full (a full PS/2 device drops input).
-fn push_bounded(queue: &mut VecDeque<u8>, byte: u8) -> bool {
-    if queue.len() >= DEVICE_QUEUE_LIMIT {
-        return false;
-    }
-    queue.push_back(byte);
-    true
 }
 
 #[cfg(test)]
@@ -400,6 +457,131 @@ mod tests {
         assert_eq!(r.drain(), vec![0x1e]);
     }
 
+    #[derive(Default)]
+    struct LedLog(Mutex<Vec<u8>>);
+    impl LedObserver for LedLog {
+        fn leds_changed(&self, leds: Leds) {
+            self.0.lock().unwrap().push(leds.0);
+        }
+    }
+
+    #[test]
+    fn leds_reach_the_observer() {
+        let mut r = rig();
+        let log = Arc::new(LedLog::default());
+        r.dev.set_led_observer(log.clone());
+        r.data(0xed);
+        r.data(0x04);
+        r.data(0xed);
+        r.data(0x04);
+        r.data(0xed);
+        r.data(0x06);
+        r.data(0xff);
+        assert_eq!(*log.0.lock().unwrap(), vec![4, 6, 0]);
+    }
+
+    #[test]
+    fn translation_follows_the_configuration_byte() {
+        let mut r = rig();
+        r.dev.key_event(&[0x1e, 0x9e, 0xe0, 0x48, 0xe0, 0xc8]);
+        assert_eq!(r.drain(), vec![0x1e, 0x9e, 0xe0, 0x48, 0xe0, 0xc8]);
+        // Translation off: the guest sees set 2 (as atkbd with i8042.direct).
+        r.cmd(0x60);
+        r.data(CFG_KBD_INT | CFG_SYS);
+        r.dev.key_event(&[0x1e, 0x9e, 0xe0, 0x48, 0xe0, 0xc8]);
+        assert_eq!(
+            r.drain(),
+            vec![0x1c, 0xf0, 0x1c, 0xe0, 0x75, 0xe0, 0xf0, 0x75]
+        );
+        r.data(0xf2);
+        assert_eq!(r.drain(), vec![0xfa, 0xab, 0x83], "untranslated id");
+        // Set 3, untranslated (atkbd.set=3 with i8042.direct).
+        r.data(0xf0);
+        r.data(0x03);
+        r.data(0xfa);
+        r.data(0xf0);
+        r.data(0x00);
+        assert_eq!(r.drain(), vec![0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x03]);
+        r.dev.key_event(&[0xe0, 0x48, 0xe0, 0xc8]);
+        assert_eq!(r.drain(), vec![0x63, 0xf0, 0x63]);
+        // The scancode set reads back translated when translation is on.
+        r.cmd(0x60);
+        r.data(CFG_KBD_INT | CFG_SYS | CFG_TRANSLATE);
+        r.data(0xf0);
+        r.data(0x00);
+        assert_eq!(r.drain(), vec![0xfa, 0xfa, 0x3f]);
+    }
+
+    #[test]
+    fn enabling_interrupts_raises_one_for_a_waiting_byte() {
+        let mut r = rig();
+        r.cmd(0x60);
+        r.data(CFG_SYS | CFG_TRANSLATE);
+        r.dev.key_event(&[0x1e]);
+        let before = r.kbd_irq.0.load(Ordering::SeqCst);
+        r.cmd(0x60);
+        r.data(CFG_KBD_INT | CFG_SYS | CFG_TRANSLATE);
+        assert_eq!(r.kbd_irq.0.load(Ordering::SeqCst), before + 1);
+        assert_eq!(r.drain(), vec![0x1e]);
+    }
+
+    #[test]
+    fn mouse_through_the_controller() {
+        let mut r = rig();
+        r.cmd(0xa8);
+        r.cmd(0x60);
+        r.data(CFG_KBD_INT | CFG_AUX_INT | CFG_SYS | CFG_TRANSLATE);
+        r.cmd(0xd4);
+        r.data(0xf4);
+        assert_eq!(r.drain(), vec![0xfa]);
+        r.dev.mouse_event(
+            -2,
+            1,
+            0,
+            MouseButtons {
+                left: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.status() & STS_AUX_OBF, STS_AUX_OBF);
+        assert_eq!(r.drain(), vec![0x08 | 0x01 | 0x10 | 0x20, 0xfe, 0xff]);
+        // Keyboard and mouse bytes interleave, each with its own IRQ.
+        let (k, m) = (
+            r.kbd_irq.0.load(Ordering::SeqCst),
+            r.aux_irq.0.load(Ordering::SeqCst),
+        );
+        r.dev.key_event(&[0x1e]);
+        r.dev.mouse_event(1, 0, 0, MouseButtons::default());
+        assert_eq!(r.drain().len(), 4);
+        assert_eq!(r.kbd_irq.0.load(Ordering::SeqCst), k + 1);
+        assert_eq!(r.aux_irq.0.load(Ordering::SeqCst), m + 3);
+    }
+
+    #[test]
+    fn linux_probe_sequence() {
+        // What Linux's i8042 driver does at boot: flush, self-test, read
+        // and write the configuration byte, the AUX loopback test (the MUX
+        // probe sees its bytes come back unchanged: no multiplexer).
+        let mut r = rig();
+        r.drain();
+        r.cmd(0xaa);
+        assert_eq!(r.drain(), vec![0x55]);
+        r.cmd(0x20);
+        let ctr = r.drain()[0];
+        assert_eq!(ctr & CFG_TRANSLATE, CFG_TRANSLATE);
+        for byte in [0xf0, 0x56, 0xa4] {
+            r.cmd(0xd3);
+            r.data(byte);
+            assert_eq!(r.drain(), vec![byte]);
+        }
+        r.cmd(0xa9);
+        assert_eq!(r.drain(), vec![0x00]);
+        r.cmd(0xa4);
+        assert_eq!(r.drain(), vec![0xf1]);
+        r.cmd(0x42); // unknown: ignored
+        assert!(r.drain().is_empty());
+    }
+
     #[test]
     fn queues_are_bounded() {
         let mut r = rig();
@@ -409,6 +591,9 @@ mod tests {
             r.dev.key_event(&[0x1e]);
             r.dev.key_event(&[0x9e]);
         }
-        assert!(r.drain().len() <= DEVICE_QUEUE_LIMIT + 1);
+        let out = r.drain();
+        assert!(out.len() <= DEVICE_QUEUE_LIMIT + 1);
+        // Whole keys: presses and releases alternate, the last is a release.
+        assert!(out.chunks(2).all(|p| p == [0x1e, 0x9e]), "{out:x?}");
     }
 }
