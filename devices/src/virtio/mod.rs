@@ -1,0 +1,187 @@
+//! Virtio 1.x devices and their PCI transport.
+//!
+//! A device ([`VirtioDevice`]) says what it is (type, queues, features,
+//! configuration space) and serves its queues; the transport
+//! ([`pci::VirtioPciDevice`]) does the rest: feature negotiation, the
+//! status state machine, queue set-up, notifications and interrupts
+//! (MSI-X, or INTx when the driver does not enable MSI-X). Split
+//! virtqueues come from the `virtio-queue` crate; devices reach them
+//! through [`Queues`], which only hands out chains of live queues and
+//! reports what a misbehaving driver does without flooding the log.
+//!
+//! Devices: [`input`] (virtio-input: the absolute tablet).
+
+pub mod input;
+pub mod msix;
+pub mod pci;
+
+use virtio_queue::{DescriptorChain, Queue, QueueT};
+
+/// Guest RAM as devices see it.
+pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
+
+/// A modern (virtio 1.x) device.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// Descriptors may point at tables of descriptors.
+pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+/// Used/available event index notification suppression.
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+
+/// Device status bits.
+pub mod status {
+    pub const ACKNOWLEDGE: u8 = 1;
+    pub const DRIVER: u8 = 2;
+    pub const DRIVER_OK: u8 = 4;
+    pub const FEATURES_OK: u8 = 8;
+    pub const DEVICE_NEEDS_RESET: u8 = 0x40;
+    pub const FAILED: u8 = 0x80;
+}
+
+/// What a virtio device implements; the transport calls it with its lock
+/// held.
+pub trait VirtioDevice: Send {
+    /// The virtio device ID (18 = input).
+    fn device_type(&self) -> u16;
+    /// A short name for logs.
+    fn name(&self) -> &str;
+    /// The largest size of each queue; the number of queues is its length.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Device-specific feature bits (the transport adds VERSION_1 and the
+    /// ring features).
+    fn device_features(&self) -> u64 {
+        0
+    }
+    /// Bytes of device configuration space.
+    fn config_size(&self) -> usize;
+    /// Reads device configuration (`offset + data.len() <= config_size()`).
+    fn read_config(&self, offset: usize, data: &mut [u8]);
+    /// Writes device configuration (same bounds).
+    fn write_config(&mut self, offset: usize, data: &[u8]);
+    /// The driver set DRIVER_OK: the queues it enabled are live.
+    fn activate(&mut self, _queues: &mut Queues<'_>) {}
+    /// The driver made buffers available in queue `index`.
+    fn queue_notify(&mut self, index: u16, queues: &mut Queues<'_>);
+    /// The driver reset the device: forget all negotiated state.
+    fn reset(&mut self);
+}
+
+/// How a device's used-buffer notifications reach the driver.
+pub trait QueueInterrupt {
+    fn signal_queue(&mut self, queue: u16);
+}
+
+/// Counts and logs what a guest driver does wrong: the first few and then
+/// every power of two, so a hostile driver cannot flood the log.
+#[derive(Debug, Default)]
+pub struct GuestErrors {
+    count: u64,
+}
+
+impl GuestErrors {
+    pub fn report(&mut self, device: &str, what: std::fmt::Arguments<'_>) {
+        self.count += 1;
+        if self.count <= 8 || self.count.is_power_of_two() {
+            tracing::warn!("{device}: guest driver error #{}: {what}", self.count);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// A device's view of its queues while the transport lends them.
+pub struct Queues<'a> {
+    queues: &'a mut [Queue],
+    memory: &'a GuestMemory,
+    /// The driver set DRIVER_OK (and the device does not need a reset).
+    live: bool,
+    interrupt: &'a mut dyn QueueInterrupt,
+    errors: &'a mut GuestErrors,
+    name: &'a str,
+    /// Set when the device cannot go on: the transport asks for a reset.
+    failed: bool,
+}
+
+impl<'a> Queues<'a> {
+    pub fn new(
+        queues: &'a mut [Queue],
+        memory: &'a GuestMemory,
+        live: bool,
+        interrupt: &'a mut dyn QueueInterrupt,
+        errors: &'a mut GuestErrors,
+        name: &'a str,
+    ) -> Self {
+        Queues {
+            queues,
+            memory,
+            live,
+            interrupt,
+            errors,
+            name,
+            failed: false,
+        }
+    }
+
+    pub fn memory(&self) -> &'a GuestMemory {
+        self.memory
+    }
+
+    /// Whether queue `index` is set up and the driver is running.
+    pub fn is_live(&self, index: u16) -> bool {
+        self.live
+            && self
+                .queues
+                .get(usize::from(index))
+                .is_some_and(|q| q.ready())
+    }
+
+    /// The next available descriptor chain of a live queue.
+    pub fn pop(&mut self, index: u16) -> Option<DescriptorChain<&'a GuestMemory>> {
+        if !self.is_live(index) {
+            return None;
+        }
+        let memory = self.memory;
+        self.queues[usize::from(index)].pop_descriptor_chain(memory)
+    }
+
+    /// Returns a chain to the driver with `len` bytes written into it.
+    pub fn add_used(&mut self, index: u16, head: u16, len: u32) {
+        let memory = self.memory;
+        let Some(queue) = self.queues.get_mut(usize::from(index)) else {
+            return;
+        };
+        if let Err(e) = queue.add_used(memory, head, len) {
+            self.guest_error(format_args!(
+                "queue {index}: cannot return chain {head}: {e}"
+            ));
+            self.failed = true;
+        }
+    }
+
+    /// Interrupts the driver if it wants to hear about used buffers.
+    pub fn notify(&mut self, index: u16) {
+        let memory = self.memory;
+        let Some(queue) = self.queues.get_mut(usize::from(index)) else {
+            return;
+        };
+        match queue.needs_notification(memory) {
+            Ok(true) => self.interrupt.signal_queue(index),
+            Ok(false) => {}
+            Err(e) => {
+                self.guest_error(format_args!("queue {index}: used ring unreachable: {e}"));
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Logs a guest driver error (rate-limited).
+    pub fn guest_error(&mut self, what: std::fmt::Arguments<'_>) {
+        self.errors.report(self.name, what);
+    }
+
+    /// Whether the device gave up (the transport then sets NEEDS_RESET).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+}
