@@ -5,6 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use saffron::spice::channel::Outbox;
 use saffron::spice::main_channel::{MainChannel, MainSetup};
 use saffron::spice::wire::HeaderMode;
+use saffron::spice::MousePolicy;
 
 #[path = "common.rs"]
 mod common;
@@ -16,6 +17,11 @@ fuzz_target!(|data: &[u8]| {
         channels: vec![(2, 0), (3, 0), (4, 0)],
         display_channels: 1,
         client_mouse_allowed: data.first().is_some_and(|b| b & 1 == 1),
+        mouse: match data.first().map(|b| b >> 1 & 3) {
+            Some(1) => MousePolicy::Client,
+            Some(2) => MousePolicy::Server,
+            _ => MousePolicy::Auto,
+        },
         mm_time_now: 0,
     };
     let mut main = MainChannel::start(setup, &mut out, 0);

@@ -1,7 +1,7 @@
 //! The `--spice` option: where the server listens and who may connect.
 //!
 //! ```text
-//! --spice addr=127.0.0.1,port=5930[,password=SECRET|disable-ticketing][,unix=PATH]
+//! --spice addr=127.0.0.1,port=5930[,password=SECRET|disable-ticketing][,unix=PATH][,mouse=client|server]
 //! ```
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
@@ -13,6 +13,11 @@
 //!   socket), no password is asked — like a local console. A non-loopback
 //!   address without either is refused, so a VM's screen and keyboard are
 //!   never put on a network without a password by accident.
+//! * `mouse=client` offers only SPICE's client mouse mode (absolute
+//!   positions, through the tablet), `mouse=server` only server mode
+//!   (relative motion, through the PS/2 mouse). Without it both are offered
+//!   once the guest's tablet driver is running, and client mode is the
+//!   starting one; until then, server mode only.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -27,6 +32,20 @@ pub struct SpiceConfig {
     /// Unix socket path to listen on, if any.
     pub unix: Option<PathBuf>,
     pub ticket: TicketPolicy,
+    /// Which mouse modes clients get.
+    pub mouse: MousePolicy,
+}
+
+/// Which SPICE mouse modes are offered (`mouse=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MousePolicy {
+    /// Client mode when an absolute pointer is available, else server mode.
+    #[default]
+    Auto,
+    /// Client mode only.
+    Client,
+    /// Server mode only.
+    Server,
 }
 
 /// Text for `--help`.
@@ -37,6 +56,8 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
   unix=PATH            listen on a Unix socket (spice+unix://PATH)
   password=SECRET      clients must give this password (at most 60 bytes)
   disable-ticketing    no password at all
+  mouse=client|server  offer only this mouse mode (default: client mode once the
+                       guest's tablet driver runs, server mode until then)
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";
@@ -49,6 +70,7 @@ impl SpiceConfig {
         let mut unix: Option<PathBuf> = None;
         let mut password: Option<String> = None;
         let mut disable_ticketing = false;
+        let mut mouse: Option<MousePolicy> = None;
         for item in text.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -108,10 +130,18 @@ impl SpiceConfig {
                     once(disable_ticketing)?;
                     disable_ticketing = true;
                 }
+                "mouse" => {
+                    once(mouse.is_some())?;
+                    mouse = Some(match need(value)?.as_str() {
+                        "client" => MousePolicy::Client,
+                        "server" => MousePolicy::Server,
+                        v => return Err(format!("mouse: '{v}' is not client or server")),
+                    });
+                }
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing)"
+                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse)"
                     ))
                 }
             }
@@ -139,7 +169,12 @@ impl SpiceConfig {
                 TicketPolicy::Disabled
             }
         };
-        Ok(SpiceConfig { tcp, unix, ticket })
+        Ok(SpiceConfig {
+            tcp,
+            unix,
+            ticket,
+            mouse: mouse.unwrap_or_default(),
+        })
     }
 }
 
@@ -148,6 +183,7 @@ fn example(key: &str) -> &'static str {
         "addr" => "127.0.0.1",
         "port" => "5930",
         "unix" => "/run/saffron/vm.sock",
+        "mouse" => "client",
         _ => "SECRET",
     }
 }
@@ -175,6 +211,12 @@ mod tests {
 
         let c = SpiceConfig::parse("addr=192.168.1.5,port=5930,disable-ticketing").unwrap();
         assert_eq!(c.ticket, TicketPolicy::Disabled);
+        assert_eq!(c.mouse, MousePolicy::Auto);
+
+        let c = SpiceConfig::parse("port=1,mouse=client").unwrap();
+        assert_eq!(c.mouse, MousePolicy::Client);
+        let c = SpiceConfig::parse("mouse=server,unix=/tmp/s").unwrap();
+        assert_eq!(c.mouse, MousePolicy::Server);
     }
 
     #[test]
@@ -193,6 +235,9 @@ mod tests {
             ("addr=10.0.0.1,port=5930", "reachable from other machines"),
             ("port=1,disable-ticketing=yes", "takes no value"),
             ("port=1,,unix=/x", "stray comma"),
+            ("port=1,mouse=tablet", "not client or server"),
+            ("port=1,mouse=", "needs a value"),
+            ("port=1,mouse=client,mouse=server", "twice"),
         ] {
             let e = SpiceConfig::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

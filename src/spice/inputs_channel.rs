@@ -7,14 +7,17 @@
 //! (`E0`/`E1` prefixes included). Keys and buttons still held when the
 //! client goes away are released. Every 4 motion/position messages are
 //! acknowledged (`MOUSE_MOTION_ACK`), without which clients stop sending
-//! motion. Lock-key state: we send the guest's LEDs (`INIT`,
+//! motion. Relative motion is used only in server mouse mode and absolute
+//! positions only in client mode (as spice-server does); the sink is told
+//! the mode, so buttons and the wheel go to the device that moves the
+//! pointer. Lock-key state: we send the guest's LEDs (`INIT`,
 //! `KEY_MODIFIERS`), and when the client says its locks differ, we press
 //! the lock keys for it.
 
 use std::sync::Arc;
 
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox};
-use super::protocol::inputs_msg;
+use super::protocol::{inputs_msg, mouse_mode};
 use super::wire::{Reader, Writer};
 
 /// Mouse buttons held down.
@@ -82,6 +85,9 @@ pub trait InputSink: Send + Sync {
     fn buttons(&self, buttons: MouseButtons);
     /// Wheel: negative is up (away from the user).
     fn wheel(&self, dz: i32, buttons: MouseButtons);
+    /// The session's mouse mode: true for client mode (absolute positions),
+    /// false for server mode (relative motion).
+    fn mouse_mode(&self, _client: bool) {}
 }
 
 /// A sink that drops everything (no input devices).
@@ -271,6 +277,7 @@ pub struct InputsChannel {
     buttons: MouseButtons,
     motions: u32,
     guest_leds: KeyboardLeds,
+    mouse_mode: u16,
 }
 
 impl InputsChannel {
@@ -283,7 +290,13 @@ impl InputsChannel {
             buttons: MouseButtons::default(),
             motions: 0,
             guest_leds,
+            mouse_mode: mouse_mode::SERVER,
         }
+    }
+
+    /// The session's mouse mode changed (`mouse_mode::SERVER` or `CLIENT`).
+    pub fn set_mouse_mode(&mut self, mode: u16) {
+        self.mouse_mode = mode;
     }
 
     /// The guest changed its keyboard LEDs.
@@ -334,8 +347,10 @@ impl InputsChannel {
                 }
             }
             InputsMessage::MouseMotion { dx, dy, buttons } => {
-                self.buttons = MouseButtons::from_spice(buttons);
-                self.sink.relative_motion(dx, dy, self.buttons);
+                if self.mouse_mode == mouse_mode::SERVER {
+                    self.buttons = MouseButtons::from_spice(buttons);
+                    self.sink.relative_motion(dx, dy, self.buttons);
+                }
                 self.motion(out);
             }
             InputsMessage::MousePosition {
@@ -344,8 +359,10 @@ impl InputsChannel {
                 buttons,
                 display,
             } => {
-                self.buttons = MouseButtons::from_spice(buttons);
-                self.sink.absolute_position(display, x, y, self.buttons);
+                if self.mouse_mode == mouse_mode::CLIENT {
+                    self.buttons = MouseButtons::from_spice(buttons);
+                    self.sink.absolute_position(display, x, y, self.buttons);
+                }
                 self.motion(out);
             }
             InputsMessage::MousePress { button, buttons } => {
@@ -483,7 +500,12 @@ pub(crate) mod tests {
         assert_eq!(types(&mut out), vec![(111, vec![]), (111, vec![])]);
         let mut pos = Writer::new();
         pos.u32(100).u32(200).u16(0x24).u8(1);
-        ch.handle(112, &pos.into_bytes(), &mut out).unwrap();
+        let pos = pos.into_bytes();
+        // Positions count only in client mode, motion only in server mode.
+        ch.handle(112, &pos, &mut out).unwrap();
+        ch.set_mouse_mode(mouse_mode::CLIENT);
+        ch.handle(111, &motion(5, 5, 0), &mut out).unwrap();
+        ch.handle(112, &pos, &mut out).unwrap();
         ch.handle(113, &[3, 4, 0], &mut out).unwrap();
         ch.handle(113, &[4, 0, 0], &mut out).unwrap();
         ch.handle(114, &[4, 0, 0], &mut out).unwrap();

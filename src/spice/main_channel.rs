@@ -3,13 +3,17 @@
 //! On link the server sends `INIT` (session id, mouse modes, agent state,
 //! multimedia clock) and a `PING`; the client answers `ATTACH_CHANNELS`, we
 //! send `CHANNELS_LIST`, and it opens the other channels with the session
-//! id as their connection id. Mouse mode requests are honoured (client
-//! mode only when an absolute pointer exists). There is no guest agent
+//! id as their connection id. Mouse modes: client mode is offered while an
+//! absolute pointer is available (the guest's tablet driver runs) and is
+//! then the starting mode, unless `mouse=` forces one mode; when the
+//! availability changes, the client is told (`MOUSE_MODE`), and requests
+//! for a mode not offered are refused. There is no guest agent
 //! yet: the client is told it is disconnected, agent data is discarded and
 //! its tokens returned. Migration messages are ignored (we never offer
 //! migration, so clients never start one).
 
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox, Ping};
+use super::config::MousePolicy;
 use super::protocol::{main_msg, mouse_mode};
 use super::wire::{Reader, Writer};
 
@@ -165,8 +169,10 @@ pub struct MainSetup {
     /// Every other channel, in the order clients should open them.
     pub channels: Vec<(u8, u8)>,
     pub display_channels: u32,
-    /// An absolute pointing device exists: offer client mouse mode.
+    /// An absolute pointing device is available now.
     pub client_mouse_allowed: bool,
+    /// Which modes `mouse=` allows.
+    pub mouse: MousePolicy,
     /// The server's multimedia clock now (ms).
     pub mm_time_now: u32,
 }
@@ -184,7 +190,7 @@ impl MainChannel {
     /// Queues `INIT` and a first `PING`.
     pub fn start(setup: MainSetup, out: &mut Outbox, now_ns: u64) -> MainChannel {
         let channel = MainChannel {
-            mouse_mode: mouse_mode::SERVER,
+            mouse_mode: initial_mouse_mode(&setup),
             setup,
             agent_messages_unpaid: 0,
             next_ping_id: 1,
@@ -205,11 +211,26 @@ impl MainChannel {
     }
 
     pub fn supported_mouse_modes(&self) -> u16 {
-        if self.setup.client_mouse_allowed {
-            mouse_mode::SERVER | mouse_mode::CLIENT
-        } else {
-            mouse_mode::SERVER
+        supported_mouse_modes(&self.setup)
+    }
+
+    /// An absolute pointer became available or went away: with `mouse=`
+    /// unset, offer client mode or withdraw it, and tell the client.
+    pub fn set_client_mouse_allowed(&mut self, allowed: bool, out: &mut Outbox) {
+        if allowed == self.setup.client_mouse_allowed {
+            return;
         }
+        self.setup.client_mouse_allowed = allowed;
+        if self.setup.mouse != MousePolicy::Auto {
+            return;
+        }
+        if self.supported_mouse_modes() & self.mouse_mode == 0 {
+            self.mouse_mode = mouse_mode::SERVER;
+        }
+        out.push(&MouseMode {
+            supported: self.supported_mouse_modes(),
+            current: self.mouse_mode,
+        });
     }
 
     pub fn mouse_mode(&self) -> u16 {
@@ -239,11 +260,8 @@ impl MainChannel {
             MainMessage::Base(_) | MainMessage::ClientInfo { .. } => {}
             MainMessage::AttachChannels => out.push(&ChannelsList(self.setup.channels.clone())),
             MainMessage::MouseModeRequest { mode } => {
-                let allowed = match mode {
-                    mouse_mode::SERVER => true,
-                    mouse_mode::CLIENT => self.setup.client_mouse_allowed,
-                    _ => false,
-                };
+                let allowed = matches!(mode, mouse_mode::SERVER | mouse_mode::CLIENT)
+                    && self.supported_mouse_modes() & mode != 0;
                 if allowed && mode != self.mouse_mode {
                     self.mouse_mode = mode;
                     out.push(&MouseMode {
@@ -275,6 +293,24 @@ impl MainChannel {
     }
 }
 
+fn supported_mouse_modes(setup: &MainSetup) -> u16 {
+    match setup.mouse {
+        MousePolicy::Server => mouse_mode::SERVER,
+        MousePolicy::Client => mouse_mode::CLIENT,
+        MousePolicy::Auto if setup.client_mouse_allowed => mouse_mode::SERVER | mouse_mode::CLIENT,
+        MousePolicy::Auto => mouse_mode::SERVER,
+    }
+}
+
+/// Client mode when offered (clients ask for it anyway), else server mode.
+fn initial_mouse_mode(setup: &MainSetup) -> u16 {
+    if supported_mouse_modes(setup) & mouse_mode::CLIENT != 0 {
+        mouse_mode::CLIENT
+    } else {
+        mouse_mode::SERVER
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +336,7 @@ mod tests {
             channels: vec![(2, 0), (3, 0), (4, 0)],
             display_channels: 1,
             client_mouse_allowed,
+            mouse: MousePolicy::Auto,
             mm_time_now: 1000,
         }
     }
@@ -333,16 +370,58 @@ mod tests {
         assert!(frames(&mut out).is_empty());
         assert_eq!(main.mouse_mode(), mouse_mode::SERVER);
 
+        // With a tablet, client mode is offered and is where we start.
         let mut main = MainChannel::start(setup(true), &mut out, 0);
         let init = &frames(&mut out)[0].1;
-        assert_eq!(&init[8..16], &[3, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&init[8..16], &[3, 0, 0, 0, 2, 0, 0, 0]);
         main.handle(105, &[2, 0], &mut out, 0).unwrap();
-        assert_eq!(frames(&mut out), vec![(105, vec![3, 0, 2, 0])]);
-        main.handle(105, &[2, 0], &mut out, 0).unwrap();
-        assert!(frames(&mut out).is_empty());
+        assert!(frames(&mut out).is_empty(), "already in client mode");
         main.handle(105, &[1, 0], &mut out, 0).unwrap();
         assert_eq!(frames(&mut out), vec![(105, vec![3, 0, 1, 0])]);
+        main.handle(105, &[2, 0], &mut out, 0).unwrap();
+        assert_eq!(frames(&mut out), vec![(105, vec![3, 0, 2, 0])]);
+        main.handle(105, &[3, 0], &mut out, 0).unwrap();
+        assert!(frames(&mut out).is_empty(), "not a mode");
         assert!(main.handle(105, &[1], &mut out, 0).is_err());
+    }
+
+    #[test]
+    fn the_tablet_coming_and_going_is_announced() {
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut main = MainChannel::start(setup(false), &mut out, 0);
+        frames(&mut out);
+        main.set_client_mouse_allowed(true, &mut out);
+        assert_eq!(frames(&mut out), vec![(105, vec![3, 0, 1, 0])]);
+        main.handle(105, &[2, 0], &mut out, 0).unwrap();
+        assert_eq!(frames(&mut out), vec![(105, vec![3, 0, 2, 0])]);
+        main.set_client_mouse_allowed(true, &mut out);
+        assert!(frames(&mut out).is_empty(), "no change, no message");
+        // The guest's driver went away: back to server mode.
+        main.set_client_mouse_allowed(false, &mut out);
+        assert_eq!(frames(&mut out), vec![(105, vec![1, 0, 1, 0])]);
+        assert_eq!(main.mouse_mode(), mouse_mode::SERVER);
+    }
+
+    #[test]
+    fn forced_mouse_modes() {
+        let mut out = Outbox::new(HeaderMode::Mini);
+        for (policy, tablet, supported, current) in [
+            (MousePolicy::Server, true, 1u8, 1u8),
+            (MousePolicy::Client, false, 2, 2),
+            (MousePolicy::Client, true, 2, 2),
+        ] {
+            let mut s = setup(tablet);
+            s.mouse = policy;
+            let mut main = MainChannel::start(s, &mut out, 0);
+            let init = &frames(&mut out)[0].1;
+            assert_eq!(&init[8..16], &[supported, 0, 0, 0, current, 0, 0, 0]);
+            // The other mode is refused; availability changes say nothing.
+            let other = if current == 1 { 2 } else { 1 };
+            main.handle(105, &[other, 0], &mut out, 0).unwrap();
+            main.set_client_mouse_allowed(!tablet, &mut out);
+            assert!(frames(&mut out).is_empty(), "{policy:?}");
+            assert_eq!(main.mouse_mode(), u16::from(current));
+        }
     }
 
     #[test]

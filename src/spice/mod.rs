@@ -52,7 +52,7 @@ use std::thread::JoinHandle;
 use devices::display::Display;
 use mio::{Poll, Waker};
 
-pub use config::SpiceConfig;
+pub use config::{MousePolicy, SpiceConfig};
 pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,8 @@ pub struct ServerInputs {
     pub displays: Vec<Arc<Display>>,
     /// Where keyboard and mouse input goes.
     pub input: Arc<dyn InputSink>,
-    /// An absolute pointing device exists: offer client mouse mode.
+    /// An absolute pointing device is available from the start (offers
+    /// client mouse mode; see [`SpiceNotifier::set_client_mouse_allowed`]).
     pub tablet: bool,
 }
 
@@ -133,6 +134,7 @@ impl SpiceServer {
         let shared = Arc::new(server::Shared {
             stop: AtomicBool::new(false),
             leds: Mutex::new(None),
+            client_mouse: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -158,6 +160,7 @@ impl SpiceServer {
             displays,
             input: inputs.input,
             client_mouse_allowed: inputs.tablet,
+            mouse: config.mouse,
             shared: shared.clone(),
         })?;
         let loop_shared = shared.clone();
@@ -189,8 +192,16 @@ impl SpiceServer {
 
     /// The guest changed its keyboard LEDs: tell the client.
     pub fn set_keyboard_leds(&self, leds: KeyboardLeds) {
-        *self.shared.leds.lock().unwrap_or_else(|p| p.into_inner()) = Some(leds);
-        let _ = self.waker.wake();
+        self.notifier().set_keyboard_leds(leds);
+    }
+
+    /// A handle that tells the server about the VM's input devices from
+    /// any thread, without blocking.
+    pub fn notifier(&self) -> SpiceNotifier {
+        SpiceNotifier {
+            shared: self.shared.clone(),
+            waker: self.waker.clone(),
+        }
     }
 
     /// Stops the threads and closes every connection.
@@ -207,6 +218,33 @@ impl SpiceServer {
         if let Some(path) = self.unix_path.take() {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Tells a running server what the VM's input devices did (cheap to
+/// clone; calls take a lock briefly and wake the event loop).
+#[derive(Clone)]
+pub struct SpiceNotifier {
+    shared: Arc<server::Shared>,
+    waker: Arc<Waker>,
+}
+
+impl SpiceNotifier {
+    /// The guest changed its keyboard LEDs: tell the client.
+    pub fn set_keyboard_leds(&self, leds: KeyboardLeds) {
+        *self.shared.leds.lock().unwrap_or_else(|p| p.into_inner()) = Some(leds);
+        let _ = self.waker.wake();
+    }
+
+    /// An absolute pointer became usable (the guest's tablet driver runs)
+    /// or stopped being: offer or withdraw client mouse mode.
+    pub fn set_client_mouse_allowed(&self, allowed: bool) {
+        *self
+            .shared
+            .client_mouse
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(allowed);
+        let _ = self.waker.wake();
     }
 }
 

@@ -19,6 +19,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::channel::{ChannelError, Notify, Outbox};
+use super::config::MousePolicy;
 use super::connection::{Channel, Connection, State, Stream, MAX_CLIENT_MESSAGE};
 use super::cursor_channel::CursorChannel;
 use super::display_channel::{self, DisplayChannel};
@@ -26,7 +27,7 @@ use super::display_feed::{Feed, SHOWN_HEAD};
 use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
 use super::main_channel::{MainChannel, MainSetup};
-use super::protocol::{channel, common_cap, inputs_cap, LinkError};
+use super::protocol::{channel, common_cap, inputs_cap, mouse_mode, LinkError};
 use super::ticket::{TicketKey, TicketPolicy};
 use super::wire::{next_frame, Caps, HeaderMode};
 
@@ -47,6 +48,8 @@ pub const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Shared {
     pub stop: AtomicBool,
     pub leds: Mutex<Option<KeyboardLeds>>,
+    /// Whether an absolute pointer is available, when that changed.
+    pub client_mouse: Mutex<Option<bool>>,
 }
 
 /// Everything the loop needs.
@@ -60,6 +63,7 @@ pub struct LoopSetup {
     pub displays: Vec<(Arc<Display>, Arc<Feed>)>,
     pub input: Arc<dyn InputSink>,
     pub client_mouse_allowed: bool,
+    pub mouse: MousePolicy,
     pub shared: Arc<Shared>,
 }
 
@@ -69,6 +73,8 @@ pub struct EventLoop {
     next_token: usize,
     session: Option<u32>,
     guest_leds: KeyboardLeds,
+    /// The session's mouse mode, as its inputs channel and the sink know it.
+    mouse_mode: u16,
     epoch: Instant,
 }
 
@@ -100,6 +106,7 @@ impl EventLoop {
             next_token: FIRST_CONNECTION,
             session: None,
             guest_leds: KeyboardLeds::default(),
+            mouse_mode: mouse_mode::SERVER,
             epoch: Instant::now(),
         })
     }
@@ -143,6 +150,7 @@ impl EventLoop {
                     backlog.push(token);
                 }
             }
+            self.sync_mouse_mode();
             self.pump_and_flush();
             self.expire();
             self.reap();
@@ -206,6 +214,16 @@ impl EventLoop {
         if let Some(leds) = leds {
             self.guest_leds = leds;
         }
+        let client_mouse = self
+            .setup
+            .shared
+            .client_mouse
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(allowed) = client_mouse {
+            self.setup.client_mouse_allowed = allowed;
+        }
         let feeds: Vec<_> = self.setup.displays.iter().map(|(_, f)| f.take()).collect();
         for conn in self.connections.values_mut() {
             let State::Open {
@@ -226,6 +244,9 @@ impl EventLoop {
                 }
                 Channel::Cursor(i, cursor) if feeds[*i].cursor_changed => cursor.cursor_changed(),
                 Channel::Inputs(inputs) => inputs.set_guest_leds(self.guest_leds, outbox),
+                Channel::Main(main) => {
+                    main.set_client_mouse_allowed(self.setup.client_mouse_allowed, outbox)
+                }
                 _ => {}
             }
         }
@@ -437,6 +458,7 @@ impl EventLoop {
                     channels: self.channel_list(),
                     display_channels: self.setup.displays.len() as u32,
                     client_mouse_allowed: self.setup.client_mouse_allowed,
+                    mouse: self.setup.mouse,
                     mm_time_now: (now_ns / 1_000_000) as u32,
                 },
                 &mut outbox,
@@ -456,11 +478,12 @@ impl EventLoop {
                 index,
                 CursorChannel::start(self.setup.displays[index].0.clone(), &mut outbox),
             ),
-            _ => Channel::Inputs(InputsChannel::start(
-                self.setup.input.clone(),
-                self.guest_leds,
-                &mut outbox,
-            )),
+            _ => {
+                let mut inputs =
+                    InputsChannel::start(self.setup.input.clone(), self.guest_leds, &mut outbox);
+                inputs.set_mouse_mode(self.mouse_mode);
+                Channel::Inputs(inputs)
+            }
         };
         let Some(conn) = self.connections.get_mut(&token) else {
             return;
@@ -476,6 +499,40 @@ impl EventLoop {
             channel,
             outbox,
         };
+    }
+
+    /// Follows the session's mouse mode (its main channel decides) into
+    /// its inputs channels and the input sink.
+    fn sync_mouse_mode(&mut self) {
+        let Some(session) = self.session else {
+            return;
+        };
+        let mode = self.connections.values().find_map(|c| match &c.state {
+            State::Open {
+                session: s,
+                channel: Channel::Main(main),
+                ..
+            } if *s == session => Some(main.mouse_mode()),
+            _ => None,
+        });
+        let Some(mode) = mode else { return };
+        if mode == self.mouse_mode {
+            return;
+        }
+        self.mouse_mode = mode;
+        for conn in self.connections.values_mut() {
+            if let State::Open {
+                session: s,
+                channel: Channel::Inputs(inputs),
+                ..
+            } = &mut conn.state
+            {
+                if *s == session {
+                    inputs.set_mouse_mode(mode);
+                }
+            }
+        }
+        self.setup.input.mouse_mode(mode == mouse_mode::CLIENT);
     }
 
     /// Every channel except main, in the order clients open them.

@@ -1,10 +1,13 @@
 //! The VMM's side of device interrupts: irqfd for edge-triggered ISA lines,
-//! and KVM_IRQ_LINE for level-triggered lines (shared between devices).
+//! KVM_IRQ_LINE for level-triggered lines (shared between devices), and
+//! KVM_SIGNAL_MSI for message-signalled interrupts (MSI-X).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use devices::interrupt::{EdgeInterrupt, LevelInterrupt};
+use devices::interrupt::{EdgeInterrupt, LevelInterrupt, MsiDelivery};
+use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -91,5 +94,66 @@ struct LevelSource {
 impl LevelInterrupt for LevelSource {
     fn set_level(&self, asserted: bool) {
         self.lines.set(self.gsi, self.bit, asserted);
+    }
+}
+
+/// MSI messages, injected with KVM_SIGNAL_MSI into the in-kernel local
+/// APICs. On x86 a message must be addressed to 0xfee0_0000..0xfeef_ffff
+/// (the APIC window); a guest that programs anything else gets nothing.
+pub struct KvmMsi {
+    vm: Arc<VmFd>,
+    refused: AtomicU64,
+}
+
+impl KvmMsi {
+    pub fn new(vm: Arc<VmFd>) -> Arc<Self> {
+        Arc::new(KvmMsi {
+            vm,
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    fn refuse(&self, what: std::fmt::Arguments<'_>) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= 8 || n.is_power_of_two() {
+            tracing::warn!("MSI #{n} not delivered: {what}");
+        }
+    }
+}
+
+/// Whether an MSI address targets the local APICs.
+pub fn is_apic_message_address(address: u64) -> bool {
+    address >> 20 == 0xfee
+}
+
+impl MsiDelivery for KvmMsi {
+    fn deliver(&self, address: u64, data: u32) {
+        if !is_apic_message_address(address) {
+            self.refuse(format_args!("address {address:#x} is not the APIC window"));
+            return;
+        }
+        let msi = kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        if let Err(e) = self.vm.signal_msi(msi) {
+            self.refuse(format_args!("KVM_SIGNAL_MSI: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apic_window() {
+        assert!(is_apic_message_address(0xfee0_0000));
+        assert!(is_apic_message_address(0xfeef_f00c));
+        assert!(!is_apic_message_address(0xfed0_0000));
+        assert!(!is_apic_message_address(0x1_fee0_0000));
+        assert!(!is_apic_message_address(0));
     }
 }

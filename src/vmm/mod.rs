@@ -8,7 +8,9 @@ mod cpu;
 pub mod display_server;
 mod exit;
 pub mod host;
+pub mod input;
 mod interrupts;
+pub mod keys;
 mod memory;
 mod pci_mapper;
 mod vcpu;
@@ -184,6 +186,19 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let io_bus = Arc::new(Bus::new());
     let mmio_bus = Arc::new(Bus::new());
     let platform = Platform::new(&vm, config, &exit, &io_bus)?;
+    // Input: the PS/2 keyboard and mouse (on the platform) and the tablet;
+    // what they report (LEDs, tablet driver) goes to the SPICE server.
+    let spice_link = Arc::new(input::SpiceLink::default());
+    lock(&platform.i8042).set_led_observer(spice_link.clone());
+    let tablet_gsi = layout::pci_irq_for(input::TABLET_SLOT, 0);
+    let tablet = input::create_tablet(
+        ram.clone(),
+        interrupts::KvmMsi::new(vm.clone()),
+        platform.level_lines.source(tablet_gsi),
+        tablet_gsi,
+        spice_link.clone(),
+    )
+    .map_err(|e| device_err("the tablet")(e.to_string()))?;
     attach_pci(
         &vm,
         &slots,
@@ -191,6 +206,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         &mmio_bus,
         &layout,
         platform.reset_register.clone(),
+        vec![(input::TABLET_SLOT, tablet.clone() as pci::SharedPciDevice)],
     )?;
 
     let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
@@ -238,14 +254,25 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     // `Arc<Display>` here (one display channel each), and the PS/2 keyboard
     // and mouse (and a tablet) provide the input sink.
     let displays: Vec<Arc<devices::display::Display>> = Vec::new();
+    // HOOK for the control socket: `send-key` and pointer commands call
+    // `input_controller` (send_key_combo, pointer_motion, pointer_position, ...).
+    let input_controller = Arc::new(input::InputController::new(
+        platform.i8042.clone(),
+        Some(tablet),
+        displays.clone(),
+    ));
     let _spice = display_server::start(
         config.spice.as_ref(),
         display_server::DisplayDevices {
             displays,
-            input: Arc::new(saffron::spice::NoInput),
+            input: input_controller.clone(),
+            // Client mouse mode is offered once the tablet's driver runs.
             tablet: false,
         },
     )?;
+    if let Some(server) = &_spice {
+        spice_link.connect(server.notifier());
+    }
 
     let _raw_terminal = match config.serial {
         SerialMode::Stdio => {
@@ -272,6 +299,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
 /// The legacy platform devices on the I/O bus.
 struct Platform {
     serial: Arc<Mutex<Serial>>,
+    /// The PS/2 controller with the keyboard and mouse.
+    i8042: Arc<Mutex<I8042>>,
+    /// Level-triggered lines (PCI INTx, the SCI).
+    level_lines: Arc<interrupts::LevelLines>,
     /// Port 0xcf9, which shares its ports with PCI configuration.
     reset_register: Arc<Mutex<ResetControl>>,
 }
@@ -324,7 +355,7 @@ impl Platform {
         insert(
             i8042::DATA_PORT,
             i8042::COMMAND_PORT - i8042::DATA_PORT + 1,
-            i8042,
+            i8042.clone(),
             "the i8042",
         )?;
         let rtc = Arc::new(Mutex::new(devices::rtc::Rtc::default()));
@@ -354,6 +385,8 @@ impl Platform {
 
         Ok(Platform {
             serial,
+            i8042,
+            level_lines,
             reset_register,
         })
     }
@@ -367,6 +400,7 @@ fn attach_pci(
     mmio_bus: &Arc<Bus>,
     layout: &MemoryLayout,
     reset_register: Arc<Mutex<ResetControl>>,
+    devices: Vec<(u8, pci::SharedPciDevice)>,
 ) -> Result<Arc<Mutex<PciRoot>>, VmError> {
     let mapper = pci_mapper::KvmBarMapper::new(
         vm.clone(),
@@ -379,6 +413,10 @@ fn attach_pci(
     let mut root = PciRoot::new(Arc::new(mapper));
     root.add_device(0, Arc::new(Mutex::new(HostBridge::default())))
         .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
+    for (slot, device) in devices {
+        root.add_device(slot, device)
+            .map_err(|e| device_err("a PCI device")(e.to_string()))?;
+    }
     root.assign_bars(&BarWindows {
         io: layout::PCI_IO,
         mmio32: layout::PCI_MMIO32,

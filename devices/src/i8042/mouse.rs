@@ -318,6 +318,8 @@ impl Mouse {
             self.buttons = buttons;
             self.buttons_dirty = true;
         }
+        // Without the wheel protocol, wheel turns have nowhere to go.
+        let dz = if self.has_wheel() { dz } else { 0 };
         let (ax, ay, az) = self.accumulated;
         let clamp = |v: i32| v.clamp(-MAX_ACCUMULATED, MAX_ACCUMULATED);
         self.accumulated = (

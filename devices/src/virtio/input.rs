@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
+use std::sync::Arc;
 
 use super::{Queues, VirtioDevice};
 
@@ -60,6 +61,12 @@ pub const BUS_VIRTUAL: u16 = 0x06;
 
 /// The tablet's axes run from 0 to this, whatever the screen size.
 pub const TABLET_AXIS_MAX: i32 = 32767;
+
+/// Told when the guest's driver starts or stops using the device (called
+/// with the device locked: must not block or call back into it).
+pub trait DriverObserver: Send + Sync {
+    fn driver_ready(&self, ready: bool);
+}
 
 /// One evdev event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +148,9 @@ pub struct VirtioInput {
     state: BTreeMap<(u16, u16), i32>,
     /// Bursts that did not fit and were folded into a state report.
     resyncs: u64,
+    /// The driver has set the device up (DRIVER_OK with a live event queue).
+    ready: bool,
+    observer: Option<Arc<dyn DriverObserver>>,
 }
 
 impl VirtioInput {
@@ -152,6 +162,27 @@ impl VirtioInput {
             pending: VecDeque::new(),
             state: BTreeMap::new(),
             resyncs: 0,
+            ready: false,
+            observer: None,
+        }
+    }
+
+    /// Who to tell when the guest's driver starts or stops.
+    pub fn set_observer(&mut self, observer: Arc<dyn DriverObserver>) {
+        self.observer = Some(observer);
+    }
+
+    /// Whether the guest's driver is using the device.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    fn set_ready(&mut self, ready: bool) {
+        if ready != self.ready {
+            self.ready = ready;
+            if let Some(observer) = &self.observer {
+                observer.driver_ready(ready);
+            }
         }
     }
 
@@ -189,6 +220,11 @@ impl VirtioInput {
     /// Events waiting for guest buffers.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The events waiting for guest buffers, oldest first.
+    pub fn pending_events(&self) -> impl Iterator<Item = &InputEvent> {
+        self.pending.iter()
     }
 
     /// Bursts folded into a state report because the guest was behind.
@@ -348,6 +384,7 @@ impl VirtioDevice for VirtioInput {
     }
 
     fn activate(&mut self, queues: &mut Queues<'_>) {
+        self.set_ready(queues.is_live(EVENT_QUEUE));
         self.flush(queues);
     }
 
@@ -379,5 +416,6 @@ impl VirtioDevice for VirtioInput {
         self.subsel = 0;
         self.pending.clear();
         self.state.clear();
+        self.set_ready(false);
     }
 }

@@ -331,6 +331,25 @@ fn events_reach_the_guest_with_msix() {
     assert_eq!(d.dev.device().pending(), 0);
 }
 
+#[derive(Default)]
+struct Readiness(Mutex<Vec<bool>>);
+impl input::DriverObserver for Readiness {
+    fn driver_ready(&self, ready: bool) {
+        self.0.lock().unwrap().push(ready);
+    }
+}
+
+#[test]
+fn the_observer_hears_the_driver_come_and_go() {
+    let mut d = driver();
+    let log = Arc::new(Readiness::default());
+    d.dev.with_device(|dev, _| dev.set_observer(log.clone()));
+    d.start();
+    assert!(d.dev.device().is_ready());
+    d.set_status(0);
+    assert_eq!(*log.0.lock().unwrap(), vec![true, false]);
+}
+
 #[test]
 fn events_wait_for_buffers_and_intx_works() {
     let mut d = driver();
