@@ -12,3 +12,4 @@ pub mod pci;
 pub mod rtc;
 pub mod serial;
 pub mod system;
+pub mod vga;
