@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::vmm::{SerialMode, VmConfig, MAX_CPUS};
+use crate::vmm::{SerialMode, VgaMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -64,6 +64,18 @@ pub struct RunArgs {
     /// Run on a PVM host (/dev/kvm from kvm_pvm): only for PVM-aware kernels.
     #[arg(long)]
     pub pvm_guest: bool,
+
+    /// A VGA display: `none`, `text` (80x25 text mode for vgacon) or
+    /// WIDTHxHEIGHT (a 32-bit VESA linear framebuffer the kernel's vesafb
+    /// draws on, e.g. 1024x768).
+    // `std::option::Option`: the parser itself yields `None` for `none`.
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_vga)]
+    pub vga: std::option::Option<VgaMode>,
+
+    /// Serve the control socket (JSON requests, one per line) at PATH: see
+    /// README.md, "Control socket".
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -76,6 +88,8 @@ impl RunArgs {
             cpus: self.cpus,
             serial: self.serial.clone(),
             allow_pvm: self.pvm_guest,
+            vga: self.vga,
+            api_socket: self.api_socket.clone(),
         }
     }
 }
@@ -127,6 +141,31 @@ pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
     }
 }
 
+/// Parses `none`, `text` or `WIDTHxHEIGHT`.
+pub fn parse_vga(text: &str) -> Result<Option<VgaMode>, String> {
+    match text {
+        "none" => return Ok(None),
+        "text" => return Ok(Some(VgaMode::Text)),
+        _ => {}
+    }
+    let invalid = || format!("'{text}' is not one of none, text, WIDTHxHEIGHT (e.g. 1024x768)");
+    let (w, h) = text.split_once('x').ok_or_else(invalid)?;
+    let width: u16 = w.parse().map_err(|_| invalid())?;
+    let height: u16 = h.parse().map_err(|_| invalid())?;
+    if !(64..=4096).contains(&width) || !(64..=4096).contains(&height) || width % 8 != 0 {
+        return Err(format!(
+            "'{text}': the width must be a multiple of 8, and both sides 64 to 4096"
+        ));
+    }
+    if usize::from(width) * usize::from(height) * 4 > crate::vmm::VGA_FRAMEBUFFER_SIZE {
+        return Err(format!(
+            "'{text}' at 32 bits per pixel does not fit in the {} MiB framebuffer",
+            crate::vmm::VGA_FRAMEBUFFER_SIZE >> 20
+        ));
+    }
+    Ok(Some(VgaMode::Linear { width, height }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +195,26 @@ mod tests {
         );
         assert!(parse_serial("file=").is_err());
         assert!(parse_serial("tcp:1234").is_err());
+    }
+
+    #[test]
+    fn vga_modes() {
+        assert_eq!(parse_vga("none"), Ok(None));
+        assert_eq!(parse_vga("text"), Ok(Some(VgaMode::Text)));
+        assert_eq!(
+            parse_vga("1024x768"),
+            Ok(Some(VgaMode::Linear {
+                width: 1024,
+                height: 768
+            }))
+        );
+        assert!(parse_vga("1920x1080").is_ok());
+        assert!(parse_vga("1023x768").is_err(), "width not a multiple of 8");
+        assert!(parse_vga("4096x4096").is_err(), "does not fit in 16 MiB");
+        assert!(parse_vga("0x0").is_err());
+        assert!(parse_vga("99999x1").is_err());
+        assert!(parse_vga("vga").is_err());
+        assert!(parse_vga("1024x").is_err());
     }
 
     #[test]

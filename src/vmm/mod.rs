@@ -4,6 +4,7 @@
 
 mod boot;
 mod console;
+mod control;
 mod cpu;
 mod exit;
 pub mod host;
@@ -11,6 +12,7 @@ mod interrupts;
 mod memory;
 mod pci_mapper;
 mod vcpu;
+mod vga;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress};
 
 pub use exit::VmExit;
+pub use vga::{VgaMode, VBE_SIZE as VGA_FRAMEBUFFER_SIZE};
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,10 @@ pub struct VmConfig {
     pub cpus: u8,
     pub serial: SerialMode,
     pub allow_pvm: bool,
+    /// A VGA display, and what it shows at boot.
+    pub vga: Option<VgaMode>,
+    /// Where to serve the control socket.
+    pub api_socket: Option<PathBuf>,
 }
 
 pub const MAX_CPUS: u8 = 8;
@@ -82,6 +89,8 @@ pub enum VmError {
     NotEnoughHostMemory { requested: u64, available: u64 },
     #[error("cannot read {path}: {reason}")]
     Input { path: String, reason: String },
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
@@ -178,6 +187,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let io_bus = Arc::new(Bus::new());
     let mmio_bus = Arc::new(Bus::new());
     let platform = Platform::new(&vm, config, &exit, &io_bus)?;
+    let vga = config
+        .vga
+        .map(|mode| vga::attach(&vm, &slots, &io_bus, mode))
+        .transpose()?;
     attach_pci(
         &vm,
         &slots,
@@ -185,6 +198,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         &mmio_bus,
         &layout,
         platform.reset_register.clone(),
+        vga.is_some(),
     )?;
 
     let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
@@ -203,9 +217,26 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
             e820: &e820,
             rsdp_addr: acpi.rsdp_addr,
             layout: &layout,
-            screen: None,
+            screen: vga.as_ref().map(|v| v.screen),
         },
     )?;
+
+    let started = std::time::Instant::now();
+    let _api = match &config.api_socket {
+        Some(path) => Some(crate::api::start(
+            path,
+            Arc::new(control::VmControl {
+                started,
+                cpus: config.cpus,
+                memory: config.memory,
+                exit: exit.clone(),
+                power: platform.pm.clone(),
+                display: vga.as_ref().map(|v| v.display.clone()),
+                refresher: vga.as_ref().map(|v| v.refresher.clone()),
+            }),
+        )?),
+        None => None,
+    };
 
     let ctx = Arc::new(vcpu::VcpuContext {
         io_bus,
@@ -237,6 +268,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         }
         _ => None,
     };
+    if let Some(vga) = &vga {
+        vga::spawn_refresh_thread(vga.refresher.clone())
+            .map_err(|e| device_err("the VGA refresh thread")(e.to_string()))?;
+    }
     for (id, vcpu) in vcpus.into_iter().enumerate() {
         vcpu::spawn(id as u8, vcpu, ctx.clone())
             .map_err(|e| device_err("a vCPU thread")(e.to_string()))?;
@@ -254,6 +289,8 @@ struct Platform {
     serial: Arc<Mutex<Serial>>,
     /// Port 0xcf9, which shares its ports with PCI configuration.
     reset_register: Arc<Mutex<ResetControl>>,
+    /// ACPI power management (the power button).
+    pm: Arc<Mutex<AcpiPm>>,
 }
 
 impl Platform {
@@ -324,7 +361,7 @@ impl Platform {
         insert(
             u64::from(layout::ACPI_GPE0),
             GPE_BLOCK_LEN,
-            Arc::new(GpeBlock(pm)),
+            Arc::new(GpeBlock(pm.clone())),
             "ACPI GPEs",
         )?;
         let reset_register = Arc::new(Mutex::new(ResetControl::new(
@@ -335,6 +372,7 @@ impl Platform {
         Ok(Platform {
             serial,
             reset_register,
+            pm,
         })
     }
 }
@@ -347,6 +385,7 @@ fn attach_pci(
     mmio_bus: &Arc<Bus>,
     layout: &MemoryLayout,
     reset_register: Arc<Mutex<ResetControl>>,
+    standalone_vga: bool,
 ) -> Result<Arc<Mutex<PciRoot>>, VmError> {
     let mapper = pci_mapper::KvmBarMapper::new(
         vm.clone(),
@@ -359,9 +398,15 @@ fn attach_pci(
     let mut root = PciRoot::new(Arc::new(mapper));
     root.add_device(0, Arc::new(Mutex::new(HostBridge::default())))
         .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
+    // The standalone VGA framebuffer occupies the top of the 32-bit window.
+    let mmio32 = if standalone_vga {
+        layout::PCI_MMIO32.start..layout::VGA_STANDALONE_FRAMEBUFFER.start
+    } else {
+        layout::PCI_MMIO32
+    };
     root.assign_bars(&BarWindows {
         io: layout::PCI_IO,
-        mmio32: layout::PCI_MMIO32,
+        mmio32,
         mmio64: layout.pci_mmio64.clone(),
     })
     .map_err(|e| device_err("PCI BARs")(e.to_string()))?;
