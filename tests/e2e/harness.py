@@ -44,6 +44,11 @@ are saved first (to $SAFFRON_RESULTS, default build/nested-results). Timeouts ra
 a VMM that exits while we wait raises GuestExited; both carry the tail of the serial output.
 
 Commands given to run() are typed into an interactive busybox shell: they must not read stdin.
+
+    run_tests(globals())                         a test file's main: runs its test_* functions
+                                                 (or those named on the command line), prints
+                                                 PASS/FAIL and "N passed, N failed", exits 1 on
+                                                 any failure
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -318,3 +325,38 @@ class Guest:
                 f"--- stderr ---\n{self._stderr}")
         print(f"[{self.name}] serial output saved to {path}", flush=True)
         return path
+
+
+# --------------------------------------------------------------------------------------------
+# A minimal test runner (Debian's python3 has no pytest)
+
+
+def run_tests(namespace: dict, argv: Sequence[str] | None = None) -> None:
+    """Run the test_* functions of `namespace` in order, or only those named in argv
+    (default sys.argv[1:]). Prints PASS/FAIL per test and "N passed, N failed"; exits the
+    process with status 1 when a test failed (or a named test does not exist), else 0."""
+    tests = {name: fn for name, fn in namespace.items()
+             if name.startswith("test_") and callable(fn)}
+    selected = list(sys.argv[1:] if argv is None else argv)
+    unknown = [name for name in selected if name not in tests]
+    if unknown:
+        print(f"unknown tests: {' '.join(unknown)}; available: {' '.join(tests)}")
+        sys.exit(1)
+    passed = failed = 0
+    for name, fn in tests.items():
+        if selected and name not in selected:
+            continue
+        print(f"{name} ...", flush=True)
+        start = time.monotonic()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - report any failure and go on with the next test
+            failed += 1
+            traceback.print_exc()
+            sys.stderr.flush()
+            print(f"FAIL {name} ({time.monotonic() - start:.1f} s)", flush=True)
+        else:
+            passed += 1
+            print(f"PASS {name} ({time.monotonic() - start:.1f} s)", flush=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)

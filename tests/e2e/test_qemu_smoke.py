@@ -8,16 +8,14 @@ Run from the repository root, on the host:
     guest-drivers/linux/build-image build/guest-linux
     tests/nested/run -- /usr/bin/python3 tests/e2e/test_qemu_smoke.py
 
-Each test_* function below runs in turn; the last line is "N passed, N failed", and the exit
-status is 1 when any test failed. Serial logs of failed tests go to build/nested-results/.
+Each test_* function below runs in turn (or only those named as arguments); the last line is
+"N passed, N failed", and the exit status is 1 when any test failed. Serial logs of failed
+tests go to build/nested-results/.
 """
 
 import re
-import sys
-import time
-import traceback
 
-from harness import TTY1_MARKER, Guest, GuestImage
+from harness import TTY1_MARKER, Guest, GuestImage, run_tests
 
 
 def test_boot_cpus_memory_poweroff():
@@ -72,28 +70,5 @@ def test_qxl_driver_binds():
         assert guest.wait_exit(timeout=60) == 0
 
 
-def main() -> int:
-    tests = [(name, fn) for name, fn in globals().items()
-             if name.startswith("test_") and callable(fn)]
-    selected = sys.argv[1:]
-    passed = failed = 0
-    for name, fn in tests:
-        if selected and name not in selected:
-            continue
-        print(f"{name} ...", flush=True)
-        start = time.monotonic()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - report any failure and go on
-            failed += 1
-            traceback.print_exc()
-            print(f"FAIL {name} ({time.monotonic() - start:.1f} s)", flush=True)
-        else:
-            passed += 1
-            print(f"PASS {name} ({time.monotonic() - start:.1f} s)", flush=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tests(globals())
