@@ -369,6 +369,74 @@ mod tests {
         assert_eq!(bytes[0x10], 16);
     }
 
+    /// A dirty log that reports what the test says and counts fetches.
+    struct FakeLog {
+        pages: Mutex<Option<Vec<u64>>>,
+        fetches: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl DirtyLogSource for FakeLog {
+        fn fetch(&self) -> Option<Vec<u64>> {
+            self.fetches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            lock(&self.pages).clone()
+        }
+    }
+
+    #[test]
+    fn refresher_fetches_the_log_of_the_scanned_memory_only() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let display = Display::new();
+        let switch = ScanoutSwitch::new();
+        let framebuffer = devices::memory::allocate(VBE_SIZE).unwrap();
+        let mut device = Vga::new(
+            VgaMemory {
+                window: devices::memory::allocate(vga::WINDOW_SIZE).unwrap(),
+                framebuffer: framebuffer.clone(),
+                vbe_size: VBE_SIZE,
+            },
+            display.clone(),
+            switch.clone(),
+        )
+        .unwrap();
+        device.preset_linear_framebuffer(1024, 768).unwrap();
+        let window_fetches = Arc::new(AtomicU32::new(0));
+        let fb_fetches = Arc::new(AtomicU32::new(0));
+        let mut row_5 = vec![0u64; VBE_SIZE / 4096 / 64];
+        row_5[0] = 1 << 5;
+        let refresher = VgaRefresher {
+            vga: Arc::new(Mutex::new(device)),
+            window_log: Box::new(FakeLog {
+                pages: Mutex::new(Some(vec![u64::MAX])),
+                fetches: window_fetches.clone(),
+            }),
+            framebuffer_log: Box::new(FakeLog {
+                pages: Mutex::new(Some(row_5)),
+                fetches: fb_fetches.clone(),
+            }),
+            stats: Mutex::new(RefreshStats::default()),
+        };
+        let first = refresher.refresh();
+        assert!(first.full);
+        let second = refresher.refresh();
+        assert_eq!(
+            (second.dirty_pages, second.rects, second.pixels),
+            (1, 1, 1024)
+        );
+        assert_eq!(fb_fetches.load(Ordering::SeqCst), 2);
+        assert_eq!(window_fetches.load(Ordering::SeqCst), 0);
+        // While a native device owns the screen no log is fetched at all.
+        switch.enter_native();
+        assert_eq!(refresher.refresh(), RefreshReport::default());
+        assert_eq!(fb_fetches.load(Ordering::SeqCst), 2);
+        let stats = refresher.stats();
+        assert_eq!(
+            (stats.refreshes, stats.frames, stats.full_frames),
+            (3, 2, 1)
+        );
+        assert_eq!(stats.dirty_pages, 1);
+    }
+
     /// The 64 bytes of the structure, as they land at the start of the zero
     /// page (through `boot_params`, which is `ByteValued`).
     fn screen_bytes(info: &screen_info) -> [u8; 64] {
