@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::vmm::{SerialMode, VgaMode, VmConfig, MAX_CPUS};
+use crate::vmm::{DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -72,6 +72,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_vga)]
     pub vga: std::option::Option<VgaMode>,
 
+    /// How the VGA finds what the guest redrew: `kvm` (KVM's dirty page
+    /// log; the guest pays a write fault per page per refresh) or `compare`
+    /// (the visible memory is compared with a copy at each refresh).
+    #[arg(long, value_name = "HOW", default_value = "kvm", value_parser = parse_dirty_tracking)]
+    pub vga_dirty_tracking: DirtyTracking,
+
     /// Serve the control socket (JSON requests, one per line) at PATH: see
     /// README.md, "Control socket".
     #[arg(long, value_name = "PATH")]
@@ -89,6 +95,7 @@ impl RunArgs {
             serial: self.serial.clone(),
             allow_pvm: self.pvm_guest,
             vga: self.vga,
+            vga_dirty_tracking: self.vga_dirty_tracking,
             api_socket: self.api_socket.clone(),
         }
     }
@@ -138,6 +145,14 @@ pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
             Some(path) => Ok(SerialMode::File(PathBuf::from(path))),
             None => Err(format!("'{text}' is not one of stdio, file=PATH, none")),
         },
+    }
+}
+
+pub fn parse_dirty_tracking(text: &str) -> Result<DirtyTracking, String> {
+    match text {
+        "kvm" => Ok(DirtyTracking::Kvm),
+        "compare" => Ok(DirtyTracking::Compare),
+        _ => Err(format!("'{text}' is not one of kvm, compare")),
     }
 }
 

@@ -29,7 +29,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress};
 
 pub use exit::VmExit;
-pub use vga::{VgaMode, VBE_SIZE as VGA_FRAMEBUFFER_SIZE};
+pub use vga::{DirtyTracking, VgaMode, VBE_SIZE as VGA_FRAMEBUFFER_SIZE};
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct VmConfig {
     pub allow_pvm: bool,
     /// A VGA display, and what it shows at boot.
     pub vga: Option<VgaMode>,
+    /// How the VGA finds the memory the guest changed.
+    pub vga_dirty_tracking: DirtyTracking,
     /// Where to serve the control socket.
     pub api_socket: Option<PathBuf>,
 }
@@ -189,7 +191,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let platform = Platform::new(&vm, config, &exit, &io_bus)?;
     let vga = config
         .vga
-        .map(|mode| vga::attach(&vm, &slots, &io_bus, mode))
+        .map(|mode| vga::attach(&vm, &slots, &io_bus, mode, config.vga_dirty_tracking))
         .transpose()?;
     attach_pci(
         &vm,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use devices::bus::{lock, Bus};
 use devices::display::Display;
+use devices::memory::DeviceMemory;
 use devices::vga::{
     self, Dirty, RefreshReport, ScanoutMemory, ScanoutSwitch, Vga, VgaMemory, VgaPorts,
 };
@@ -40,10 +41,64 @@ pub enum VgaMode {
     Linear { width: u16, height: u16 },
 }
 
+/// How the refresher learns which pages the guest wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DirtyTracking {
+    /// KVM's dirty page log: no work while nothing changes, but the guest
+    /// takes a write fault on the first write to each page after each refresh.
+    #[default]
+    Kvm,
+    /// Comparing the shown memory with a copy of it: no cost to the guest,
+    /// the refresh thread reads the visible memory every time.
+    Compare,
+}
+
 /// Where a memory's dirty page bitmap comes from.
 pub trait DirtyLogSource: Send + Sync {
-    /// Pages written since the last call; `None` when unknown.
-    fn fetch(&self) -> Option<Vec<u64>>;
+    /// Pages written since the last call (bit `i` = page `i`); `None` when
+    /// unknown. `visible` is the part of the memory shown now: sources that
+    /// must look at memory only look there.
+    fn fetch(&self, visible: std::ops::Range<usize>) -> Option<Vec<u64>>;
+}
+
+/// Finds written pages by comparing memory with a copy kept from the last
+/// fetch, page by page, inside the visible range.
+pub struct CompareDirtyLog {
+    memory: DeviceMemory,
+    shadow: Mutex<Vec<u8>>,
+}
+
+impl CompareDirtyLog {
+    pub fn new(memory: DeviceMemory) -> Self {
+        let shadow = Mutex::new(vec![0; memory.size()]);
+        CompareDirtyLog { memory, shadow }
+    }
+}
+
+impl DirtyLogSource for CompareDirtyLog {
+    fn fetch(&self, visible: std::ops::Range<usize>) -> Option<Vec<u64>> {
+        use vm_memory::VolatileMemory;
+        const PAGE: usize = vga::DIRTY_PAGE_SIZE;
+        let mut shadow = lock(&self.shadow);
+        let size = shadow.len();
+        let mut bitmap = vec![0u64; size.div_ceil(PAGE * 64)];
+        let mut page = vec![0u8; PAGE];
+        let first = visible.start.min(size) / PAGE;
+        let end = visible.end.min(size).div_ceil(PAGE);
+        for index in first..end {
+            let at = index * PAGE;
+            let len = PAGE.min(size - at);
+            let Ok(slice) = self.memory.get_slice(at, len) else {
+                return None;
+            };
+            slice.copy_to(&mut page[..len]);
+            if page[..len] != shadow[at..at + len] {
+                shadow[at..at + len].copy_from_slice(&page[..len]);
+                bitmap[index / 64] |= 1 << (index % 64);
+            }
+        }
+        Some(bitmap)
+    }
 }
 
 /// A KVM memory slot mapped with dirty logging.
@@ -55,7 +110,7 @@ pub struct SlotDirtyLog {
 }
 
 impl DirtyLogSource for SlotDirtyLog {
-    fn fetch(&self) -> Option<Vec<u64>> {
+    fn fetch(&self, _visible: std::ops::Range<usize>) -> Option<Vec<u64>> {
         match self.slots.dirty_log(&self.vm, self.slot, self.size) {
             Ok(bitmap) => Some(bitmap),
             Err(e) => {
@@ -80,7 +135,7 @@ pub struct BarDirtyLog {
 }
 
 impl DirtyLogSource for BarDirtyLog {
-    fn fetch(&self) -> Option<Vec<u64>> {
+    fn fetch(&self, _visible: std::ops::Range<usize>) -> Option<Vec<u64>> {
         match self.mapper.dirty_log(self.pci_slot, self.bar)? {
             Ok(bitmap) => Some(bitmap),
             Err(e) => {
@@ -126,10 +181,11 @@ impl VgaRefresher {
     pub fn refresh(&self) -> RefreshReport {
         let mut stats = lock(&self.stats);
         let started = Instant::now();
-        let memory = lock(&self.vga).scanned_memory();
-        let bitmap = match memory {
-            Some(ScanoutMemory::Window) => self.window_log.fetch(),
-            Some(ScanoutMemory::Framebuffer) => self.framebuffer_log.fetch(),
+        let region = lock(&self.vga).scanned_region();
+        let memory = region.as_ref().map(|(memory, _)| *memory);
+        let bitmap = match region {
+            Some((ScanoutMemory::Window, visible)) => self.window_log.fetch(visible),
+            Some((ScanoutMemory::Framebuffer, visible)) => self.framebuffer_log.fetch(visible),
             None => None,
         };
         let dirty = match (memory, &bitmap) {
@@ -184,6 +240,7 @@ pub fn attach(
     slots: &Arc<MemorySlots>,
     io_bus: &Bus,
     mode: VgaMode,
+    tracking: DirtyTracking,
 ) -> Result<VgaAttachment, VmError> {
     let framebuffer_addr = layout::VGA_STANDALONE_FRAMEBUFFER.start;
     let window = devices::memory::allocate(vga::WINDOW_SIZE).map_err(device_err)?;
@@ -213,26 +270,29 @@ pub fn attach(
         }
     };
 
-    let map = |guest_addr: u64, memory: &devices::memory::DeviceMemory| {
-        let size = memory.size() as u64;
-        slots
-            .map(
+    let map =
+        |guest_addr: u64, memory: &DeviceMemory| -> Result<Box<dyn DirtyLogSource>, VmError> {
+            let size = memory.size() as u64;
+            let slot = slots.map(
                 vm,
                 SlotMapping {
                     guest_addr,
                     size,
                     host_addr: memory.as_ptr() as u64,
                     read_only: false,
-                    log_dirty: true,
+                    log_dirty: tracking == DirtyTracking::Kvm,
                 },
-            )
-            .map(|slot| SlotDirtyLog {
-                vm: vm.clone(),
-                slots: slots.clone(),
-                slot,
-                size,
+            )?;
+            Ok(match tracking {
+                DirtyTracking::Kvm => Box::new(SlotDirtyLog {
+                    vm: vm.clone(),
+                    slots: slots.clone(),
+                    slot,
+                    size,
+                }),
+                DirtyTracking::Compare => Box::new(CompareDirtyLog::new(memory.clone())),
             })
-    };
+        };
     let window_log = map(vga::WINDOW_BASE, &window)?;
     let framebuffer_log = map(framebuffer_addr, &framebuffer)?;
 
@@ -252,8 +312,8 @@ pub fn attach(
     }
     let refresher = Arc::new(VgaRefresher {
         vga: device,
-        window_log: Box::new(window_log),
-        framebuffer_log: Box::new(framebuffer_log),
+        window_log,
+        framebuffer_log,
         stats: Mutex::new(RefreshStats::default()),
     });
     // The first picture, before the guest runs.
@@ -376,7 +436,7 @@ mod tests {
     }
 
     impl DirtyLogSource for FakeLog {
-        fn fetch(&self) -> Option<Vec<u64>> {
+        fn fetch(&self, _visible: std::ops::Range<usize>) -> Option<Vec<u64>> {
             self.fetches
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             lock(&self.pages).clone()
@@ -435,6 +495,29 @@ mod tests {
             (3, 2, 1)
         );
         assert_eq!(stats.dirty_pages, 1);
+    }
+
+    #[test]
+    fn compare_log_reports_changed_visible_pages() {
+        use vm_memory::{Bytes, VolatileMemory};
+        let memory = devices::memory::allocate(64 * 4096).unwrap();
+        let log = CompareDirtyLog::new(memory.clone());
+        assert_eq!(
+            log.fetch(0..64 * 4096),
+            Some(vec![0]),
+            "zeroed memory: no change"
+        );
+        let write = |at: usize| memory.as_volatile_slice().write_slice(&[1], at).unwrap();
+        write(3 * 4096 + 17);
+        write(40 * 4096);
+        write(63 * 4096 + 4095);
+        // Page 63 is not visible: not looked at, so still reported later.
+        assert_eq!(log.fetch(0..63 * 4096), Some(vec![(1 << 3) | (1 << 40)]));
+        assert_eq!(log.fetch(0..64 * 4096), Some(vec![1 << 63]));
+        assert_eq!(log.fetch(0..64 * 4096), Some(vec![0]));
+        // Ranges past the end are clipped.
+        write(5);
+        assert_eq!(log.fetch(0..usize::MAX), Some(vec![1]));
     }
 
     /// The 64 bytes of the structure, as they land at the start of the zero

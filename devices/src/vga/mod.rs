@@ -492,12 +492,24 @@ impl Vga {
     /// The memory whose dirty pages the next [`Vga::refresh`] wants
     /// (`None`: it needs none, e.g. while a native driver owns the screen).
     pub fn scanned_memory(&mut self) -> Option<ScanoutMemory> {
+        self.scanned_region().map(|(memory, _)| memory)
+    }
+
+    /// Like [`Vga::scanned_memory`], with the bytes of that memory the
+    /// picture comes from (for dirty tracking that must look at memory itself).
+    pub fn scanned_region(&mut self) -> Option<(ScanoutMemory, std::ops::Range<usize>)> {
         if !self.switch.vga_active() {
             return None;
         }
         match self.current_mode() {
-            ScanMode::Text(_) => Some(ScanoutMemory::Window),
-            ScanMode::Linear(memory, _) => Some(memory),
+            ScanMode::Text(layout) => Some((
+                ScanoutMemory::Window,
+                layout.page_offset..layout.page_offset + TEXT_PAGE_BYTES,
+            )),
+            ScanMode::Linear(memory, l) => Some((
+                memory,
+                l.start..l.start + (l.height as usize - 1) * l.pitch + l.row_bytes(),
+            )),
             ScanMode::Blank(..) => None,
         }
     }

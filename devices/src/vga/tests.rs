@@ -358,6 +358,10 @@ fn preset_linear_framebuffer_matches_the_request() {
     assert_eq!((mode.line_length, mode.start), (4096, 0));
     rig.refresh(Dirty::All);
     assert_eq!(rig.head_size(), (1024, 768));
+    assert_eq!(
+        rig.vga.scanned_region(),
+        Some((ScanoutMemory::Framebuffer, 0..768 * 4096))
+    );
     assert!(matches!(
         rig.vga.preset_linear_framebuffer(4096, 4096),
         Err(VgaError::ModeDoesNotFit { .. })
