@@ -326,23 +326,27 @@ pub fn attach(
     })
 }
 
-/// Refreshes at [`REFRESH_HZ`] until the process ends.
+/// The refresh thread sleeps at least this many times as long as a refresh
+/// took, so it never uses more than a quarter of a CPU (a slow host, or
+/// `compare` tracking of a large framebuffer, lowers the frame rate instead).
+const MAX_BUSY_SHARE: u32 = 4;
+
+/// When the next refresh starts, given when this one started and how long it took.
+fn next_refresh(started: Instant, busy: Duration, period: Duration) -> Instant {
+    let pause = (busy * (MAX_BUSY_SHARE - 1)).max(period.saturating_sub(busy));
+    started + busy + pause
+}
+
+/// Refreshes at [`REFRESH_HZ`] (or slower, see [`MAX_BUSY_SHARE`]) until the process ends.
 pub fn spawn_refresh_thread(refresher: Arc<VgaRefresher>) -> std::io::Result<()> {
     let period = Duration::from_secs(1) / REFRESH_HZ;
     std::thread::Builder::new()
         .name("vga-refresh".into())
-        .spawn(move || {
-            let mut next = Instant::now();
-            loop {
-                next += period;
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                } else {
-                    next = now; // fell behind: do not try to catch up
-                }
-                refresher.refresh();
-            }
+        .spawn(move || loop {
+            let started = Instant::now();
+            refresher.refresh();
+            let next = next_refresh(started, started.elapsed(), period);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
         })
         .map(|_| ())
 }
@@ -495,6 +499,24 @@ mod tests {
             (3, 2, 1)
         );
         assert_eq!(stats.dirty_pages, 1);
+    }
+
+    #[test]
+    fn refresh_thread_paces_itself() {
+        let t0 = Instant::now();
+        let period = Duration::from_millis(33);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            next_refresh(t0, ms(1), period),
+            t0 + period,
+            "fast: full rate"
+        );
+        assert_eq!(
+            next_refresh(t0, ms(20), period),
+            t0 + ms(80),
+            "slow: 25 % busy"
+        );
+        assert_eq!(next_refresh(t0, ms(100), period), t0 + ms(400));
     }
 
     #[test]
