@@ -8,8 +8,8 @@ Needs on the host first: `cargo build --release` and
 `guest-drivers/linux/build-image build/guest-linux`.
 
 What is checked:
-- `--vga 1024x768` (a VESA linear framebuffer described in screen_info) with `nomodeset` (and
-  `--vga-dirty-tracking compare`) and without (KVM's dirty log): Linux's vesafb draws the console there; a `screendump` over the control socket shows
+- `--vga 1024x768` (a VESA linear framebuffer described in screen_info) with `nomodeset` (KVM's
+  dirty log) and without (`--vga-dirty-tracking compare`): Linux's vesafb draws the console there; a `screendump` over the control socket shows
   the guest's "SAFFRON TTY1 MARKER" line where /dev/vcsa1 says it is, pixel for pixel equal to
   the reference in tests/e2e/reference/ (made once from a run, see REFERENCE below).
 - `--vga text`: vgacon writes text mode memory; the screendump shows the marker drawn with
@@ -160,23 +160,18 @@ def crop_mask(rows: list[bytes], x: int, y: int, w: int, h: int) -> list[str]:
     return out
 
 
-def console_text(guest: Guest) -> tuple[int, int, str]:
-    """Rows, columns and characters of tty1, from /dev/vcsa1 (header) and /dev/vcs1."""
-    header = guest.run("hexdump -v -n 4 -e '4/1 \"%02x \"' /dev/vcsa1", check=True).output.split()
-    rows, cols = int(header[0], 16), int(header[1], 16)
-    hexed = guest.run("hexdump -v -e '1/1 \"%02x\"' /dev/vcs1", check=True).output
-    hexed = re.sub(r"[^0-9a-f]", "", hexed)
-    text = bytes.fromhex(hexed).decode("latin-1")
-    assert len(text) == rows * cols, f"vcs1 has {len(text)} chars for {rows}x{cols}"
-    return rows, cols, text
-
-
 def marker_position(guest: Guest) -> tuple[int, int, int, int]:
-    """(rows, cols, row, col) of the marker line on tty1."""
-    rows, cols, text = console_text(guest)
-    at = text.find(TTY1_MARKER)
-    assert at >= 0, f"no {TTY1_MARKER!r} on tty1:\n" + "\n".join(
-        text[r * cols:(r + 1) * cols].rstrip() for r in range(rows))
+    """(rows, cols, row, col) of the marker line on tty1, from /dev/vcsa1 (its header) and
+    /dev/vcs1 (the characters, no line breaks). Kept to a few bytes of serial output: heavy
+    serial output makes nested guests triple-fault now and then (with or without a display)."""
+    header = guest.run("hexdump -v -n 2 -e '2/1 \"%u \"' /dev/vcsa1", check=True).output.split()
+    rows, cols = int(header[0]), int(header[1])
+    found = guest.run(f"awk '{{print index($0, \"{TTY1_MARKER}\")}}' /dev/vcs1",
+                      check=True).output.split()
+    at = int(found[0]) - 1 if found else -1
+    if at < 0:
+        screen = guest.run("cat /dev/vcs1 | tr -s ' '", check=True).output
+        raise AssertionError(f"no {TTY1_MARKER!r} on tty1 ({rows}x{cols}): {screen[:500]!r}")
     return rows, cols, at // cols, at % cols
 
 
@@ -273,11 +268,11 @@ def test_vesafb_nomodeset_screendump_status_powerdown_reset():
     image = dataclasses.replace(image, cmdline=image.cmdline + " nomodeset")
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "api.sock"
-        with saffron(image, "vga-vesafb-nomodeset", "1024x768", sock, "compare") as guest:
+        with saffron(image, "vga-vesafb-nomodeset", "1024x768", sock, "kvm") as guest:
             api = Api(sock)
             guest.wait_ready(timeout=120)
-            dmesg = guest.run("dmesg", check=True).output
-            assert "vesafb: mode is 1024x768x32, linelength=4096" in dmesg, dmesg[-3000:]
+            dmesg = guest.run("dmesg | grep -E 'vesafb|Console|fb0'", check=True).output
+            assert "vesafb: mode is 1024x768x32, linelength=4096" in dmesg, dmesg
             fb = guest.run("cat /proc/fb", check=True).output
             assert "VESA VGA" in fb, fb
 
@@ -293,18 +288,20 @@ def test_vesafb_nomodeset_screendump_status_powerdown_reset():
             check_against_reference(mask, "tty1-marker-vesafb-8x16")
 
             # Scroll tty1 for a while: what a full-screen redraw costs.
-            scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, compare tracking", 10)
+            scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, KVM dirty log", 5)
             # Idle: refreshes keep running but find nothing to do.
             before = refresh_stats(api)
             time.sleep(2)
             after = refresh_stats(api)
-            report_refresh_cost(before, after, "idle console, compare tracking")
-            assert after["refreshes"] - before["refreshes"] >= 60, "refresh thread stalled"
+            report_refresh_cost(before, after, "idle console, KVM dirty log")
+            expected = 2 * after["refresh_hz"]
+            assert after["refreshes"] - before["refreshes"] >= 0.7 * expected, \
+                f"refresh thread stalled: {after['refreshes'] - before['refreshes']} in 2 s"
 
-            # Power button: the guest's ACPI counts the fixed event (enabled by hand: the
-            # test image has no ACPI button driver, which would enable it).
+            # Power button: the guest's ACPI counts the fixed event (enabled by its button
+            # driver, which the test image loads).
             counter = "/sys/firmware/acpi/interrupts/ff_pwr_btn"
-            guest.run(f"echo enable > {counter}", check=True)
+            guest.run("ls /sys/bus/acpi/drivers/button/LNXPWRBN:00", check=True)
             first = int(guest.run(f"cat {counter}", check=True).output.split()[0])
             api.call("powerdown")
             deadline = time.monotonic() + 10
@@ -326,11 +323,11 @@ def test_vesafb_nomodeset_screendump_status_powerdown_reset():
             assert not sock.exists(), "the socket file is removed at exit"
 
 
-def test_vesafb_without_nomodeset_and_quit():
+def test_vesafb_without_nomodeset_compare_tracking_and_quit():
     image = GuestImage.default()
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "api.sock"
-        with saffron(image, "vga-vesafb", "1024x768", sock) as guest:
+        with saffron(image, "vga-vesafb", "1024x768", sock, "compare") as guest:
             api = Api(sock)
             guest.wait_ready(timeout=120)
             fb = guest.run("cat /proc/fb", check=True).output
@@ -339,10 +336,10 @@ def test_vesafb_without_nomodeset_and_quit():
             assert (w, h) == (1024, 768)
             check_marker_shape(mask, 8)
             check_against_reference(mask, "tty1-marker-vesafb-8x16")
-            scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, KVM dirty log", 3)
+            scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, compare tracking", 2)
             before = refresh_stats(api)
             time.sleep(2)
-            report_refresh_cost(before, refresh_stats(api), "idle console, KVM dirty log")
+            report_refresh_cost(before, refresh_stats(api), "idle console, compare tracking")
             api.call("quit")
             assert guest.wait_exit(timeout=30) == 0
 
@@ -354,8 +351,8 @@ def test_vgacon_text_mode_with_builtin_font():
         with saffron(image, "vga-text", "text", sock) as guest:
             api = Api(sock)
             guest.wait_ready(timeout=120)
-            dmesg = guest.run("dmesg", check=True).output
-            assert re.search(r"Console: colour VGA\+ 80x25", dmesg), dmesg[-3000:]
+            dmesg = guest.run("dmesg | grep Console", check=True).output
+            assert re.search(r"Console: colour VGA\+ 80x25", dmesg), dmesg
             rows, cols, row, col = marker_position(guest)
             assert (rows, cols) == (25, 80)
             mask, w, h = wait_for_marker_pixels(api, guest, tmp, "vgacon-screen", 9, 16)
