@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use devices::display::{Display, Rect, Surface, BYTES_PER_PIXEL};
+use devices::display::{Display, Rect, Surface};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
 use super::protocol::{display_cap, display_msg};
@@ -41,9 +41,6 @@ pub const MAX_FULL_IMAGE_PIXELS: u64 = 16 * 1024 * 1024;
 pub const SURFACE_FMT_32_XRGB: u32 = 32;
 /// `SPICE_SURFACE_FLAGS_PRIMARY`.
 pub const SURFACE_FLAG_PRIMARY: u32 = 1;
-const IMAGE_TYPE_BITMAP: u8 = 0;
-const BITMAP_FMT_32BIT: u8 = 8;
-const BITMAP_FLAG_TOP_DOWN: u8 = 4;
 const ROPD_OP_PUT: u16 = 1 << 3;
 const CLIP_NONE: u8 = 0;
 
@@ -132,42 +129,7 @@ impl<const T: u16> Encode for Empty<T> {
 pub type Mark = Empty<{ display_msg::MARK }>;
 pub type InvalAllPalettes = Empty<{ display_msg::INVAL_ALL_PALETTES }>;
 
-/// The pixel data of an image, in one of SPICE's image encodings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageData {
-    /// Uncompressed 32-bit BGRX rows, top row first, `4·width` bytes each.
-    Bitmap32 { pixels: Vec<u8> },
-}
-
-/// A SPICE `Image`: descriptor plus payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    pub id: u64,
-    pub width: u32,
-    pub height: u32,
-    pub data: ImageData,
-}
-
-impl Image {
-    pub fn encode(&self, w: &mut Writer) {
-        w.u64(self.id);
-        match &self.data {
-            ImageData::Bitmap32 { pixels } => {
-                w.u8(IMAGE_TYPE_BITMAP)
-                    .u8(0)
-                    .u32(self.width)
-                    .u32(self.height)
-                    .u8(BITMAP_FMT_32BIT)
-                    .u8(BITMAP_FLAG_TOP_DOWN)
-                    .u32(self.width)
-                    .u32(self.height)
-                    .u32(self.width * BYTES_PER_PIXEL as u32)
-                    .u32(0) // no palette
-                    .bytes(pixels);
-            }
-        }
-    }
-}
+pub use super::codec::image::{Image, ImageData};
 
 /// Turns packed BGRX rows into an [`Image`]. The lossless bitmap encoder is
 /// the only one today; compressed encoders implement the same trait.
@@ -183,6 +145,7 @@ impl ImageEncoder for BitmapEncoder {
     fn encode(&mut self, id: u64, width: u32, height: u32, rows: Vec<u8>) -> Image {
         Image {
             id,
+            flags: 0,
             width,
             height,
             data: ImageData::Bitmap32 { pixels: rows },
@@ -582,6 +545,7 @@ pub(crate) mod tests {
             dest: Rect::new(10, 20, 12, 22),
             image: Image {
                 id: 0x1_0000_0002,
+                flags: 0,
                 width: 2,
                 height: 2,
                 data: ImageData::Bitmap32 {

@@ -30,6 +30,7 @@
 //! [`InputSink`] and whether an absolute pointer (tablet) exists.
 
 pub mod channel;
+pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod cursor_channel;
