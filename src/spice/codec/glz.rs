@@ -52,6 +52,7 @@ const MIN_SIZE_FOR_ZLIB: usize = 100;
 struct WindowImage {
     id: u64,
     owner: u32,
+    width: u32,
     keys: Arc<[u32]>,
 }
 
@@ -190,7 +191,7 @@ impl GlzDictionary {
         let encoded = parallel::map(&jobs, weight, |&(k, id, head)| {
             let keys: Arc<[u32]> = keys(&bitmaps[k], Unit::Rgb, false).into();
             let data = view.encode_one(&bitmaps[k], &keys, id, head);
-            (keys, data)
+            (keys, data, bitmaps[k].width)
         });
         // Commit in order.
         let mut results: Vec<Result<Vec<u8>, CodecError>> = plan
@@ -202,8 +203,8 @@ impl GlzDictionary {
             })
             .collect();
         let mut last_head = None;
-        for ((k, id, head), (keys, data)) in jobs.into_iter().zip(encoded) {
-            self.commit(id, owner, keys);
+        for ((k, id, head), (keys, data, width)) in jobs.into_iter().zip(encoded) {
+            self.commit(id, owner, width, keys);
             last_head = Some(head);
             results[k] = Ok(data);
         }
@@ -217,7 +218,7 @@ impl GlzDictionary {
         results
     }
 
-    fn commit(&mut self, id: u64, owner: u32, keys: Arc<[u32]>) {
+    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Arc<[u32]>) {
         debug_assert_eq!(id, self.next_id);
         let n = keys.len();
         for i in 0..n.saturating_sub(2) {
@@ -226,7 +227,12 @@ impl GlzDictionary {
             self.table_pos[h] = i as u32;
         }
         self.pixels += n as u64;
-        self.images.push_back(WindowImage { id, owner, keys });
+        self.images.push_back(WindowImage {
+            id,
+            owner,
+            width,
+            keys,
+        });
         self.next_id = id + 1;
     }
 }
@@ -309,27 +315,29 @@ impl EncodeView<'_> {
         }
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&((id - head) as u32).to_be_bytes());
-        self.compress(keys, id, head, &mut out);
+        self.compress(keys, bitmap.width, id, head, &mut out);
         out
     }
 
-    /// The longest copy from an earlier image for position `i`.
-    fn earlier_match(&self, keys: &[u32], i: usize, id: u64, head: u64) -> Option<(usize, Source)> {
-        let h = global_slot(keys, i);
-        let img_id = self.dict.table_image[h];
-        if img_id == u64::MAX
-            || img_id < head
-            || img_id >= self.base
-            || id - img_id > MAX_IMAGE_DIST
-        {
+    /// The copy from pixel `pos` of image `img_id` for position `i`, if
+    /// that image may be read and the pixels agree.
+    fn earlier_match(
+        &self,
+        keys: &[u32],
+        i: usize,
+        (img_id, pos): (u64, usize),
+        id: u64,
+        head: u64,
+    ) -> Option<(usize, Source)> {
+        if img_id < head || img_id >= self.base || id - img_id > MAX_IMAGE_DIST {
             return None;
         }
         let img = self.dict.image(img_id)?;
-        if img.owner != self.owner {
-            return None;
-        }
-        let pos = self.dict.table_pos[h] as usize;
-        if pos > MAX_PIXEL_OFFSET || pos >= img.keys.len() || img.keys[pos] != keys[i] {
+        if img.owner != self.owner
+            || pos > MAX_PIXEL_OFFSET
+            || pos >= img.keys.len()
+            || img.keys[pos] != keys[i]
+        {
             return None;
         }
         let max = (keys.len() - i).min(img.keys.len() - pos);
@@ -347,20 +355,37 @@ impl EncodeView<'_> {
         ))
     }
 
-    fn compress(&self, keys: &[u32], id: u64, head: u64, out: &mut Vec<u8>) {
+    /// The latest readable image of this channel with the same size: a
+    /// redrawn area usually matches it pixel for pixel.
+    fn aligned_image(&self, n: usize, width: u32, id: u64, head: u64) -> Option<u64> {
+        self.dict
+            .images
+            .iter()
+            .rev()
+            .filter(|im| im.id < self.base && im.id >= head && id - im.id <= MAX_IMAGE_DIST)
+            .find(|im| im.owner == self.owner && im.keys.len() == n && im.width == width)
+            .map(|im| im.id)
+    }
+
+    fn compress(&self, keys: &[u32], width: u32, id: u64, head: u64, out: &mut Vec<u8>) {
         let n = keys.len();
         let mut local = vec![u32::MAX; 1 << LOCAL_HASH_LOG];
         let mut literal_from = 0;
         let mut i = 0;
         let worth = |len: usize, s: Source| len * 3 >= copy_cost(s) + 2;
+        let aligned = self.aligned_image(n, width, id, head);
+        let mut follow: Option<(u64, usize)> = None;
         while i < n {
             let mut best: Option<(usize, Source)> = None;
             let mut consider = |cand: (usize, Source)| {
+                if !worth(cand.0, cand.1) {
+                    return;
+                }
                 let better = match best {
                     None => true,
                     Some(b) => cand.0 * 3 - copy_cost(cand.1) > b.0 * 3 - copy_cost(b.1),
                 };
-                if worth(cand.0, cand.1) && better {
+                if better {
                     best = Some(cand);
                 }
             };
@@ -377,7 +402,19 @@ impl EncodeView<'_> {
                         consider((match_len(keys, i, c), Source::Here { distance: i - c }));
                     }
                 }
-                if let Some(m) = self.earlier_match(keys, i, id, head) {
+                let h = global_slot(keys, i);
+                let hashed = self.dict.table_image[h];
+                if hashed != u64::MAX {
+                    let pos = self.dict.table_pos[h] as usize;
+                    if let Some(m) = self.earlier_match(keys, i, (hashed, pos), id, head) {
+                        consider(m);
+                    }
+                }
+            }
+            // The same place in the last picture of this size, and where
+            // the last copy from an earlier picture left off.
+            for cand in [aligned.map(|a| (a, i)), follow].into_iter().flatten() {
+                if let Some(m) = self.earlier_match(keys, i, cand, id, head) {
                     consider(m);
                 }
             }
@@ -385,6 +422,10 @@ impl EncodeView<'_> {
                 Some((len, source)) => {
                     put_literals(keys, literal_from, i, Unit::Rgb, out);
                     put_copy(len, source, out);
+                    follow = match source {
+                        Source::Earlier { dist, pos } => Some((id - dist, pos + len)),
+                        Source::Here { .. } => follow.map(|(f, p)| (f, p + len)),
+                    };
                     i += len;
                     for at in [i.saturating_sub(2), i.saturating_sub(1)] {
                         if at + 3 <= n && at > 0 {
@@ -393,7 +434,10 @@ impl EncodeView<'_> {
                     }
                     literal_from = i;
                 }
-                None => i += 1,
+                None => {
+                    follow = follow.map(|(f, p)| (f, p + 1));
+                    i += 1;
+                }
             }
         }
         put_literals(keys, literal_from, n, Unit::Rgb, out);
