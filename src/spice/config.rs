@@ -2,6 +2,10 @@
 //!
 //! ```text
 //! --spice addr=127.0.0.1,port=5930[,password=SECRET|disable-ticketing][,unix=PATH]
+//!         [,image-compression=auto_glz|auto_lz|quic|glz|lz|lz4|off]
+//!         [,jpeg-wan-compression=auto|never|always]
+//!         [,zlib-glz-wan-compression=auto|never|always]
+//!         [,streaming-video=off|all|filter]
 //! ```
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
@@ -13,10 +17,13 @@
 //!   socket), no password is asked — like a local console. A non-loopback
 //!   address without either is refused, so a VM's screen and keyboard are
 //!   never put on a network without a password by accident.
+//! * The compression options have libspice's names and meanings (see
+//!   [`super::codec::policy`]); defaults auto_glz, auto, auto, filter.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use super::codec::policy::{CompressionOptions, ImageCompression, StreamingVideo, WanCompression};
 use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
 
 /// What `--spice` asked for.
@@ -27,6 +34,8 @@ pub struct SpiceConfig {
     /// Unix socket path to listen on, if any.
     pub unix: Option<PathBuf>,
     pub ticket: TicketPolicy,
+    /// How images are compressed.
+    pub compression: CompressionOptions,
 }
 
 /// Text for `--help`.
@@ -37,6 +46,14 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
   unix=PATH            listen on a Unix socket (spice+unix://PATH)
   password=SECRET      clients must give this password (at most 60 bytes)
   disable-ticketing    no password at all
+  image-compression=auto_glz|auto_lz|quic|glz|lz|lz4|off
+                       lossless image coding (default auto_glz: QUIC for
+                       photographic images, GLZ for the rest)
+  jpeg-wan-compression=auto|never|always
+                       JPEG for photographic updates (auto: slow links only)
+  zlib-glz-wan-compression=auto|never|always
+                       zlib over GLZ (auto: slow links only)
+  streaming-video=off|all|filter   (accepted; video streams come later)
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";
@@ -49,6 +66,8 @@ impl SpiceConfig {
         let mut unix: Option<PathBuf> = None;
         let mut password: Option<String> = None;
         let mut disable_ticketing = false;
+        let mut compression = CompressionOptions::default();
+        let mut seen_compression: Vec<&str> = Vec::new();
         for item in text.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -108,10 +127,37 @@ impl SpiceConfig {
                     once(disable_ticketing)?;
                     disable_ticketing = true;
                 }
+                "image-compression"
+                | "jpeg-wan-compression"
+                | "zlib-glz-wan-compression"
+                | "streaming-video" => {
+                    once(seen_compression.contains(&key))?;
+                    seen_compression.push(key);
+                    let v = need(value)?;
+                    let bad = |choices: &str| format!("{key}: '{v}' is not one of {choices}");
+                    match key {
+                        "image-compression" => {
+                            compression.image = ImageCompression::parse(&v)
+                                .ok_or_else(|| bad("auto_glz, auto_lz, quic, glz, lz, lz4, off"))?
+                        }
+                        "jpeg-wan-compression" => {
+                            compression.jpeg = WanCompression::parse(&v)
+                                .ok_or_else(|| bad("auto, never, always"))?
+                        }
+                        "zlib-glz-wan-compression" => {
+                            compression.zlib_glz = WanCompression::parse(&v)
+                                .ok_or_else(|| bad("auto, never, always"))?
+                        }
+                        _ => {
+                            compression.streaming = StreamingVideo::parse(&v)
+                                .ok_or_else(|| bad("off, all, filter"))?
+                        }
+                    }
+                }
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing)"
+                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video)"
                     ))
                 }
             }
@@ -139,7 +185,12 @@ impl SpiceConfig {
                 TicketPolicy::Disabled
             }
         };
-        Ok(SpiceConfig { tcp, unix, ticket })
+        Ok(SpiceConfig {
+            tcp,
+            unix,
+            ticket,
+            compression,
+        })
     }
 }
 
@@ -148,6 +199,9 @@ fn example(key: &str) -> &'static str {
         "addr" => "127.0.0.1",
         "port" => "5930",
         "unix" => "/run/saffron/vm.sock",
+        "image-compression" => "auto_glz",
+        "jpeg-wan-compression" | "zlib-glz-wan-compression" => "auto",
+        "streaming-video" => "filter",
         _ => "SECRET",
     }
 }
@@ -175,6 +229,22 @@ mod tests {
 
         let c = SpiceConfig::parse("addr=192.168.1.5,port=5930,disable-ticketing").unwrap();
         assert_eq!(c.ticket, TicketPolicy::Disabled);
+        assert_eq!(c.compression, CompressionOptions::default());
+
+        let c = SpiceConfig::parse(
+            "port=1,image-compression=quic,jpeg-wan-compression=always,\
+             zlib-glz-wan-compression=never,streaming-video=all",
+        )
+        .unwrap();
+        assert_eq!(
+            c.compression,
+            CompressionOptions {
+                image: ImageCompression::Quic,
+                jpeg: WanCompression::Always,
+                zlib_glz: WanCompression::Never,
+                streaming: StreamingVideo::All,
+            }
+        );
     }
 
     #[test]
@@ -193,6 +263,14 @@ mod tests {
             ("addr=10.0.0.1,port=5930", "reachable from other machines"),
             ("port=1,disable-ticketing=yes", "takes no value"),
             ("port=1,,unix=/x", "stray comma"),
+            ("port=1,image-compression=zip", "not one of auto_glz"),
+            ("port=1,image-compression=", "needs a value"),
+            (
+                "port=1,jpeg-wan-compression=sometimes",
+                "not one of auto, never",
+            ),
+            ("port=1,streaming-video=on", "not one of off, all, filter"),
+            ("port=1,image-compression=lz,image-compression=glz", "twice"),
         ] {
             let e = SpiceConfig::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

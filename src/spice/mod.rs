@@ -36,6 +36,7 @@ pub mod connection;
 pub mod cursor_channel;
 pub mod display_channel;
 pub mod display_feed;
+pub mod image_cache;
 pub mod inputs_channel;
 pub mod link;
 pub mod main_channel;
@@ -156,6 +157,7 @@ impl SpiceServer {
             unix,
             key,
             ticket: config.ticket.clone(),
+            compression: config.compression,
             displays,
             input: inputs.input,
             client_mouse_allowed: inputs.tablet,
