@@ -250,7 +250,7 @@ pub struct DisplayChannel {
     /// The head may have changed size or lost events: re-check everything.
     needs_sync: bool,
     pending: Region,
-    compressor: Compressor,
+    compressor: Box<Compressor>,
     session: Arc<SessionImages>,
     pixmap_cache: Option<Arc<std::sync::Mutex<PixmapCache>>>,
     next_image_id: u64,
@@ -279,7 +279,7 @@ impl DisplayChannel {
             client_surface: None,
             needs_sync: true,
             pending: Region::new(),
-            compressor: Compressor::new(setup.compression, traits),
+            compressor: Box::new(Compressor::new(setup.compression, traits)),
             session: setup.session,
             pixmap_cache: None,
             next_image_id: 1,

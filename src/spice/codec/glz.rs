@@ -456,7 +456,7 @@ pub fn zlib_wrap(glz: &[u8]) -> Option<(u32, Vec<u8>)> {
     );
     enc.write_all(glz).ok()?;
     let z = enc.finish().ok()?;
-    (z.len() < glz.len()).then(|| (glz.len() as u32, z))
+    (z.len() < glz.len()).then_some((glz.len() as u32, z))
 }
 
 #[cfg(test)]

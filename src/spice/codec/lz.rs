@@ -365,7 +365,7 @@ mod tests {
         ];
         let mut far = Vec::new();
         let pattern: Vec<u8> = (0..40_000u32)
-            .flat_map(|i| [(i * 7) as u8, (i >> 3) as u8, (i * 13 >> 5) as u8, 0])
+            .flat_map(|i| [(i * 7) as u8, (i >> 3) as u8, ((i * 13) >> 5) as u8, 0])
             .collect();
         far.extend_from_slice(&pattern);
         far.extend_from_slice(&pattern[..4000 * 4]);

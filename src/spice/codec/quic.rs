@@ -430,6 +430,8 @@ struct RowCoder<'a, const N: usize> {
     mask: u32,
 }
 
+// Channels are coded in parallel arrays indexed by channel number.
+#[allow(clippy::needless_range_loop)]
 impl<const N: usize> RowCoder<'_, N> {
     fn code(&mut self, c: usize, x: usize, error: u32) {
         let folded = self.family.fold[(error & self.mask) as usize];

@@ -5,6 +5,8 @@
 //! would fail or hang (bad magic, copies outside the image, a reference to
 //! an image the client no longer holds, data left over or missing).
 
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashMap;
 
 use super::quic::{CommonState, Family, Model, MELC_LEN, QUIC_MAGIC};
@@ -119,7 +121,7 @@ pub fn lz_decode(s: &[u8], palette: Option<&Palette>) -> Result<LzDecoded, Strin
                 .flat_map(|&v| [(v >> 16) as u8, (v >> 8) as u8, v as u8])
                 .collect()
         }
-        8 | 9 | 10 => {
+        8..=10 => {
             check_stride(stride, width, 4)?;
             let rgb = if ty == 10 {
                 vec![0; pixels]
