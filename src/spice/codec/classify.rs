@@ -17,6 +17,26 @@
 //! was checked against the smaller of the two; see
 //! `measured_choice_matches_the_smaller_codec` and the codec bench, which
 //! prints the table (features, both sizes, the choice, bytes lost).
+//!
+//! Measured (`cargo bench --bench codecs`, release, 2 cores):
+//!
+//! | image | equal | gradual | choice | QUIC bytes | LZ bytes |
+//! |---|---:|---:|---|---:|---:|
+//! | generated photo-like 1024×768 | 0.00 | 1.00 | photo | 1160836 | 2383138 |
+//! | generated desktop 1024×768 | 0.82 | 0.00 | synthetic | 719956 | 132995 |
+//! | generated terminal 1024×768 | 0.93 | 0.00 | synthetic | 284356 | 123855 |
+//! | generated noise 512×512 | 0.00 | 0.00 | noise | 786676 | 794652 |
+//! | youtube-stream-status.png (screenshot) | 0.92 | 0.02 | synthetic | 61824 | 21733 |
+//! | compare-boxplot.png (chart) | 0.94 | 0.01 | synthetic | 881488 | 129964 |
+//! | kcachegrind_xtree.png (UI) | 0.79 | 0.05 | synthetic | 321436 | 77136 |
+//! | folder-pictures.png (icon) | 0.86 | 0.09 | synthetic | 60492 | 39562 |
+//! | full-white-stripe.jpg (banner) | 0.96 | 0.03 | synthetic | 11824 | 8502 |
+//! | tower.jpg (photo) | 0.19 | 0.68 | photo | 294808 | 361412 |
+//! | large_image.jpg (photo) | 0.39 | 0.61 | photo | 2675160 | 5353393 |
+//!
+//! Every choice is the smaller codec except noise (1% worse, and the raw
+//! fallback applies there); the whole set costs +0.1% over the best of
+//! both. Sampling costs 25–50 µs per image whatever its size.
 
 /// Least share of small differences for a photograph.
 pub const GRADUAL_MIN: f32 = 0.40;
