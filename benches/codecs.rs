@@ -213,7 +213,7 @@ fn main() {
     for img in &set {
         let b = Bitmap::rgb32(img.w, img.h, &img.bgrx).expect("valid image");
         let raw = img.bgrx.len() as f64;
-        let mut row = |codec: &str, secs: f64, size: usize| {
+        let row = |codec: &str, secs: f64, size: usize| {
             println!(
                 "| {} | {codec} | {:.0} | {:.2} | {size} |",
                 img.name,
