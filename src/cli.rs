@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
+
 use crate::vmm::{DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
@@ -82,6 +84,11 @@ pub struct RunArgs {
     /// README.md, "Control socket".
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
+
+    /// Serve the display over SPICE: port=N[,addr=IP][,password=SECRET|disable-ticketing][,unix=PATH].
+    /// Without it no port is opened.
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_spice, long_help = SPICE_HELP)]
+    pub spice: Option<SpiceConfig>,
 }
 
 impl RunArgs {
@@ -97,6 +104,7 @@ impl RunArgs {
             vga: self.vga,
             vga_dirty_tracking: self.vga_dirty_tracking,
             api_socket: self.api_socket.clone(),
+            spice: self.spice.clone(),
         }
     }
 }
@@ -134,6 +142,10 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
         return Err(format!("'{trimmed}' is not a multiple of 4K"));
     }
     Ok(bytes)
+}
+
+pub fn parse_spice(text: &str) -> Result<SpiceConfig, String> {
+    SpiceConfig::parse(text)
 }
 
 pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
@@ -230,6 +242,26 @@ mod tests {
         assert!(parse_vga("99999x1").is_err());
         assert!(parse_vga("vga").is_err());
         assert!(parse_vga("1024x").is_err());
+    }
+
+    #[test]
+    fn spice_option() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["saffron", "run", "--kernel", "k"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Run(run) => run.spice,
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        let spice = parse(&["--spice", "port=5930,password=x"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(spice.tcp, Some("127.0.0.1:5930".parse().unwrap()));
+        let error = parse(&["--spice", "port=5930,bogus"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown option 'bogus'"), "{error}");
     }
 
     #[test]

@@ -26,10 +26,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line: clap's first line names the argument and the problem.
+            // One line: clap's message (which may continue on indented lines,
+            // e.g. the missing arguments) up to the usage block.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid command line");
-            eprintln!("saffron: {}", first.trim_start_matches("error: "));
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "saffron: {}",
+                message.join(" ").trim_start_matches("error: ")
+            );
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -88,6 +88,21 @@ fn is_elf(file: &mut File) -> std::io::Result<bool> {
     Ok(is)
 }
 
+/// Checks that `path` looks like a kernel saffron can boot (a bzImage or an
+/// ELF file), without loading it: bad input is reported before any VM exists.
+pub fn probe_kernel(path: &Path) -> Result<(), BootError> {
+    let mut file = open(path)?;
+    let read_err = |source| BootError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    if is_bzimage(&mut file).map_err(read_err)? || is_elf(&mut file).map_err(read_err)? {
+        Ok(())
+    } else {
+        Err(BootError::NotAKernel(path.display().to_string()))
+    }
+}
+
 /// Loads the kernel and everything it needs; returns where to start the boot CPU.
 pub fn load(ram: &GuestRam, spec: &BootSpec) -> Result<BootEntry, BootError> {
     let path = spec.kernel.display().to_string();

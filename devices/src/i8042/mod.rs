@@ -183,7 +183,10 @@ impl I8042 {
             0xdf => self.output_port |= OUT_A20,
             0xe0 => self.reply(0x00),
             // Pulse output lines; bit 0 low pulses the CPU reset line.
-            0xf0..=0xff if command & 0x01 == 0 => self.events.request(SystemEvent::Reset),
+            0xf0..=0xff if command & 0x01 == 0 => {
+                tracing::info!("reset requested through the i8042 (command {command:#x})");
+                self.events.request(SystemEvent::Reset)
+            }
             0xf0..=0xff => {}
             other => tracing::debug!("i8042: unknown controller command {other:#x}"),
         }
@@ -196,6 +199,7 @@ impl I8042 {
             Some(0xd1) => {
                 self.output_port = byte;
                 if byte & OUT_RESET_LINE == 0 {
+                    tracing::info!("reset requested through the i8042 output port");
                     self.events.request(SystemEvent::Reset);
                 }
             }

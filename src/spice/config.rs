@@ -1,0 +1,284 @@
+//! The `--spice` option: where the server listens and who may connect.
+//!
+//! ```text
+//! --spice addr=127.0.0.1,port=5930[,password=SECRET|disable-ticketing][,unix=PATH]
+//!         [,image-compression=auto_glz|auto_lz|quic|glz|lz|lz4|off]
+//!         [,jpeg-wan-compression=auto|never|always]
+//!         [,zlib-glz-wan-compression=auto|never|always]
+//!         [,streaming-video=off|all|filter]
+//! ```
+//!
+//! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
+//!   only unless an address is given); `unix=PATH` listens on a Unix socket
+//!   (`spice+unix://PATH`). At least one of them is needed; both may be used.
+//! * `password=SECRET` makes clients give that password.
+//! * `disable-ticketing` lets anyone in.
+//! * Neither: reachable only from this machine (loopback TCP, Unix
+//!   socket), no password is asked — like a local console. A non-loopback
+//!   address without either is refused, so a VM's screen and keyboard are
+//!   never put on a network without a password by accident.
+//! * The compression options have libspice's names and meanings (see
+//!   [`super::codec::policy`]); defaults auto_glz, auto, auto, filter.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use super::codec::policy::{CompressionOptions, ImageCompression, StreamingVideo, WanCompression};
+use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
+
+/// What `--spice` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpiceConfig {
+    /// TCP address to listen on, if any.
+    pub tcp: Option<SocketAddr>,
+    /// Unix socket path to listen on, if any.
+    pub unix: Option<PathBuf>,
+    pub ticket: TicketPolicy,
+    /// How images are compressed.
+    pub compression: CompressionOptions,
+}
+
+/// Text for `--help`.
+pub const HELP: &str = "\
+Serve the VM's display with the built-in SPICE server. Options, comma-separated:
+  port=N               listen on TCP port N
+  addr=IP              on this address (default 127.0.0.1: this machine only)
+  unix=PATH            listen on a Unix socket (spice+unix://PATH)
+  password=SECRET      clients must give this password (at most 60 bytes)
+  disable-ticketing    no password at all
+  image-compression=auto_glz|auto_lz|quic|glz|lz|lz4|off
+                       lossless image coding (default auto_glz: QUIC for
+                       photographic images, GLZ for the rest)
+  jpeg-wan-compression=auto|never|always
+                       JPEG for photographic updates (auto: slow links only)
+  zlib-glz-wan-compression=auto|never|always
+                       zlib over GLZ (auto: slow links only)
+  streaming-video=off|all|filter   (accepted; video streams come later)
+Without password= or disable-ticketing no password is asked, which is allowed
+only for loopback addresses and Unix sockets; any other address needs one of
+the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";
+
+impl SpiceConfig {
+    /// Parses the `--spice` value (one-line errors).
+    pub fn parse(text: &str) -> Result<SpiceConfig, String> {
+        let mut addr: Option<IpAddr> = None;
+        let mut port: Option<u16> = None;
+        let mut unix: Option<PathBuf> = None;
+        let mut password: Option<String> = None;
+        let mut disable_ticketing = false;
+        let mut compression = CompressionOptions::default();
+        let mut seen_compression: Vec<&str> = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (item, None),
+            };
+            let once = |seen: bool| {
+                if seen {
+                    Err(format!("{key} is given twice"))
+                } else {
+                    Ok(())
+                }
+            };
+            let need = |v: Option<&str>| match v {
+                Some(v) if !v.is_empty() => Ok(v.to_string()),
+                _ => Err(format!("{key} needs a value, e.g. {key}={}", example(key))),
+            };
+            match key {
+                "addr" => {
+                    once(addr.is_some())?;
+                    let v = need(value)?;
+                    let v = v.trim_start_matches('[').trim_end_matches(']');
+                    addr = Some(v.parse().map_err(|_| {
+                        format!("addr: '{v}' is not an IP address (e.g. 127.0.0.1 or ::1)")
+                    })?);
+                }
+                "port" => {
+                    once(port.is_some())?;
+                    let v = need(value)?;
+                    port = Some(
+                        v.parse::<u16>()
+                            .ok()
+                            .filter(|&p| p != 0)
+                            .ok_or_else(|| format!("port: '{v}' is not a port (1 to 65535)"))?,
+                    );
+                }
+                "unix" => {
+                    once(unix.is_some())?;
+                    unix = Some(PathBuf::from(need(value)?));
+                }
+                "password" => {
+                    once(password.is_some())?;
+                    let v = need(value)?;
+                    if v.len() > MAX_PASSWORD_LEN {
+                        return Err(format!(
+                            "password: at most {MAX_PASSWORD_LEN} bytes (SPICE clients send no more)"
+                        ));
+                    }
+                    if v.contains('\0') {
+                        return Err("password: must not contain NUL".into());
+                    }
+                    password = Some(v);
+                }
+                "disable-ticketing" => {
+                    if value.is_some() {
+                        return Err("disable-ticketing takes no value".into());
+                    }
+                    once(disable_ticketing)?;
+                    disable_ticketing = true;
+                }
+                "image-compression"
+                | "jpeg-wan-compression"
+                | "zlib-glz-wan-compression"
+                | "streaming-video" => {
+                    once(seen_compression.contains(&key))?;
+                    seen_compression.push(key);
+                    let v = need(value)?;
+                    let bad = |choices: &str| format!("{key}: '{v}' is not one of {choices}");
+                    match key {
+                        "image-compression" => {
+                            compression.image = ImageCompression::parse(&v)
+                                .ok_or_else(|| bad("auto_glz, auto_lz, quic, glz, lz, lz4, off"))?
+                        }
+                        "jpeg-wan-compression" => {
+                            compression.jpeg = WanCompression::parse(&v)
+                                .ok_or_else(|| bad("auto, never, always"))?
+                        }
+                        "zlib-glz-wan-compression" => {
+                            compression.zlib_glz = WanCompression::parse(&v)
+                                .ok_or_else(|| bad("auto, never, always"))?
+                        }
+                        _ => {
+                            compression.streaming = StreamingVideo::parse(&v)
+                                .ok_or_else(|| bad("off, all, filter"))?
+                        }
+                    }
+                }
+                "" => return Err("empty option (stray comma?)".into()),
+                other => {
+                    return Err(format!(
+                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video)"
+                    ))
+                }
+            }
+        }
+        if password.is_some() && disable_ticketing {
+            return Err("password= and disable-ticketing contradict each other".into());
+        }
+        if addr.is_some() && port.is_none() {
+            return Err("addr= needs port= too".into());
+        }
+        if port.is_none() && unix.is_none() {
+            return Err("give port=N (TCP) or unix=PATH, e.g. --spice port=5930".into());
+        }
+        let tcp = port.map(|p| SocketAddr::new(addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), p));
+        let ticket = match password {
+            Some(p) => TicketPolicy::Password(p),
+            None if disable_ticketing => TicketPolicy::Disabled,
+            None => {
+                if let Some(tcp) = tcp.filter(|a| !a.ip().is_loopback()) {
+                    return Err(format!(
+                        "{} is reachable from other machines: add password=SECRET, or disable-ticketing to allow anyone",
+                        tcp.ip()
+                    ));
+                }
+                TicketPolicy::Disabled
+            }
+        };
+        Ok(SpiceConfig {
+            tcp,
+            unix,
+            ticket,
+            compression,
+        })
+    }
+}
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "addr" => "127.0.0.1",
+        "port" => "5930",
+        "unix" => "/run/saffron/vm.sock",
+        "image-compression" => "auto_glz",
+        "jpeg-wan-compression" | "zlib-glz-wan-compression" => "auto",
+        "streaming-video" => "filter",
+        _ => "SECRET",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let c = SpiceConfig::parse("port=5930").unwrap();
+        assert_eq!(c.tcp, Some("127.0.0.1:5930".parse().unwrap()));
+        assert_eq!(c.unix, None);
+        assert_eq!(c.ticket, TicketPolicy::Disabled);
+
+        let c = SpiceConfig::parse("addr=0.0.0.0,port=5900,password=s3cret").unwrap();
+        assert_eq!(c.tcp, Some("0.0.0.0:5900".parse().unwrap()));
+        assert_eq!(c.ticket, TicketPolicy::Password("s3cret".into()));
+
+        let c = SpiceConfig::parse("addr=::1,port=1,disable-ticketing").unwrap();
+        assert_eq!(c.tcp, Some("[::1]:1".parse().unwrap()));
+
+        let c = SpiceConfig::parse("unix=/tmp/s.sock").unwrap();
+        assert_eq!((c.tcp, c.unix), (None, Some("/tmp/s.sock".into())));
+
+        let c = SpiceConfig::parse("addr=192.168.1.5,port=5930,disable-ticketing").unwrap();
+        assert_eq!(c.ticket, TicketPolicy::Disabled);
+        assert_eq!(c.compression, CompressionOptions::default());
+
+        let c = SpiceConfig::parse(
+            "port=1,image-compression=quic,jpeg-wan-compression=always,\
+             zlib-glz-wan-compression=never,streaming-video=all",
+        )
+        .unwrap();
+        assert_eq!(
+            c.compression,
+            CompressionOptions {
+                image: ImageCompression::Quic,
+                jpeg: WanCompression::Always,
+                zlib_glz: WanCompression::Never,
+                streaming: StreamingVideo::All,
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_with_one_line_errors() {
+        for (text, needle) in [
+            ("", "empty option"),
+            ("port=0", "not a port"),
+            ("port=70000", "not a port"),
+            ("port=", "needs a value"),
+            ("addr=1.2.3.4", "needs port"),
+            ("addr=foo,port=1", "not an IP"),
+            ("port=1,port=2", "twice"),
+            ("port=1,password=a,disable-ticketing", "contradict"),
+            ("port=1,colour=red", "unknown option 'colour'"),
+            ("password=x", "give port"),
+            ("addr=10.0.0.1,port=5930", "reachable from other machines"),
+            ("port=1,disable-ticketing=yes", "takes no value"),
+            ("port=1,,unix=/x", "stray comma"),
+            ("port=1,image-compression=zip", "not one of auto_glz"),
+            ("port=1,image-compression=", "needs a value"),
+            (
+                "port=1,jpeg-wan-compression=sometimes",
+                "not one of auto, never",
+            ),
+            ("port=1,streaming-video=on", "not one of off, all, filter"),
+            ("port=1,image-compression=lz,image-compression=glz", "twice"),
+        ] {
+            let e = SpiceConfig::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text}: {e}");
+            assert!(!e.contains('\n'));
+        }
+        let long = format!("port=1,password={}", "x".repeat(61));
+        assert!(SpiceConfig::parse(&long)
+            .unwrap_err()
+            .contains("at most 60"));
+    }
+}

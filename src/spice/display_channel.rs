@@ -1,0 +1,957 @@
+//! The display channel (type 2): shows one head of a [`Display`].
+//!
+//! Connect sequence (as spice-server): `SET_ACK`, wait for the client's
+//! `DISPLAY_INIT`, then `INVAL_ALL_PALETTES`, `SURFACE_CREATE` (primary,
+//! 32-bit xRGB), `MONITORS_CONFIG` (if the client takes it), one `DRAW_COPY`
+//! of the whole picture (spicy-screenshot saves after the first draw, so it
+//! must be complete) and `MARK` (clients show nothing before it).
+//!
+//! Afterwards damage is not queued as updates: it is added to a bounded
+//! [`Region`], and whenever the socket has room and the client's ACK window
+//! allows, the next piece of the region is read from the *current* picture
+//! and sent as a lossless `DRAW_COPY`. A slow client therefore merges old
+//! updates instead of buffering them, and producers never wait for it.
+//!
+//! Images go through the channel's [`Compressor`] (codec::policy): QUIC,
+//! LZ, GLZ (the session's window, set up from DISPLAY_INIT), LZ4, JPEG or
+//! raw, per the `--spice` options and the client's PREFERRED_COMPRESSION.
+//! Updates are taken from the region a few rectangles at a time and
+//! compressed together, on several cores when large. The first full
+//! picture after a (re)sync is always lossless. Translating QXL drawables
+//! into SPICE draw operations would add messages next to [`DrawCopy`] and
+//! a second source of work next to the damage region; guest-cacheable
+//! images go through [`crate::spice::image_cache::CachedImages`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devices::display::{Display, Rect, Surface};
+
+use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
+use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request};
+use super::image_cache::{PixmapCache, SessionImages};
+use super::protocol::{display_cap, display_msg};
+use super::region::Region;
+use super::wire::{Caps, Reader, Writer};
+
+/// The client must send `DISPLAY_INIT` within this time.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stop producing updates while this much is queued for the socket.
+pub const OUTBOX_LOW_WATER: usize = 512 * 1024;
+/// Largest incremental update message, in pixels (1 MiB of bitmap).
+pub const MAX_UPDATE_PIXELS: u64 = 256 * 1024;
+/// Largest first full-picture message in pixels; bigger pictures are sent
+/// in bands (64 MiB: 4096×4096).
+pub const MAX_FULL_IMAGE_PIXELS: u64 = 16 * 1024 * 1024;
+/// Most update rectangles compressed together (in parallel).
+pub const MAX_BATCH: u64 = 8;
+
+/// `SPICE_SURFACE_FMT_32_xRGB`.
+pub const SURFACE_FMT_32_XRGB: u32 = 32;
+/// `SPICE_SURFACE_FLAGS_PRIMARY`.
+pub const SURFACE_FLAG_PRIMARY: u32 = 1;
+const ROPD_OP_PUT: u16 = 1 << 3;
+const CLIP_NONE: u8 = 0;
+
+/// Rect on the wire: top, left, bottom, right.
+fn put_rect(w: &mut Writer, r: &Rect) {
+    w.i32(r.top).i32(r.left).i32(r.bottom).i32(r.right);
+}
+
+/// `SURFACE_CREATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurfaceCreate {
+    pub surface_id: u32,
+    pub width: u32,
+    pub height: u32,
+    pub format: u32,
+    pub flags: u32,
+}
+
+impl Encode for SurfaceCreate {
+    const TYPE: u16 = display_msg::SURFACE_CREATE;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.surface_id)
+            .u32(self.width)
+            .u32(self.height)
+            .u32(self.format)
+            .u32(self.flags);
+    }
+}
+
+/// `SURFACE_DESTROY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurfaceDestroy {
+    pub surface_id: u32,
+}
+
+impl Encode for SurfaceDestroy {
+    const TYPE: u16 = display_msg::SURFACE_DESTROY;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.surface_id);
+    }
+}
+
+/// One monitor of `MONITORS_CONFIG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub monitor_id: u32,
+    pub surface_id: u32,
+    pub width: u32,
+    pub height: u32,
+    pub x: u32,
+    pub y: u32,
+}
+
+/// `MONITORS_CONFIG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorsConfig {
+    pub max_allowed: u16,
+    pub heads: Vec<Head>,
+}
+
+impl Encode for MonitorsConfig {
+    const TYPE: u16 = display_msg::MONITORS_CONFIG;
+    fn encode(&self, w: &mut Writer) {
+        w.u16(self.heads.len() as u16).u16(self.max_allowed);
+        for h in &self.heads {
+            w.u32(h.monitor_id)
+                .u32(h.surface_id)
+                .u32(h.width)
+                .u32(h.height)
+                .u32(h.x)
+                .u32(h.y)
+                .u32(0);
+        }
+    }
+}
+
+/// A display message without a body (`MARK`, `RESET`, `INVAL_ALL_PALETTES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Empty<const TYPE: u16>;
+
+impl<const T: u16> Encode for Empty<T> {
+    const TYPE: u16 = T;
+    fn encode(&self, _: &mut Writer) {}
+}
+
+pub type Mark = Empty<{ display_msg::MARK }>;
+pub type InvalAllPalettes = Empty<{ display_msg::INVAL_ALL_PALETTES }>;
+
+pub use super::codec::image::{Image, ImageData};
+
+/// `DRAW_COPY` of an image to `dest` on a surface (clip none, whole image,
+/// OP_PUT, no mask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrawCopy {
+    pub surface_id: u32,
+    pub dest: Rect,
+    pub image: Image,
+}
+
+impl Encode for DrawCopy {
+    const TYPE: u16 = display_msg::DRAW_COPY;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.surface_id);
+        put_rect(w, &self.dest);
+        w.u8(CLIP_NONE);
+        let src_bitmap = w.pointer_slot();
+        put_rect(
+            w,
+            &Rect::new(0, 0, self.image.width as i32, self.image.height as i32),
+        );
+        w.u16(ROPD_OP_PUT).u8(0); // scale mode
+        w.u8(0).i32(0).i32(0).u32(0); // empty mask
+        w.patch_pointer(src_bitmap);
+        self.image.encode(w);
+    }
+}
+
+/// What a client may send on a display channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisplayMessage {
+    Base(BaseMessage),
+    Init {
+        pixmap_cache_id: u8,
+        pixmap_cache_size: i64,
+        glz_dictionary_id: u8,
+        glz_window_size: i32,
+    },
+    PreferredCompression(u8),
+    PreferredVideoCodecs(Vec<u8>),
+    /// Stream reports and GL_DRAW_DONE (we start neither streams nor GL).
+    Ignored(u16),
+}
+
+impl DisplayMessage {
+    pub fn decode(msg_type: u16, body: &[u8]) -> Result<DisplayMessage, ChannelError> {
+        if let Some(base) = BaseMessage::decode(msg_type, body)? {
+            return Ok(DisplayMessage::Base(base));
+        }
+        let bad = ChannelError::malformed(msg_type);
+        let mut r = Reader::new(body);
+        Ok(match msg_type {
+            display_msg::INIT => DisplayMessage::Init {
+                pixmap_cache_id: r.u8("pixmap_cache_id").map_err(&bad)?,
+                pixmap_cache_size: r.i64("pixmap_cache_size").map_err(&bad)?,
+                glz_dictionary_id: r.u8("glz_dictionary_id").map_err(&bad)?,
+                glz_window_size: r.i32("glz_dictionary_window_size").map_err(&bad)?,
+            },
+            display_msg::STREAM_REPORT => {
+                r.bytes(32, "stream report").map_err(bad)?;
+                DisplayMessage::Ignored(msg_type)
+            }
+            display_msg::PREFERRED_COMPRESSION => {
+                DisplayMessage::PreferredCompression(r.u8("image_compression").map_err(bad)?)
+            }
+            display_msg::GL_DRAW_DONE => DisplayMessage::Ignored(msg_type),
+            display_msg::PREFERRED_VIDEO_CODEC_TYPE => {
+                let n = r.u8("num_of_codecs").map_err(&bad)?;
+                DisplayMessage::PreferredVideoCodecs(
+                    r.bytes(n.into(), "codecs").map_err(bad)?.to_vec(),
+                )
+            }
+            other => return Err(ChannelError::UnknownType(other)),
+        })
+    }
+}
+
+/// Channel caps the server advertises on display channels.
+pub fn server_caps() -> Caps {
+    Caps::from_bits(&[display_cap::MONITORS_CONFIG, display_cap::PREF_COMPRESSION])
+}
+
+/// What a display channel needs beyond its Display: the compression
+/// options and the client session's shared image state.
+#[derive(Clone, Default)]
+pub struct ImageSetup {
+    pub compression: CompressionOptions,
+    pub session: Arc<SessionImages>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `SET_ACK` sent; the client's `DISPLAY_INIT` has not arrived.
+    AwaitingInit {
+        since: Instant,
+    },
+    Running,
+}
+
+/// The server side of one display channel connection.
+pub struct DisplayChannel {
+    display: Arc<Display>,
+    head: u32,
+    ack: AckWindow,
+    phase: Phase,
+    client_monitors_config: bool,
+    /// Size of the primary surface the client has, if any.
+    client_surface: Option<(u32, u32)>,
+    /// The head may have changed size or lost events: re-check everything.
+    needs_sync: bool,
+    pending: Region,
+    compressor: Box<Compressor>,
+    session: Arc<SessionImages>,
+    pixmap_cache: Option<Arc<std::sync::Mutex<PixmapCache>>>,
+    next_image_id: u64,
+}
+
+impl DisplayChannel {
+    /// Queues `SET_ACK`; nothing else is sent before `DISPLAY_INIT`.
+    pub fn start(
+        display: Arc<Display>,
+        head: u32,
+        client_caps: &Caps,
+        setup: ImageSetup,
+        out: &mut Outbox,
+        now: Instant,
+    ) -> DisplayChannel {
+        let traits = ClientTraits {
+            lz4: client_caps.has(display_cap::LZ4_COMPRESSION),
+            low_bandwidth: false,
+        };
+        DisplayChannel {
+            display,
+            head,
+            ack: AckWindow::start(out),
+            phase: Phase::AwaitingInit { since: now },
+            client_monitors_config: client_caps.has(display_cap::MONITORS_CONFIG),
+            client_surface: None,
+            needs_sync: true,
+            pending: Region::new(),
+            compressor: Box::new(Compressor::new(setup.compression, traits)),
+            session: setup.session,
+            pixmap_cache: None,
+            next_image_id: 1,
+        }
+    }
+
+    pub fn head(&self) -> u32 {
+        self.head
+    }
+
+    /// Whether the client failed to send `DISPLAY_INIT` in time.
+    pub fn init_overdue(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::AwaitingInit { since } if now.duration_since(since) > INIT_TIMEOUT)
+    }
+
+    pub fn handle(&mut self, msg_type: u16, body: &[u8]) -> Result<(), ChannelError> {
+        match DisplayMessage::decode(msg_type, body)? {
+            DisplayMessage::Base(base) => self.ack.on_message(&base),
+            DisplayMessage::Init {
+                pixmap_cache_id,
+                pixmap_cache_size,
+                glz_dictionary_id,
+                glz_window_size,
+            } => {
+                if self.phase != Phase::Running {
+                    self.phase = Phase::Running;
+                    self.needs_sync = true;
+                    let glz = self
+                        .session
+                        .glz(glz_dictionary_id, i64::from(glz_window_size));
+                    if glz.is_none() {
+                        tracing::debug!(
+                            "display channel: GLZ window {glz_window_size} px is too small; no GLZ"
+                        );
+                    }
+                    self.compressor.set_glz(glz, self.session.new_owner());
+                    self.pixmap_cache = Some(
+                        self.session
+                            .pixmap_cache(pixmap_cache_id, pixmap_cache_size),
+                    );
+                }
+            }
+            DisplayMessage::PreferredCompression(c) => {
+                if !self.compressor.set_preferred(c) {
+                    tracing::debug!("display channel: unknown preferred compression {c} ignored");
+                }
+            }
+            DisplayMessage::PreferredVideoCodecs(_) | DisplayMessage::Ignored(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The head changed size, appeared, went away, or events were lost.
+    pub fn head_changed(&mut self) {
+        self.needs_sync = true;
+    }
+
+    /// Part of the head was redrawn.
+    pub fn damage(&mut self, rect: Rect) {
+        self.pending.add(rect);
+    }
+
+    /// Whether there is work that [`Self::pump`] would do given room.
+    pub fn has_work(&self) -> bool {
+        self.phase == Phase::Running && (self.needs_sync || !self.pending.is_empty())
+    }
+
+    /// Queues as many updates as the socket and the ACK window allow.
+    pub fn pump(&mut self, out: &mut Outbox) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if self.needs_sync {
+            if !self.ack.may_send(out) {
+                return;
+            }
+            self.sync(out);
+        }
+        while !self.pending.is_empty()
+            && out.queued_bytes() < OUTBOX_LOW_WATER
+            && self.ack.may_send(out)
+        {
+            let display = self.display.clone();
+            let Some(head) = display.head(self.head) else {
+                // Gone: the HeadRemoved event will sync.
+                self.pending.clear();
+                break;
+            };
+            if self.client_surface != Some((head.width, head.height)) {
+                // Resized since the last sync; its event is on the way.
+                self.pending.clear();
+                self.needs_sync = true;
+                break;
+            }
+            self.pending.clip(head.bounds());
+            let batch = self.ack.room(out).min(MAX_BATCH);
+            let mut rects = Vec::new();
+            while (rects.len() as u64) < batch {
+                match self.pending.take(MAX_UPDATE_PIXELS) {
+                    Some(rect) => rects.push(rect),
+                    None => break,
+                }
+            }
+            if rects.is_empty() {
+                break;
+            }
+            let requests = rects
+                .iter()
+                .map(|&rect| self.request(&head, rect, true))
+                .collect();
+            drop(head);
+            for (rect, image) in rects.into_iter().zip(self.compressor.compress(requests)) {
+                out.push(&DrawCopy {
+                    surface_id: 0,
+                    dest: rect,
+                    image,
+                });
+            }
+        }
+    }
+
+    /// Brings the client's primary surface in line with the head and
+    /// sends the whole picture.
+    fn sync(&mut self, out: &mut Outbox) {
+        self.needs_sync = false;
+        self.pending.clear();
+        let display = self.display.clone();
+        let Some(head) = display.head(self.head) else {
+            if self.client_surface.take().is_some() {
+                out.push(&SurfaceDestroy { surface_id: 0 });
+            }
+            return;
+        };
+        let size = (head.width, head.height);
+        if self.client_surface != Some(size) {
+            if self.client_surface.is_some() {
+                out.push(&SurfaceDestroy { surface_id: 0 });
+            }
+            out.push(&InvalAllPalettes {});
+            out.push(&SurfaceCreate {
+                surface_id: 0,
+                width: head.width,
+                height: head.height,
+                format: SURFACE_FMT_32_XRGB,
+                flags: SURFACE_FLAG_PRIMARY,
+            });
+            if self.client_monitors_config {
+                out.push(&MonitorsConfig {
+                    max_allowed: 1,
+                    heads: vec![Head {
+                        monitor_id: 0,
+                        surface_id: 0,
+                        width: head.width,
+                        height: head.height,
+                        x: 0,
+                        y: 0,
+                    }],
+                });
+            }
+            self.client_surface = Some(size);
+        }
+        let bounds = head.bounds();
+        if bounds.area() <= MAX_FULL_IMAGE_PIXELS {
+            let message = self.draw(&head, bounds);
+            drop(head);
+            out.push(&message);
+        } else {
+            drop(head);
+            self.pending.add(bounds);
+        }
+        out.push(&Mark {});
+    }
+
+    fn request(&mut self, head: &Surface, rect: Rect, lossy_ok: bool) -> Request {
+        let id = self.next_image_id;
+        self.next_image_id += 1;
+        Request {
+            id,
+            width: rect.width() as u32,
+            height: rect.height() as u32,
+            bgrx: head.copy_rect(rect),
+            lossy_ok,
+        }
+    }
+
+    /// One lossless `DRAW_COPY` of `rect` (the full picture after a sync).
+    fn draw(&mut self, head: &Surface, rect: Rect) -> DrawCopy {
+        let request = self.request(head, rect, false);
+        let image = self
+            .compressor
+            .compress(vec![request])
+            .pop()
+            .expect("one image per request");
+        DrawCopy {
+            surface_id: 0,
+            dest: rect,
+            image,
+        }
+    }
+
+    /// Image counts and bytes per encoding so far.
+    pub fn stats(&self) -> &super::codec::policy::Stats {
+        &self.compressor.stats
+    }
+
+    /// The client's pixmap cache (after DISPLAY_INIT), for guest-cacheable
+    /// images.
+    pub fn pixmap_cache(&self) -> Option<Arc<std::sync::Mutex<PixmapCache>>> {
+        self.pixmap_cache.clone()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::spice::codec::policy::ImageCompression;
+    use crate::spice::codec::reference;
+    use crate::spice::wire::{next_frame, HeaderMode};
+
+    /// A minimal client-side canvas: applies the messages a
+    /// [`DisplayChannel`] sends, decoding them independently of the encoder.
+    #[derive(Default)]
+    pub struct ClientCanvas {
+        pub size: Option<(u32, u32)>,
+        pub pixels: Vec<u8>,
+        pub marked: bool,
+        pub monitors: Option<(u16, u32, u32)>,
+        pub draws: usize,
+        /// Image types received.
+        pub image_types: Vec<u8>,
+        glz: reference::GlzWindow,
+    }
+
+    impl ClientCanvas {
+        /// Decodes an Image (bitmap, QUIC, LZ, GLZ, zlib-GLZ) to BGRX with
+        /// the test decoders; the X byte is taken from the decoders (0).
+        fn decode_image(&mut self, image: &[u8], iw: usize, ih: usize) -> Vec<u8> {
+            let mut img = Reader::new(image);
+            img.u64("").unwrap();
+            let ty = img.u8("").unwrap();
+            self.image_types.push(ty);
+            img.u8("").unwrap();
+            let (w, h) = (img.u32("").unwrap() as usize, img.u32("").unwrap() as usize);
+            assert_eq!((w, h), (iw, ih));
+            let rest = img.rest();
+            let sized = |r: &[u8]| {
+                let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
+                r[4..4 + n].to_vec()
+            };
+            let data = match ty {
+                0 => {
+                    let mut b = Reader::new(rest);
+                    assert_eq!(b.u8("").unwrap(), 8, "32-bit");
+                    assert_eq!(b.u8("").unwrap(), 4, "top-down");
+                    b.u32("").unwrap();
+                    b.u32("").unwrap();
+                    let stride = b.u32("").unwrap() as usize;
+                    assert_eq!(stride, w * 4);
+                    assert_eq!(b.u32("").unwrap(), 0, "no palette");
+                    b.bytes(stride * h, "pixels").unwrap().to_vec()
+                }
+                1 => reference::quic_decode(&sized(rest)).unwrap(),
+                101 => reference::lz_decode(&sized(rest), None).unwrap().data,
+                102 => self.glz.decode(&sized(rest)).unwrap().bgrx,
+                107 => {
+                    let n = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+                    let mut glz = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::ZlibDecoder::new(&rest[8..8 + n]),
+                        &mut glz,
+                    )
+                    .unwrap();
+                    self.glz.decode(&glz).unwrap().bgrx
+                }
+                other => panic!("image type {other}"),
+            };
+            assert_eq!(data.len(), w * h * 4);
+            data
+        }
+
+        pub fn apply(&mut self, msg_type: u16, body: &[u8]) {
+            let mut r = Reader::new(body);
+            match msg_type {
+                314 => {
+                    let id = r.u32("").unwrap();
+                    let (w, h) = (r.u32("").unwrap(), r.u32("").unwrap());
+                    assert_eq!((id, r.u32("").unwrap(), r.u32("").unwrap()), (0, 32, 1));
+                    self.size = Some((w, h));
+                    self.pixels = vec![0; (w * h * 4) as usize];
+                    self.marked = false;
+                }
+                315 => self.size = None,
+                317 => {
+                    let count = r.u16("").unwrap();
+                    let _max = r.u16("").unwrap();
+                    let _id = r.u32("").unwrap();
+                    let _surface = r.u32("").unwrap();
+                    self.monitors = Some((count, r.u32("").unwrap(), r.u32("").unwrap()));
+                }
+                102 => self.marked = true,
+                304 => {
+                    let (width, _) = self.size.expect("draw before surface");
+                    assert_eq!(r.u32("").unwrap(), 0);
+                    let top = r.i32("").unwrap();
+                    let left = r.i32("").unwrap();
+                    let bottom = r.i32("").unwrap();
+                    let right = r.i32("").unwrap();
+                    assert_eq!(r.u8("").unwrap(), 0, "clip none");
+                    let ptr = r.u32("").unwrap() as usize;
+                    let src = [
+                        r.i32("").unwrap(),
+                        r.i32("").unwrap(),
+                        r.i32("").unwrap(),
+                        r.i32("").unwrap(),
+                    ];
+                    assert_eq!(src, [0, 0, bottom - top, right - left]);
+                    assert_eq!(r.u16("").unwrap(), 8);
+                    let (iw, ih) = ((right - left) as usize, (bottom - top) as usize);
+                    let data = self.decode_image(&body[ptr..], iw, ih);
+                    let stride = iw * 4;
+                    for y in 0..ih {
+                        let dst = ((top as usize + y) * width as usize + left as usize) * 4;
+                        self.pixels[dst..dst + stride]
+                            .copy_from_slice(&data[y * stride..(y + 1) * stride]);
+                    }
+                    self.draws += 1;
+                }
+                _ => {}
+            }
+        }
+
+        pub fn apply_stream(&mut self, bytes: &[u8]) -> Vec<u16> {
+            let mut at = 0;
+            let mut types = Vec::new();
+            while let Some((h, body, used)) =
+                next_frame(HeaderMode::Mini, &bytes[at..], u32::MAX).unwrap()
+            {
+                self.apply(h.msg_type, body);
+                types.push(h.msg_type);
+                at += used;
+            }
+            assert_eq!(at, bytes.len());
+            types
+        }
+    }
+
+    fn paint(display: &Display, seed: u8) {
+        display.draw(0, |s| {
+            for y in 0..s.height {
+                for (x, px) in s.row_mut(y).chunks_mut(4).enumerate() {
+                    px.copy_from_slice(&[x as u8 ^ seed, y as u8, seed, 0]);
+                }
+            }
+            Some(s.bounds())
+        });
+    }
+
+    fn display_init() -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(1).i64(20971520).u8(1).i32(3145728);
+        w.into_bytes()
+    }
+
+    #[test]
+    fn draw_copy_matches_the_validated_layout() {
+        // notes/spice-protocol.md §3.9, without the clip: 2×2 image at (10,20).
+        let message = DrawCopy {
+            surface_id: 0,
+            dest: Rect::new(10, 20, 12, 22),
+            image: Image {
+                id: 0x1_0000_0002,
+                flags: 0,
+                width: 2,
+                height: 2,
+                data: ImageData::Bitmap32 {
+                    pixels: vec![0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0],
+                },
+            },
+        };
+        let body = message.body();
+        let expected: Vec<u8> = [
+            &[0, 0, 0, 0][..],
+            &[20, 0, 0, 0, 10, 0, 0, 0, 22, 0, 0, 0, 12, 0, 0, 0],
+            &[0],           // clip none
+            &[57, 0, 0, 0], // src_bitmap at 21 + 4 + 16 + 2 + 1 + 13
+            &[0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0],
+            &[8, 0, 0],
+            &[0; 13],
+            &[2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0],
+            &[8, 4, 2, 0, 0, 0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0],
+        ]
+        .concat();
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn fixed_messages() {
+        assert_eq!(
+            SurfaceCreate {
+                surface_id: 0,
+                width: 640,
+                height: 480,
+                format: 32,
+                flags: 1
+            }
+            .body(),
+            [0, 0, 0, 0, 0x80, 2, 0, 0, 0xe0, 1, 0, 0, 32, 0, 0, 0, 1, 0, 0, 0]
+        );
+        assert_eq!(SurfaceDestroy { surface_id: 3 }.body(), [3, 0, 0, 0]);
+        let mc = MonitorsConfig {
+            max_allowed: 1,
+            heads: vec![Head {
+                monitor_id: 0,
+                surface_id: 0,
+                width: 8,
+                height: 6,
+                x: 0,
+                y: 0,
+            }],
+        }
+        .body();
+        assert_eq!(mc.len(), 4 + 28);
+        assert_eq!(&mc[..4], &[1, 0, 1, 0]);
+        assert_eq!(&mc[12..20], &[8, 0, 0, 0, 6, 0, 0, 0]);
+        assert!(Mark {}.body().is_empty());
+        assert_eq!(<Mark as Encode>::TYPE, 102);
+        assert_eq!(<InvalAllPalettes as Encode>::TYPE, 108);
+    }
+
+    #[test]
+    fn client_messages() {
+        assert_eq!(
+            DisplayMessage::decode(101, &display_init()),
+            Ok(DisplayMessage::Init {
+                pixmap_cache_id: 1,
+                pixmap_cache_size: 20971520,
+                glz_dictionary_id: 1,
+                glz_window_size: 3145728
+            })
+        );
+        assert!(DisplayMessage::decode(101, &display_init()[..13]).is_err());
+        assert_eq!(
+            DisplayMessage::decode(103, &[7]),
+            Ok(DisplayMessage::PreferredCompression(7))
+        );
+        assert_eq!(
+            DisplayMessage::decode(105, &[2, 1, 3]),
+            Ok(DisplayMessage::PreferredVideoCodecs(vec![1, 3]))
+        );
+        assert!(DisplayMessage::decode(105, &[3, 1, 3]).is_err());
+        assert!(DisplayMessage::decode(102, &[0; 31]).is_err());
+        assert_eq!(
+            DisplayMessage::decode(104, &[]),
+            Ok(DisplayMessage::Ignored(104))
+        );
+        assert_eq!(
+            DisplayMessage::decode(200, &[]),
+            Err(ChannelError::UnknownType(200))
+        );
+    }
+
+    #[test]
+    fn connect_sequence_and_pixel_exact_updates() {
+        let display = Display::new();
+        display.resize(0, 40, 30);
+        paint(&display, 1);
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = DisplayChannel::start(
+            display.clone(),
+            0,
+            &Caps(vec![0x3bf]),
+            ImageSetup::default(),
+            &mut out,
+            Instant::now(),
+        );
+        let mut canvas = ClientCanvas::default();
+        assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![3]);
+        channel.pump(&mut out);
+        assert!(out.is_empty(), "nothing before DISPLAY_INIT");
+        channel.handle(101, &display_init()).unwrap();
+        channel.pump(&mut out);
+        assert_eq!(
+            canvas.apply_stream(&out.take_bytes()),
+            vec![108, 314, 317, 304, 102]
+        );
+        assert_eq!(canvas.monitors, Some((1, 40, 30)));
+        assert!(canvas.marked);
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+
+        // Damage → exact update from the current picture.
+        display.draw(0, |s| {
+            s.row_mut(5)[8..12].copy_from_slice(&[9, 8, 7, 6]);
+            Some(Rect::new(2, 5, 3, 6))
+        });
+        channel.damage(Rect::new(2, 5, 3, 6));
+        channel.pump(&mut out);
+        assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![304]);
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+
+        // Resize: destroy, create, full picture, mark.
+        display.resize(0, 64, 48);
+        paint(&display, 7);
+        channel.head_changed();
+        channel.damage(Rect::new(0, 0, 10, 10));
+        channel.pump(&mut out);
+        assert_eq!(
+            canvas.apply_stream(&out.take_bytes()),
+            vec![315, 108, 314, 317, 304, 102]
+        );
+        assert_eq!(canvas.size, Some((64, 48)));
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+
+        // Head removed: the surface goes away.
+        display.remove_head(0);
+        channel.head_changed();
+        channel.pump(&mut out);
+        assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![315]);
+    }
+
+    /// Bitmaps only: message sizes are then known.
+    fn raw_setup() -> ImageSetup {
+        let mut setup = ImageSetup::default();
+        setup.compression.image = ImageCompression::Off;
+        setup
+    }
+
+    fn paint_mixed(display: &Display, seed: u32) {
+        use crate::spice::codec::testimages;
+        display.draw(0, |s| {
+            let (w, h) = (s.width, s.height);
+            let photo = testimages::photo(w / 2, h, seed);
+            let desk = testimages::desktop(w - w / 2, h, seed);
+            for y in 0..h {
+                let row = s.row_mut(y);
+                let (a, b) = row.split_at_mut((w / 2 * 4) as usize);
+                let pw = (w / 2 * 4) as usize;
+                a.copy_from_slice(&photo.bgrx[y as usize * pw..(y as usize + 1) * pw]);
+                let dw = ((w - w / 2) * 4) as usize;
+                b.copy_from_slice(&desk.bgrx[y as usize * dw..(y as usize + 1) * dw]);
+            }
+            Some(s.bounds())
+        });
+    }
+
+    /// Every image compression mode: the client's picture is exact, the
+    /// first picture and the updates use the expected image types.
+    #[test]
+    fn every_compression_mode_gives_the_exact_picture() {
+        use crate::spice::codec::policy::ImageCompression as C;
+        for (mode, caps, want) in [
+            (C::AutoGlz, 0x3bf, &[1u8, 102][..]),
+            (C::AutoLz, 0x3bf, &[1, 101]),
+            (C::Quic, 0x3bf, &[1]),
+            (C::Glz, 0x3bf, &[102]),
+            (C::Lz, 0x3bf, &[101]),
+            (C::Off, 0x3bf, &[0]),
+        ] {
+            let display = Display::new();
+            display.resize(0, 320, 200);
+            paint_mixed(&display, 1);
+            let mut out = Outbox::new(HeaderMode::Mini);
+            let mut setup = ImageSetup::default();
+            setup.compression.image = mode;
+            let mut channel = DisplayChannel::start(
+                display.clone(),
+                0,
+                &Caps(vec![caps]),
+                setup,
+                &mut out,
+                Instant::now(),
+            );
+            let mut canvas = ClientCanvas::default();
+            channel.handle(101, &display_init()).unwrap();
+            channel.pump(&mut out);
+            canvas.apply_stream(&out.take_bytes());
+            assert_eq!(
+                canvas.pixels,
+                display.head(0).unwrap().pixels,
+                "{mode:?} first"
+            );
+            // Updates: a photo half and a desktop half, then the same again.
+            for seed in [2, 3, 2] {
+                paint_mixed(&display, seed);
+                channel.damage(Rect::new(0, 0, 160, 200));
+                channel.damage(Rect::new(160, 0, 320, 200));
+                channel.pump(&mut out);
+                canvas.apply_stream(&out.take_bytes());
+                for _ in 0..4 {
+                    channel.handle(2, &[]).unwrap();
+                }
+                assert_eq!(
+                    canvas.pixels,
+                    display.head(0).unwrap().pixels,
+                    "{mode:?} {seed}"
+                );
+            }
+            let mut types = canvas.image_types.clone();
+            types.sort();
+            types.dedup();
+            assert_eq!(types, want, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn slow_client_is_bounded_by_acks_and_outbox() {
+        let display = Display::new();
+        display.resize(0, 1024, 768);
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = DisplayChannel::start(
+            display.clone(),
+            0,
+            &Caps::default(),
+            raw_setup(),
+            &mut out,
+            Instant::now(),
+        );
+        channel.handle(101, &display_init()).unwrap();
+        channel.pump(&mut out);
+        let first = out.queued_bytes();
+        assert!(first > 1024 * 768 * 4);
+        // The client never reads: damage keeps coming.
+        for i in 0..2000 {
+            let x = (i * 13) % 1000;
+            if i % 200 == 0 {
+                paint(&display, i as u8);
+            }
+            channel.damage(Rect::new(x, 0, x + 24, 768));
+            channel.pump(&mut out);
+        }
+        // Nothing more was queued behind the unread picture.
+        assert_eq!(out.queued_bytes(), first);
+        assert!(channel.pending.rects().len() <= Region::MAX_RECTS);
+        // The client reads but never ACKs: at most ~2 windows of messages.
+        let mut canvas = ClientCanvas::default();
+        for _ in 0..100 {
+            canvas.apply_stream(&out.take_bytes());
+            channel.damage(Rect::new(0, 0, 1024, 768));
+            channel.pump(&mut out);
+        }
+        assert!(canvas.draws <= 41, "{} draws without ACK", canvas.draws);
+        // ACKs let it finish, and the result is the current picture.
+        channel.handle(1, &[1, 0, 0, 0]).unwrap();
+        while channel.has_work() || !out.is_empty() {
+            canvas.apply_stream(&out.take_bytes());
+            for _ in 0..3 {
+                channel.handle(2, &[]).unwrap();
+            }
+            channel.pump(&mut out);
+        }
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+    }
+
+    #[test]
+    fn init_timeout() {
+        let display = Display::new();
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let start = Instant::now();
+        let mut channel = DisplayChannel::start(
+            display,
+            0,
+            &Caps::default(),
+            ImageSetup::default(),
+            &mut out,
+            start,
+        );
+        assert!(!channel.init_overdue(start + Duration::from_secs(29)));
+        assert!(channel.init_overdue(start + Duration::from_secs(31)));
+        channel.handle(101, &display_init()).unwrap();
+        assert!(!channel.init_overdue(start + Duration::from_secs(31)));
+        // No head yet: nothing but the (skipped) sync happens.
+        channel.pump(&mut out);
+        assert!(out.take_bytes().len() == 14);
+    }
+}

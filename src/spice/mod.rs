@@ -1,0 +1,220 @@
+//! Saffron's built-in SPICE server.
+//!
+//! Stock SPICE clients (remote-viewer, spicy, spicy-screenshot, spice-glib,
+//! spice-html5 through a WebSocket proxy) connect to it and see the VM's
+//! displays, and drive its keyboard and mouse.
+//!
+//! ```text
+//!  Display (devices)          display worker (1 thread / Display)      event loop (1 mio thread)
+//!  draw/resize/cursor  ──►  Subscription ─► Feed{Region,flags} ─wake─►  channels per connection:
+//!                                                                       main, display, cursor, inputs
+//!                                              InputSink (VMM)  ◄────── inputs channel
+//! ```
+//!
+//! * Wire: [`wire`] (marshalling, framing), [`protocol`] (numbers),
+//!   [`link`] + [`ticket`] (handshake, RSA/OAEP password check),
+//!   [`channel`] (outbox, ACK window, base messages).
+//! * Channels: [`main_channel`], [`display_channel`], [`cursor_channel`],
+//!   [`inputs_channel`]; each is a sans-IO state machine with typed
+//!   messages (`encode()` for ours, `decode()` for the client's).
+//! * Runtime: [`server`] (event loop, sessions), [`connection`],
+//!   [`display_feed`] (workers), [`region`] (bounded damage).
+//!
+//! Memory per client is bounded: damage is a region of at most 32
+//! rectangles read from the current picture when the socket has room, the
+//! outbox stops growing past 512 KiB plus one message, and input buffers
+//! are 64 KiB. Clients are untrusted: every message is bounds-checked, and
+//! a client that breaks the protocol is disconnected (logged once).
+//!
+//! Start it with [`SpiceServer::start`]; the VMM passes its displays, an
+//! [`InputSink`] and whether an absolute pointer (tablet) exists.
+
+pub mod channel;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod cursor_channel;
+pub mod display_channel;
+pub mod display_feed;
+pub mod image_cache;
+pub mod inputs_channel;
+pub mod link;
+pub mod main_channel;
+pub mod protocol;
+pub mod region;
+pub mod server;
+pub mod ticket;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use devices::display::Display;
+use mio::{Poll, Waker};
+
+pub use config::SpiceConfig;
+pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpiceError {
+    #[error("SPICE: cannot listen on {what}: {source}")]
+    Listen {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("SPICE: {0}")]
+    Ticket(#[from] ticket::TicketError),
+    #[error("SPICE: cannot start: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("SPICE: at most 255 displays, got {0}")]
+    TooManyDisplays(usize),
+}
+
+/// What the server serves besides the sockets.
+pub struct ServerInputs {
+    /// One display channel (and cursor channel) per Display, in order.
+    pub displays: Vec<Arc<Display>>,
+    /// Where keyboard and mouse input goes.
+    pub input: Arc<dyn InputSink>,
+    /// An absolute pointing device exists: offer client mouse mode.
+    pub tablet: bool,
+}
+
+/// A running server; dropping it stops it.
+pub struct SpiceServer {
+    shared: Arc<server::Shared>,
+    waker: Arc<Waker>,
+    tcp_addr: Option<SocketAddr>,
+    threads: Vec<JoinHandle<()>>,
+    unix_path: Option<std::path::PathBuf>,
+}
+
+impl SpiceServer {
+    /// Generates the ticket key, opens the sockets and starts the threads.
+    pub fn start(config: &SpiceConfig, inputs: ServerInputs) -> Result<SpiceServer, SpiceError> {
+        if inputs.displays.len() > 255 {
+            return Err(SpiceError::TooManyDisplays(inputs.displays.len()));
+        }
+        let key = ticket::TicketKey::generate()?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), server::WAKER)?);
+        let tcp =
+            match config.tcp {
+                Some(addr) => Some(mio::net::TcpListener::bind(addr).map_err(|source| {
+                    SpiceError::Listen {
+                        what: addr.to_string(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let tcp_addr = match &tcp {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let unix = match &config.unix {
+            Some(path) => {
+                // A stale socket from an earlier run would make bind fail.
+                if std::fs::symlink_metadata(path)
+                    .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    .unwrap_or(false)
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                Some(
+                    mio::net::UnixListener::bind(path).map_err(|source| SpiceError::Listen {
+                        what: path.display().to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let shared = Arc::new(server::Shared {
+            stop: AtomicBool::new(false),
+            leds: Mutex::new(None),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut displays = Vec::new();
+        for (index, display) in inputs.displays.iter().enumerate() {
+            let feed = Arc::new(display_feed::Feed::default());
+            threads.push(display_feed::spawn(
+                index,
+                display.subscribe(),
+                feed.clone(),
+                waker.clone(),
+                stop.clone(),
+            )?);
+            displays.push((display.clone(), feed));
+        }
+        let event_loop = server::EventLoop::new(server::LoopSetup {
+            poll,
+            waker: waker.clone(),
+            tcp,
+            unix,
+            key,
+            ticket: config.ticket.clone(),
+            compression: config.compression,
+            displays,
+            input: inputs.input,
+            client_mouse_allowed: inputs.tablet,
+            shared: shared.clone(),
+        })?;
+        let loop_shared = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("spice".into())
+                .spawn(move || {
+                    event_loop.run();
+                    stop.store(true, Ordering::Relaxed);
+                    loop_shared.stop.store(true, Ordering::Relaxed);
+                })?,
+        );
+        if let Some(addr) = tcp_addr {
+            tracing::info!("SPICE server listening on {addr}");
+        }
+        Ok(SpiceServer {
+            shared,
+            waker,
+            tcp_addr,
+            threads,
+            unix_path: config.unix.clone(),
+        })
+    }
+
+    /// The TCP address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The guest changed its keyboard LEDs: tell the client.
+    pub fn set_keyboard_leds(&self, leds: KeyboardLeds) {
+        *self.shared.leds.lock().unwrap_or_else(|p| p.into_inner()) = Some(leds);
+        let _ = self.waker.wake();
+    }
+
+    /// Stops the threads and closes every connection.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(path) = self.unix_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for SpiceServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,131 @@
+//! Bad command lines and bad input files get one line on stderr and a non-zero
+//! exit status, never a panic. Runs the real binary; needs no KVM for these cases.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn saffron(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_saffron"))
+        .args(args)
+        .output()
+        .expect("run saffron");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn scratch(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("saffron-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// One line, prefixed, mentioning `needle`, and no panic.
+fn assert_one_line_error(status: i32, stderr: &str, expected_status: i32, needle: &str) {
+    assert_eq!(status, expected_status, "stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got: {stderr:?}"
+    );
+    assert!(stderr.starts_with("saffron: "), "{stderr:?}");
+    assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+}
+
+#[test]
+fn missing_kernel() {
+    let (status, err) = saffron(&["run", "--kernel", "/nonexistent/vmlinuz"]);
+    assert_one_line_error(status, &err, 1, "No such file");
+}
+
+#[test]
+fn unreadable_kernel_is_a_directory() {
+    let dir = std::env::temp_dir();
+    let (status, err) = saffron(&["run", "--kernel", dir.to_str().unwrap()]);
+    assert_one_line_error(status, &err, 1, "not a regular file");
+}
+
+#[test]
+fn file_that_is_not_a_kernel() {
+    let path = scratch("not-a-kernel", b"#!/bin/sh\necho I am a script\n");
+    let (status, err) = saffron(&["run", "--kernel", path.to_str().unwrap()]);
+    assert_one_line_error(status, &err, 1, "is not a Linux kernel");
+}
+
+#[test]
+fn missing_initrd() {
+    let kernel = scratch("fake-elf", b"\x7fELF\x02\x01\x01");
+    let (status, err) = saffron(&[
+        "run",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        "/nonexistent/initrd",
+    ]);
+    assert_one_line_error(status, &err, 1, "/nonexistent/initrd");
+}
+
+#[test]
+fn memory_zero_and_too_much() {
+    let (status, err) = saffron(&["run", "--kernel", "k", "--memory", "0"]);
+    assert_one_line_error(status, &err, 2, "--memory");
+    let (status, err) = saffron(&["run", "--kernel", "k", "--memory", "12Q"]);
+    assert_one_line_error(status, &err, 2, "--memory");
+    let kernel = scratch("fake-elf-2", b"\x7fELF\x02\x01\x01");
+    let (status, err) = saffron(&[
+        "run",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--memory",
+        "64T",
+    ]);
+    assert_one_line_error(status, &err, 1, "this host has only");
+}
+
+#[test]
+fn cpus_zero_and_too_many() {
+    let (status, err) = saffron(&["run", "--kernel", "k", "--cpus", "0"]);
+    assert_one_line_error(status, &err, 2, "--cpus");
+    let (status, err) = saffron(&["run", "--kernel", "k", "--cpus", "99"]);
+    assert_one_line_error(status, &err, 2, "--cpus");
+}
+
+#[test]
+fn malformed_serial() {
+    for bad in ["tcp:1234", "file=", "stdio2"] {
+        let (status, err) = saffron(&["run", "--kernel", "k", "--serial", bad]);
+        assert_one_line_error(status, &err, 2, "--serial");
+    }
+}
+
+#[test]
+fn unknown_flag_and_missing_kernel_flag() {
+    let (status, err) = saffron(&["run", "--kernel", "k", "--frobnicate"]);
+    assert_one_line_error(status, &err, 2, "--frobnicate");
+    let (status, err) = saffron(&["run"]);
+    assert_one_line_error(status, &err, 2, "--kernel");
+}
+
+#[test]
+fn help_documents_every_flag_and_exit_status() {
+    let out = Command::new(env!("CARGO_BIN_EXE_saffron"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--kernel",
+        "--initrd",
+        "--cmdline",
+        "--memory",
+        "--cpus",
+        "--serial",
+        "--pvm-guest",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    assert!(help.contains("Exit status"));
+}

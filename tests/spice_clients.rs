@@ -1,0 +1,370 @@
+//! The SPICE server against real clients, natively (no VM): a synthetic
+//! Display is served on a random loopback port and spicy-screenshot,
+//! a spice-glib client (Debian's /usr/bin/python3 with gi) and
+//! remote-viewer under Xvfb connect to it. Also link errors, tickets and
+//! hostile clients, checked with a raw protocol client.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use devices::display::Rect;
+use support::*;
+
+const SPICY: &str = "/usr/bin/spicy-screenshot";
+
+#[test]
+fn spicy_screenshot_is_pixel_exact_before_and_after_a_mode_switch() {
+    if !have(SPICY) {
+        return;
+    }
+    let t = start_server(1024, 768, "");
+    let out = temp_path("mode.ppm");
+    let shot = spicy_screenshot(t.port, None, &out).expect("screenshot");
+    assert_same_picture(&shot, &t.display);
+
+    t.display.resize(0, 1920, 1080);
+    paint(&t.display, 5);
+    let shot = spicy_screenshot(t.port, None, &out).expect("screenshot");
+    assert_same_picture(&shot, &t.display);
+}
+
+#[test]
+fn tickets() {
+    if !have(SPICY) {
+        return;
+    }
+    let out = temp_path("ticket.ppm");
+    let t = start_server(320, 200, "password=secret");
+    assert!(spicy_screenshot(t.port, Some("wrong"), &out).is_none());
+    assert!(spicy_screenshot(t.port, None, &out).is_none());
+    let shot = spicy_screenshot(t.port, Some("secret"), &out).expect("right password");
+    assert_same_picture(&shot, &t.display);
+    // The exact link results.
+    for (password, result) in [("secret", 0), ("wrong", 7), ("", 7), ("secret2", 7)] {
+        match RawClient::link(t.port, 0, 1, 0, password, 2) {
+            LinkOutcome::Result(r, _) => assert_eq!(r, result, "password {password:?}"),
+            LinkOutcome::Refused(e) => panic!("refused {e}"),
+        }
+    }
+    drop(t);
+
+    // disable-ticketing: any password, or none.
+    let t = start_server(320, 200, "disable-ticketing");
+    for password in ["", "anything"] {
+        assert!(matches!(
+            RawClient::link(t.port, 0, 1, 0, password, 2),
+            LinkOutcome::Result(0, _)
+        ));
+    }
+    assert!(spicy_screenshot(t.port, Some("whatever"), &out).is_some());
+}
+
+#[test]
+fn link_errors() {
+    let t = start_server(64, 64, "password=pw");
+    // Unknown channel (smartcard), unknown display id, version mismatch.
+    assert!(matches!(
+        RawClient::link(t.port, 0, 8, 0, "pw", 2),
+        LinkOutcome::Refused(9)
+    ));
+    assert!(matches!(
+        RawClient::link(t.port, 0, 2, 1, "pw", 2),
+        LinkOutcome::Refused(9)
+    ));
+    assert!(matches!(
+        RawClient::link(t.port, 0, 1, 0, "pw", 3),
+        LinkOutcome::Refused(4)
+    ));
+    // A display channel of no session, then of a live session.
+    assert!(matches!(
+        RawClient::link(t.port, 1234, 2, 0, "pw", 2),
+        LinkOutcome::Result(8, _)
+    ));
+    let (_main, session) = RawClient::main_session(t.port, "pw");
+    assert!(matches!(
+        RawClient::link(t.port, session ^ 1, 2, 0, "pw", 2),
+        LinkOutcome::Result(8, _)
+    ));
+    // The right session id, but the wrong password.
+    assert!(matches!(
+        RawClient::link(t.port, session, 2, 0, "nope", 2),
+        LinkOutcome::Result(7, _)
+    ));
+    let mut display = RawClient::open(t.port, session, 2, "pw");
+    assert_eq!(display.receive().unwrap().0, 3, "SET_ACK first");
+}
+
+#[test]
+fn hostile_clients_are_disconnected_and_the_server_carries_on() {
+    let t = start_server(64, 48, "");
+    // Garbage instead of a link.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", t.port)).unwrap();
+    s.write_all(&[0xde; 64]).unwrap();
+    assert!(RawClient { stream: s }.closed_by_server());
+    // A huge message size on an open channel.
+    let (mut main, _) = RawClient::main_session(t.port, "");
+    main.stream
+        .write_all(&[104, 0, 0xff, 0xff, 0xff, 0x7f])
+        .unwrap();
+    assert!(main.closed_by_server());
+    // A truncated fixed part, an unknown type.
+    let (mut main, _) = RawClient::main_session(t.port, "");
+    main.send(105, &[1]);
+    assert!(main.closed_by_server());
+    let (mut main, session) = RawClient::main_session(t.port, "");
+    let mut inputs = RawClient::open(t.port, session, 3, "");
+    inputs.send(199, &[]);
+    assert!(inputs.closed_by_server());
+    main.send(199, &[1, 2, 3]);
+    assert!(main.closed_by_server());
+    // A client that links halfway and goes away.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", t.port)).unwrap();
+    s.write_all(b"REDQ\x02\x00\x00\x00").unwrap();
+    drop(s);
+    // Everything still works.
+    let (mut main, _) = RawClient::main_session(t.port, "");
+    main.send(104, &[]);
+    loop {
+        let (t, body) = main.receive().unwrap();
+        if t == 104 {
+            assert_eq!(body, [3, 0, 0, 0, 2, 0, 3, 0, 4, 0]);
+            break;
+        }
+    }
+}
+
+#[test]
+fn input_flood_is_rate_limited_not_fatal() {
+    let t = start_server(64, 48, "");
+    let (_main, session) = RawClient::main_session(t.port, "");
+    let mut inputs = RawClient::open(t.port, session, 3, "");
+    assert_eq!(inputs.receive().unwrap(), (101, vec![0, 0]));
+    let start = Instant::now();
+    let mut flood = Vec::new();
+    for i in 0..3000u32 {
+        flood.extend_from_slice(&[111, 0, 10, 0, 0, 0]);
+        flood.extend_from_slice(&1i32.to_le_bytes());
+        flood.extend_from_slice(&(i as i32).to_le_bytes());
+        flood.extend_from_slice(&[0, 0]);
+    }
+    inputs.stream.write_all(&flood).unwrap();
+    // All 3000 motions arrive (750 ACKs), throttled to the rate limit.
+    for _ in 0..750 {
+        assert_eq!(inputs.receive().unwrap().0, 111);
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "{elapsed:?}: not rate limited"
+    );
+    let log = t.input.0.lock().unwrap();
+    assert_eq!(log.len(), 3000);
+    assert_eq!(log[2999], "motion 1 2999 0");
+}
+
+#[test]
+fn spice_glib_client_sees_updates_and_sends_keys() {
+    if !have("/usr/bin/python3") || !have(SPICY) {
+        return;
+    }
+    let t = start_server(640, 480, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .args([script, "127.0.0.1", &t.port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |prefix: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let line = lines.next().expect("client output").unwrap();
+            assert!(!line.starts_with("ERROR"), "{line}");
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        panic!("no {prefix}");
+    };
+    assert_eq!(wait_for("PRIMARY"), "PRIMARY 640 480 2560");
+    assert_eq!(wait_for("INVALIDATE"), "INVALIDATE 0 0 640 480");
+    assert_eq!(wait_for("MARK"), "MARK 1");
+    let expect = |x: u32, y: u32| {
+        let p = t.display.head(0).unwrap().pixel(x, y);
+        format!("PIXEL {x} {y} 0x{:06x}", p & 0xffffff)
+    };
+    writeln!(stdin, "PIXEL 123 45").unwrap();
+    assert_eq!(wait_for("PIXEL"), expect(123, 45));
+
+    // Change the picture server-side: the update arrives, exactly.
+    t.display.draw(0, |s| {
+        for y in 100..150 {
+            for px in s.row_mut(y)[200 * 4..260 * 4].chunks_mut(4) {
+                px.copy_from_slice(&[0x11, 0x22, 0x33, 0]);
+            }
+        }
+        Some(Rect::new(200, 100, 260, 150))
+    });
+    assert_eq!(wait_for("INVALIDATE"), "INVALIDATE 200 100 60 50");
+    writeln!(stdin, "PIXEL 230 120").unwrap();
+    assert_eq!(wait_for("PIXEL"), "PIXEL 230 120 0x332211");
+    writeln!(stdin, "PIXEL 199 120").unwrap();
+    assert_eq!(wait_for("PIXEL"), expect(199, 120));
+
+    // Keys go to the input sink as set-1 scancodes.
+    writeln!(stdin, "KEY 0x1e").unwrap();
+    wait_for("KEYSENT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = t.input.0.lock().unwrap().clone();
+        if log.contains(&"key [1e]".to_string()) && log.contains(&"key [9e]".to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "keys not received: {log:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writeln!(stdin, "QUIT").unwrap();
+    drop(stdin);
+    let _ = wait_with_timeout(child, Duration::from_secs(10));
+}
+
+#[test]
+fn remote_viewer_under_xvfb_shows_the_picture() {
+    if !have("/usr/bin/remote-viewer") || !have("/usr/bin/xvfb-run") || !have("/usr/bin/import") {
+        return;
+    }
+    let t = start_server(640, 480, "");
+    let shot = temp_path("remote-viewer.ppm");
+    let _ = std::fs::remove_file(&shot);
+    // Take a screenshot every half second for up to 20 s; stop at the
+    // first one that shows the picture.
+    let script = format!(
+        "remote-viewer spice://127.0.0.1:{port} & RV=$!; \
+         for i in $(seq 1 40); do sleep 0.5; \
+           import -window root -depth 8 {out}.tmp.ppm 2>/dev/null && mv {out}.tmp.ppm {out}.$i.ppm; \
+           [ -e {out}.done ] && break; done; kill $RV",
+        port = t.port,
+        out = shot.display()
+    );
+    let child = Command::new("/usr/bin/xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x1024x24", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut found = None;
+    let mut i = 1;
+    while Instant::now() < deadline && found.is_none() {
+        let candidate = std::path::PathBuf::from(format!("{}.{i}.ppm", shot.display()));
+        if candidate.exists() {
+            found = Ppm::read(&candidate).find(&t.display);
+            i += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::fs::write(format!("{}.done", shot.display()), b"").unwrap();
+    let _ = wait_with_timeout(child, Duration::from_secs(30));
+    let at = found.expect("remote-viewer never showed the picture unscaled");
+    eprintln!("remote-viewer shows the picture at {at:?}");
+}
+
+#[test]
+fn reconnects_and_killed_clients() {
+    if !have(SPICY) {
+        return;
+    }
+    let t = start_server(1920, 1080, "");
+    let out = temp_path("reconnect.ppm");
+    // Clients killed at various points of the transfer.
+    for delay_ms in [5u64, 20, 50, 100, 200] {
+        let mut child = Command::new(SPICY)
+            .args(["-h", "127.0.0.1", "-p", &t.port.to_string(), "-o"])
+            .arg(temp_path("killed.ppm"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // 20 reconnects in a row, the picture changing in between; each exact.
+    for i in 0..20 {
+        paint(&t.display, i);
+        let shot = spicy_screenshot(t.port, None, &out).expect("screenshot");
+        assert_same_picture(&shot, &t.display);
+    }
+}
+
+#[test]
+fn unix_socket() {
+    if !have(SPICY) {
+        return;
+    }
+    let display = devices::display::Display::new();
+    display.resize(0, 300, 200);
+    paint(&display, 9);
+    let path = temp_path("spice.sock");
+    let config = saffron::spice::SpiceConfig::parse(&format!("unix={}", path.display())).unwrap();
+    let server = saffron::spice::SpiceServer::start(
+        &config,
+        saffron::spice::ServerInputs {
+            displays: vec![display.clone()],
+            input: std::sync::Arc::new(saffron::spice::NoInput),
+            tablet: false,
+        },
+    )
+    .unwrap();
+    assert!(server.local_addr().is_none(), "no TCP port without port=");
+    let out = temp_path("unix.ppm");
+    let child = Command::new(SPICY)
+        .arg(format!("--uri=spice+unix://{}", path.display()))
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_with_timeout(child, Duration::from_secs(30)).expect("finished");
+    assert!(status.status.success());
+    assert_same_picture(&Ppm::read(&out), &display);
+    server.stop();
+    assert!(!path.exists(), "socket removed on stop");
+}
+
+#[test]
+fn a_second_client_replaces_the_first() {
+    let t = start_server(64, 48, "");
+    let (mut old_main, old_session) = RawClient::main_session(t.port, "");
+    let mut old_inputs = RawClient::open(t.port, old_session, 3, "");
+    assert_eq!(old_inputs.receive().unwrap().0, 101);
+    // Hold a key on the old client: it is released when it is replaced.
+    old_inputs.send(101, &0x1eu32.to_le_bytes());
+    std::thread::sleep(Duration::from_millis(200));
+    let (_new_main, new_session) = RawClient::main_session(t.port, "");
+    assert_ne!(new_session, old_session);
+    // The old client is told why, then disconnected.
+    let mut told = false;
+    while let Ok((msg_type, body)) = old_main.receive() {
+        if msg_type == 7 {
+            told = String::from_utf8_lossy(&body).contains("another client connected");
+        }
+    }
+    assert!(told, "no NOTIFY before the disconnect");
+    assert!(old_inputs.closed_by_server());
+    // Its session id is no longer valid; the new one is.
+    assert!(matches!(
+        RawClient::link(t.port, old_session, 2, 0, "", 2),
+        LinkOutcome::Result(8, _)
+    ));
+    RawClient::open(t.port, new_session, 2, "");
+    let log = t.input.0.lock().unwrap().clone();
+    assert_eq!(log, vec!["key [1e]", "key [9e]"]);
+}
