@@ -14,6 +14,7 @@ What is checked:
   the reference in tests/e2e/reference/ (made once from a run, see REFERENCE below).
 - `--vga text`: vgacon writes text mode memory; the screendump shows the marker drawn with
   Saffron's own font, checked against a rendering of devices/src/vga/font8x16.txt.
+- A SPICE client (spicy-screenshot, `--spice`) sees the same marker as the screendump.
 - The refresh statistics (dirty pages per frame, time per refresh) while the guest scrolls.
 - `status`, `powerdown` (the guest's ACPI power-button counter goes up), `reset` (saffron
   exits with status 3), `quit` (status 0), and errors for bad requests.
@@ -25,6 +26,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,10 +77,32 @@ class Api:
         self.sock.close()
 
 
-def saffron(image: GuestImage, name: str, vga: str, sock: Path, tracking: str = "kvm") -> Guest:
+def saffron(image: GuestImage, name: str, vga: str, sock: Path, tracking: str = "kvm",
+            extra: tuple = ()) -> Guest:
     return Guest.saffron(image, memory="1G", cpus=2, name=name,
                          extra_args=["--vga", vga, "--api-socket", str(sock),
-                                     "--vga-dirty-tracking", tracking])
+                                     "--vga-dirty-tracking", tracking, *extra])
+
+
+def read_ppm(path: Path) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB rows of a binary PPM (what spicy-screenshot writes)."""
+    data = path.read_bytes()
+    fields, pos = [], 0
+    while len(fields) < 4:
+        while data[pos:pos + 1].isspace():
+            pos += 1
+        if data[pos:pos + 1] == b"#":
+            pos = data.index(b"\n", pos)
+            continue
+        end = pos
+        while not data[end:end + 1].isspace():
+            end += 1
+        fields.append(data[pos:end])
+        pos = end
+    assert fields[0] == b"P6" and fields[3] == b"255", fields
+    width, height = int(fields[1]), int(fields[2])
+    pixels = data[pos + 1:]
+    return width, height, [pixels[y * width * 3:(y + 1) * width * 3] for y in range(height)]
 
 
 def scroll_and_report(api: Api, guest: Guest, what: str, rounds: int) -> None:
@@ -327,7 +351,9 @@ def test_vesafb_without_nomodeset_compare_tracking_and_quit():
     image = GuestImage.default()
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "api.sock"
-        with saffron(image, "vga-vesafb", "1024x768", sock, "compare") as guest:
+        port = 5900 + os.getpid() % 1000
+        spice = ("--spice", f"port={port},disable-ticketing")
+        with saffron(image, "vga-vesafb", "1024x768", sock, "compare", spice) as guest:
             api = Api(sock)
             guest.wait_ready(timeout=120)
             fb = guest.run("cat /proc/fb", check=True).output
@@ -336,6 +362,17 @@ def test_vesafb_without_nomodeset_compare_tracking_and_quit():
             assert (w, h) == (1024, 768)
             check_marker_shape(mask, 8)
             check_against_reference(mask, "tty1-marker-vesafb-8x16")
+            # A SPICE client sees the same picture as the screendump.
+            _, _, row, col = marker_position(guest)
+            shot = Path(tmp) / "spice.ppm"
+            subprocess.run(["spicy-screenshot", "-h", "127.0.0.1", "-p", str(port),
+                            "-o", str(shot)], check=True, timeout=60,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sw, sh, srows = read_ppm(shot)
+            assert (sw, sh) == (1024, 768), (sw, sh)
+            spice_mask = crop_mask(srows, col * 8, row * 16, len(TTY1_MARKER) * 8, 16)
+            assert spice_mask == mask, "the SPICE client sees a different marker"
+            print("  spicy-screenshot shows the same marker as the screendump")
             scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, compare tracking", 2)
             before = refresh_stats(api)
             time.sleep(2)
