@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
-use crate::vmm::{SerialMode, VmConfig, MAX_CPUS};
+use crate::vmm::{DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -67,6 +67,24 @@ pub struct RunArgs {
     #[arg(long)]
     pub pvm_guest: bool,
 
+    /// A VGA display: `none`, `text` (80x25 text mode for vgacon) or
+    /// WIDTHxHEIGHT (a 32-bit VESA linear framebuffer the kernel's vesafb
+    /// draws on, e.g. 1024x768).
+    // `std::option::Option`: the parser itself yields `None` for `none`.
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_vga)]
+    pub vga: std::option::Option<VgaMode>,
+
+    /// How the VGA finds what the guest redrew: `kvm` (KVM's dirty page
+    /// log; the guest pays a write fault per page per refresh) or `compare`
+    /// (the visible memory is compared with a copy at each refresh).
+    #[arg(long, value_name = "HOW", default_value = "kvm", value_parser = parse_dirty_tracking)]
+    pub vga_dirty_tracking: DirtyTracking,
+
+    /// Serve the control socket (JSON requests, one per line) at PATH: see
+    /// README.md, "Control socket".
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+
     /// Serve the display over SPICE: port=N[,addr=IP][,password=SECRET|disable-ticketing][,unix=PATH].
     /// Without it no port is opened.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_spice, long_help = SPICE_HELP)]
@@ -83,6 +101,9 @@ impl RunArgs {
             cpus: self.cpus,
             serial: self.serial.clone(),
             allow_pvm: self.pvm_guest,
+            vga: self.vga,
+            vga_dirty_tracking: self.vga_dirty_tracking,
+            api_socket: self.api_socket.clone(),
             spice: self.spice.clone(),
         }
     }
@@ -139,6 +160,39 @@ pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
     }
 }
 
+pub fn parse_dirty_tracking(text: &str) -> Result<DirtyTracking, String> {
+    match text {
+        "kvm" => Ok(DirtyTracking::Kvm),
+        "compare" => Ok(DirtyTracking::Compare),
+        _ => Err(format!("'{text}' is not one of kvm, compare")),
+    }
+}
+
+/// Parses `none`, `text` or `WIDTHxHEIGHT`.
+pub fn parse_vga(text: &str) -> Result<Option<VgaMode>, String> {
+    match text {
+        "none" => return Ok(None),
+        "text" => return Ok(Some(VgaMode::Text)),
+        _ => {}
+    }
+    let invalid = || format!("'{text}' is not one of none, text, WIDTHxHEIGHT (e.g. 1024x768)");
+    let (w, h) = text.split_once('x').ok_or_else(invalid)?;
+    let width: u16 = w.parse().map_err(|_| invalid())?;
+    let height: u16 = h.parse().map_err(|_| invalid())?;
+    if !(64..=4096).contains(&width) || !(64..=4096).contains(&height) || width % 8 != 0 {
+        return Err(format!(
+            "'{text}': the width must be a multiple of 8, and both sides 64 to 4096"
+        ));
+    }
+    if usize::from(width) * usize::from(height) * 4 > crate::vmm::VGA_FRAMEBUFFER_SIZE {
+        return Err(format!(
+            "'{text}' at 32 bits per pixel does not fit in the {} MiB framebuffer",
+            crate::vmm::VGA_FRAMEBUFFER_SIZE >> 20
+        ));
+    }
+    Ok(Some(VgaMode::Linear { width, height }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +222,26 @@ mod tests {
         );
         assert!(parse_serial("file=").is_err());
         assert!(parse_serial("tcp:1234").is_err());
+    }
+
+    #[test]
+    fn vga_modes() {
+        assert_eq!(parse_vga("none"), Ok(None));
+        assert_eq!(parse_vga("text"), Ok(Some(VgaMode::Text)));
+        assert_eq!(
+            parse_vga("1024x768"),
+            Ok(Some(VgaMode::Linear {
+                width: 1024,
+                height: 768
+            }))
+        );
+        assert!(parse_vga("1920x1080").is_ok());
+        assert!(parse_vga("1023x768").is_err(), "width not a multiple of 8");
+        assert!(parse_vga("4096x4096").is_err(), "does not fit in 16 MiB");
+        assert!(parse_vga("0x0").is_err());
+        assert!(parse_vga("99999x1").is_err());
+        assert!(parse_vga("vga").is_err());
+        assert!(parse_vga("1024x").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! saffron: a small KVM hypervisor with a built-in SPICE display.
 
+mod api;
 mod cli;
 mod vmm;
 

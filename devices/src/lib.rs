@@ -12,4 +12,5 @@ pub mod pci;
 pub mod rtc;
 pub mod serial;
 pub mod system;
+pub mod vga;
 pub mod virtio;

@@ -49,6 +49,10 @@ pub const CMDLINE_MAX_SIZE: usize = 0x1_0000;
 pub const LOW_RAM_LIMIT: u64 = 0xc000_0000;
 /// The 32-bit PCI MMIO window, for BARs.
 pub const PCI_MMIO32: Range<u64> = 0xc000_0000..0xe000_0000;
+/// Where the VGA's linear framebuffer sits while no PCI display device
+/// provides one: the top 16 MiB of the 32-bit PCI window, which BAR
+/// assignment then leaves alone.
+pub const VGA_STANDALONE_FRAMEBUFFER: Range<u64> = 0xdf00_0000..0xe000_0000;
 /// ECAM (memory-mapped PCI configuration space) for bus 0 only.
 pub const PCI_ECAM: Range<u64> = 0xe000_0000..0xe010_0000;
 pub const IOAPIC_START: u64 = 0xfec0_0000;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use devices::display::{Display, Rect};
 use libfuzzer_sys::fuzz_target;
 use saffron::spice::channel::Outbox;
-use saffron::spice::display_channel::DisplayChannel;
+use saffron::spice::display_channel::{DisplayChannel, ImageSetup};
 use saffron::spice::wire::{Caps, HeaderMode};
 
 #[path = "common.rs"]
@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         display.clone(),
         0,
         &Caps(vec![0x3bf]),
+        ImageSetup::default(),
         &mut out,
         Instant::now(),
     );

@@ -285,6 +285,12 @@ impl AckWindow {
         self.unacked <= 2 * u64::from(self.window)
     }
 
+    /// How many more messages may be queued now (`may_send` while > 0).
+    pub fn room(&mut self, out: &Outbox) -> u64 {
+        self.count(out);
+        (2 * u64::from(self.window) + 1).saturating_sub(self.unacked)
+    }
+
     pub fn on_message(&mut self, message: &BaseMessage) {
         match message {
             BaseMessage::AckSync { generation } => self.client_generation = Some(*generation),

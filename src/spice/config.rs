@@ -1,7 +1,12 @@
 //! The `--spice` option: where the server listens and who may connect.
 //!
 //! ```text
-//! --spice addr=127.0.0.1,port=5930[,password=SECRET|disable-ticketing][,unix=PATH][,mouse=client|server]
+//! --spice addr=127.0.0.1,port=5930[,password=SECRET|disable-ticketing][,unix=PATH]
+//!         [,mouse=client|server]
+//!         [,image-compression=auto_glz|auto_lz|quic|glz|lz|lz4|off]
+//!         [,jpeg-wan-compression=auto|never|always]
+//!         [,zlib-glz-wan-compression=auto|never|always]
+//!         [,streaming-video=off|all|filter]
 //! ```
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
@@ -18,10 +23,13 @@
 //!   (relative motion, through the PS/2 mouse). Without it both are offered
 //!   once the guest's tablet driver is running, and client mode is the
 //!   starting one; until then, server mode only.
+//! * The compression options have libspice's names and meanings (see
+//!   [`super::codec::policy`]); defaults auto_glz, auto, auto, filter.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use super::codec::policy::{CompressionOptions, ImageCompression, StreamingVideo, WanCompression};
 use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
 
 /// What `--spice` asked for.
@@ -34,6 +42,8 @@ pub struct SpiceConfig {
     pub ticket: TicketPolicy,
     /// Which mouse modes clients get.
     pub mouse: MousePolicy,
+    /// How images are compressed.
+    pub compression: CompressionOptions,
 }
 
 /// Which SPICE mouse modes are offered (`mouse=`).
@@ -58,6 +68,14 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
   disable-ticketing    no password at all
   mouse=client|server  offer only this mouse mode (default: client mode once the
                        guest's tablet driver runs, server mode until then)
+  image-compression=auto_glz|auto_lz|quic|glz|lz|lz4|off
+                       lossless image coding (default auto_glz: QUIC for
+                       photographic images, GLZ for the rest)
+  jpeg-wan-compression=auto|never|always
+                       JPEG for photographic updates (auto: slow links only)
+  zlib-glz-wan-compression=auto|never|always
+                       zlib over GLZ (auto: slow links only)
+  streaming-video=off|all|filter   (accepted; video streams come later)
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";
@@ -71,6 +89,8 @@ impl SpiceConfig {
         let mut password: Option<String> = None;
         let mut disable_ticketing = false;
         let mut mouse: Option<MousePolicy> = None;
+        let mut compression = CompressionOptions::default();
+        let mut seen_compression: Vec<&str> = Vec::new();
         for item in text.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -138,10 +158,37 @@ impl SpiceConfig {
                         v => return Err(format!("mouse: '{v}' is not client or server")),
                     });
                 }
+                "image-compression"
+                | "jpeg-wan-compression"
+                | "zlib-glz-wan-compression"
+                | "streaming-video" => {
+                    once(seen_compression.contains(&key))?;
+                    seen_compression.push(key);
+                    let v = need(value)?;
+                    let bad = |choices: &str| format!("{key}: '{v}' is not one of {choices}");
+                    match key {
+                        "image-compression" => {
+                            compression.image = ImageCompression::parse(&v)
+                                .ok_or_else(|| bad("auto_glz, auto_lz, quic, glz, lz, lz4, off"))?
+                        }
+                        "jpeg-wan-compression" => {
+                            compression.jpeg = WanCompression::parse(&v)
+                                .ok_or_else(|| bad("auto, never, always"))?
+                        }
+                        "zlib-glz-wan-compression" => {
+                            compression.zlib_glz = WanCompression::parse(&v)
+                                .ok_or_else(|| bad("auto, never, always"))?
+                        }
+                        _ => {
+                            compression.streaming = StreamingVideo::parse(&v)
+                                .ok_or_else(|| bad("off, all, filter"))?
+                        }
+                    }
+                }
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse)"
+                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video)"
                     ))
                 }
             }
@@ -174,6 +221,7 @@ impl SpiceConfig {
             unix,
             ticket,
             mouse: mouse.unwrap_or_default(),
+            compression,
         })
     }
 }
@@ -184,6 +232,9 @@ fn example(key: &str) -> &'static str {
         "port" => "5930",
         "unix" => "/run/saffron/vm.sock",
         "mouse" => "client",
+        "image-compression" => "auto_glz",
+        "jpeg-wan-compression" | "zlib-glz-wan-compression" => "auto",
+        "streaming-video" => "filter",
         _ => "SECRET",
     }
 }
@@ -217,6 +268,22 @@ mod tests {
         assert_eq!(c.mouse, MousePolicy::Client);
         let c = SpiceConfig::parse("mouse=server,unix=/tmp/s").unwrap();
         assert_eq!(c.mouse, MousePolicy::Server);
+        assert_eq!(c.compression, CompressionOptions::default());
+
+        let c = SpiceConfig::parse(
+            "port=1,image-compression=quic,jpeg-wan-compression=always,\
+             zlib-glz-wan-compression=never,streaming-video=all",
+        )
+        .unwrap();
+        assert_eq!(
+            c.compression,
+            CompressionOptions {
+                image: ImageCompression::Quic,
+                jpeg: WanCompression::Always,
+                zlib_glz: WanCompression::Never,
+                streaming: StreamingVideo::All,
+            }
+        );
     }
 
     #[test]
@@ -238,6 +305,14 @@ mod tests {
             ("port=1,mouse=tablet", "not client or server"),
             ("port=1,mouse=", "needs a value"),
             ("port=1,mouse=client,mouse=server", "twice"),
+            ("port=1,image-compression=zip", "not one of auto_glz"),
+            ("port=1,image-compression=", "needs a value"),
+            (
+                "port=1,jpeg-wan-compression=sometimes",
+                "not one of auto, never",
+            ),
+            ("port=1,streaming-video=on", "not one of off, all, filter"),
+            ("port=1,image-compression=lz,image-compression=glz", "twice"),
         ] {
             let e = SpiceConfig::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

@@ -12,17 +12,24 @@
 //! and sent as a lossless `DRAW_COPY`. A slow client therefore merges old
 //! updates instead of buffering them, and producers never wait for it.
 //!
-//! Images go through [`ImageEncoder`]; today only raw bitmaps exist, the
-//! compressed types (QUIC/LZ/LZ4/JPEG) plug in there. Translating QXL
-//! drawables into SPICE draw operations would add messages next to
-//! [`DrawCopy`] and a second source of work next to the damage region.
+//! Images go through the channel's [`Compressor`] (codec::policy): QUIC,
+//! LZ, GLZ (the session's window, set up from DISPLAY_INIT), LZ4, JPEG or
+//! raw, per the `--spice` options and the client's PREFERRED_COMPRESSION.
+//! Updates are taken from the region a few rectangles at a time and
+//! compressed together, on several cores when large. The first full
+//! picture after a (re)sync is always lossless. Translating QXL drawables
+//! into SPICE draw operations would add messages next to [`DrawCopy`] and
+//! a second source of work next to the damage region; guest-cacheable
+//! images go through [`crate::spice::image_cache::CachedImages`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use devices::display::{Display, Rect, Surface, BYTES_PER_PIXEL};
+use devices::display::{Display, Rect, Surface};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
+use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request};
+use super::image_cache::{PixmapCache, SessionImages};
 use super::protocol::{display_cap, display_msg};
 use super::region::Region;
 use super::wire::{Caps, Reader, Writer};
@@ -36,14 +43,13 @@ pub const MAX_UPDATE_PIXELS: u64 = 256 * 1024;
 /// Largest first full-picture message in pixels; bigger pictures are sent
 /// in bands (64 MiB: 4096×4096).
 pub const MAX_FULL_IMAGE_PIXELS: u64 = 16 * 1024 * 1024;
+/// Most update rectangles compressed together (in parallel).
+pub const MAX_BATCH: u64 = 8;
 
 /// `SPICE_SURFACE_FMT_32_xRGB`.
 pub const SURFACE_FMT_32_XRGB: u32 = 32;
 /// `SPICE_SURFACE_FLAGS_PRIMARY`.
 pub const SURFACE_FLAG_PRIMARY: u32 = 1;
-const IMAGE_TYPE_BITMAP: u8 = 0;
-const BITMAP_FMT_32BIT: u8 = 8;
-const BITMAP_FLAG_TOP_DOWN: u8 = 4;
 const ROPD_OP_PUT: u16 = 1 << 3;
 const CLIP_NONE: u8 = 0;
 
@@ -132,63 +138,7 @@ impl<const T: u16> Encode for Empty<T> {
 pub type Mark = Empty<{ display_msg::MARK }>;
 pub type InvalAllPalettes = Empty<{ display_msg::INVAL_ALL_PALETTES }>;
 
-/// The pixel data of an image, in one of SPICE's image encodings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageData {
-    /// Uncompressed 32-bit BGRX rows, top row first, `4·width` bytes each.
-    Bitmap32 { pixels: Vec<u8> },
-}
-
-/// A SPICE `Image`: descriptor plus payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    pub id: u64,
-    pub width: u32,
-    pub height: u32,
-    pub data: ImageData,
-}
-
-impl Image {
-    pub fn encode(&self, w: &mut Writer) {
-        w.u64(self.id);
-        match &self.data {
-            ImageData::Bitmap32 { pixels } => {
-                w.u8(IMAGE_TYPE_BITMAP)
-                    .u8(0)
-                    .u32(self.width)
-                    .u32(self.height)
-                    .u8(BITMAP_FMT_32BIT)
-                    .u8(BITMAP_FLAG_TOP_DOWN)
-                    .u32(self.width)
-                    .u32(self.height)
-                    .u32(self.width * BYTES_PER_PIXEL as u32)
-                    .u32(0) // no palette
-                    .bytes(pixels);
-            }
-        }
-    }
-}
-
-/// Turns packed BGRX rows into an [`Image`]. The lossless bitmap encoder is
-/// the only one today; compressed encoders implement the same trait.
-pub trait ImageEncoder: Send {
-    fn encode(&mut self, id: u64, width: u32, height: u32, rows: Vec<u8>) -> Image;
-}
-
-/// Sends pixels as they are.
-#[derive(Debug, Default)]
-pub struct BitmapEncoder;
-
-impl ImageEncoder for BitmapEncoder {
-    fn encode(&mut self, id: u64, width: u32, height: u32, rows: Vec<u8>) -> Image {
-        Image {
-            id,
-            width,
-            height,
-            data: ImageData::Bitmap32 { pixels: rows },
-        }
-    }
-}
+pub use super::codec::image::{Image, ImageData};
 
 /// `DRAW_COPY` of an image to `dest` on a surface (clip none, whole image,
 /// OP_PUT, no mask).
@@ -268,7 +218,15 @@ impl DisplayMessage {
 
 /// Channel caps the server advertises on display channels.
 pub fn server_caps() -> Caps {
-    Caps::from_bits(&[display_cap::MONITORS_CONFIG])
+    Caps::from_bits(&[display_cap::MONITORS_CONFIG, display_cap::PREF_COMPRESSION])
+}
+
+/// What a display channel needs beyond its Display: the compression
+/// options and the client session's shared image state.
+#[derive(Clone, Default)]
+pub struct ImageSetup {
+    pub compression: CompressionOptions,
+    pub session: Arc<SessionImages>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,7 +250,9 @@ pub struct DisplayChannel {
     /// The head may have changed size or lost events: re-check everything.
     needs_sync: bool,
     pending: Region,
-    encoder: Box<dyn ImageEncoder>,
+    compressor: Box<Compressor>,
+    session: Arc<SessionImages>,
+    pixmap_cache: Option<Arc<std::sync::Mutex<PixmapCache>>>,
     next_image_id: u64,
 }
 
@@ -302,9 +262,14 @@ impl DisplayChannel {
         display: Arc<Display>,
         head: u32,
         client_caps: &Caps,
+        setup: ImageSetup,
         out: &mut Outbox,
         now: Instant,
     ) -> DisplayChannel {
+        let traits = ClientTraits {
+            lz4: client_caps.has(display_cap::LZ4_COMPRESSION),
+            low_bandwidth: false,
+        };
         DisplayChannel {
             display,
             head,
@@ -314,7 +279,9 @@ impl DisplayChannel {
             client_surface: None,
             needs_sync: true,
             pending: Region::new(),
-            encoder: Box::new(BitmapEncoder),
+            compressor: Box::new(Compressor::new(setup.compression, traits)),
+            session: setup.session,
+            pixmap_cache: None,
             next_image_id: 1,
         }
     }
@@ -331,14 +298,34 @@ impl DisplayChannel {
     pub fn handle(&mut self, msg_type: u16, body: &[u8]) -> Result<(), ChannelError> {
         match DisplayMessage::decode(msg_type, body)? {
             DisplayMessage::Base(base) => self.ack.on_message(&base),
-            DisplayMessage::Init { .. } => {
+            DisplayMessage::Init {
+                pixmap_cache_id,
+                pixmap_cache_size,
+                glz_dictionary_id,
+                glz_window_size,
+            } => {
                 if self.phase != Phase::Running {
                     self.phase = Phase::Running;
                     self.needs_sync = true;
+                    let glz = self
+                        .session
+                        .glz(glz_dictionary_id, i64::from(glz_window_size));
+                    if glz.is_none() {
+                        tracing::debug!(
+                            "display channel: GLZ window {glz_window_size} px is too small; no GLZ"
+                        );
+                    }
+                    self.compressor.set_glz(glz, self.session.new_owner());
+                    self.pixmap_cache = Some(
+                        self.session
+                            .pixmap_cache(pixmap_cache_id, pixmap_cache_size),
+                    );
                 }
             }
             DisplayMessage::PreferredCompression(c) => {
-                tracing::debug!("display channel: client prefers compression {c}; sending bitmaps")
+                if !self.compressor.set_preferred(c) {
+                    tracing::debug!("display channel: unknown preferred compression {c} ignored");
+                }
             }
             DisplayMessage::PreferredVideoCodecs(_) | DisplayMessage::Ignored(_) => {}
         }
@@ -388,12 +375,29 @@ impl DisplayChannel {
                 break;
             }
             self.pending.clip(head.bounds());
-            let Some(rect) = self.pending.take(MAX_UPDATE_PIXELS) else {
+            let batch = self.ack.room(out).min(MAX_BATCH);
+            let mut rects = Vec::new();
+            while (rects.len() as u64) < batch {
+                match self.pending.take(MAX_UPDATE_PIXELS) {
+                    Some(rect) => rects.push(rect),
+                    None => break,
+                }
+            }
+            if rects.is_empty() {
                 break;
-            };
-            let message = self.draw(&head, rect);
+            }
+            let requests = rects
+                .iter()
+                .map(|&rect| self.request(&head, rect, true))
+                .collect();
             drop(head);
-            out.push(&message);
+            for (rect, image) in rects.into_iter().zip(self.compressor.compress(requests)) {
+                out.push(&DrawCopy {
+                    surface_id: 0,
+                    dest: rect,
+                    image,
+                });
+            }
         }
     }
 
@@ -449,23 +453,50 @@ impl DisplayChannel {
         out.push(&Mark {});
     }
 
-    fn draw(&mut self, head: &Surface, rect: Rect) -> DrawCopy {
+    fn request(&mut self, head: &Surface, rect: Rect, lossy_ok: bool) -> Request {
         let id = self.next_image_id;
         self.next_image_id += 1;
-        let rows = head.copy_rect(rect);
+        Request {
+            id,
+            width: rect.width() as u32,
+            height: rect.height() as u32,
+            bgrx: head.copy_rect(rect),
+            lossy_ok,
+        }
+    }
+
+    /// One lossless `DRAW_COPY` of `rect` (the full picture after a sync).
+    fn draw(&mut self, head: &Surface, rect: Rect) -> DrawCopy {
+        let request = self.request(head, rect, false);
+        let image = self
+            .compressor
+            .compress(vec![request])
+            .pop()
+            .expect("one image per request");
         DrawCopy {
             surface_id: 0,
             dest: rect,
-            image: self
-                .encoder
-                .encode(id, rect.width() as u32, rect.height() as u32, rows),
+            image,
         }
+    }
+
+    /// Image counts and bytes per encoding so far.
+    pub fn stats(&self) -> &super::codec::policy::Stats {
+        &self.compressor.stats
+    }
+
+    /// The client's pixmap cache (after DISPLAY_INIT), for guest-cacheable
+    /// images.
+    pub fn pixmap_cache(&self) -> Option<Arc<std::sync::Mutex<PixmapCache>>> {
+        self.pixmap_cache.clone()
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::spice::codec::policy::ImageCompression;
+    use crate::spice::codec::reference;
     use crate::spice::wire::{next_frame, HeaderMode};
 
     /// A minimal client-side canvas: applies the messages a
@@ -477,9 +508,58 @@ pub(crate) mod tests {
         pub marked: bool,
         pub monitors: Option<(u16, u32, u32)>,
         pub draws: usize,
+        /// Image types received.
+        pub image_types: Vec<u8>,
+        glz: reference::GlzWindow,
     }
 
     impl ClientCanvas {
+        /// Decodes an Image (bitmap, QUIC, LZ, GLZ, zlib-GLZ) to BGRX with
+        /// the test decoders; the X byte is taken from the decoders (0).
+        fn decode_image(&mut self, image: &[u8], iw: usize, ih: usize) -> Vec<u8> {
+            let mut img = Reader::new(image);
+            img.u64("").unwrap();
+            let ty = img.u8("").unwrap();
+            self.image_types.push(ty);
+            img.u8("").unwrap();
+            let (w, h) = (img.u32("").unwrap() as usize, img.u32("").unwrap() as usize);
+            assert_eq!((w, h), (iw, ih));
+            let rest = img.rest();
+            let sized = |r: &[u8]| {
+                let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
+                r[4..4 + n].to_vec()
+            };
+            let data = match ty {
+                0 => {
+                    let mut b = Reader::new(rest);
+                    assert_eq!(b.u8("").unwrap(), 8, "32-bit");
+                    assert_eq!(b.u8("").unwrap(), 4, "top-down");
+                    b.u32("").unwrap();
+                    b.u32("").unwrap();
+                    let stride = b.u32("").unwrap() as usize;
+                    assert_eq!(stride, w * 4);
+                    assert_eq!(b.u32("").unwrap(), 0, "no palette");
+                    b.bytes(stride * h, "pixels").unwrap().to_vec()
+                }
+                1 => reference::quic_decode(&sized(rest)).unwrap(),
+                101 => reference::lz_decode(&sized(rest), None).unwrap().data,
+                102 => self.glz.decode(&sized(rest)).unwrap().bgrx,
+                107 => {
+                    let n = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+                    let mut glz = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::ZlibDecoder::new(&rest[8..8 + n]),
+                        &mut glz,
+                    )
+                    .unwrap();
+                    self.glz.decode(&glz).unwrap().bgrx
+                }
+                other => panic!("image type {other}"),
+            };
+            assert_eq!(data.len(), w * h * 4);
+            data
+        }
+
         pub fn apply(&mut self, msg_type: u16, body: &[u8]) {
             let mut r = Reader::new(body);
             match msg_type {
@@ -517,21 +597,10 @@ pub(crate) mod tests {
                     ];
                     assert_eq!(src, [0, 0, bottom - top, right - left]);
                     assert_eq!(r.u16("").unwrap(), 8);
-                    let mut img = Reader::new(&body[ptr..]);
-                    img.u64("").unwrap();
-                    assert_eq!(img.u8("").unwrap(), 0, "bitmap");
-                    img.u8("").unwrap();
-                    let (iw, ih) = (img.u32("").unwrap(), img.u32("").unwrap());
-                    assert_eq!((iw as i32, ih as i32), (right - left, bottom - top));
-                    assert_eq!(img.u8("").unwrap(), 8, "32-bit");
-                    assert_eq!(img.u8("").unwrap(), 4, "top-down");
-                    img.u32("").unwrap();
-                    img.u32("").unwrap();
-                    let stride = img.u32("").unwrap() as usize;
-                    assert_eq!(stride, iw as usize * 4);
-                    assert_eq!(img.u32("").unwrap(), 0, "no palette");
-                    let data = img.bytes(stride * ih as usize, "pixels").unwrap();
-                    for y in 0..ih as usize {
+                    let (iw, ih) = ((right - left) as usize, (bottom - top) as usize);
+                    let data = self.decode_image(&body[ptr..], iw, ih);
+                    let stride = iw * 4;
+                    for y in 0..ih {
                         let dst = ((top as usize + y) * width as usize + left as usize) * 4;
                         self.pixels[dst..dst + stride]
                             .copy_from_slice(&data[y * stride..(y + 1) * stride]);
@@ -582,6 +651,7 @@ pub(crate) mod tests {
             dest: Rect::new(10, 20, 12, 22),
             image: Image {
                 id: 0x1_0000_0002,
+                flags: 0,
                 width: 2,
                 height: 2,
                 data: ImageData::Bitmap32 {
@@ -682,6 +752,7 @@ pub(crate) mod tests {
             display.clone(),
             0,
             &Caps(vec![0x3bf]),
+            ImageSetup::default(),
             &mut out,
             Instant::now(),
         );
@@ -729,6 +800,90 @@ pub(crate) mod tests {
         assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![315]);
     }
 
+    /// Bitmaps only: message sizes are then known.
+    fn raw_setup() -> ImageSetup {
+        let mut setup = ImageSetup::default();
+        setup.compression.image = ImageCompression::Off;
+        setup
+    }
+
+    fn paint_mixed(display: &Display, seed: u32) {
+        use crate::spice::codec::testimages;
+        display.draw(0, |s| {
+            let (w, h) = (s.width, s.height);
+            let photo = testimages::photo(w / 2, h, seed);
+            let desk = testimages::desktop(w - w / 2, h, seed);
+            for y in 0..h {
+                let row = s.row_mut(y);
+                let (a, b) = row.split_at_mut((w / 2 * 4) as usize);
+                let pw = (w / 2 * 4) as usize;
+                a.copy_from_slice(&photo.bgrx[y as usize * pw..(y as usize + 1) * pw]);
+                let dw = ((w - w / 2) * 4) as usize;
+                b.copy_from_slice(&desk.bgrx[y as usize * dw..(y as usize + 1) * dw]);
+            }
+            Some(s.bounds())
+        });
+    }
+
+    /// Every image compression mode: the client's picture is exact, the
+    /// first picture and the updates use the expected image types.
+    #[test]
+    fn every_compression_mode_gives_the_exact_picture() {
+        use crate::spice::codec::policy::ImageCompression as C;
+        for (mode, caps, want) in [
+            (C::AutoGlz, 0x3bf, &[1u8, 102][..]),
+            (C::AutoLz, 0x3bf, &[1, 101]),
+            (C::Quic, 0x3bf, &[1]),
+            (C::Glz, 0x3bf, &[102]),
+            (C::Lz, 0x3bf, &[101]),
+            (C::Off, 0x3bf, &[0]),
+        ] {
+            let display = Display::new();
+            display.resize(0, 320, 200);
+            paint_mixed(&display, 1);
+            let mut out = Outbox::new(HeaderMode::Mini);
+            let mut setup = ImageSetup::default();
+            setup.compression.image = mode;
+            let mut channel = DisplayChannel::start(
+                display.clone(),
+                0,
+                &Caps(vec![caps]),
+                setup,
+                &mut out,
+                Instant::now(),
+            );
+            let mut canvas = ClientCanvas::default();
+            channel.handle(101, &display_init()).unwrap();
+            channel.pump(&mut out);
+            canvas.apply_stream(&out.take_bytes());
+            assert_eq!(
+                canvas.pixels,
+                display.head(0).unwrap().pixels,
+                "{mode:?} first"
+            );
+            // Updates: a photo half and a desktop half, then the same again.
+            for seed in [2, 3, 2] {
+                paint_mixed(&display, seed);
+                channel.damage(Rect::new(0, 0, 160, 200));
+                channel.damage(Rect::new(160, 0, 320, 200));
+                channel.pump(&mut out);
+                canvas.apply_stream(&out.take_bytes());
+                for _ in 0..4 {
+                    channel.handle(2, &[]).unwrap();
+                }
+                assert_eq!(
+                    canvas.pixels,
+                    display.head(0).unwrap().pixels,
+                    "{mode:?} {seed}"
+                );
+            }
+            let mut types = canvas.image_types.clone();
+            types.sort();
+            types.dedup();
+            assert_eq!(types, want, "{mode:?}");
+        }
+    }
+
     #[test]
     fn slow_client_is_bounded_by_acks_and_outbox() {
         let display = Display::new();
@@ -738,6 +893,7 @@ pub(crate) mod tests {
             display.clone(),
             0,
             &Caps::default(),
+            raw_setup(),
             &mut out,
             Instant::now(),
         );
@@ -782,7 +938,14 @@ pub(crate) mod tests {
         let display = Display::new();
         let mut out = Outbox::new(HeaderMode::Mini);
         let start = Instant::now();
-        let mut channel = DisplayChannel::start(display, 0, &Caps::default(), &mut out, start);
+        let mut channel = DisplayChannel::start(
+            display,
+            0,
+            &Caps::default(),
+            ImageSetup::default(),
+            &mut out,
+            start,
+        );
         assert!(!channel.init_overdue(start + Duration::from_secs(29)));
         assert!(channel.init_overdue(start + Duration::from_secs(31)));
         channel.handle(101, &display_init()).unwrap();

@@ -30,11 +30,13 @@
 //! [`InputSink`] and whether an absolute pointer (tablet) exists.
 
 pub mod channel;
+pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod cursor_channel;
 pub mod display_channel;
 pub mod display_feed;
+pub mod image_cache;
 pub mod inputs_channel;
 pub mod link;
 pub mod main_channel;
@@ -157,6 +159,7 @@ impl SpiceServer {
             unix,
             key,
             ticket: config.ticket.clone(),
+            compression: config.compression,
             displays,
             input: inputs.input,
             client_mouse_allowed: inputs.tablet,

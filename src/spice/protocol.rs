@@ -41,6 +41,8 @@ pub mod main_cap {
 
 pub mod display_cap {
     pub const MONITORS_CONFIG: u32 = 1;
+    pub const LZ4_COMPRESSION: u32 = 5;
+    pub const PREF_COMPRESSION: u32 = 6;
 }
 
 pub mod inputs_cap {
@@ -89,6 +91,9 @@ pub mod display_msg {
     // server -> client
     pub const MARK: u16 = 102;
     pub const RESET: u16 = 103;
+    pub const INVAL_LIST: u16 = 105;
+    pub const INVAL_ALL_PIXMAPS: u16 = 106;
+    pub const INVAL_PALETTE: u16 = 107;
     pub const INVAL_ALL_PALETTES: u16 = 108;
     pub const DRAW_COPY: u16 = 304;
     pub const SURFACE_CREATE: u16 = 314;

@@ -19,11 +19,13 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::channel::{ChannelError, Notify, Outbox};
+use super::codec::policy::CompressionOptions;
 use super::config::MousePolicy;
 use super::connection::{Channel, Connection, State, Stream, MAX_CLIENT_MESSAGE};
 use super::cursor_channel::CursorChannel;
-use super::display_channel::{self, DisplayChannel};
+use super::display_channel::{self, DisplayChannel, ImageSetup};
 use super::display_feed::{Feed, SHOWN_HEAD};
+use super::image_cache::SessionImages;
 use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
 use super::main_channel::{MainChannel, MainSetup};
@@ -60,6 +62,7 @@ pub struct LoopSetup {
     pub unix: Option<UnixListener>,
     pub key: TicketKey,
     pub ticket: TicketPolicy,
+    pub compression: CompressionOptions,
     pub displays: Vec<(Arc<Display>, Arc<Feed>)>,
     pub input: Arc<dyn InputSink>,
     pub client_mouse_allowed: bool,
@@ -72,6 +75,8 @@ pub struct EventLoop {
     connections: HashMap<Token, Connection>,
     next_token: usize,
     session: Option<u32>,
+    /// The current session's caches and GLZ windows.
+    session_images: Arc<SessionImages>,
     guest_leds: KeyboardLeds,
     /// The session's mouse mode, as its inputs channel and the sink know it.
     mouse_mode: u16,
@@ -105,6 +110,7 @@ impl EventLoop {
             connections: HashMap::new(),
             next_token: FIRST_CONNECTION,
             session: None,
+            session_images: Arc::new(SessionImages::default()),
             guest_leds: KeyboardLeds::default(),
             mouse_mode: mouse_mode::SERVER,
             epoch: Instant::now(),
@@ -407,6 +413,8 @@ impl EventLoop {
                 id = rand::random();
             }
             self.session = Some(id);
+            // A new client session: its caches and GLZ window start empty.
+            self.session_images = Arc::new(SessionImages::default());
             id
         } else {
             match self.session {
@@ -470,6 +478,10 @@ impl EventLoop {
                     self.setup.displays[index].0.clone(),
                     SHOWN_HEAD,
                     &req.channel_caps,
+                    ImageSetup {
+                        compression: self.setup.compression,
+                        session: self.session_images.clone(),
+                    },
                     &mut outbox,
                     now,
                 ),

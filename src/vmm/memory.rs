@@ -22,6 +22,11 @@ pub enum MemoryError {
     },
     #[error("all KVM memory slots are in use")]
     NoFreeSlot,
+    #[error("KVM cannot read the dirty log of memory slot {slot}: {source}")]
+    DirtyLog {
+        slot: u32,
+        source: kvm_ioctls::Error,
+    },
 }
 
 /// Allocates guest RAM for `layout` (lazily: pages are only touched on use).
@@ -109,6 +114,13 @@ impl MemorySlots {
             tracing::warn!("could not remove memory slot {slot}: {e}");
         }
         self.release(slot);
+    }
+
+    /// The pages of `slot` (`size` bytes, mapped with `log_dirty`) the guest
+    /// wrote since the last call: bit `i` of the bitmap is page `i`.
+    pub fn dirty_log(&self, vm: &VmFd, slot: u32, size: u64) -> Result<Vec<u64>, MemoryError> {
+        vm.get_dirty_log(slot, size as usize)
+            .map_err(|source| MemoryError::DirtyLog { slot, source })
     }
 
     fn release(&self, slot: u32) {

@@ -4,6 +4,7 @@
 
 mod boot;
 mod console;
+mod control;
 mod cpu;
 pub mod display_server;
 mod exit;
@@ -14,6 +15,7 @@ pub mod keys;
 mod memory;
 mod pci_mapper;
 mod vcpu;
+mod vga;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress};
 
 pub use exit::VmExit;
+pub use vga::{DirtyTracking, VgaMode, VBE_SIZE as VGA_FRAMEBUFFER_SIZE};
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,12 @@ pub struct VmConfig {
     pub cpus: u8,
     pub serial: SerialMode,
     pub allow_pvm: bool,
+    /// A VGA display, and what it shows at boot.
+    pub vga: Option<VgaMode>,
+    /// How the VGA finds the memory the guest changed.
+    pub vga_dirty_tracking: DirtyTracking,
+    /// Where to serve the control socket.
+    pub api_socket: Option<PathBuf>,
     /// The built-in SPICE server (`--spice`); `None` opens no port.
     pub spice: Option<saffron::spice::SpiceConfig>,
 }
@@ -87,6 +96,8 @@ pub enum VmError {
     NotEnoughHostMemory { requested: u64, available: u64 },
     #[error("cannot read {path}: {reason}")]
     Input { path: String, reason: String },
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
     #[error(transparent)]
     Spice(#[from] saffron::spice::SpiceError),
 }
@@ -199,6 +210,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         spice_link.clone(),
     )
     .map_err(|e| device_err("the tablet")(e.to_string()))?;
+    let vga = config
+        .vga
+        .map(|mode| vga::attach(&vm, &slots, &io_bus, mode, config.vga_dirty_tracking))
+        .transpose()?;
     attach_pci(
         &vm,
         &slots,
@@ -206,7 +221,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         &mmio_bus,
         &layout,
         platform.reset_register.clone(),
-        vec![(input::TABLET_SLOT, tablet.clone() as pci::SharedPciDevice)],
+        PciPlan {
+            devices: vec![(input::TABLET_SLOT, tablet.clone() as pci::SharedPciDevice)],
+            standalone_vga: vga.is_some(),
+        },
     )?;
 
     let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
@@ -225,9 +243,26 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
             e820: &e820,
             rsdp_addr: acpi.rsdp_addr,
             layout: &layout,
-            screen: None,
+            screen: vga.as_ref().map(|v| v.screen),
         },
     )?;
+
+    let started = std::time::Instant::now();
+    let _api = match &config.api_socket {
+        Some(path) => Some(crate::api::start(
+            path,
+            Arc::new(control::VmControl {
+                started,
+                cpus: config.cpus,
+                memory: config.memory,
+                exit: exit.clone(),
+                power: platform.pm.clone(),
+                display: vga.as_ref().map(|v| v.display.clone()),
+                refresher: vga.as_ref().map(|v| v.refresher.clone()),
+            }),
+        )?),
+        None => None,
+    };
 
     let ctx = Arc::new(vcpu::VcpuContext {
         io_bus,
@@ -253,7 +288,8 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     // HOOK for display devices: the QXL / VGA device models add their
     // `Arc<Display>` here (one display channel each), and the PS/2 keyboard
     // and mouse (and a tablet) provide the input sink.
-    let displays: Vec<Arc<devices::display::Display>> = Vec::new();
+    let displays: Vec<Arc<devices::display::Display>> =
+        vga.iter().map(|v| v.display.clone()).collect();
     // HOOK for the control socket: `send-key` and pointer commands call
     // `input_controller` (send_key_combo, pointer_motion, pointer_position, ...).
     let input_controller = Arc::new(input::InputController::new(
@@ -283,6 +319,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         }
         _ => None,
     };
+    if let Some(vga) = &vga {
+        vga::spawn_refresh_thread(vga.refresher.clone())
+            .map_err(|e| device_err("the VGA refresh thread")(e.to_string()))?;
+    }
     vcpu::install_debug_signal();
     for (id, vcpu) in vcpus.into_iter().enumerate() {
         vcpu::spawn(id as u8, vcpu, ctx.clone())
@@ -305,6 +345,8 @@ struct Platform {
     level_lines: Arc<interrupts::LevelLines>,
     /// Port 0xcf9, which shares its ports with PCI configuration.
     reset_register: Arc<Mutex<ResetControl>>,
+    /// ACPI power management (the power button).
+    pm: Arc<Mutex<AcpiPm>>,
 }
 
 impl Platform {
@@ -375,7 +417,7 @@ impl Platform {
         insert(
             u64::from(layout::ACPI_GPE0),
             GPE_BLOCK_LEN,
-            Arc::new(GpeBlock(pm)),
+            Arc::new(GpeBlock(pm.clone())),
             "ACPI GPEs",
         )?;
         let reset_register = Arc::new(Mutex::new(ResetControl::new(
@@ -388,8 +430,17 @@ impl Platform {
             i8042,
             level_lines,
             reset_register,
+            pm,
         })
     }
+}
+
+/// What goes on the PCI bus besides the host bridge.
+struct PciPlan {
+    /// Devices and their slots.
+    devices: Vec<(u8, pci::SharedPciDevice)>,
+    /// The standalone VGA framebuffer occupies the top of the 32-bit window.
+    standalone_vga: bool,
 }
 
 /// The PCI root complex: config ports, ECAM, and the host bridge.
@@ -400,8 +451,12 @@ fn attach_pci(
     mmio_bus: &Arc<Bus>,
     layout: &MemoryLayout,
     reset_register: Arc<Mutex<ResetControl>>,
-    devices: Vec<(u8, pci::SharedPciDevice)>,
+    plan: PciPlan,
 ) -> Result<Arc<Mutex<PciRoot>>, VmError> {
+    let PciPlan {
+        devices,
+        standalone_vga,
+    } = plan;
     let mapper = pci_mapper::KvmBarMapper::new(
         vm.clone(),
         slots.clone(),
@@ -417,9 +472,15 @@ fn attach_pci(
         root.add_device(slot, device)
             .map_err(|e| device_err("a PCI device")(e.to_string()))?;
     }
+    // The standalone VGA framebuffer occupies the top of the 32-bit window.
+    let mmio32 = if standalone_vga {
+        layout::PCI_MMIO32.start..layout::VGA_STANDALONE_FRAMEBUFFER.start
+    } else {
+        layout::PCI_MMIO32
+    };
     root.assign_bars(&BarWindows {
         io: layout::PCI_IO,
-        mmio32: layout::PCI_MMIO32,
+        mmio32,
         mmio64: layout.pci_mmio64.clone(),
     })
     .map_err(|e| device_err("PCI BARs")(e.to_string()))?;

@@ -9,7 +9,7 @@ use devices::bus::Bus;
 use devices::pci::{BarAccess, BarBacking, BarKind, BarMapper, BarRegion, SharedPciDevice};
 use kvm_ioctls::VmFd;
 
-use super::memory::{MemorySlots, SlotMapping};
+use super::memory::{MemoryError, MemorySlots, SlotMapping};
 
 pub struct KvmBarMapper {
     vm: Arc<VmFd>,
@@ -20,7 +20,8 @@ pub struct KvmBarMapper {
     /// left enabled) stays unmapped.
     io_window: Range<u64>,
     memory_windows: Vec<Range<u64>>,
-    memory_slots: Mutex<HashMap<(u8, usize), u32>>,
+    /// KVM slot and size of each memory-backed BAR that is mapped, by (PCI slot, BAR).
+    memory_slots: Mutex<HashMap<(u8, usize), (u32, u64)>>,
 }
 
 impl KvmBarMapper {
@@ -49,6 +50,18 @@ impl KvmBarMapper {
             BarKind::Io => inside(&self.io_window),
             _ => self.memory_windows.iter().any(inside),
         }
+    }
+
+    /// The dirty page bitmap of a memory-backed BAR mapped with `log_dirty`
+    /// (bit `i` = page `i` of the BAR), since the last call; `None` when the
+    /// BAR is not mapped now. After the guest moves a BAR its log starts
+    /// afresh, so callers should treat a move as "everything changed".
+    #[allow(dead_code)] // Through vga::BarDirtyLog, once QXL's BAR 0 holds the framebuffer.
+    pub fn dirty_log(&self, pci_slot: u8, bar: usize) -> Option<Result<Vec<u64>, MemoryError>> {
+        // Holding the map keeps the slot from being moved while KVM reads it.
+        let slots = self.memory_slots.lock().unwrap_or_else(|p| p.into_inner());
+        let (slot, size) = *slots.get(&(pci_slot, bar))?;
+        Some(self.slots.dirty_log(&self.vm, slot, size))
     }
 
     fn bus(&self, kind: BarKind) -> &Bus {
@@ -92,6 +105,7 @@ impl BarMapper for KvmBarMapper {
                 log_dirty,
             } => {
                 let size = (memory.size() as u64).min(len);
+                let mut memory_slots = self.memory_slots.lock().unwrap_or_else(|p| p.into_inner());
                 let slot = self
                     .slots
                     .map(
@@ -105,10 +119,8 @@ impl BarMapper for KvmBarMapper {
                         },
                     )
                     .map_err(|e| e.to_string())?;
-                self.memory_slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((region.slot, region.bar), slot);
+                memory_slots.insert((region.slot, region.bar), (slot, size));
+                drop(memory_slots);
                 if *read_only {
                     // Writes to read-only memory exit as MMIO: send them to the device.
                     let _ = self.mmio_bus.insert(
@@ -131,14 +143,11 @@ impl BarMapper for KvmBarMapper {
                 self.bus(region.kind).remove(region.range.start);
             }
             BarBacking::Memory { read_only, .. } => {
-                let slot = self
-                    .memory_slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(region.slot, region.bar));
-                if let Some(slot) = slot {
+                let mut memory_slots = self.memory_slots.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((slot, _)) = memory_slots.remove(&(region.slot, region.bar)) {
                     self.slots.unmap(&self.vm, slot);
                 }
+                drop(memory_slots);
                 if *read_only {
                     self.mmio_bus.remove(region.range.start);
                 }

@@ -8,8 +8,10 @@ Prints one line per event:
   MARK <0|1>
   INVALIDATE <x> <y> <w> <h>
   PIXEL <x> <y> <0xRRGGBB>          (answer to "PIXEL x y" on stdin)
+  DUMPED <path>                     (answer to "DUMP path": the primary
+                                     surface, raw B,G,R,X rows)
   ERROR <what>
-Commands on stdin: "PIXEL x y", "KEY <scancode>", "QUIT".
+Commands on stdin: "PIXEL x y", "DUMP path", "KEY <scancode>", "QUIT".
 """
 import ctypes
 import sys
@@ -80,6 +82,11 @@ def on_stdin(source, condition):
         x, y = int(words[1]), int(words[2])
         value = pixel(x, y)
         say("PIXEL", x, y, "none" if value is None else "0x%06x" % value)
+    elif words and words[0] == "DUMP" and state["data"]:
+        size = state["stride"] * state["height"]
+        with open(words[1], "wb") as f:
+            f.write(bytes((ctypes.c_uint8 * size).from_address(state["data"])))
+        say("DUMPED", words[1])
     elif words and words[0] == "KEY" and state["inputs"]:
         code = int(words[1], 0)
         state["inputs"].key_press(code)

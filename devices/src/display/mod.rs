@@ -289,6 +289,26 @@ impl Display {
         }
     }
 
+    /// Draws into a head in one go; `draw` returns every part it changed
+    /// (each clipped to the head and reported as its own damage event).
+    pub fn draw_rects(&self, head: u32, draw: impl FnOnce(&mut Surface) -> Vec<Rect>) {
+        let damage: Vec<Rect> = {
+            let mut heads = self.heads_write();
+            let Some(Some(surface)) = heads.get_mut(head as usize) else {
+                return;
+            };
+            let bounds = surface.bounds();
+            draw(surface)
+                .into_iter()
+                .map(|r| r.intersect(&bounds))
+                .filter(|r| !r.is_empty())
+                .collect()
+        };
+        for rect in damage {
+            self.publish(DisplayEvent::Damage { head, rect });
+        }
+    }
+
     /// Reads a head's current picture.
     pub fn head(&self, head: u32) -> Option<HeadGuard<'_>> {
         let heads = self.heads.read().unwrap_or_else(|p| p.into_inner());
@@ -369,6 +389,37 @@ mod tests {
         );
         assert_eq!(sub.try_next(), None);
         assert_eq!(display.head(0).unwrap().pixel(0, 1), 0x0003_0201);
+    }
+
+    #[test]
+    fn draw_rects_reports_each_rectangle() {
+        let display = Display::new();
+        display.resize(0, 10, 10);
+        let sub = display.subscribe();
+        display.draw_rects(0, |s| {
+            s.row_mut(9)[36..40].copy_from_slice(&[1, 1, 1, 0]);
+            vec![
+                Rect::new(0, 0, 2, 2),
+                Rect::new(20, 20, 30, 30),
+                Rect::new(8, 8, 12, 12),
+            ]
+        });
+        let events: Vec<_> = std::iter::from_fn(|| sub.try_next()).collect();
+        assert_eq!(
+            events,
+            vec![
+                DisplayEvent::Damage {
+                    head: 0,
+                    rect: Rect::new(0, 0, 2, 2)
+                },
+                DisplayEvent::Damage {
+                    head: 0,
+                    rect: Rect::new(8, 8, 10, 10)
+                },
+            ]
+        );
+        assert_eq!(display.head(0).unwrap().pixel(9, 9), 0x0001_0101);
+        display.draw_rects(1, |_| unreachable!("no such head"));
     }
 
     #[test]

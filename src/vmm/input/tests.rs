@@ -166,7 +166,7 @@ fn relative_motion_and_wheel_reach_the_ps2_mouse() {
     assert_eq!(guest_reads(&ps2), vec![0x09, 3, 2]);
     input.wheel(1, MouseButtons(MouseButtons::LEFT));
     // No wheel without the IntelliMouse protocol: a plain packet.
-    assert_eq!(guest_reads(&ps2), vec![]);
+    assert_eq!(guest_reads(&ps2), Vec::<u8>::new());
     input.buttons(MouseButtons(0));
     assert_eq!(guest_reads(&ps2), vec![0x08, 0, 0]);
     // Hostile sizes are clamped before they reach the mouse.

@@ -1,0 +1,166 @@
+//! JPEG (`SPICE_IMAGE_TYPE_JPEG`) and JPEG with an alpha plane
+//! (`JPEG_ALPHA`: the JPEG of the colours followed by an LZ `XXXA` stream
+//! of the alpha bytes). Lossy: used only where the policy allows it.
+//! The JPEG itself is baseline JFIF from the jpeg-encoder crate; the
+//! picture is always sent top-down (the JPEG_ALPHA TOP_DOWN flag is set
+//! and the alpha plane is coded in the same order).
+
+use super::{lz, Bitmap, BitmapFormat, CodecError};
+
+/// spice-server's default quality.
+pub const DEFAULT_QUALITY: u8 = 85;
+
+/// The picture as top-down B, G, R, A rows.
+fn top_down_bgra(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
+    let stride = bitmap.stride();
+    let rows = |y: usize| {
+        let r = if bitmap.top_down {
+            y
+        } else {
+            bitmap.height as usize - 1 - y
+        };
+        &bitmap.data[r * stride..(r + 1) * stride]
+    };
+    let mut out = Vec::with_capacity(bitmap.pixels() as usize * 4);
+    for y in 0..bitmap.height as usize {
+        let row = rows(y);
+        match bitmap.format {
+            BitmapFormat::Rgb32 | BitmapFormat::Rgba => out.extend_from_slice(row),
+            BitmapFormat::Rgb24 => row
+                .chunks_exact(3)
+                .for_each(|p| out.extend([p[0], p[1], p[2], 255])),
+            BitmapFormat::Rgb16 => row.chunks_exact(2).for_each(|p| {
+                let v = u16::from_le_bytes([p[0], p[1]]);
+                let c = |s: u16| (((v >> s) & 0x1f) << 3 | ((v >> s) & 0x1f) >> 2) as u8;
+                out.extend([c(0), c(5), c(10), 255]);
+            }),
+            format => {
+                return Err(CodecError::Unsupported {
+                    codec: "JPEG",
+                    format,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn jpeg_of(bgra: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, CodecError> {
+    let (w, h) = (
+        u16::try_from(width).map_err(|_| CodecError::BadSize { width, height })?,
+        u16::try_from(height).map_err(|_| CodecError::BadSize { width, height })?,
+    );
+    let mut out = Vec::with_capacity(bgra.len() / 8);
+    jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))
+        .encode(bgra, w, h, jpeg_encoder::ColorType::Bgra)
+        .map_err(|e| CodecError::Encoder(e.to_string()))?;
+    Ok(out)
+}
+
+/// A JPEG of the picture (alpha ignored).
+pub fn encode(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, CodecError> {
+    jpeg_of(
+        &top_down_bgra(bitmap)?,
+        bitmap.width,
+        bitmap.height,
+        quality,
+    )
+}
+
+/// JPEG_ALPHA payload: `(jpeg_size, jpeg bytes followed by the LZ alpha)`.
+pub fn encode_with_alpha(bitmap: &Bitmap, quality: u8) -> Result<(u32, Vec<u8>), CodecError> {
+    if bitmap.format != BitmapFormat::Rgba {
+        return Err(CodecError::Unsupported {
+            codec: "JPEG_ALPHA",
+            format: bitmap.format,
+        });
+    }
+    let bgra = top_down_bgra(bitmap)?;
+    let mut data = jpeg_of(&bgra, bitmap.width, bitmap.height, quality)?;
+    let jpeg_size = data.len() as u32;
+    let upright = Bitmap::new(
+        BitmapFormat::Rgba,
+        bitmap.width,
+        bitmap.height,
+        true,
+        &bgra,
+        None,
+    )?;
+    data.extend_from_slice(&lz::encode_alpha(&upright)?);
+    Ok((jpeg_size, data))
+}
+
+/// Peak signal-to-noise ratio of two same-sized B, G, R(, X) pictures over
+/// the colour bytes, in dB.
+pub fn psnr(a: &[u8], b: &[u8], bytes_per_pixel: usize) -> f64 {
+    let (mut sum, mut n) = (0f64, 0f64);
+    for (p, q) in a
+        .chunks_exact(bytes_per_pixel)
+        .zip(b.chunks_exact(bytes_per_pixel))
+    {
+        for c in 0..3 {
+            let d = f64::from(p[c]) - f64::from(q[c]);
+            sum += d * d;
+            n += 1.0;
+        }
+    }
+    if sum == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / (sum / n)).log10()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spice::codec::{reference, testimages};
+
+    fn decode(jpeg: &[u8]) -> Vec<u8> {
+        let mut d = jpeg_decoder::Decoder::new(jpeg);
+        let rgb = d.decode().unwrap();
+        rgb.chunks_exact(3)
+            .flat_map(|p| [p[2], p[1], p[0], 0])
+            .collect()
+    }
+
+    #[test]
+    fn jpeg_is_within_30_db_on_photos_and_real_images() {
+        let mut set = vec![testimages::photo(320, 240, 1)];
+        set.extend(testimages::real_images(256));
+        for img in set {
+            let b = Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap();
+            let j = encode(&b, DEFAULT_QUALITY).unwrap();
+            let p = psnr(&decode(&j), &img.bgrx, 4);
+            assert!(p >= 30.0, "{}: {p:.1} dB", img.name);
+            assert!(j.len() * 4 < img.bgrx.len(), "{}", img.name);
+        }
+    }
+
+    #[test]
+    fn jpeg_alpha_carries_exact_alpha() {
+        let img = testimages::photo(100, 60, 2);
+        let mut rgba = img.bgrx.clone();
+        for (i, p) in rgba.chunks_exact_mut(4).enumerate() {
+            p[3] = if (i / 7) % 3 == 0 {
+                255
+            } else {
+                (i % 251) as u8
+            };
+        }
+        for top_down in [true, false] {
+            let b = Bitmap::new(BitmapFormat::Rgba, 100, 60, top_down, &rgba, None).unwrap();
+            let (jpeg_size, data) = encode_with_alpha(&b, 90).unwrap();
+            let colours = decode(&data[..jpeg_size as usize]);
+            let alpha = reference::lz_decode(&data[jpeg_size as usize..], None).unwrap();
+            assert_eq!((alpha.ty, alpha.top_down), (10, true));
+            let mut upright = rgba.clone();
+            if !top_down {
+                upright = rgba.chunks_exact(400).rev().flatten().copied().collect();
+            }
+            let got: Vec<u8> = alpha.data.chunks_exact(4).map(|p| p[3]).collect();
+            let want: Vec<u8> = upright.chunks_exact(4).map(|p| p[3]).collect();
+            assert_eq!(got, want);
+            assert!(psnr(&colours, &upright, 4) > 30.0);
+        }
+    }
+}

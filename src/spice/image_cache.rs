@@ -1,0 +1,420 @@
+//! The server's mirror of a client's caches, so that it never names an
+//! entry the client does not hold (spice-gtk would wait for it forever):
+//!
+//! * [`PixmapCache`]: images the client keeps by id (`CACHE_ME`), in pixels,
+//!   at most the `pixmap_cache_size` of the client's DISPLAY_INIT (bounded
+//!   here too); least recently used entries are evicted, and each eviction
+//!   must reach the client as `INVAL_LIST` ([`InvalList`]) before the id is
+//!   used again.
+//! * [`PaletteCache`], [`CursorCache`]: the same by item count (128 palettes
+//!   and 256 cursor shapes, spice-server's sizes; evictions are
+//!   `INVAL_PALETTE` / cursor `INVAL_ONE`).
+//! * [`SessionImages`]: what a client session shares between its display
+//!   channels (spice-gtk keeps one image cache and one GLZ window per
+//!   session): GLZ windows and pixmap caches by the ids in DISPLAY_INIT.
+//!
+//! [`CachedImages`] is how a channel sends an image the guest marked
+//! cacheable (QXL image id + `QXL_IMAGE_CACHE`): once with `CACHE_ME`,
+//! then as `FROM_CACHE` while the client still has it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::channel::Encode;
+use super::codec::glz::GlzDictionary;
+use super::codec::image::{Image, ImageData, IMAGE_FLAG_CACHE_ME, IMAGE_FLAG_CACHE_REPLACE_ME};
+use super::protocol::display_msg;
+use super::wire::Writer;
+
+/// Most pixels we mirror for one client cache (1 GiB of 32-bit pixels on
+/// the client; spice-gtk asks for 20 Mi pixels).
+pub const MAX_PIXMAP_CACHE_PIXELS: u64 = 1 << 28;
+/// Most entries we track for one cache (bounds our memory whatever the
+/// client says).
+pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
+/// spice-server's palette cache size (entries).
+pub const PALETTE_CACHE_ENTRIES: u64 = 128;
+/// spice-server's cursor cache size (entries).
+pub const CURSOR_CACHE_ENTRIES: u64 = 256;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    size: u64,
+    stamp: u64,
+    lossy: bool,
+}
+
+/// Ids with sizes, least recently used evicted first.
+#[derive(Debug)]
+pub struct Lru {
+    capacity: u64,
+    used: u64,
+    clock: u64,
+    items: HashMap<u64, Entry>,
+    order: BTreeMap<u64, u64>,
+}
+
+impl Lru {
+    pub fn new(capacity: u64) -> Lru {
+        Lru {
+            capacity,
+            used: 0,
+            clock: 0,
+            items: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether `id` is held (and if its copy is lossy); marks it used.
+    pub fn touch(&mut self, id: u64) -> Option<bool> {
+        let e = self.items.get_mut(&id)?;
+        self.order.remove(&e.stamp);
+        self.clock += 1;
+        e.stamp = self.clock;
+        self.order.insert(self.clock, id);
+        Some(e.lossy)
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.items.contains_key(&id)
+    }
+
+    /// Adds `id`, evicting least recently used entries to make room; the
+    /// evicted ids are returned (the client must be told). None (and
+    /// nothing changes) if it can never fit or is already held.
+    pub fn insert(&mut self, id: u64, size: u64, lossy: bool) -> Option<Vec<u64>> {
+        if size > self.capacity || self.items.contains_key(&id) {
+            return None;
+        }
+        let mut evicted = Vec::new();
+        while self.used + size > self.capacity || self.items.len() >= MAX_CACHE_ENTRIES {
+            let (_, old) = self.order.pop_first()?;
+            if let Some(e) = self.items.remove(&old) {
+                self.used -= e.size;
+            }
+            evicted.push(old);
+        }
+        self.clock += 1;
+        self.items.insert(
+            id,
+            Entry {
+                size,
+                stamp: self.clock,
+                lossy,
+            },
+        );
+        self.order.insert(self.clock, id);
+        self.used += size;
+        Some(evicted)
+    }
+
+    pub fn set_lossy(&mut self, id: u64, lossy: bool) {
+        if let Some(e) = self.items.get_mut(&id) {
+            e.lossy = lossy;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.order.clear();
+        self.used = 0;
+    }
+}
+
+/// A client's image cache, sized in pixels.
+pub type PixmapCache = Lru;
+
+/// The pixmap cache of a DISPLAY_INIT size (untrusted: bounded).
+pub fn pixmap_cache(client_pixels: i64) -> PixmapCache {
+    Lru::new(
+        u64::try_from(client_pixels)
+            .unwrap_or(0)
+            .min(MAX_PIXMAP_CACHE_PIXELS),
+    )
+}
+
+/// A client's palette cache (entries of size 1).
+pub struct PaletteCache(pub Lru);
+
+impl Default for PaletteCache {
+    fn default() -> Self {
+        PaletteCache(Lru::new(PALETTE_CACHE_ENTRIES))
+    }
+}
+
+/// A client's cursor shape cache (entries of size 1).
+pub struct CursorCache(pub Lru);
+
+impl Default for CursorCache {
+    fn default() -> Self {
+        CursorCache(Lru::new(CURSOR_CACHE_ENTRIES))
+    }
+}
+
+/// `INVAL_LIST`: pixmap ids the client must drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalList {
+    pub ids: Vec<u64>,
+}
+
+/// `SPICE_RES_TYPE_PIXMAP`.
+const RES_TYPE_PIXMAP: u8 = 1;
+
+impl Encode for InvalList {
+    const TYPE: u16 = display_msg::INVAL_LIST;
+    fn encode(&self, w: &mut Writer) {
+        w.u16(self.ids.len() as u16);
+        for &id in &self.ids {
+            w.u8(RES_TYPE_PIXMAP).u64(id);
+        }
+    }
+}
+
+impl InvalList {
+    /// At most this many ids per message (the count is a u16).
+    pub const MAX_IDS: usize = u16::MAX as usize;
+}
+
+/// `INVAL_ALL_PIXMAPS` without waits (one display channel per cache user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalAllPixmaps;
+
+impl Encode for InvalAllPixmaps {
+    const TYPE: u16 = display_msg::INVAL_ALL_PIXMAPS;
+    fn encode(&self, w: &mut Writer) {
+        w.u8(0);
+    }
+}
+
+/// `INVAL_PALETTE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalPalette {
+    pub id: u64,
+}
+
+impl Encode for InvalPalette {
+    const TYPE: u16 = display_msg::INVAL_PALETTE;
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.id);
+    }
+}
+
+/// What a session's display channels share.
+#[derive(Default)]
+pub struct SessionImages {
+    glz: Mutex<HashMap<u8, Arc<Mutex<GlzDictionary>>>>,
+    pixmaps: Mutex<HashMap<u8, Arc<Mutex<PixmapCache>>>>,
+    next_owner: AtomicU32,
+}
+
+impl SessionImages {
+    /// The GLZ window with this id (created with the first asker's size),
+    /// or None when the client's window is too small to use.
+    pub fn glz(&self, id: u8, window_pixels: i64) -> Option<Arc<Mutex<GlzDictionary>>> {
+        let mut map = self.glz.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = map.get(&id) {
+            return Some(d.clone());
+        }
+        let d = Arc::new(Mutex::new(GlzDictionary::new(window_pixels)?));
+        map.insert(id, d.clone());
+        Some(d)
+    }
+
+    /// The pixmap cache with this id (sized by the first asker).
+    pub fn pixmap_cache(&self, id: u8, pixels: i64) -> Arc<Mutex<PixmapCache>> {
+        let mut map = self.pixmaps.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id)
+            .or_insert_with(|| Arc::new(Mutex::new(pixmap_cache(pixels))))
+            .clone()
+    }
+
+    /// A number no other display connection of this session has (GLZ
+    /// copies never cross connections).
+    pub fn new_owner(&self) -> u32 {
+        self.next_owner.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Sends guest-cacheable images once: the first time with `CACHE_ME`
+/// (after the evictions it causes, as an `INVAL_LIST`), then as
+/// `FROM_CACHE`. Ids are the guest's (QXL `(unique << 32) | group`).
+pub struct CachedImages {
+    cache: Arc<Mutex<PixmapCache>>,
+}
+
+/// What to send for one image.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CacheStep {
+    /// The client has it: send this (payload-less) image.
+    Hit(Image),
+    /// Encode and send it with these descriptor flags, after telling the
+    /// client to drop `evicted`.
+    Send { flags: u8, evicted: Vec<u64> },
+}
+
+impl CachedImages {
+    pub fn new(cache: Arc<Mutex<PixmapCache>>) -> CachedImages {
+        CachedImages { cache }
+    }
+
+    /// Decides for image `id` of `width`×`height` marked cacheable by the
+    /// guest. `lossless_wanted`: a lossy cached copy will not do.
+    pub fn step(&self, id: u64, width: u32, height: u32, lossless_wanted: bool) -> CacheStep {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.touch(id) {
+            Some(lossy) if !(lossy && lossless_wanted) => CacheStep::Hit(Image {
+                id,
+                flags: 0,
+                width,
+                height,
+                data: if lossless_wanted {
+                    ImageData::FromCacheLossless
+                } else {
+                    ImageData::FromCache
+                },
+            }),
+            Some(_) => CacheStep::Send {
+                flags: IMAGE_FLAG_CACHE_REPLACE_ME,
+                evicted: Vec::new(),
+            },
+            None => match cache.insert(id, u64::from(width) * u64::from(height), false) {
+                Some(evicted) => CacheStep::Send {
+                    flags: IMAGE_FLAG_CACHE_ME,
+                    evicted,
+                },
+                None => CacheStep::Send {
+                    flags: 0,
+                    evicted: Vec::new(),
+                },
+            },
+        }
+    }
+
+    /// The image sent for a `Send` step turned out lossy (or lossless).
+    pub fn sent(&self, id: u64, lossy: bool) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_lossy(id, lossy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lru_evicts_least_recently_used_to_fit() {
+        let mut c = Lru::new(100);
+        assert_eq!(c.insert(1, 40, false), Some(vec![]));
+        assert_eq!(c.insert(2, 40, false), Some(vec![]));
+        assert_eq!(c.touch(1), Some(false));
+        assert_eq!(c.insert(3, 40, true), Some(vec![2]));
+        assert_eq!(c.used(), 80);
+        assert_eq!(c.insert(4, 101, false), None, "never fits");
+        assert_eq!(c.insert(1, 10, false), None, "already held");
+        assert_eq!(c.insert(5, 100, false), Some(vec![1, 3]));
+        assert_eq!((c.len(), c.used()), (1, 100));
+        c.clear();
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn client_sizes_are_bounded() {
+        assert_eq!(pixmap_cache(-1).capacity(), 0);
+        assert_eq!(pixmap_cache(i64::MAX).capacity(), MAX_PIXMAP_CACHE_PIXELS);
+        let mut c = pixmap_cache(i64::MAX);
+        for id in 0..(MAX_CACHE_ENTRIES as u64 + 10) {
+            c.insert(id, 1, false).unwrap();
+        }
+        assert_eq!(c.len(), MAX_CACHE_ENTRIES);
+    }
+
+    #[test]
+    fn guest_cacheable_images_are_sent_once() {
+        let images = CachedImages::new(Arc::new(Mutex::new(pixmap_cache(3 * 100 * 100))));
+        let first = images.step(0x5_0000_0001, 100, 100, false);
+        assert_eq!(
+            first,
+            CacheStep::Send {
+                flags: IMAGE_FLAG_CACHE_ME,
+                evicted: vec![]
+            }
+        );
+        images.sent(0x5_0000_0001, false);
+        match images.step(0x5_0000_0001, 100, 100, true) {
+            CacheStep::Hit(img) => assert_eq!(img.data, ImageData::FromCacheLossless),
+            other => panic!("{other:?}"),
+        }
+        // A lossy copy is replaced when lossless is needed.
+        images.step(7, 100, 100, false);
+        images.sent(7, true);
+        assert!(matches!(images.step(7, 100, 100, false), CacheStep::Hit(_)));
+        assert_eq!(
+            images.step(7, 100, 100, true),
+            CacheStep::Send {
+                flags: IMAGE_FLAG_CACHE_REPLACE_ME,
+                evicted: vec![]
+            }
+        );
+        // Filling the cache evicts the least recently used.
+        images.step(8, 100, 100, false);
+        assert_eq!(
+            images.step(9, 100, 100, false),
+            CacheStep::Send {
+                flags: IMAGE_FLAG_CACHE_ME,
+                evicted: vec![0x5_0000_0001]
+            }
+        );
+        // Too big for the cache: sent without caching.
+        assert_eq!(
+            images.step(10, 1000, 1000, false),
+            CacheStep::Send {
+                flags: 0,
+                evicted: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn invalidation_messages() {
+        assert_eq!(
+            InvalList {
+                ids: vec![2, 0x100]
+            }
+            .body(),
+            [2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(InvalAllPixmaps.body(), [0]);
+        assert_eq!(InvalPalette { id: 1 }.body(), [1, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn session_state_is_shared_and_bounded() {
+        let s = SessionImages::default();
+        assert!(s.glz(1, 0).is_none());
+        let a = s.glz(1, 3 << 20).unwrap();
+        let b = s.glz(1, 5).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let p = s.pixmap_cache(1, 1000);
+        assert!(Arc::ptr_eq(&p, &s.pixmap_cache(1, 5)));
+        assert_ne!(s.new_owner(), s.new_owner());
+    }
+}
