@@ -63,6 +63,10 @@ impl InputSink for RecordedInput {
     fn wheel(&self, dz: i32, b: MouseButtons) {
         self.0.lock().unwrap().push(format!("wheel {dz} {}", b.0));
     }
+    fn mouse_mode(&self, client: bool) {
+        let mode = if client { "client" } else { "server" };
+        self.0.lock().unwrap().push(format!("mode {mode}"));
+    }
 }
 
 pub struct TestServer {
