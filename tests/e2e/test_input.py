@@ -360,6 +360,9 @@ def test_keyboard_leds_and_server_mouse():
             # The server takes them at its rate limit; the PS/2 queue stays bounded (keys that
             # do not fit are dropped, releases never); saffron's memory must not grow.
             pid = guest.proc.pid
+            quiet_start = time.monotonic()
+            guest.run("echo alive-before-flood", check=True)
+            baseline = time.monotonic() - quiet_start
             before = rss_kib(pid)
             samples = []
             sampling = threading.Event()
@@ -380,7 +383,8 @@ def test_keyboard_leds_and_server_mouse():
             after = rss_kib(pid)
             typed = typed_line_appears(guest, client, "after-flood", timeout=60)
             peak = max(samples + [after[0]])
-            print(f"  flood: the serial shell answered {responsive:.1f} s after it began; the "
+            print(f"  flood: the serial shell answered {responsive:.1f} s after it began "
+                  f"(a command takes {baseline:.2f} s without a flood); the "
                   f"keyboard went quiet after {drained:.1f} s; then Enter to output "
                   f"{typed * 1000:.0f} ms; saffron RSS {before[0]} KiB before, {peak} KiB at "
                   f"most during, {after[0]} KiB after")
