@@ -190,40 +190,27 @@ impl InputController {
     /// Presses the named keys in order and releases them in reverse
     /// (`["ctrl", "alt", "delete"]`), as one burst into the PS/2 keyboard.
     pub fn send_keys(&self, names: &[&str]) -> Result<(), InputError> {
-        let keys = keys::keys_by_names(names)?;
-        let mut ps2 = lock(&self.ps2);
-        for key in &keys {
-            ps2.key(KeyEvent {
-                key: *key,
-                pressed: true,
-            });
-        }
-        for key in keys.iter().rev() {
-            ps2.key(KeyEvent {
-                key: *key,
-                pressed: false,
-            });
-        }
+        self.press_and_release(&keys::keys_by_names(names)?);
         Ok(())
     }
 
     /// [`Self::send_keys`] for a combination written `ctrl-alt-delete`.
     pub fn send_key_combo(&self, combo: &str) -> Result<(), InputError> {
-        let keys = keys::parse_combo(combo)?;
+        self.press_and_release(&keys::parse_combo(combo)?);
+        Ok(())
+    }
+
+    fn press_and_release(&self, keys: &[devices::i8042::Key]) {
         let mut ps2 = lock(&self.ps2);
-        for key in &keys {
-            ps2.key(KeyEvent {
-                key: *key,
-                pressed: true,
-            });
+        for &key in keys {
+            ps2.key(KeyEvent { key, pressed: true });
         }
-        for key in keys.iter().rev() {
+        for &key in keys.iter().rev() {
             ps2.key(KeyEvent {
-                key: *key,
+                key,
                 pressed: false,
             });
         }
-        Ok(())
     }
 
     /// Moves the PS/2 mouse (dy positive = down).

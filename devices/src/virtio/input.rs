@@ -348,7 +348,7 @@ impl VirtioDevice for VirtioInput {
         DEVICE_TYPE
     }
 
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "virtio-input"
     }
 

@@ -43,7 +43,7 @@ pub trait VirtioDevice: Send {
     /// The virtio device ID (18 = input).
     fn device_type(&self) -> u16;
     /// A short name for logs.
-    fn name(&self) -> &str;
+    fn name(&self) -> &'static str;
     /// The largest size of each queue; the number of queues is its length.
     fn queue_max_sizes(&self) -> &[u16];
     /// Device-specific feature bits (the transport adds VERSION_1 and the

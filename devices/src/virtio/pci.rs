@@ -313,14 +313,14 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
     /// from outside the guest, e.g. a tablet's events).
     pub fn with_device<R>(&mut self, f: impl FnOnce(&mut D, &mut Queues<'_>) -> R) -> R {
         let live = self.is_live();
-        let name = self.device.name().to_string();
+        let name = self.device.name();
         let mut queues = Queues::new(
             &mut self.queues,
             &self.memory,
             live,
             &mut self.interrupts,
             &mut self.errors,
-            &name,
+            name,
         );
         let result = f(&mut self.device, &mut queues);
         let failed = queues.failed();
@@ -342,8 +342,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
     }
 
     fn guest_error(&mut self, what: std::fmt::Arguments<'_>) {
-        let name = self.device.name().to_string();
-        self.errors.report(&name, what);
+        self.errors.report(self.device.name(), what);
     }
 
     fn reset(&mut self) {
