@@ -6,7 +6,9 @@
 //! (`send_keys`, `pointer_*`).
 //!
 //! * Keys: set-1 scancodes into the PS/2 keyboard (unknown codes dropped,
-//!   its queue bounded).
+//!   its queue bounded). Key presses are rate-limited (256 a second, bursts
+//!   of 64; far above any typist) so a flooding client cannot keep the
+//!   guest in its keyboard interrupt handler; releases always pass.
 //! * Relative motion (SPICE server mouse mode): the PS/2 mouse.
 //! * Absolute positions (client mouse mode): the tablet. A position `p` on
 //!   a screen `W` pixels wide becomes `round(p × 32767 / (W − 1))` on the
@@ -24,10 +26,11 @@
 //! and whether the tablet's driver runs (which offers client mouse mode).
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use devices::bus::lock;
 use devices::display::Display;
-use devices::i8042::{self, KeyEvent, LedObserver, Leds, I8042};
+use devices::i8042::{self, parse_set1, KeyEvent, LedObserver, Leds, I8042};
 use devices::virtio::input::{
     DriverObserver, InputEvent, VirtioInput, ABS_X, ABS_Y, BTN_EXTRA, BTN_LEFT, BTN_MIDDLE,
     BTN_RIGHT, BTN_SIDE, EV_ABS, EV_KEY, EV_REL, REL_WHEEL, TABLET_AXIS_MAX,
@@ -69,6 +72,53 @@ const SHOWN_HEAD: u32 = 0;
 const MAX_RELATIVE_MOTION: i32 = 4096;
 /// Wheel steps larger than this in one event are clamped.
 const MAX_WHEEL_STEPS: i32 = 16;
+/// Key presses let through per second, sustained …
+pub const KEY_PRESSES_PER_SECOND: f64 = 256.0;
+/// … and in a burst.
+pub const KEY_PRESS_BURST: f64 = 64.0;
+
+/// A token bucket.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+    dropped: u64,
+}
+
+impl RateLimit {
+    fn new(rate: f64, burst: f64) -> Self {
+        RateLimit {
+            tokens: burst,
+            last: Instant::now(),
+            rate,
+            burst,
+            dropped: 0,
+        }
+    }
+
+    /// Whether one more event may pass now.
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            if self.dropped <= 4 || self.dropped.is_power_of_two() {
+                tracing::warn!(
+                    "input: key presses beyond {} a second dropped ({} so far)",
+                    self.rate,
+                    self.dropped
+                );
+            }
+            false
+        }
+    }
+}
 
 /// Why a scripted input was refused.
 #[allow(dead_code)] // built by the control socket's API
@@ -124,6 +174,7 @@ pub struct InputController {
     tablet: Option<Tablet>,
     displays: Vec<Arc<Display>>,
     state: Mutex<PointerState>,
+    key_presses: Mutex<RateLimit>,
 }
 
 /// SPICE button bits → PS/2 buttons.
@@ -179,6 +230,7 @@ impl InputController {
                 ps2_buttons: MouseButtons::default(),
                 tablet_buttons: MouseButtons::default(),
             }),
+            key_presses: Mutex::new(RateLimit::new(KEY_PRESSES_PER_SECOND, KEY_PRESS_BURST)),
         }
     }
 }
@@ -373,7 +425,15 @@ fn desktop_position(
 
 impl InputSink for InputController {
     fn key(&self, scancodes: &[u8]) {
-        lock(&self.ps2).key_event(scancodes);
+        let events = parse_set1(scancodes);
+        let now = Instant::now();
+        let mut limit = lock(&self.key_presses);
+        let mut ps2 = lock(&self.ps2);
+        for event in events {
+            if !event.pressed || limit.take(now) {
+                ps2.key(event);
+            }
+        }
     }
 
     fn relative_motion(&self, dx: i32, dy: i32, buttons: MouseButtons) {

@@ -194,7 +194,8 @@ def input_device(guest: Guest, name_pattern: str, timeout: float = 60) -> str:
     """The evdev node (eventN) of the input device whose name matches."""
     deadline = time.monotonic() + timeout
     while True:
-        devices = guest.run("cat /proc/bus/input/devices", check=True).output
+        devices = guest.run("grep -E '^(N|H):|^$' /proc/bus/input/devices",
+                            check=True).output
         for block in devices.split("\n\n"):
             name = re.search(r'N: Name="([^"]*)"', block)
             handler = re.search(r"H: Handlers=.*\b(event\d+)", block)

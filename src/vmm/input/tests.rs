@@ -274,3 +274,29 @@ fn the_link_replays_state_when_the_server_arrives() {
     link.driver_ready(true);
     assert_eq!(*lock(&link.state), (Leds(4), true));
 }
+
+#[test]
+fn key_presses_are_rate_limited_but_releases_pass() {
+    let ps2 = ps2();
+    let input = InputController::new(ps2.clone(), None, vec![]);
+    let mut bytes = Vec::new();
+    for _ in 0..1000 {
+        input.key(&[0x2a, 0xaa]);
+        bytes.extend(guest_reads(&ps2));
+    }
+    let presses = bytes.iter().filter(|b| **b == 0x2a).count();
+    let releases = bytes.iter().filter(|b| **b == 0xaa).count();
+    assert!(presses >= KEY_PRESS_BURST as usize, "{presses}");
+    assert!(
+        presses < KEY_PRESS_BURST as usize + 50,
+        "{presses} got through"
+    );
+    assert_eq!(
+        presses, releases,
+        "every press that got through is released"
+    );
+    // The bucket refills.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    input.key(&[0x1e, 0x9e]);
+    assert_eq!(guest_reads(&ps2), vec![0x1e, 0x9e]);
+}
