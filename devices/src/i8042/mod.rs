@@ -35,6 +35,9 @@ pub const MOUSE_IRQ: u32 = 12;
 
 /// Most bytes a PS/2 device holds for the guest; more input is dropped.
 pub const DEVICE_QUEUE_LIMIT: usize = 256;
+/// Most controller replies waiting to be read (a guest that sends
+/// commands without reading the answers loses the newest).
+const CONTROLLER_REPLY_LIMIT: usize = 16;
 
 // Status register bits.
 const STS_OBF: u8 = 0x01;
@@ -167,7 +170,13 @@ impl I8042 {
     }
 
     fn reply(&mut self, byte: u8) {
-        self.replies.push_back((byte, Source::Controller));
+        self.push_reply(byte, Source::Controller);
+    }
+
+    fn push_reply(&mut self, byte: u8, source: Source) {
+        if self.replies.len() < CONTROLLER_REPLY_LIMIT {
+            self.replies.push_back((byte, source));
+        }
     }
 
     /// Loads the next byte into the output buffer if it is empty, and raises
@@ -264,8 +273,8 @@ impl I8042 {
                     self.events.request(SystemEvent::Reset);
                 }
             }
-            Some(0xd2) => self.replies.push_back((byte, Source::Keyboard)),
-            Some(0xd3) => self.replies.push_back((byte, Source::Mouse)),
+            Some(0xd2) => self.push_reply(byte, Source::Keyboard),
+            Some(0xd3) => self.push_reply(byte, Source::Mouse),
             Some(0xd4) => self.mouse.command(byte),
             _ => {
                 self.config &= !CFG_KBD_DISABLED;
@@ -580,6 +589,58 @@ mod tests {
         assert_eq!(r.drain(), vec![0xf1]);
         r.cmd(0x42); // unknown: ignored
         assert!(r.drain().is_empty());
+    }
+
+    #[test]
+    fn random_guest_and_client_traffic_is_survived() {
+        // Random port accesses and random input: no panic, bounded queues.
+        let mut r = rig();
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let v = next();
+            let byte = (v >> 8) as u8;
+            match v % 7 {
+                0 => r.dev.write(4, &[byte]),
+                1 => r.dev.write(0, &[byte]),
+                2 | 3 => {
+                    let mut b = [0u8; 1];
+                    r.dev.read(v % 5, &mut b);
+                }
+                4 => r
+                    .dev
+                    .key_event(&(v >> 16).to_le_bytes()[..(v % 5) as usize]),
+                5 => r.dev.mouse_event(
+                    (v >> 16) as i16 as i32,
+                    (v >> 32) as i16 as i32,
+                    (v >> 48) as i8 as i32,
+                    MouseButtons {
+                        left: v & 1 << 60 != 0,
+                        ..Default::default()
+                    },
+                ),
+                _ => r.dev.write(4, &[0xd4]),
+            }
+            assert!(r.dev.replies.len() <= CONTROLLER_REPLY_LIMIT);
+        }
+        assert!(r.drain().len() <= 3 * DEVICE_QUEUE_LIMIT + 16);
+    }
+
+    #[test]
+    fn unread_controller_replies_are_bounded() {
+        let mut r = rig();
+        for _ in 0..100_000 {
+            r.cmd(0x20);
+            r.cmd(0xd2);
+            r.data(0x55);
+        }
+        assert!(r.dev.replies.len() <= CONTROLLER_REPLY_LIMIT);
+        assert!(r.drain().len() <= CONTROLLER_REPLY_LIMIT + 1);
     }
 
     #[test]
