@@ -3,8 +3,9 @@
 //!
 //! The VMM calls [`start`] once its display devices exist. The returned
 //! server must be kept alive for as long as the VM runs (dropping it closes
-//! every client connection). The guest's keyboard LEDs are passed on with
-//! [`saffron::spice::SpiceServer::set_keyboard_leds`].
+//! every client connection). What the input devices report later (keyboard
+//! LEDs, the tablet's driver starting) reaches it through
+//! [`saffron::spice::SpiceServer::notifier`] (see `input::SpiceLink`).
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ pub struct DisplayDevices {
     pub displays: Vec<Arc<Display>>,
     /// Keyboard and mouse (PS/2; a tablet for absolute positions).
     pub input: Arc<dyn InputSink>,
-    /// An absolute pointing device exists (offers SPICE client mouse mode).
+    /// An absolute pointing device is usable from the start (offers SPICE
+    /// client mouse mode); later changes go through the server's notifier.
     pub tablet: bool,
 }
 
