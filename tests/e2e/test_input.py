@@ -215,11 +215,11 @@ def recorded(guest: Guest, node: str) -> list[tuple[int, int, int]]:
     turns each 24-byte event into 14 hex digits (type, code, value), all on one line: heavy
     serial output stalls nested guests."""
     time.sleep(1)
-    guest.run(f"kill $(cat /tmp/{node}.pid)")
+    guest.run(f"kill $(cat /tmp/{node}.pid)", timeout=90)
     dump = guest.run(
         f"od -An -v -tx1 -w24 /tmp/{node}.ev | awk '$17 != \"00\" "
         f"{{printf \"%s%s%s%s%s%s%s \", $17, $19, $20, $21, $22, $23, $24}} END {{print \"\"}}';"
-        f" rm -f /tmp/{node}.ev", check=True).output
+        f" rm -f /tmp/{node}.ev", timeout=90, check=True).output
     events = []
     for word in dump.split():
         if len(word) != 14:
