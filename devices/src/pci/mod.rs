@@ -13,8 +13,8 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 pub use config::{
-    Bar, BarKind, ConfigError, PciConfig, PciIdentity, BAR_COUNT, COMMAND_BUS_MASTER, COMMAND_IO,
-    COMMAND_MEMORY, CONFIG_SPACE_SIZE,
+    Bar, BarKind, ConfigError, PciConfig, PciIdentity, BAR_COUNT, COMMAND_BUS_MASTER,
+    COMMAND_INTX_DISABLE, COMMAND_IO, COMMAND_MEMORY, CONFIG_SPACE_SIZE,
 };
 
 use crate::bus::{lock, BusDevice, BusDeviceMut};
