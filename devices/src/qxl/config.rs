@@ -77,9 +77,9 @@ fn parse_size(key: &str, text: &str) -> Result<u64, ConfigError> {
 }
 
 fn human(bytes: u64) -> String {
-    if bytes >= GIB && bytes % GIB == 0 {
+    if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{}G", bytes / GIB)
-    } else if bytes >= MIB && bytes % MIB == 0 {
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{}M", bytes / MIB)
     } else {
         format!("{}K", bytes / KIB)

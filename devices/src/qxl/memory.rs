@@ -127,7 +127,7 @@ impl BarMemory {
 
     /// Zeroes a range.
     pub fn zero(&self, range: GuestRange) -> bool {
-        const ZEROS: [u8; 65536] = [0; 65536];
+        static ZEROS: [u8; 65536] = [0; 65536];
         let mut done = 0u64;
         while done < range.len {
             let n = (range.len - done).min(ZEROS.len() as u64) as usize;

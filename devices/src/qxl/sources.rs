@@ -80,14 +80,14 @@ impl<'a> BitmapSource<'a> {
             BitmapFormat::OneBitLe => (byte >> (bit % 8)) & 1,
             BitmapFormat::OneBitBe => (byte >> (7 - bit % 8)) & 1,
             BitmapFormat::FourBitLe => {
-                if bit % 8 == 0 {
+                if bit.is_multiple_of(8) {
                     byte & 0xf
                 } else {
                     byte >> 4
                 }
             }
             BitmapFormat::FourBitBe => {
-                if bit % 8 == 0 {
+                if bit.is_multiple_of(8) {
                     byte >> 4
                 } else {
                     byte & 0xf

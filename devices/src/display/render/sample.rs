@@ -47,22 +47,6 @@ impl Scaled<'_> {
         }
     }
 
-    /// Source column for destination column `x` (nearest), clamped into `src`.
-    fn map(
-        &self,
-        v: i32,
-        dest_start: i32,
-        dest_len: i32,
-        src_start: i32,
-        src_len: i32,
-        lo: i32,
-        hi: i32,
-    ) -> i32 {
-        let rel = i64::from(v - dest_start) * 2 + 1;
-        let s = i64::from(src_start) + rel * i64::from(src_len) / (2 * i64::from(dest_len.max(1)));
-        (s as i32).clamp(lo, hi - 1)
-    }
-
     /// The source pixels for destination row `y`, columns `[x0, x1)` (inside
     /// [`Scaled::valid_dest`]).
     pub fn row(&self, y: i32, x0: i32, x1: i32, out: &mut Vec<Pixel>, scratch: &mut Vec<Pixel>) {
@@ -89,12 +73,10 @@ impl Scaled<'_> {
         let (sw, sh) = (self.src_area.width(), self.src_area.height());
         match self.filter {
             Filter::Nearest => {
-                let sy = self.map(
+                let sy = nearest(
                     y,
-                    self.dest.top,
-                    dh,
-                    self.src_area.top,
-                    sh,
+                    (self.dest.top, dh),
+                    (self.src_area.top, sh),
                     src.top,
                     src.bottom,
                 );
@@ -102,12 +84,10 @@ impl Scaled<'_> {
                 scratch.resize(src.width() as usize, 0);
                 self.source.read_row(src.left as u32, sy as u32, scratch);
                 for (i, x) in (x0..x1).enumerate() {
-                    let sx = self.map(
+                    let sx = nearest(
                         x,
-                        self.dest.left,
-                        dw,
-                        self.src_area.left,
-                        sw,
+                        (self.dest.left, dw),
+                        (self.src_area.left, sw),
                         src.left,
                         src.right,
                     );
@@ -145,6 +125,15 @@ impl Scaled<'_> {
             }
         }
     }
+}
+
+/// Nearest source coordinate for destination coordinate `v`: the
+/// destination span `(start, len)` maps onto the source span `(start, len)`;
+/// the result is clamped into `[lo, hi)`.
+fn nearest(v: i32, dest: (i32, i32), src: (i32, i32), lo: i32, hi: i32) -> i32 {
+    let rel = i64::from(v - dest.0) * 2 + 1;
+    let s = i64::from(src.0) + rel * i64::from(src.1) / (2 * i64::from(dest.1.max(1)));
+    (s.clamp(i64::from(lo), i64::from(hi) - 1)) as i32
 }
 
 /// Weighted mix of four pixels; weights in 1/256.

@@ -98,14 +98,12 @@ impl Plotter<'_, '_> {
     }
 }
 
+/// A point in pixels.
+type Point = (f64, f64);
+
 /// Clips the segment to `[lo, hi]` (Liang-Barsky); returns the clipped end
 /// points and how far along the original (0..1) the start moved.
-fn clip(
-    a: (f64, f64),
-    b: (f64, f64),
-    lo: (f64, f64),
-    hi: (f64, f64),
-) -> Option<((f64, f64), (f64, f64), f64)> {
+fn clip(a: Point, b: Point, lo: Point, hi: Point) -> Option<(Point, Point, f64)> {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let (mut t0, mut t1) = (0.0f64, 1.0f64);
     for (p, q) in [
@@ -127,13 +125,11 @@ fn clip(
             }
         }
     }
-    (t0 <= t1).then(|| {
-        (
-            (a.0 + t0 * dx, a.1 + t0 * dy),
-            (a.0 + t1 * dx, a.1 + t1 * dy),
-            t0,
-        )
-    })
+    (t0 <= t1).then_some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+        t0,
+    ))
 }
 
 /// Draws `lines` with `style`, combining `brush` with the destination.

@@ -412,7 +412,7 @@ fn stroke_lines_dashes_and_pen() {
     stroke(
         &mut b.canvas(),
         &rect_region(0, 0, 10, 5),
-        &[line.clone()],
+        std::slice::from_ref(&line),
         &style,
         &Brush::Solid(0xff),
         Ropd::PUT,
@@ -429,7 +429,7 @@ fn stroke_lines_dashes_and_pen() {
     stroke(
         &mut b.canvas(),
         &rect_region(0, 0, 10, 5),
-        &[line.clone()],
+        std::slice::from_ref(&line),
         &dashed,
         &Brush::Solid(0xff),
         Ropd::PUT,

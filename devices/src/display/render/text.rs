@@ -46,7 +46,11 @@ impl GlyphBits<'_> {
                 }
             }
             GlyphDepth::A4 => {
-                let v = if bit % 8 == 0 { byte >> 4 } else { byte & 0xf };
+                let v = if bit.is_multiple_of(8) {
+                    byte >> 4
+                } else {
+                    byte & 0xf
+                };
                 v * 17
             }
             GlyphDepth::A8 => byte,
@@ -74,14 +78,14 @@ pub fn text(
         let glyph_region = region.intersect_rect(rect);
         paint(canvas, &glyph_region, None, |y, x0, x1, row, _| {
             brush.row(y, x0, x1, &mut brush_row, &mut scratch);
-            for i in 0..(x1 - x0) as usize {
+            for (i, &p) in brush_row.iter().enumerate().take((x1 - x0) as usize) {
                 let (gx, gy) = ((x0 - g.x) as u32 + i as u32, (y - g.y) as u32);
                 let c = u32::from(g.coverage(depth, gx, gy));
                 if c == 0 {
                     continue;
                 }
                 let d = load(row, i);
-                let r = rop.apply(brush_row[i], d, Ropd::INVERS_BRUSH, Ropd::INVERS_DEST);
+                let r = rop.apply(p, d, Ropd::INVERS_BRUSH, Ropd::INVERS_DEST);
                 store(row, i, if c == 255 { r } else { mix(d, r, c) });
             }
         });

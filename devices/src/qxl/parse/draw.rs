@@ -5,7 +5,7 @@ use super::image::Use;
 use super::{check_rect, invalid, Le, ParseError, Parser, MAX_CLIP_RECTS, MAX_SHAPE_BYTES};
 use crate::qxl::commands::{
     Blit, Clip, Composite, DrawOp, Drawable, Glyph, GlyphDepth, GlyphString, Image, LineAttr, Path,
-    PathSegment, Point, Rect, Ropd, ScaleMode, SurfaceDependency, Transform, LINE_STYLED,
+    PathSegment, Rect, Ropd, ScaleMode, SurfaceDependency, Transform, LINE_STYLED,
 };
 
 pub const DRAWABLE_SIZE: usize = 191;
@@ -34,6 +34,27 @@ const CLIP_RECTS: u32 = 1;
 const STRING_A1: u16 = 1;
 const STRING_A4: u16 = 2;
 const STRING_A8: u16 = 4;
+
+/// Offsets of the rop descriptor, scale mode and mask in a blit union.
+#[derive(Clone, Copy)]
+struct BlitLayout {
+    rop: usize,
+    scale: usize,
+    mask: usize,
+}
+
+/// `QXLCopy` / `QXLBlend`.
+const COPY_LAYOUT: BlitLayout = BlitLayout {
+    rop: 24,
+    scale: 26,
+    mask: 27,
+};
+/// `QXLOpaque` (a brush sits between the area and the rop).
+const OPAQUE_LAYOUT: BlitLayout = BlitLayout {
+    rop: 44,
+    scale: 46,
+    mask: 47,
+};
 
 /// `addr + offset` within the same slot and generation.
 fn field_address(addr: u64, offset: u64, what: &'static str) -> Result<u64, ParseError> {
@@ -121,25 +142,23 @@ impl Parser<'_> {
             .collect()
     }
 
+    /// A COPY/BLEND/OPAQUE source: image at 0, area at 8, then the rop,
+    /// scale mode and mask at the given offsets of the union.
     fn blit(
         &self,
         u: &Le,
-        src: u64,
-        area_at: usize,
-        rop: u16,
-        scale: u8,
-        mask_at: usize,
+        at: BlitLayout,
         self_bitmap: bool,
         what: &'static str,
     ) -> Result<Blit, ParseError> {
-        let src = self.image(src, self_bitmap, Use::Source, what)?;
-        let src_area = self.source_area(&src, u.rect(area_at), what)?;
+        let src = self.image(u.u64(0), self_bitmap, Use::Source, what)?;
+        let src_area = self.source_area(&src, u.rect(8), what)?;
         Ok(Blit {
             src,
             src_area,
-            rop: Ropd(rop),
-            scale: scale_mode(scale),
-            mask: self.mask(&u.0[mask_at..mask_at + 17], what)?,
+            rop: Ropd(u.u16(at.rop)),
+            scale: scale_mode(u.u8(at.scale)),
+            mask: self.mask(&u.0[at.mask..at.mask + 17], what)?,
         })
     }
 
@@ -177,31 +196,11 @@ impl Parser<'_> {
                 mask: self.mask(&union[22..39], "fill mask")?,
             },
             DRAW_OPAQUE => DrawOp::Opaque {
-                blit: self.blit(
-                    &u,
-                    u.u64(0),
-                    8,
-                    u.u16(44),
-                    u.u8(46),
-                    47,
-                    self_bitmap,
-                    "opaque",
-                )?,
+                blit: self.blit(&u, OPAQUE_LAYOUT, self_bitmap, "opaque")?,
                 brush: self.brush(&union[24..44], self_bitmap, "opaque brush")?,
             },
-            DRAW_COPY => {
-                DrawOp::Copy(self.blit(&u, u.u64(0), 8, u.u16(24), u.u8(26), 27, false, "copy")?)
-            }
-            DRAW_BLEND => DrawOp::Blend(self.blit(
-                &u,
-                u.u64(0),
-                8,
-                u.u16(24),
-                u.u8(26),
-                27,
-                false,
-                "blend",
-            )?),
+            DRAW_COPY => DrawOp::Copy(self.blit(&u, COPY_LAYOUT, false, "copy")?),
+            DRAW_BLEND => DrawOp::Blend(self.blit(&u, COPY_LAYOUT, false, "blend")?),
             DRAW_BLACKNESS => DrawOp::Blackness {
                 mask: self.mask(&union[0..17], "blackness mask")?,
             },

@@ -213,6 +213,3 @@ pub(crate) fn check_rect(r: Rect, what: &'static str) -> Result<Rect, ParseError
     }
     Ok(r)
 }
-
-#[cfg(test)]
-pub(crate) mod tests;
