@@ -11,6 +11,7 @@ pub mod host;
 mod interrupts;
 mod memory;
 mod pci_mapper;
+mod stats;
 mod vcpu;
 
 use std::io::Write;
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use devices::acpi_pm::{AcpiPm, GpeBlock, ResetControl, GPE_BLOCK_LEN, PM_BLOCK_LEN};
 use devices::bus::{lock, Bus};
 use devices::i8042::{self, I8042};
-use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot};
+use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot, SharedPciDevice};
+use devices::qxl::{Qxl, QxlConfig};
 use devices::serial::{self, Serial};
 use firmware::layout::{self, MemoryLayout};
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
@@ -51,9 +53,13 @@ pub struct VmConfig {
     pub allow_pvm: bool,
     /// The built-in SPICE server (`--spice`); `None` opens no port.
     pub spice: Option<saffron::spice::SpiceConfig>,
+    /// The QXL display device (`--display qxl`, the default; `--qxl` sizes).
+    pub qxl: Option<QxlConfig>,
 }
 
 pub const MAX_CPUS: u8 = 8;
+/// The PCI slot of the QXL display device.
+pub const QXL_SLOT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -140,6 +146,8 @@ fn host_memory() -> Option<u64> {
 /// Builds the VM, boots it, and blocks until it ends.
 pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     check_inputs(config)?;
+    // Before any thread starts: only the stats thread takes SIGUSR2.
+    stats::block_dump_signal();
     if let Some(available) = host_memory() {
         if config.memory > available {
             return Err(VmError::NotEnoughHostMemory {
@@ -183,6 +191,21 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let io_bus = Arc::new(Bus::new());
     let mmio_bus = Arc::new(Bus::new());
     let platform = Platform::new(&vm, config, &exit, &io_bus)?;
+    let mut qxl = match config.qxl {
+        Some(qxl_config) => {
+            let gsi = layout::pci_irq_for(QXL_SLOT, 0);
+            let interrupt = platform.level_lines.source(gsi);
+            Some(
+                Qxl::new(qxl_config, interrupt, gsi as u8)
+                    .map_err(|e| device_err("the QXL display")(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let mut pci_devices: Vec<(u8, SharedPciDevice)> = Vec::new();
+    if let Some(q) = &qxl {
+        pci_devices.push((QXL_SLOT, q.pci.clone()));
+    }
     attach_pci(
         &vm,
         &slots,
@@ -190,7 +213,16 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         &mmio_bus,
         &layout,
         platform.reset_register.clone(),
+        pci_devices,
     )?;
+    if let Some(q) = qxl.as_mut() {
+        q.spawn_worker()
+            .map_err(|e| device_err("the QXL display worker")(e.to_string()))?;
+    }
+    // HOOK for the VGA/VBE fallback: it gets `q.vga.clone()` (BAR 0 memory,
+    // the shared Display, who owns the screen, legacy port kicks; see
+    // devices::qxl::vga for the contract) and, for screen_info, BAR 0's
+    // address from the PCI root (`bar_region(QXL_SLOT, 0)`).
 
     let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
         cpus: config.cpus,
@@ -212,11 +244,18 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         },
     )?;
 
+    let totals = Arc::new(stats::ExitTotals::default());
     let ctx = Arc::new(vcpu::VcpuContext {
         io_bus,
         mmio_bus,
         exit: exit.clone(),
+        totals: totals.clone(),
     });
+    stats::spawn_dump_thread(stats::VmStats {
+        exits: totals,
+        qxl: qxl.as_ref().map(|q| q.control.clone()),
+    })
+    .map_err(|e| device_err("the stats thread")(e.to_string()))?;
     let mut vcpus = Vec::new();
     for id in 0..config.cpus {
         let vcpu = vm
@@ -233,10 +272,10 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         vcpus.push(vcpu);
     }
 
-    // HOOK for display devices: the QXL / VGA device models add their
-    // `Arc<Display>` here (one display channel each), and the PS/2 keyboard
-    // and mouse (and a tablet) provide the input sink.
-    let displays: Vec<Arc<devices::display::Display>> = Vec::new();
+    // One display channel per display device. HOOK: the PS/2 keyboard and
+    // mouse (and a tablet) provide the input sink.
+    let displays: Vec<Arc<devices::display::Display>> =
+        qxl.iter().map(|q| q.display.clone()).collect();
     let _spice = display_server::start(
         config.spice.as_ref(),
         display_server::DisplayDevices {
@@ -263,6 +302,9 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
 
     let reason = exit.wait();
     let _ = lock(&platform.serial).flush_output();
+    if let Some(q) = &qxl {
+        q.control.stop();
+    }
     // Keep guest memory alive until here: vCPU threads may still be running.
     drop(ram);
     Ok(reason)
@@ -271,6 +313,8 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
 /// The legacy platform devices on the I/O bus.
 struct Platform {
     serial: Arc<Mutex<Serial>>,
+    /// Level-triggered lines (the SCI, PCI INTx).
+    level_lines: Arc<interrupts::LevelLines>,
     /// Port 0xcf9, which shares its ports with PCI configuration.
     reset_register: Arc<Mutex<ResetControl>>,
 }
@@ -353,12 +397,14 @@ impl Platform {
 
         Ok(Platform {
             serial,
+            level_lines,
             reset_register,
         })
     }
 }
 
-/// The PCI root complex: config ports, ECAM, and the host bridge.
+/// The PCI root complex: config ports, ECAM, the host bridge, and
+/// `devices` in their slots (BARs placed as firmware would).
 fn attach_pci(
     vm: &Arc<VmFd>,
     slots: &Arc<memory::MemorySlots>,
@@ -366,6 +412,7 @@ fn attach_pci(
     mmio_bus: &Arc<Bus>,
     layout: &MemoryLayout,
     reset_register: Arc<Mutex<ResetControl>>,
+    devices: Vec<(u8, SharedPciDevice)>,
 ) -> Result<Arc<Mutex<PciRoot>>, VmError> {
     let mapper = pci_mapper::KvmBarMapper::new(
         vm.clone(),
@@ -378,6 +425,10 @@ fn attach_pci(
     let mut root = PciRoot::new(Arc::new(mapper));
     root.add_device(0, Arc::new(Mutex::new(HostBridge::default())))
         .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
+    for (slot, device) in devices {
+        root.add_device(slot, device)
+            .map_err(|e| device_err("a PCI device")(e.to_string()))?;
+    }
     root.assign_bars(&BarWindows {
         io: layout::PCI_IO,
         mmio32: layout::PCI_MMIO32,

@@ -21,7 +21,7 @@ use super::commands::{CursorCmd, Rect, SurfaceCmd};
 use super::config::QxlConfig;
 use super::cursor;
 use super::defs::*;
-use super::draw::DrawContext;
+use super::draw::{DrawContext, DrawError};
 use super::irq::IrqLine;
 use super::memory::{Backing, BarMemory, GuestRange};
 use super::memslots::{BarLayout, MemSlots};
@@ -736,6 +736,13 @@ impl QxlCore {
                 if let Some(o) = self.observer.as_mut() {
                     o.drawable(&drawable, &self.memory);
                 }
+            }
+            // Linux 6.1 draws its first full-screen update onto the 64x64
+            // primary it creates first; spice-server drops such drawables
+            // silently, and so do we (it is released, nothing is drawn).
+            Err(e @ DrawError::BadBbox { .. }) => {
+                QxlStats::add(&self.stats.dropped_drawables, 1);
+                tracing::debug!("QXL: {} drawable dropped: {e}", drawable.op.name());
             }
             Err(e) => self.bad_command(format_args!("{} drawable: {e}", drawable.op.name())),
         }

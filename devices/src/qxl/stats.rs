@@ -21,6 +21,9 @@ pub struct QxlStats {
     /// Commands refused as malformed, and guest-bug latches.
     pub bad_commands: AtomicU64,
     pub guest_bugs: AtomicU64,
+    /// Drawables dropped without an error (bounding box outside the surface,
+    /// as spice-server does).
+    pub dropped_drawables: AtomicU64,
     /// Destination pixels the renderer drew.
     pub pixels_drawn: AtomicU64,
     /// Bytes of surface data copied between guest memory and host buffers
@@ -41,6 +44,7 @@ pub struct QxlStatsSnapshot {
     pub interrupts: u64,
     pub bad_commands: u64,
     pub guest_bugs: u64,
+    pub dropped_drawables: u64,
     pub pixels_drawn: u64,
     pub surface_copy_bytes: u64,
 }
@@ -62,6 +66,7 @@ impl QxlStats {
             interrupts: g(&self.interrupts),
             bad_commands: g(&self.bad_commands),
             guest_bugs: g(&self.guest_bugs),
+            dropped_drawables: g(&self.dropped_drawables),
             pixels_drawn: g(&self.pixels_drawn),
             surface_copy_bytes: g(&self.surface_copy_bytes),
         }
@@ -73,7 +78,8 @@ impl QxlStatsSnapshot {
     pub fn to_line(&self) -> String {
         format!(
             "port_writes={} notifies={} commands={} drawables={} cursor_commands={} releases={} \
-             interrupts={} bad_commands={} guest_bugs={} pixels_drawn={} surface_copy_bytes={}",
+             interrupts={} bad_commands={} guest_bugs={} dropped_drawables={} pixels_drawn={} \
+             surface_copy_bytes={}",
             self.port_writes,
             self.notifies,
             self.commands,
@@ -83,6 +89,7 @@ impl QxlStatsSnapshot {
             self.interrupts,
             self.bad_commands,
             self.guest_bugs,
+            self.dropped_drawables,
             self.pixels_drawn,
             self.surface_copy_bytes
         )

@@ -68,6 +68,7 @@ impl ScreenOwner {
 }
 
 /// What the VGA device gets from QXL.
+#[derive(Clone)]
 pub struct VgaLink {
     pub framebuffer: DeviceMemory,
     pub framebuffer_offset: u64,
