@@ -895,7 +895,10 @@ fn bad_surface_ids_and_bboxes() {
     g.push(false, addr, CMD_DRAW);
     let stats = g.qxl.control.stats();
     assert_eq!(stats.bad_commands, 5);
-    assert_eq!(stats.dropped_drawables, 2, "bounding boxes off the surface are dropped quietly");
+    assert_eq!(
+        stats.dropped_drawables, 2,
+        "bounding boxes off the surface are dropped quietly"
+    );
     assert!(!g.bug());
     assert_eq!(g.head_pixel(0, 0), 0, "nothing was drawn");
 }
