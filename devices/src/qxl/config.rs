@@ -17,6 +17,8 @@ QXL display device options, comma-separated (all optional):
                  two, 8M..256M); it limits the largest mode (16M: 2560x1600)
   revision=4|5   PCI revision (default 4); with 5, legacy VGA port writes no longer switch the
                  device back to VGA mode
+  xres=W,yres=H  the screen size the guest driver should prefer (announced as the client's
+                 monitor; W x H x 4 must fit in vgamem)
 SIZE is a number with an optional K, M or G suffix (a bare number is MiB).";
 
 /// Sizes and revision of one QXL device.
@@ -32,6 +34,8 @@ pub struct QxlConfig {
     pub vgamem_size: u64,
     /// PCI revision: 4 or 5.
     pub revision: u8,
+    /// The preferred screen size announced to the guest at boot (`xres`, `yres`).
+    pub initial_size: Option<(u32, u32)>,
 }
 
 impl Default for QxlConfig {
@@ -42,6 +46,7 @@ impl Default for QxlConfig {
             vram64_size: None,
             vgamem_size: 16 * MIB,
             revision: 4,
+            initial_size: None,
         }
     }
 }
@@ -90,6 +95,7 @@ impl QxlConfig {
     /// Parses the `--qxl` option (see [`HELP`]) on top of the defaults.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let mut config = QxlConfig::default();
+        let (mut xres, mut yres) = (None, None);
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (key, value) = item
                 .split_once('=')
@@ -99,6 +105,12 @@ impl QxlConfig {
                 "vram" => config.vram_size = parse_size(key, value)?,
                 "vram64" => config.vram64_size = Some(parse_size(key, value)?),
                 "vgamem" => config.vgamem_size = parse_size(key, value)?,
+                "xres" | "yres" => {
+                    let v = value
+                        .parse::<u32>()
+                        .map_err(|_| invalid(format!("{key}={value}: not a number of pixels")))?;
+                    *(if key == "xres" { &mut xres } else { &mut yres }) = Some(v);
+                }
                 "revision" => {
                     config.revision = match value {
                         "4" => 4,
@@ -108,11 +120,16 @@ impl QxlConfig {
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "unknown option '{key}' (known: ram, vram, vram64, vgamem, revision)"
+                        "unknown option '{key}' (known: ram, vram, vram64, vgamem, revision, xres, yres)"
                     )))
                 }
             }
         }
+        config.initial_size = match (xres, yres) {
+            (Some(w), Some(h)) => Some((w, h)),
+            (None, None) => None,
+            _ => return Err(invalid("xres and yres go together")),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -161,6 +178,19 @@ impl QxlConfig {
                 )));
             }
         }
+        if let Some((w, h)) = self.initial_size {
+            if w == 0
+                || h == 0
+                || w > 8192
+                || h > 8192
+                || u64::from(w) * u64::from(h) * 4 > self.vgamem_size
+            {
+                return Err(invalid(format!(
+                    "xres={w},yres={h}: must be 1..8192 each and fit in vgamem ({})",
+                    human(self.vgamem_size)
+                )));
+            }
+        }
         if self.revision != 4 && self.revision != 5 {
             return Err(invalid(format!(
                 "revision={}: must be 4 or 5",
@@ -203,6 +233,8 @@ mod tests {
         assert_eq!(c.surface_memory_size(), GIB);
         assert_eq!(c.revision, 5);
         assert_eq!(QxlConfig::parse("ram=65536K").unwrap().ram_size, 64 * MIB);
+        let c = QxlConfig::parse("xres=1920,yres=1080").unwrap();
+        assert_eq!(c.initial_size, Some((1920, 1080)));
     }
 
     #[test]
@@ -221,5 +253,8 @@ mod tests {
         assert!(err("ram").contains("KEY=VALUE"));
         assert!(err("ram=lots").contains("not a size"));
         assert!(err("ram=99999999999G").contains("not a size"));
+        assert!(err("xres=1920").contains("go together"));
+        assert!(err("xres=4096,yres=4096").contains("fit in vgamem"));
+        assert!(err("xres=-1,yres=2").contains("not a number"));
     }
 }

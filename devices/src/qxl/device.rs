@@ -245,9 +245,60 @@ impl QxlCore {
     }
 
     fn memory_write_rom(&self, len: usize) {
+        self.rom_write(0, &self.rom_image[..len]);
+    }
+
+    /// Writes into the ROM BAR (read-only to the guest, not to us).
+    fn rom_write(&self, offset: usize, bytes: &[u8]) {
         use vm_memory::VolatileMemory;
-        if let Ok(slice) = self.rom.get_slice(0, len) {
-            slice.copy_from(&self.rom_image[..len]);
+        if let Ok(slice) = self.rom.get_slice(offset, bytes.len()) {
+            slice.copy_from(bytes);
+        }
+    }
+
+    /// Whether the guest driver handles client-driven interrupts (QEMU's
+    /// test: old Windows drivers used masks of 0 or all ones).
+    fn guest_takes(&self, bit: u32) -> bool {
+        let mask = self.ram_u32(ram::INT_MASK);
+        mask != 0 && mask != u32::MAX && mask & bit != 0
+    }
+
+    /// The display client's monitors (x, y, width, height; at most 64), e.g.
+    /// a SPICE client's window sizes: written into the ROM with their CRC
+    /// (heads and count first, CRC last, as the guest re-reads on a CRC
+    /// mismatch), kept across resets, and announced with
+    /// `QXL_INTERRUPT_CLIENT_MONITORS_CONFIG` when it changed.
+    pub fn set_client_monitors(&mut self, heads: &[(u32, u32, u32, u32)]) {
+        let (bytes, crc) = super::rom::client_monitors_config(heads);
+        let at = rom::CLIENT_MONITORS_CONFIG;
+        let crc_at = rom::CLIENT_MONITORS_CONFIG_CRC;
+        let changed = self.rom_image[at..at + bytes.len()] != bytes[..];
+        self.rom_image[at..at + bytes.len()].copy_from_slice(&bytes);
+        self.rom_image[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        self.rom_write(at + 4, &bytes[4..]);
+        self.rom_write(at, &bytes[..4]);
+        self.rom_write(crc_at, &crc.to_le_bytes());
+        if changed && self.guest_takes(INTERRUPT_CLIENT_MONITORS_CONFIG) {
+            self.raise(INTERRUPT_CLIENT_MONITORS_CONFIG);
+        }
+    }
+
+    /// Whether a display client is connected and its capability bits
+    /// (`SPICE_DISPLAY_CAP_*`, bit n = byte n / 8, bit n % 8); announced with
+    /// `QXL_INTERRUPT_CLIENT` when it changed.
+    pub fn set_client(&mut self, present: bool, capabilities: &[u8]) {
+        let mut caps = [0u8; 58];
+        let n = capabilities.len().min(caps.len());
+        caps[..n].copy_from_slice(&capabilities[..n]);
+        let at = rom::CLIENT_CAPABILITIES;
+        let changed = self.rom_image[rom::CLIENT_PRESENT] != u8::from(present)
+            || self.rom_image[at..at + caps.len()] != caps[..];
+        self.rom_image[rom::CLIENT_PRESENT] = u8::from(present);
+        self.rom_image[at..at + caps.len()].copy_from_slice(&caps);
+        self.rom_write(at, &caps);
+        self.rom_write(rom::CLIENT_PRESENT, &[u8::from(present)]);
+        if changed && self.guest_takes(INTERRUPT_CLIENT) {
+            self.raise(INTERRUPT_CLIENT);
         }
     }
 

@@ -93,6 +93,19 @@ impl QxlControl {
         self.frontend.set_observer(observer);
     }
 
+    /// Tells the guest the display client's monitors: (x, y, width, height)
+    /// each (a SPICE client's window sizes); Linux then offers them as
+    /// preferred modes.
+    pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) {
+        self.frontend.set_client_monitors(heads);
+    }
+
+    /// Tells the guest whether a display client is connected, and its
+    /// SPICE display capability bits.
+    pub fn set_client(&self, present: bool, capabilities: Vec<u8>) {
+        self.frontend.set_client(present, capabilities);
+    }
+
     /// Machine reset.
     pub fn reset(&self) {
         self.frontend.reset();

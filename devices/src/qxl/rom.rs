@@ -94,6 +94,26 @@ pub fn crc32_le(bytes: &[u8]) -> u32 {
     crc
 }
 
+/// The ROM's client monitors config (count, padding, 64 heads {top, left,
+/// bottom, right}) for heads given as (x, y, width, height), at most 64;
+/// returns the struct's bytes and their CRC.
+pub fn client_monitors_config(heads: &[(u32, u32, u32, u32)]) -> (Vec<u8>, u32) {
+    let mut bytes = vec![0u8; rom::CLIENT_MONITORS_CONFIG_SIZE];
+    let count = heads.len().min(64);
+    bytes[0..2].copy_from_slice(&(count as u16).to_le_bytes());
+    for (i, &(x, y, w, h)) in heads.iter().take(count).enumerate() {
+        let at = 4 + 16 * i;
+        for (j, v) in [y, x, y.saturating_add(h), x.saturating_add(w)]
+            .into_iter()
+            .enumerate()
+        {
+            put32(&mut bytes, at + 4 * j, v);
+        }
+    }
+    let crc = crc32_le(&bytes);
+    (bytes, crc)
+}
+
 fn put32(buf: &mut [u8], at: usize, value: u32) {
     buf[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
@@ -118,7 +138,14 @@ pub fn build(config: &QxlConfig) -> Vec<u8> {
     buf[rom::SLOT_GEN_BITS] = SLOT_GEN_BITS;
     buf[rom::SLOT_ID_BITS] = SLOT_ID_BITS;
     buf[rom::SLOT_GENERATION] = 0;
-    // No client monitors config: count 0 and CRC 0 (the CRC of all zeros).
+    // The client monitors config: one head of the preferred size, or none
+    // (count 0, CRC 0: the CRC of all zeros).
+    if let Some((w, h)) = config.initial_size {
+        let (bytes, crc) = client_monitors_config(&[(0, 0, w, h)]);
+        buf[rom::CLIENT_MONITORS_CONFIG..rom::CLIENT_MONITORS_CONFIG + bytes.len()]
+            .copy_from_slice(&bytes);
+        put32(&mut buf, rom::CLIENT_MONITORS_CONFIG_CRC, crc);
+    }
     let list = modes(config.vgamem_size);
     put32(&mut buf, rom::SIZE, list.len() as u32);
     for (i, m) in list.iter().enumerate() {
@@ -142,13 +169,6 @@ pub fn build(config: &QxlConfig) -> Vec<u8> {
             put32(&mut buf, at + 4 * j, v);
         }
     }
-    debug_assert_eq!(
-        crc32_le(
-            &buf[rom::CLIENT_MONITORS_CONFIG
-                ..rom::CLIENT_MONITORS_CONFIG + rom::CLIENT_MONITORS_CONFIG_SIZE]
-        ),
-        0
-    );
     buf
 }
 
@@ -197,6 +217,25 @@ mod tests {
         assert_eq!(modes(16 << 20).len(), 128);
         assert_eq!(modes(32 << 20).len(), 138);
         assert_eq!(modes(64 << 20).len(), 142);
+    }
+
+    #[test]
+    fn preferred_size_is_a_client_monitor() {
+        let config = QxlConfig {
+            initial_size: Some((1280, 800)),
+            ..QxlConfig::default()
+        };
+        let rom = build(&config);
+        let cfg = &rom[rom::CLIENT_MONITORS_CONFIG..rom::CLIENT_MONITORS_CONFIG + 1028];
+        assert_eq!(get32(&rom, rom::CLIENT_MONITORS_CONFIG_CRC), crc32_le(cfg));
+        assert_eq!(&cfg[0..2], &[1, 0]);
+        // top, left, bottom, right
+        assert_eq!(
+            (0..4).map(|j| get32(cfg, 4 + 4 * j)).collect::<Vec<_>>(),
+            vec![0, 0, 800, 1280]
+        );
+        let plain = build(&QxlConfig::default());
+        assert_eq!(get32(&plain, rom::CLIENT_MONITORS_CONFIG_CRC), 0);
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn small_config() -> QxlConfig {
         vram64_size: None,
         vgamem_size: 8 << 20,
         revision: 4,
+        initial_size: None,
     }
 }
 
@@ -904,6 +905,109 @@ fn bad_surface_ids_and_bboxes() {
 }
 
 #[test]
+fn extreme_coordinates_are_clipped_not_trusted() {
+    let mut g = booted(16, 16);
+    let solid = Bytes::default().u32(1).u32(0xff_ffff).pad_to(20);
+    // COPY_BITS from the far ends of the coordinate space.
+    for (x, y) in [(i32::MIN, 0), (0, i32::MIN), (i32::MAX, i32::MAX)] {
+        let (_, addr) = g.drawable(
+            0,
+            4,
+            Rect::new(0, 0, 16, 16),
+            0,
+            &Bytes::default().i32(x).i32(y).0,
+        );
+        g.push(false, addr, CMD_DRAW);
+    }
+    // FILL through a 1-bit mask placed far away.
+    let bits = g.chunk(&[0xff; 8], 0);
+    let mask = g.image_bitmap(2, 4, 8, 8, 1, 0, bits);
+    let u = Bytes::default()
+        .raw(&solid.0)
+        .u16(8)
+        .u8(0)
+        .i32(i32::MIN)
+        .i32(i32::MAX)
+        .u64(mask);
+    let (_, addr) = g.drawable(0, 1, Rect::new(0, 0, 16, 16), 0, &u.0);
+    g.push(false, addr, CMD_DRAW);
+    // STROKE of a path with points at the ends of 28.4 fixed point.
+    let seg = Bytes::default()
+        .u32(1 | 2)
+        .u32(3)
+        .i32(i32::MIN)
+        .i32(i32::MIN)
+        .i32(i32::MAX)
+        .i32(i32::MAX)
+        .i32(0)
+        .i32(8 << 4);
+    let path = g.put(
+        &Bytes::default()
+            .u32(seg.0.len() as u32)
+            .u32(seg.0.len() as u32)
+            .u64(0)
+            .u64(0)
+            .raw(&seg.0)
+            .0,
+    );
+    let u = Bytes::default()
+        .u64(path)
+        .u8(0)
+        .u8(0)
+        .u8(0)
+        .u8(0)
+        .i32(3 << 4)
+        .i32(0)
+        .u64(0)
+        .raw(&solid.0)
+        .u16(8)
+        .u16(8);
+    let (_, addr) = g.drawable(0, 10, Rect::new(0, 0, 16, 16), 0, &u.0);
+    g.push(false, addr, CMD_DRAW);
+    // TEXT with a glyph far away and one on screen.
+    let glyphs = Bytes::default()
+        .i32(i32::MAX)
+        .i32(i32::MIN)
+        .i32(i32::MAX)
+        .i32(5)
+        .u16(8)
+        .u16(1)
+        .u8(0xff)
+        .i32(2)
+        .i32(3)
+        .i32(0)
+        .i32(0)
+        .u16(8)
+        .u16(1)
+        .u8(0xff);
+    let n = glyphs.0.len() as u32;
+    let string = g.put(
+        &Bytes::default()
+            .u32(n)
+            .u16(2)
+            .u16(1)
+            .u32(n)
+            .u64(0)
+            .u64(0)
+            .raw(&glyphs.0)
+            .0,
+    );
+    let u = Bytes::default()
+        .u64(string)
+        .rect(Rect::default())
+        .raw(&solid.0)
+        .raw(&[0; 20])
+        .u16(8)
+        .u16(8);
+    let (_, addr) = g.drawable(0, 11, Rect::new(0, 0, 16, 16), 0, &u.0);
+    g.push(false, addr, CMD_DRAW);
+    let stats = g.qxl.control.stats();
+    assert_eq!(stats.bad_commands + stats.guest_bugs, 0);
+    assert_eq!(stats.drawables, 6);
+    assert_eq!(g.head_pixel(2, 3), 0xff_ffff, "the on-screen glyph");
+}
+
+#[test]
 fn ring_index_garbage_latches() {
     let mut g = booted(16, 16);
     g.set_ram_u32(ram::CMD_RING + ring::PROD, 1000);
@@ -1170,6 +1274,53 @@ fn vga_port_writes_leave_native_mode_on_revision_4_only() {
         );
         assert_eq!(g.qxl.vga.qxl_owns_screen(), !back_to_vga);
     }
+}
+
+#[test]
+fn client_monitors_config_reaches_the_rom_and_the_guest() {
+    let mut g = Guest::new(small_config());
+    g.boot();
+    g.ack();
+    g.core().set_client_monitors(&[(0, 0, 1280, 720)]);
+    assert_eq!(
+        g.ack(),
+        INTERRUPT_CLIENT_MONITORS_CONFIG,
+        "the mask has bit 5"
+    );
+    let rom = match g.qxl.pci.lock().unwrap().bar_backing(BAR_ROM) {
+        BarBacking::Memory { memory, .. } => memory,
+        _ => unreachable!(),
+    };
+    let rom = BarMemory::new(rom.clone(), rom);
+    let all = rom.range(Backing::Ram, 0, 8192).unwrap();
+    let mut cfg = vec![0u8; 1028];
+    rom.read(all, defs::rom::CLIENT_MONITORS_CONFIG as u64, &mut cfg);
+    assert_eq!(
+        rom.u32_at(Backing::Ram, defs::rom::CLIENT_MONITORS_CONFIG_CRC as u64),
+        super::rom::crc32_le(&cfg)
+    );
+    assert_eq!(
+        rom.u32_at(Backing::Ram, defs::rom::CLIENT_MONITORS_CONFIG as u64 + 16),
+        1280,
+        "right"
+    );
+    // Unchanged: no interrupt; kept across a reset.
+    g.core().set_client_monitors(&[(0, 0, 1280, 720)]);
+    assert_eq!(g.ack(), 0);
+    g.io(IO_RESET, 0);
+    assert_eq!(
+        rom.u32_at(Backing::Ram, defs::rom::CLIENT_MONITORS_CONFIG as u64 + 16),
+        1280
+    );
+    // A guest that did not enable the bit (mask 0 after reset) is not interrupted.
+    g.core().set_client_monitors(&[(0, 0, 800, 600)]);
+    assert_eq!(g.core().int_pending(), 0);
+    g.set_ram_u32(ram::INT_MASK, 0x27);
+    g.core().set_client(true, &[0b100]);
+    assert_eq!(g.core().int_pending(), 0, "CLIENT is not in Linux's mask");
+    g.set_ram_u32(ram::INT_MASK, 0x37);
+    g.core().set_client(false, &[]);
+    assert_eq!(g.core().int_pending(), INTERRUPT_CLIENT);
 }
 
 #[test]

@@ -31,8 +31,11 @@
 //!   mode, as in QEMU; on revision 5 it does nothing. It is cheap (an atomic
 //!   load) while VGA owns the screen.
 //! * **Dirty tracking.** BAR 0 is mapped without KVM dirty logging. If the
-//!   VGA scan-out wants it, set `QxlConfig`-independent
-//!   [`super::Qxl::set_bar0_dirty_logging`] before the BARs are assigned.
+//!   VGA scan-out wants it, call [`super::Qxl::set_bar0_dirty_logging`]
+//!   before the VMM assigns the BARs (the mapping's flags are read then).
+//! * **Reset.** A machine reset reaches QXL through
+//!   [`super::QxlControl::reset`]; the device then gives the screen back
+//!   (`qxl_owns_screen()` false, generation bumped).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

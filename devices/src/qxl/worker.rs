@@ -50,6 +50,11 @@ pub(crate) enum Request {
         done: SyncSender<()>,
     },
     SetObserver(Option<Box<dyn DrawableObserver>>),
+    ClientMonitors(Vec<(u32, u32, u32, u32)>),
+    Client {
+        present: bool,
+        capabilities: Vec<u8>,
+    },
 }
 
 #[derive(Default)]
@@ -184,6 +189,17 @@ impl Frontend {
         self.enqueue(Request::SetObserver(observer));
     }
 
+    pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) {
+        self.enqueue(Request::ClientMonitors(heads));
+    }
+
+    pub fn set_client(&self, present: bool, capabilities: Vec<u8>) {
+        self.enqueue(Request::Client {
+            present,
+            capabilities,
+        });
+    }
+
     /// Ends the worker (after the requests already queued).
     pub fn stop(&self) {
         lock(&self.shared.queue).stop = true;
@@ -276,6 +292,11 @@ impl Worker {
                 let _ = done.try_send(());
             }
             Request::SetObserver(observer) => self.core.set_observer(observer),
+            Request::ClientMonitors(heads) => self.core.set_client_monitors(&heads),
+            Request::Client {
+                present,
+                capabilities,
+            } => self.core.set_client(present, &capabilities),
         }
     }
 }

@@ -144,7 +144,7 @@ pub fn copy_bits(canvas: &mut Canvas, region: &Region, dx: i32, dy: i32) {
     let area = canvas.area();
     let region = region
         .intersect_rect(area)
-        .intersect_rect(area.translate(-dx, -dy));
+        .intersect_rect(area.translate(dx.saturating_neg(), dy.saturating_neg()));
     // Rows whose source is below are done top-down, and vice versa; within a
     // row, spans whose source is to the left go right-to-left.
     let upwards = dy < 0;

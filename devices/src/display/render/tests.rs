@@ -342,6 +342,10 @@ fn copy_bits_is_overlap_safe_in_every_direction() {
     let mut b = Buf::new(4, 4, 5);
     copy_bits(&mut b.canvas(), &rect_region(0, 0, 4, 4), 3, 0);
     assert_eq!(b.px(0, 0), 5);
+    for (dx, dy) in [(i32::MIN, 0), (0, i32::MIN), (i32::MAX, i32::MAX)] {
+        copy_bits(&mut b.canvas(), &rect_region(0, 0, 4, 4), dx, dy);
+    }
+    assert_eq!(b.px(0, 0), 5);
 }
 
 #[test]
