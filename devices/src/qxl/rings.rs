@@ -182,7 +182,13 @@ impl ReleaseRing {
         let prod = prod.wrapping_add(1);
         ring.set(mem, ring::PROD, prod);
         fence(Ordering::SeqCst);
-        let notify = prod == ring.get(mem, ring::NOTIFY_ON_PROD);
+        // The guest asks for an interrupt at `notify_on_prod`. Linux sets it
+        // after finding the ring empty without looking again, so a push that
+        // lands in between would pass it silently; notifying for every push
+        // at or past the mark closes that window (a cause already pending
+        // costs nothing more).
+        let mark = ring.get(mem, ring::NOTIFY_ON_PROD);
+        let notify = (prod.wrapping_sub(mark) as i32) >= 0;
         mem.set_u64_at(Backing::Ram, ring.item_offset(prod), 0);
         self.last = None;
         self.count = 0;
@@ -270,6 +276,15 @@ mod tests {
         assert_eq!(r.prod(&mem), 1);
         assert_eq!(mem.u64_at(Backing::Ram, r.item_offset(1)), 0);
         assert!(!rel.push(&mem, &r), "nothing to push");
+        // A guest that set its mark late (at the slot just pushed) is still told.
+        r.set(&mem, ring::NOTIFY_ON_PROD, 1);
+        let info = mem.range(Backing::Ram, 0x800, 8).unwrap();
+        mem.write(info, 0, &5u64.to_le_bytes());
+        rel.release(&mem, &r, info);
+        assert!(rel.push(&mem, &r), "prod 2 is past the mark 1");
+        r.set(&mem, ring::NOTIFY_ON_PROD, 4);
+        rel.release(&mem, &r, info);
+        assert!(!rel.push(&mem, &r), "prod 3 is before the mark 4");
     }
 
     #[test]
