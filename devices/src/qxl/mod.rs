@@ -74,6 +74,8 @@ pub enum QxlError {
     Pci(#[from] crate::pci::ConfigError),
     #[error("cannot allocate {size} bytes of QXL device memory: {source}")]
     Memory { size: u64, source: std::io::Error },
+    #[error("cannot create the QXL worker's events: {0}")]
+    Events(std::io::Error),
 }
 
 fn alloc(size: u64) -> Result<crate::memory::DeviceMemory, QxlError> {
@@ -152,7 +154,7 @@ impl Qxl {
         let stats = Arc::new(QxlStats::default());
         let display = Display::new();
         let screen = Arc::new(ScreenOwner::default());
-        let frontend = Frontend::new(irq.clone(), stats.clone());
+        let frontend = Frontend::new(irq.clone(), stats.clone()).map_err(QxlError::Events)?;
         let bar0_dirty_logging = Arc::new(AtomicBool::new(false));
         let mut pci = QxlPci::new(
             &config,

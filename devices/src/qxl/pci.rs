@@ -31,6 +31,7 @@ use crate::memory::DeviceMemory;
 use crate::pci::{
     Bar, BarBacking, BarKind, ConfigError, PciConfig, PciDevice, PciIdentity, COMMAND_INTX_DISABLE,
 };
+use vmm_sys_util::eventfd::EventFd;
 
 pub struct QxlPci {
     config: PciConfig,
@@ -145,6 +146,19 @@ impl PciDevice for QxlPci {
             BAR_VRAM64 if self.has_vram64 => memory(&self.vram, false, false),
             _ => BarBacking::Trapped,
         }
+    }
+
+    /// `QXL_IO_NOTIFY_CMD` and `QXL_IO_NOTIFY_CURSOR` only wake the worker:
+    /// with an ioeventfd they do not exit to the VMM at all.
+    fn bar_events(&self, bar: usize) -> Vec<(u64, Arc<EventFd>)> {
+        if bar != BAR_IO {
+            return Vec::new();
+        }
+        let event = self.frontend.notify_event();
+        vec![
+            (u64::from(IO_NOTIFY_CMD), event.clone()),
+            (u64::from(IO_NOTIFY_CURSOR), event),
+        ]
     }
 
     fn read_bar(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {

@@ -1,8 +1,10 @@
 //! The display worker (one thread per QXL device) and the front end that
 //! vCPU threads use to reach it.
 //!
-//! vCPU side ([`Frontend`]): `QXL_IO_NOTIFY_CMD`/`CURSOR` only set a flag and
-//! wake the worker; `QXL_IO_UPDATE_IRQ` re-evaluates the interrupt line at
+//! vCPU side ([`Frontend`]): `QXL_IO_NOTIFY_CMD`/`CURSOR` only signal an
+//! eventfd that wakes the worker (the VMM registers it as a KVM ioeventfd on
+//! both ports, so these writes do not even exit to the VMM; see
+//! `QxlPci::bar_events`); `QXL_IO_UPDATE_IRQ` re-evaluates the interrupt line at
 //! once (so the guest's interrupt handler never sees a stale level); every
 //! other port write is queued in order. Synchronous ports (reset, memslot
 //! add/del, create/destroy primary, destroy surface(s), update area) wait
@@ -10,19 +12,24 @@
 //! once and complete later with `QXL_INTERRUPT_IO_CMD`. The queue is bounded:
 //! a vCPU waits for room (the worker always makes progress).
 //!
-//! Worker side ([`Worker`]): owns the [`QxlCore`], runs queued requests in
-//! order, then drains the rings in bounded passes. It never waits for a
+//! Worker side ([`Worker`]): owns the [`QxlCore`], sleeps in epoll on the
+//! queue's and the notify eventfds, runs queued requests in order, then
+//! drains the rings in bounded passes. It never waits for a
 //! guest or a display client. A panic while handling one request or pass
 //! (a bug) is caught, logged, and turned into the guest-bug state, so the
 //! VM keeps running.
 
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::defs::*;
 use super::device::{QxlCore, RING_BUDGET};
@@ -60,20 +67,18 @@ pub(crate) enum Request {
 #[derive(Default)]
 struct Queue {
     requests: VecDeque<Request>,
-    notify: bool,
     stop: bool,
-}
-
-#[derive(Default)]
-pub(crate) struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    room: Condvar,
 }
 
 /// The vCPU threads' side.
 pub struct Frontend {
-    shared: Arc<Shared>,
+    queue: Mutex<Queue>,
+    /// Signalled when a request is queued (or the worker must stop).
+    queue_event: EventFd,
+    /// Signalled by `QXL_IO_NOTIFY_CMD` / `QXL_IO_NOTIFY_CURSOR`.
+    notify_event: Arc<EventFd>,
+    /// A vCPU waits here while the queue is full.
+    room: Condvar,
     irq: Arc<IrqLine>,
     stats: Arc<QxlStats>,
     vga_kick_queued: AtomicBool,
@@ -96,30 +101,40 @@ fn is_synchronous(port: u8) -> bool {
 }
 
 impl Frontend {
-    pub(crate) fn new(irq: Arc<IrqLine>, stats: Arc<QxlStats>) -> Arc<Self> {
-        Arc::new(Frontend {
-            shared: Arc::new(Shared::default()),
+    pub(crate) fn new(irq: Arc<IrqLine>, stats: Arc<QxlStats>) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Frontend {
+            queue: Mutex::new(Queue::default()),
+            queue_event: EventFd::new(EFD_NONBLOCK)?,
+            notify_event: Arc::new(EventFd::new(EFD_NONBLOCK)?),
+            room: Condvar::new(),
             irq,
             stats,
             vga_kick_queued: AtomicBool::new(false),
-        })
+        }))
     }
 
-    pub(crate) fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
+    /// The event `QXL_IO_NOTIFY_CMD`/`CURSOR` signal (for a KVM ioeventfd).
+    pub(crate) fn notify_event(&self) -> Arc<EventFd> {
+        self.notify_event.clone()
+    }
+
+    fn signal(event: &EventFd) {
+        if let Err(e) = event.write(1) {
+            tracing::warn!("QXL: cannot wake the display worker: {e}");
+        }
     }
 
     fn enqueue(&self, request: Request) {
-        let mut q = lock(&self.shared.queue);
+        let mut q = lock(&self.queue);
         while q.requests.len() >= QUEUE_LIMIT && !q.stop {
-            q = self.shared.room.wait(q).unwrap_or_else(|p| p.into_inner());
+            q = self.room.wait(q).unwrap_or_else(|p| p.into_inner());
         }
         if q.stop {
             return;
         }
         q.requests.push_back(request);
         drop(q);
-        self.shared.wake.notify_one();
+        Self::signal(&self.queue_event);
     }
 
     /// A guest byte write to I/O port `port`; `bars` tells where the memory
@@ -127,14 +142,9 @@ impl Frontend {
     pub fn port_write(&self, port: u8, value: u8, bars: impl FnOnce() -> BarLayout) {
         match port {
             IO_NOTIFY_CMD | IO_NOTIFY_CURSOR => {
+                // Only when the VMM has no ioeventfd on these ports.
                 QxlStats::add(&self.stats.port_writes, 1);
-                QxlStats::add(&self.stats.notifies, 1);
-                let mut q = lock(&self.shared.queue);
-                if !q.notify {
-                    q.notify = true;
-                    drop(q);
-                    self.shared.wake.notify_one();
-                }
+                Self::signal(&self.notify_event);
             }
             IO_UPDATE_IRQ => {
                 QxlStats::add(&self.stats.port_writes, 1);
@@ -202,9 +212,9 @@ impl Frontend {
 
     /// Ends the worker (after the requests already queued).
     pub fn stop(&self) {
-        lock(&self.shared.queue).stop = true;
-        self.shared.wake.notify_all();
-        self.shared.room.notify_all();
+        lock(&self.queue).stop = true;
+        Self::signal(&self.queue_event);
+        self.room.notify_all();
     }
 }
 
@@ -231,30 +241,66 @@ impl Worker {
             .spawn(move || self.run())
     }
 
+    /// An epoll set on the queue and notify events; `None` if the system
+    /// refuses one (then the worker polls every millisecond).
+    fn epoll(&self) -> Option<Epoll> {
+        let epoll = Epoll::new().ok()?;
+        for event in [&self.frontend.queue_event, &*self.frontend.notify_event] {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    event.as_raw_fd(),
+                    EpollEvent::new(EventSet::IN, 0),
+                )
+                .ok()?;
+        }
+        Some(epoll)
+    }
+
     fn run(mut self) {
-        let shared = self.frontend.shared();
+        let epoll = self.epoll();
+        if epoll.is_none() {
+            tracing::warn!("QXL: no epoll for the display worker; polling instead");
+        }
+        let frontend = self.frontend.clone();
+        let mut events = [EpollEvent::default(); 2];
         let mut more = false;
         loop {
-            let (requests, notified) = {
-                let mut q = lock(&shared.queue);
-                while q.requests.is_empty() && !q.notify && !q.stop && !more {
-                    q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-                }
-                if q.stop && q.requests.is_empty() {
-                    return;
-                }
+            // Reading an eventfd clears it; whatever is signalled after this
+            // is seen by the next pass (the wait below returns at once).
+            let notifies = frontend.notify_event.read().unwrap_or(0);
+            let _ = frontend.queue_event.read();
+            let (requests, stop) = {
+                let mut q = lock(&frontend.queue);
                 let requests = std::mem::take(&mut q.requests);
-                let notified = std::mem::take(&mut q.notify);
-                shared.room.notify_all();
-                (requests, notified)
+                frontend.room.notify_all();
+                (requests, q.stop)
             };
+            if stop && requests.is_empty() {
+                return;
+            }
+            QxlStats::add(&frontend.stats.notifies, notifies);
+            let idle = requests.is_empty() && notifies == 0 && !more;
             for request in requests {
                 self.guarded(|w| w.handle(request));
             }
-            if notified || more {
+            if notifies > 0 || more {
                 let mut result = false;
                 self.guarded(|w| result = w.core.process_rings(RING_BUDGET));
                 more = result;
+            }
+            if idle {
+                match &epoll {
+                    Some(epoll) => {
+                        if let Err(e) = epoll.wait(-1, &mut events) {
+                            if e.kind() != std::io::ErrorKind::Interrupted {
+                                tracing::warn!("QXL: display worker wait failed: {e}");
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                    }
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
             }
         }
     }
