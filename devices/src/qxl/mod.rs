@@ -5,7 +5,7 @@
 //! ```text
 //!  vCPU threads                      display worker thread (one per device)
 //!  port write ─► QxlPci ─► Frontend ─queue─► Worker ─► QxlCore
-//!                               │                       ├ ports, modes, memslots, surfaces
+//!  NOTIFY_CMD/CURSOR ─(KVM ioeventfd)─────────►│        ├ ports, modes, memslots, surfaces
 //!                 UPDATE_IRQ ─► IrqLine ◄── raise ──────┤ rings ─► parse ─► draw ─► Display head 0
 //!  guest memory (BARs, never exit) ◄──── read in place ─┘ release ring ◄── releases
 //! ```
