@@ -271,6 +271,37 @@ def test_mode_switch_reaches_the_client():
 
 
 @retry_once
+def test_guest_cursor_reaches_the_client():
+    guest, port = spice_guest("qxl-cursor")
+    with guest:
+        guest.wait_ready(timeout=120)
+        client = subprocess.Popen(
+            ["/usr/bin/python3", str(REPO / "tests" / "e2e" / "spice_cursor.py"), "127.0.0.1",
+             str(port), "25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(3)                        # let the client connect first
+            guest.run("(qxl-modeset 1024 768 4 000000 0 cursor >/tmp/cursor.log 2>&1 &)",
+                      check=True)
+            out, err = client.communicate(timeout=60)
+        finally:
+            client.kill()
+        print("  client: " + " | ".join(out.splitlines()))
+        log = guest.run("cat /tmp/cursor.log", check=True).output
+        assert "CURSOR-MOVED" in log, log
+        events = out.splitlines()
+        sets = [e.split() for e in events if e.startswith("CURSOR-SET")]
+        assert sets, f"no cursor shape reached the client: {events} {err[-500:]}"
+        # 64x64, hot spot (0,0), opaque blue inside, transparent border (ARGB).
+        assert sets[-1][1:] == ["64", "64", "0", "0", "0xff0000ff", "0x00000000"], sets[-1]
+        assert "CURSOR-MOVE 300 200" in events, events
+        assert events.index("CURSOR-MOVE 300 200") > events.index(" ".join(sets[-1])), events
+        assert "CURSOR-HIDE" in events[events.index("CURSOR-MOVE 300 200"):], \
+            f"the cursor plane was disabled when the helper exited: {events}"
+        guest.send("poweroff -f\n")
+        assert guest.wait_exit(timeout=60) == 0
+
+
+@retry_once
 def test_display_none_has_no_display_device():
     with Guest.saffron(image(), memory="512M", cpus=1, extra_args=["--display", "none"],
                        name="qxl-none") as guest:

@@ -1,7 +1,7 @@
 /*
  * qxl-modeset: a tiny KMS client for the test guest (no libdrm needed).
  *
- *   qxl-modeset WIDTH HEIGHT SECONDS [RGB [FRAMES]]
+ *   qxl-modeset WIDTH HEIGHT SECONDS [RGB [FRAMES [cursor]]]
  *
  * Opens /dev/dri/card0, finds the first connected connector and a mode of
  * WIDTH x HEIGHT in its list, creates a dumb buffer filled with RGB (hex,
@@ -12,6 +12,10 @@
  * With FRAMES, it first redraws the whole buffer FRAMES times (a new colour
  * each time, then a DIRTYFB ioctl for the whole screen, as a compositor
  * does) and prints "FRAMES n MS t" (the benchmark's redraw loop).
+ *
+ * With "cursor", it also shows a 64x64 cursor (opaque blue square, hot spot
+ * 0,0) at (100, 50), prints "CURSOR-SET", and after 2 s moves it to (300, 200)
+ * and prints "CURSOR-MOVED".
  *
  * The structures below are the DRM mode-setting ioctl ABI
  * (include/uapi/drm/drm_mode.h), restated.
@@ -70,6 +74,14 @@ struct fb_dirty {
     uint64_t clips_ptr;
 };
 
+struct cursor {
+    uint32_t flags, crtc_id;
+    int32_t x, y;
+    uint32_t width, height, handle;
+};
+#define CURSOR_BO 1
+#define CURSOR_MOVE 2
+
 struct set_crtc {
     uint64_t set_connectors_ptr;
     uint32_t count_connectors, crtc_id, fb_id, x, y, gamma_size, mode_valid;
@@ -78,6 +90,7 @@ struct set_crtc {
 
 #define IOCTL_GETRESOURCES _IOWR('d', 0xA0, struct card_res)
 #define IOCTL_SETCRTC _IOWR('d', 0xA2, struct set_crtc)
+#define IOCTL_CURSOR _IOWR('d', 0xA3, struct cursor)
 #define IOCTL_GETCONNECTOR _IOWR('d', 0xA7, struct get_connector)
 #define IOCTL_ADDFB _IOWR('d', 0xAE, struct fb_cmd)
 #define IOCTL_DIRTYFB _IOWR('d', 0xB1, struct fb_dirty)
@@ -98,6 +111,7 @@ int main(int argc, char **argv) {
     unsigned seconds = strtoul(argv[3], 0, 10);
     uint32_t rgb = argc > 4 ? strtoul(argv[4], 0, 16) : 0x204080;
     unsigned frames = argc > 5 ? strtoul(argv[5], 0, 10) : 0;
+    int want_cursor = argc > 6 && strcmp(argv[6], "cursor") == 0;
 
     int fd = open("/dev/dri/card0", O_RDWR | O_CLOEXEC);
     if (fd < 0)
@@ -199,6 +213,34 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         printf("FRAMES %u MS %ld\n", frames, ms);
+        fflush(stdout);
+    }
+    if (want_cursor) {
+        struct create_dumb cb = {.height = 64, .width = 64, .bpp = 32};
+        if (ioctl(fd, IOCTL_CREATE_DUMB, &cb))
+            die("CREATE_DUMB cursor");
+        struct map_dumb cm = {.handle = cb.handle};
+        if (ioctl(fd, IOCTL_MAP_DUMB, &cm))
+            die("MAP_DUMB cursor");
+        uint8_t *cp = mmap(0, cb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, cm.offset);
+        if (cp == MAP_FAILED)
+            die("mmap cursor");
+        for (unsigned y = 0; y < 64; y++) {
+            uint32_t *row = (uint32_t *)(cp + (uint64_t)y * cb.pitch);
+            for (unsigned x = 0; x < 64; x++)
+                row[x] = (x >= 8 && x < 56 && y >= 8 && y < 56) ? 0xff0000ffu : 0;
+        }
+        struct cursor c = {.flags = CURSOR_BO | CURSOR_MOVE, .crtc_id = crtcs[0],
+                           .x = 100, .y = 50, .width = 64, .height = 64, .handle = cb.handle};
+        if (ioctl(fd, IOCTL_CURSOR, &c))
+            die("CURSOR");
+        printf("CURSOR-SET\n");
+        fflush(stdout);
+        sleep(2);
+        struct cursor m = {.flags = CURSOR_MOVE, .crtc_id = crtcs[0], .x = 300, .y = 200};
+        if (ioctl(fd, IOCTL_CURSOR, &m))
+            die("CURSOR move");
+        printf("CURSOR-MOVED\n");
         fflush(stdout);
     }
     sleep(seconds);
