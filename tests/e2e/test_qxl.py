@@ -13,6 +13,8 @@ port=N,disable-ticketing`. The tty1 check reads the text of tty1 from the guest'
 the marker line in it, and compares the marker's character cells with glyphs kept in
 tests/e2e/data/fbcon-marker-glyphs.txt (made once from a screenshot with --make-reference SHOT.ppm);
 every other character cell on screen must look like every other cell of the same character.
+The cursor test shows a KMS cursor with `qxl-modeset ... cursor` and watches the cursor channel with
+tests/e2e/spice_cursor.py (spice-glib).
 """
 
 import os

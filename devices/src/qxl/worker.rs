@@ -124,17 +124,19 @@ impl Frontend {
         }
     }
 
-    fn enqueue(&self, request: Request) {
+    /// Queues a request; false once the worker was told to stop.
+    fn enqueue(&self, request: Request) -> bool {
         let mut q = lock(&self.queue);
         while q.requests.len() >= QUEUE_LIMIT && !q.stop {
             q = self.room.wait(q).unwrap_or_else(|p| p.into_inner());
         }
         if q.stop {
-            return;
+            return false;
         }
         q.requests.push_back(request);
         drop(q);
         Self::signal(&self.queue_event);
+        true
     }
 
     /// A guest byte write to I/O port `port`; `bars` tells where the memory
@@ -158,19 +160,20 @@ impl Frontend {
                 };
                 if is_synchronous(port) {
                     let (done, wait) = sync_channel(1);
-                    self.enqueue(Request::Port {
+                    let queued = self.enqueue(Request::Port {
                         port,
                         value,
                         bars,
                         done: Some(done),
                     });
-                    if wait.recv_timeout(SYNC_TIMEOUT)
-                        == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if queued
+                        && wait.recv_timeout(SYNC_TIMEOUT)
+                            == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                     {
                         tracing::error!("QXL: the display worker did not answer port {port}");
                     }
                 } else {
-                    self.enqueue(Request::Port {
+                    let _ = self.enqueue(Request::Port {
                         port,
                         value,
                         bars,
@@ -184,27 +187,28 @@ impl Frontend {
     /// Legacy VGA register write while QXL owns the screen (one queued at a time).
     pub(crate) fn vga_port_written(&self) {
         if !self.vga_kick_queued.swap(true, Ordering::SeqCst) {
-            self.enqueue(Request::VgaPortWrite);
+            let _ = self.enqueue(Request::VgaPortWrite);
         }
     }
 
     /// Machine reset: waits until the device is back in its reset state.
     pub fn reset(&self) {
         let (done, wait) = sync_channel(1);
-        self.enqueue(Request::Reset { done });
-        let _ = wait.recv_timeout(SYNC_TIMEOUT);
+        if self.enqueue(Request::Reset { done }) {
+            let _ = wait.recv_timeout(SYNC_TIMEOUT);
+        }
     }
 
     pub fn set_observer(&self, observer: Option<Box<dyn DrawableObserver>>) {
-        self.enqueue(Request::SetObserver(observer));
+        let _ = self.enqueue(Request::SetObserver(observer));
     }
 
     pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) {
-        self.enqueue(Request::ClientMonitors(heads));
+        let _ = self.enqueue(Request::ClientMonitors(heads));
     }
 
     pub fn set_client(&self, present: bool, capabilities: Vec<u8>) {
-        self.enqueue(Request::Client {
+        let _ = self.enqueue(Request::Client {
             present,
             capabilities,
         });
