@@ -85,7 +85,6 @@ pub struct QxlCore {
 }
 
 impl QxlCore {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: QxlConfig,
         memory: Arc<BarMemory>,

@@ -176,11 +176,6 @@ impl BarMemory {
             Err(_) => 0,
         }
     }
-
-    /// Copies `range` (at `at`) straight into `out`, for pixel rows.
-    pub fn copy_out(&self, range: GuestRange, at: u64, out: &mut [u8]) -> bool {
-        self.read(range, at, out)
-    }
 }
 
 #[cfg(test)]
