@@ -107,8 +107,8 @@ pub fn to_shape(image: &CursorImage) -> CursorShape {
     CursorShape {
         width: image.width,
         height: image.height,
-        hot_x: image.hot_x.min(image.width - 1),
-        hot_y: image.hot_y.min(image.height - 1),
+        hot_x: image.hot_x.min(image.width.saturating_sub(1)),
+        hot_y: image.hot_y.min(image.height.saturating_sub(1)),
         argb,
     }
 }

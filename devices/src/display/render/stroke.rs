@@ -184,7 +184,7 @@ pub fn stroke(
             loop {
                 // The first pixel of a joined segment was the last of the previous one.
                 let joint = k > 0 && step == 0 && skipped == 0;
-                let along = travelled + skipped + step;
+                let along = travelled.saturating_add(skipped).saturating_add(step);
                 let on = dash_total == 0
                     || dash_on(&style.dashes, dash_total, along, style.start_with_gap);
                 if on && !joint {
