@@ -41,11 +41,15 @@ fn main() -> ExitCode {
         .init();
 
     match cli.command {
-        Command::Run(args) => match args.vm_config().map_err(|e| {
-            eprintln!("saffron: {e}");
-        }) {
-            Err(()) => ExitCode::from(EXIT_USAGE),
-            Ok(config) => match vmm::run(&config) {
+        Command::Run(args) => {
+            let config = match args.vm_config() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("saffron: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match vmm::run(&config) {
                 Ok(VmExit::PowerOff) | Ok(VmExit::Stopped) => ExitCode::from(EXIT_POWER_OFF),
                 Ok(VmExit::Reset) => ExitCode::from(EXIT_REBOOT),
                 Ok(VmExit::Error(message)) => {
@@ -56,7 +60,7 @@ fn main() -> ExitCode {
                     eprintln!("saffron: {e}");
                     ExitCode::from(EXIT_ERROR)
                 }
-            },
-        },
+            }
+        }
     }
 }
