@@ -304,6 +304,23 @@ def test_guest_cursor_reaches_the_client():
 
 
 @retry_once
+def test_preferred_size_from_the_rom():
+    """`--qxl xres=,yres=` puts a client monitors config (with its CRC) in the ROM; Linux takes
+    it as the preferred mode, so the console comes up at that size."""
+    guest, port = spice_guest("qxl-xres", ["--qxl", "xres=1280,yres=800"])
+    with guest:
+        guest.wait_ready(timeout=120)
+        wait_marker_drawn(guest)
+        picture = screenshot(port, "qxl-xres")
+        assert (picture.width, picture.height) == (1280, 800), (picture.width, picture.height)
+        rows = tty1_text(guest, picture.width // CELL_W)
+        prompt_row = max(r for r, t in enumerate(rows) if t.strip())
+        check_console(picture, rows, (len(rows[prompt_row].rstrip()) + 1, prompt_row))
+        guest.send("poweroff -f\n")
+        assert guest.wait_exit(timeout=60) == 0
+
+
+@retry_once
 def test_display_none_has_no_display_device():
     with Guest.saffron(image(), memory="512M", cpus=1, extra_args=["--display", "none"],
                        name="qxl-none") as guest:
