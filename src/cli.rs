@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
 use crate::vmm::{DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
@@ -89,11 +90,34 @@ pub struct RunArgs {
     /// Without it no port is opened.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_spice, long_help = SPICE_HELP)]
     pub spice: Option<SpiceConfig>,
+
+    /// The display device: `qxl` (a QXL PCI display, the default) or `none`.
+    #[arg(long, value_name = "DEVICE", default_value = "qxl", value_parser = parse_display)]
+    pub display: DisplayKind,
+
+    /// QXL sizes and revision: ram=SIZE,vram=SIZE[,vram64=SIZE][,vgamem=SIZE][,revision=4|5].
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_qxl, long_help = QXL_HELP)]
+    pub qxl: Option<QxlConfig>,
+}
+
+/// `--display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayKind {
+    Qxl,
+    None,
 }
 
 impl RunArgs {
-    pub fn vm_config(&self) -> VmConfig {
-        VmConfig {
+    /// The VM's configuration; an error (one line) when options contradict each other.
+    pub fn vm_config(&self) -> Result<VmConfig, String> {
+        let qxl = match (self.display, self.qxl) {
+            (DisplayKind::Qxl, qxl) => Some(qxl.unwrap_or_default()),
+            (DisplayKind::None, None) => None,
+            (DisplayKind::None, Some(_)) => {
+                return Err("--qxl cannot be used with --display none".into())
+            }
+        };
+        Ok(VmConfig {
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
             cmdline: self.cmdline.clone(),
@@ -105,7 +129,8 @@ impl RunArgs {
             vga_dirty_tracking: self.vga_dirty_tracking,
             api_socket: self.api_socket.clone(),
             spice: self.spice.clone(),
-        }
+            qxl,
+        })
     }
 }
 
@@ -146,6 +171,18 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 
 pub fn parse_spice(text: &str) -> Result<SpiceConfig, String> {
     SpiceConfig::parse(text)
+}
+
+pub fn parse_display(text: &str) -> Result<DisplayKind, String> {
+    match text {
+        "qxl" => Ok(DisplayKind::Qxl),
+        "none" => Ok(DisplayKind::None),
+        _ => Err(format!("'{text}' is not one of qxl, none")),
+    }
+}
+
+pub fn parse_qxl(text: &str) -> Result<QxlConfig, String> {
+    QxlConfig::parse(text).map_err(|e| e.to_string().trim_start_matches("--qxl: ").to_string())
 }
 
 pub fn parse_serial(text: &str) -> Result<SerialMode, String> {
@@ -262,6 +299,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown option 'bogus'"), "{error}");
+    }
+
+    #[test]
+    fn display_options() {
+        let config = |extra: &[&str]| {
+            let mut args = vec!["saffron", "run", "--kernel", "k"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Run(run) => run.vm_config(),
+            })
+        };
+        assert_eq!(
+            config(&[]).unwrap().unwrap().qxl,
+            Some(QxlConfig::default())
+        );
+        assert_eq!(config(&["--display", "none"]).unwrap().unwrap().qxl, None);
+        let qxl = config(&["--qxl", "ram=128M,revision=5"])
+            .unwrap()
+            .unwrap()
+            .qxl
+            .unwrap();
+        assert_eq!((qxl.ram_size, qxl.revision), (128 << 20, 5));
+        assert!(config(&["--display", "none", "--qxl", "ram=128M"])
+            .unwrap()
+            .is_err());
+        let error = config(&["--qxl", "ram=100M"]).unwrap_err().to_string();
+        assert!(error.contains("power of two"), "{error}");
+        assert!(config(&["--display", "vga"]).is_err());
     }
 
     #[test]

@@ -50,17 +50,26 @@ fn main() -> ExitCode {
         .init();
 
     match cli.command {
-        Command::Run(args) => match vmm::run(&args.vm_config()) {
-            Ok(VmExit::PowerOff) | Ok(VmExit::Stopped) => ExitCode::from(EXIT_POWER_OFF),
-            Ok(VmExit::Reset) => ExitCode::from(EXIT_REBOOT),
-            Ok(VmExit::Error(message)) => {
-                eprintln!("saffron: {message}");
-                ExitCode::from(EXIT_ERROR)
+        Command::Run(args) => {
+            let config = match args.vm_config() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("saffron: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match vmm::run(&config) {
+                Ok(VmExit::PowerOff) | Ok(VmExit::Stopped) => ExitCode::from(EXIT_POWER_OFF),
+                Ok(VmExit::Reset) => ExitCode::from(EXIT_REBOOT),
+                Ok(VmExit::Error(message)) => {
+                    eprintln!("saffron: {message}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+                Err(e) => {
+                    eprintln!("saffron: {e}");
+                    ExitCode::from(EXIT_ERROR)
+                }
             }
-            Err(e) => {
-                eprintln!("saffron: {e}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
+        }
     }
 }

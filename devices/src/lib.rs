@@ -9,6 +9,7 @@ pub mod i8042;
 pub mod interrupt;
 pub mod memory;
 pub mod pci;
+pub mod qxl;
 pub mod rtc;
 pub mod serial;
 pub mod system;

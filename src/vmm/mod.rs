@@ -14,6 +14,7 @@ mod interrupts;
 pub mod keys;
 mod memory;
 mod pci_mapper;
+mod stats;
 mod vcpu;
 mod vga;
 
@@ -24,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use devices::acpi_pm::{AcpiPm, GpeBlock, ResetControl, GPE_BLOCK_LEN, PM_BLOCK_LEN};
 use devices::bus::{lock, Bus};
 use devices::i8042::{self, I8042};
-use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot};
+use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot, SharedPciDevice};
+use devices::qxl::{Qxl, QxlConfig};
 use devices::serial::{self, Serial};
 use firmware::layout::{self, MemoryLayout};
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
@@ -62,9 +64,13 @@ pub struct VmConfig {
     pub api_socket: Option<PathBuf>,
     /// The built-in SPICE server (`--spice`); `None` opens no port.
     pub spice: Option<saffron::spice::SpiceConfig>,
+    /// The QXL display device (`--display qxl`, the default; `--qxl` sizes).
+    pub qxl: Option<QxlConfig>,
 }
 
 pub const MAX_CPUS: u8 = 8;
+/// The PCI slot of the QXL display device.
+pub const QXL_SLOT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -154,6 +160,8 @@ fn host_memory() -> Option<u64> {
 /// Builds the VM, boots it, and blocks until it ends.
 pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     check_inputs(config)?;
+    // Before any thread starts: only the stats thread takes SIGUSR2.
+    stats::block_dump_signal();
     if let Some(available) = host_memory() {
         if config.memory > available {
             return Err(VmError::NotEnoughHostMemory {
@@ -210,6 +218,22 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         spice_link.clone(),
     )
     .map_err(|e| device_err("the tablet")(e.to_string()))?;
+    let mut qxl = match config.qxl {
+        Some(qxl_config) => {
+            let gsi = layout::pci_irq_for(QXL_SLOT, 0);
+            let interrupt = platform.level_lines.source(gsi);
+            Some(
+                Qxl::new(qxl_config, interrupt, gsi as u8)
+                    .map_err(|e| device_err("the QXL display")(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let mut pci_devices: Vec<(u8, SharedPciDevice)> =
+        vec![(input::TABLET_SLOT, tablet.clone() as SharedPciDevice)];
+    if let Some(q) = &qxl {
+        pci_devices.push((QXL_SLOT, q.pci.clone()));
+    }
     let vga = config
         .vga
         .map(|mode| vga::attach(&vm, &slots, &io_bus, mode, config.vga_dirty_tracking))
@@ -222,10 +246,18 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         &layout,
         platform.reset_register.clone(),
         PciPlan {
-            devices: vec![(input::TABLET_SLOT, tablet.clone() as pci::SharedPciDevice)],
+            devices: pci_devices,
             standalone_vga: vga.is_some(),
         },
     )?;
+    if let Some(q) = qxl.as_mut() {
+        q.spawn_worker()
+            .map_err(|e| device_err("the QXL display worker")(e.to_string()))?;
+    }
+    // HOOK for the VGA/VBE fallback: it gets `q.vga.clone()` (BAR 0 memory,
+    // the shared Display, who owns the screen, legacy port kicks; see
+    // devices::qxl::vga for the contract) and, for screen_info, BAR 0's
+    // address from the PCI root (`bar_region(QXL_SLOT, 0)`).
 
     let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
         cpus: config.cpus,
@@ -264,11 +296,18 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         None => None,
     };
 
+    let totals = Arc::new(stats::ExitTotals::default());
     let ctx = Arc::new(vcpu::VcpuContext {
         io_bus,
         mmio_bus,
         exit: exit.clone(),
+        totals: totals.clone(),
     });
+    stats::spawn_dump_thread(stats::VmStats {
+        exits: totals,
+        qxl: qxl.as_ref().map(|q| q.control.clone()),
+    })
+    .map_err(|e| device_err("the stats thread")(e.to_string()))?;
     let mut vcpus = Vec::new();
     for id in 0..config.cpus {
         let vcpu = vm
@@ -285,13 +324,12 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         vcpus.push(vcpu);
     }
 
-    // HOOK for display devices: the QXL / VGA device models add their
-    // `Arc<Display>` here (one display channel each), and the PS/2 keyboard
-    // and mouse (and a tablet) provide the input sink.
-    let displays: Vec<Arc<devices::display::Display>> =
-        vga.iter().map(|v| v.display.clone()).collect();
-    // HOOK for the control socket: `send-key` and pointer commands call
-    // `input_controller` (send_key_combo, pointer_motion, pointer_position, ...).
+    // One display channel per display device.
+    let displays: Vec<Arc<devices::display::Display>> = qxl
+        .iter()
+        .map(|q| q.display.clone())
+        .chain(vga.iter().map(|v| v.display.clone()))
+        .collect();
     let input_controller = Arc::new(input::InputController::new(
         platform.i8042.clone(),
         Some(tablet),
@@ -331,6 +369,9 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
 
     let reason = exit.wait();
     let _ = lock(&platform.serial).flush_output();
+    if let Some(q) = &qxl {
+        q.control.stop();
+    }
     // Keep guest memory alive until here: vCPU threads may still be running.
     drop(ram);
     Ok(reason)
@@ -443,7 +484,8 @@ struct PciPlan {
     standalone_vga: bool,
 }
 
-/// The PCI root complex: config ports, ECAM, and the host bridge.
+/// The PCI root complex: config ports, ECAM, the host bridge, and
+/// `devices` in their slots (BARs placed as firmware would).
 fn attach_pci(
     vm: &Arc<VmFd>,
     slots: &Arc<memory::MemorySlots>,

@@ -1,15 +1,21 @@
 //! Places PCI BARs where the guest programs them: trapped BARs on the I/O or
-//! MMIO bus, memory-backed BARs as KVM memory slots (moved, not copied).
+//! MMIO bus (plus KVM ioeventfds for the offsets a device marks as pure
+//! "wake up" doorbells), memory-backed BARs as KVM memory slots (moved, not
+//! copied).
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use devices::bus::Bus;
+use devices::bus::{lock, Bus};
 use devices::pci::{BarAccess, BarBacking, BarKind, BarMapper, BarRegion, SharedPciDevice};
-use kvm_ioctls::VmFd;
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::memory::{MemoryError, MemorySlots, SlotMapping};
+
+/// A registered ioeventfd: where, and the device's event.
+type IoEvent = (IoEventAddress, Arc<EventFd>);
 
 pub struct KvmBarMapper {
     vm: Arc<VmFd>,
@@ -22,6 +28,8 @@ pub struct KvmBarMapper {
     memory_windows: Vec<Range<u64>>,
     /// KVM slot and size of each memory-backed BAR that is mapped, by (PCI slot, BAR).
     memory_slots: Mutex<HashMap<(u8, usize), (u32, u64)>>,
+    /// ioeventfds registered for a BAR, to remove when it moves.
+    ioevents: Mutex<HashMap<(u8, usize), Vec<IoEvent>>>,
 }
 
 impl KvmBarMapper {
@@ -41,6 +49,44 @@ impl KvmBarMapper {
             io_window,
             memory_windows,
             memory_slots: Mutex::new(HashMap::new()),
+            ioevents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers the device's doorbell events for a trapped BAR; a failure
+    /// only costs speed (the writes then exit to the device as usual).
+    fn add_ioevents(&self, region: &BarRegion, device: &SharedPciDevice) {
+        let events = lock(device).bar_events(region.bar);
+        let mut added = Vec::new();
+        for (offset, event) in events {
+            let Some(addr) = region.range.start.checked_add(offset) else {
+                continue;
+            };
+            let address = match region.kind {
+                BarKind::Io => IoEventAddress::Pio(addr),
+                _ => IoEventAddress::Mmio(addr),
+            };
+            match self.vm.register_ioevent(&event, &address, NoDatamatch) {
+                Ok(()) => added.push((address, event)),
+                Err(e) => tracing::debug!("no ioeventfd at {addr:#x}: {e}"),
+            }
+        }
+        self.ioevents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((region.slot, region.bar), added);
+    }
+
+    fn remove_ioevents(&self, region: &BarRegion) {
+        let removed = self
+            .ioevents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(region.slot, region.bar));
+        for (address, event) in removed.into_iter().flatten() {
+            if let Err(e) = self.vm.unregister_ioevent(&event, &address, NoDatamatch) {
+                tracing::warn!("cannot remove an ioeventfd: {e}");
+            }
         }
     }
 
@@ -88,17 +134,20 @@ impl BarMapper for KvmBarMapper {
         }
         let len = region.range.end - region.range.start;
         match backing {
-            BarBacking::Trapped => self
-                .bus(region.kind)
-                .insert(
-                    region.range.start,
-                    len,
-                    Arc::new(BarAccess {
-                        device: device.clone(),
-                        bar: region.bar,
-                    }),
-                )
-                .map_err(|e| e.to_string()),
+            BarBacking::Trapped => {
+                self.bus(region.kind)
+                    .insert(
+                        region.range.start,
+                        len,
+                        Arc::new(BarAccess {
+                            device: device.clone(),
+                            bar: region.bar,
+                        }),
+                    )
+                    .map_err(|e| e.to_string())?;
+                self.add_ioevents(region, device);
+                Ok(())
+            }
             BarBacking::Memory {
                 memory,
                 read_only,
@@ -140,6 +189,7 @@ impl BarMapper for KvmBarMapper {
     fn unmap(&self, region: &BarRegion, backing: &BarBacking) {
         match backing {
             BarBacking::Trapped => {
+                self.remove_ioevents(region);
                 self.bus(region.kind).remove(region.range.start);
             }
             BarBacking::Memory { read_only, .. } => {

@@ -11,11 +11,14 @@ use devices::bus::Bus;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::exit::{ExitSignal, VmExit};
+use super::stats::ExitTotals;
 
 pub struct VcpuContext {
     pub io_bus: Arc<Bus>,
     pub mmio_bus: Arc<Bus>,
     pub exit: Arc<ExitSignal>,
+    /// Exits of all vCPUs (the stats dump).
+    pub totals: Arc<ExitTotals>,
 }
 
 extern "C" fn interrupt_kvm_run(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -62,6 +65,7 @@ fn run(id: u8, vcpu: &mut VcpuFd, ctx: &VcpuContext) -> VmExit {
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
                 counts.io += 1;
+                ExitTotals::count(&ctx.totals.io);
                 if !ctx.io_bus.read(u64::from(port), data) {
                     tracing::trace!("unhandled port read {port:#x}");
                     data.fill(0xff);
@@ -69,12 +73,14 @@ fn run(id: u8, vcpu: &mut VcpuFd, ctx: &VcpuContext) -> VmExit {
             }
             Ok(VcpuExit::IoOut(port, data)) => {
                 counts.io += 1;
+                ExitTotals::count(&ctx.totals.io);
                 if !ctx.io_bus.write(u64::from(port), data) {
                     tracing::trace!("unhandled port write {port:#x} {data:x?}");
                 }
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 counts.mmio += 1;
+                ExitTotals::count(&ctx.totals.mmio);
                 if !ctx.mmio_bus.read(addr, data) {
                     tracing::debug!("unhandled MMIO read {addr:#x}");
                     data.fill(0xff);
@@ -82,6 +88,7 @@ fn run(id: u8, vcpu: &mut VcpuFd, ctx: &VcpuContext) -> VmExit {
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 counts.mmio += 1;
+                ExitTotals::count(&ctx.totals.mmio);
                 if !ctx.mmio_bus.write(addr, data) {
                     tracing::debug!("unhandled MMIO write {addr:#x} {data:x?}");
                 }
@@ -129,7 +136,10 @@ fn run(id: u8, vcpu: &mut VcpuFd, ctx: &VcpuContext) -> VmExit {
                     "vCPU {id}: KVM internal error (emulation failure) at rip {rip:#x}"
                 ));
             }
-            Ok(VcpuExit::Intr) => counts.other += 1,
+            Ok(VcpuExit::Intr) => {
+                counts.other += 1;
+                ExitTotals::count(&ctx.totals.other);
+            }
             Ok(other) => {
                 return VmExit::Error(format!("vCPU {id}: unexpected exit {other:?}"));
             }

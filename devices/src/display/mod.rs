@@ -9,6 +9,7 @@
 //! from the current picture: producers never wait for consumers.
 
 mod geometry;
+pub mod render;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, Weak};

@@ -19,6 +19,7 @@ pub use config::{
 
 use crate::bus::{lock, BusDevice, BusDeviceMut};
 use crate::memory::DeviceMemory;
+use vmm_sys_util::eventfd::EventFd;
 
 pub const CONFIG_ADDRESS_PORT: u64 = 0xcf8;
 pub const CONFIG_PORTS_LEN: u64 = 8;
@@ -53,6 +54,14 @@ pub trait PciDevice: Send {
 
     fn bar_backing(&self, _bar: usize) -> BarBacking {
         BarBacking::Trapped
+    }
+
+    /// Offsets in a trapped BAR where a guest write only means "wake up":
+    /// the VMM may have the hypervisor signal the event instead of exiting
+    /// to [`PciDevice::write_bar`] (KVM ioeventfd). The device must handle
+    /// such writes through `write_bar` too, in case the VMM cannot.
+    fn bar_events(&self, _bar: usize) -> Vec<(u64, Arc<EventFd>)> {
+        Vec::new()
     }
 
     fn read_bar(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {

@@ -1,0 +1,33 @@
+//! The drawable observer: how a later consumer (the SPICE server, to turn
+//! QXL drawing into SPICE draw messages) sees each command the device
+//! accepted, SPICE-free.
+//!
+//! The display worker calls the observer on its own thread, in ring order,
+//! after the command took effect (drawn into the surface, surface created,
+//! cursor changed) and *before* it is released to the guest: pixel data the
+//! types point to ([`PixelData`](super::commands::PixelData) ranges) can be
+//! read with `memory` only during the call; copy what must outlive it. An
+//! observer must return quickly and never block on a client: the guest's
+//! display waits for it. Register one with
+//! [`QxlControl::set_observer`](super::QxlControl::set_observer).
+
+use super::commands::{CursorCmd, Drawable, SurfaceCmd};
+use super::memory::BarMemory;
+use super::surfaces::SurfaceInfo;
+
+pub trait DrawableObserver: Send {
+    /// A drawable was drawn (after validation; refused drawables are not shown).
+    fn drawable(&mut self, drawable: &Drawable, memory: &BarMemory);
+
+    /// An off-screen surface was created or destroyed.
+    fn surface(&mut self, _cmd: &SurfaceCmd) {}
+
+    /// A cursor command was applied (the display's cursor already shows it).
+    fn cursor(&mut self, _cmd: &CursorCmd) {}
+
+    /// The primary surface was created (`Some`) or destroyed (`None`).
+    fn primary(&mut self, _primary: Option<&SurfaceInfo>) {}
+
+    /// The device was reset: every surface is gone.
+    fn reset(&mut self) {}
+}

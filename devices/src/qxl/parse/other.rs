@@ -1,0 +1,142 @@
+//! Surface, cursor, update and message commands (qxl.md §7.8, §7.11, §7.12).
+
+use super::{check_rect, invalid, Le, ParseError, Parser, MAX_CURSOR_SIDE};
+use crate::qxl::commands::{CursorCmd, CursorImage, SurfaceCmd, UpdateCmd};
+
+const SURFACE_CMD_SIZE: usize = 41;
+const CURSOR_CMD_SIZE: usize = 22;
+const CURSOR_SIZE: usize = 42;
+const UPDATE_CMD_SIZE: usize = 32;
+
+const CURSOR_SET: u8 = 0;
+const CURSOR_MOVE: u8 = 1;
+const CURSOR_HIDE: u8 = 2;
+const CURSOR_TRAIL: u8 = 3;
+
+/// Bytes of cursor data a type needs: pixels (+ palette) + AND mask.
+pub fn cursor_data_size(kind: u16, width: u16, height: u16) -> Option<u64> {
+    let (w, h) = (u64::from(width), u64::from(height));
+    let mask = h * w.div_ceil(8);
+    Some(match kind {
+        0 => w * h * 4,
+        1 => 2 * mask,
+        2 => h * w.div_ceil(2) + 16 * 4 + mask,
+        3 => w * h + 256 * 4 + mask,
+        4 => w * h * 2 + mask,
+        5 => w * h * 3 + mask,
+        6 => w * h * 4 + mask,
+        _ => return None,
+    })
+}
+
+impl Parser<'_> {
+    pub fn surface_cmd(&self, addr: u64) -> Result<SurfaceCmd, ParseError> {
+        let raw = self.fetch::<SURFACE_CMD_SIZE>(addr, "surface command")?;
+        let s = Le(&raw);
+        let surface_id = self.check_surface_id(s.u32(8), "surface command")?;
+        match s.u8(12) {
+            0 => Ok(SurfaceCmd::Create {
+                surface_id,
+                keep_data: s.u32(13) & crate::qxl::defs::SURF_FLAG_KEEP_DATA != 0,
+                format: s.u32(17),
+                width: s.u32(21),
+                height: s.u32(25),
+                stride: s.i32(29),
+                data: s.u64(33),
+            }),
+            1 => Ok(SurfaceCmd::Destroy { surface_id }),
+            other => Err(invalid("surface command", format!("type {other}"))),
+        }
+    }
+
+    pub fn cursor_cmd(&self, addr: u64) -> Result<CursorCmd, ParseError> {
+        let raw = self.fetch::<CURSOR_CMD_SIZE>(addr, "cursor command")?;
+        let c = Le(&raw);
+        match c.u8(8) {
+            CURSOR_SET => Ok(CursorCmd::Set {
+                x: c.i16(9),
+                y: c.i16(11),
+                visible: c.u8(13) != 0,
+                image: self.cursor_image(c.u64(14))?,
+            }),
+            CURSOR_MOVE => Ok(CursorCmd::Move {
+                x: c.i16(9),
+                y: c.i16(11),
+            }),
+            CURSOR_HIDE => Ok(CursorCmd::Hide),
+            CURSOR_TRAIL => Ok(CursorCmd::Trail {
+                length: c.u16(9),
+                frequency: c.u16(11),
+            }),
+            other => Err(invalid("cursor command", format!("type {other}"))),
+        }
+    }
+
+    fn cursor_image(&self, addr: u64) -> Result<CursorImage, ParseError> {
+        const WHAT: &str = "cursor shape";
+        // Header read once (CVE-2021-4207): everything below uses this copy.
+        let raw = self.fetch::<CURSOR_SIZE>(addr, WHAT)?;
+        let h = Le(&raw);
+        let (kind, width, height) = (h.u16(8), h.u16(10), h.u16(12));
+        if width == 0 || height == 0 || width > MAX_CURSOR_SIDE || height > MAX_CURSOR_SIDE {
+            return Err(invalid(WHAT, format!("size {width}x{height}")));
+        }
+        let expected = cursor_data_size(kind, width, height)
+            .ok_or_else(|| invalid(WHAT, format!("cursor type {kind}")))?;
+        let largest = cursor_data_size(6, MAX_CURSOR_SIDE, MAX_CURSOR_SIDE).unwrap_or(0);
+        let chunk = addr
+            .checked_add(22)
+            .filter(|a| a >> 48 == addr >> 48)
+            .ok_or_else(|| invalid(WHAT, "address overflows its slot"))?;
+        let data = self.chunks(chunk, largest, WHAT)?;
+        if data.len() < expected {
+            return Err(invalid(
+                WHAT,
+                format!(
+                    "{} bytes of data, type {kind} {width}x{height} needs {expected}",
+                    data.len()
+                ),
+            ));
+        }
+        let mut bytes = vec![0u8; expected as usize];
+        if !data.read(self.memory, 0, &mut bytes) {
+            return Err(invalid(WHAT, "unreadable"));
+        }
+        Ok(CursorImage {
+            unique: h.u64(0),
+            kind,
+            width,
+            height,
+            hot_x: h.u16(14),
+            hot_y: h.u16(16),
+            data: bytes,
+        })
+    }
+
+    pub fn update_cmd(&self, addr: u64) -> Result<UpdateCmd, ParseError> {
+        let raw = self.fetch::<UPDATE_CMD_SIZE>(addr, "update command")?;
+        let u = Le(&raw);
+        Ok(UpdateCmd {
+            area: check_rect(u.rect(8), "update command")?,
+            update_id: u.u32(24),
+            surface_id: self.check_surface_id(u.u32(28), "update command")?,
+        })
+    }
+
+    /// The text of a `QXLMessage` (for the log): up to 256 bytes, to the first NUL.
+    pub fn message(&self, addr: u64) -> Result<String, ParseError> {
+        let text_addr = addr
+            .checked_add(8)
+            .filter(|a| a >> 48 == addr >> 48)
+            .ok_or_else(|| invalid("message", "address overflows its slot"))?;
+        for len in [256u64, 64, 16, 1] {
+            if let Ok(range) = self.translate(text_addr, len, "message") {
+                let mut bytes = vec![0u8; len as usize];
+                self.memory.read(range, 0, &mut bytes);
+                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                return Ok(String::from_utf8_lossy(&bytes[..end]).into_owned());
+            }
+        }
+        Err(invalid("message", "unreadable"))
+    }
+}
