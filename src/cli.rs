@@ -68,12 +68,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub pvm_guest: bool,
 
-    /// A VGA display: `none`, `text` (80x25 text mode for vgacon) or
-    /// WIDTHxHEIGHT (a 32-bit VESA linear framebuffer the kernel's vesafb
-    /// draws on, e.g. 1024x768).
+    /// The VGA fallback (what the kernel's early console and `nomodeset`
+    /// use): `none`, `text` (80x25 text mode for vgacon) or WIDTHxHEIGHT (a
+    /// 32-bit VESA linear framebuffer the kernel's vesafb draws on). With
+    /// QXL it lives in QXL's BAR 0 and the default is 1024x768; with
+    /// `--display none` the default is `none`.
     // `std::option::Option`: the parser itself yields `None` for `none`.
-    #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_vga)]
-    pub vga: std::option::Option<VgaMode>,
+    #[arg(long, value_name = "MODE", value_parser = parse_vga)]
+    pub vga: Option<std::option::Option<VgaMode>>,
 
     /// How the VGA finds what the guest redrew: `kvm` (KVM's dirty page
     /// log; the guest pays a write fault per page per refresh) or `compare`
@@ -91,7 +93,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "OPTIONS", value_parser = parse_spice, long_help = SPICE_HELP)]
     pub spice: Option<SpiceConfig>,
 
-    /// The display device: `qxl` (a QXL PCI display, the default) or `none`.
+    /// The display device: `qxl` (a QXL PCI display with the VGA fallback,
+    /// the default) or `none` (no QXL; `--vga` may still give a plain VGA).
     #[arg(long, value_name = "DEVICE", default_value = "qxl", value_parser = parse_display)]
     pub display: DisplayKind,
 
@@ -99,6 +102,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "OPTIONS", value_parser = parse_qxl, long_help = QXL_HELP)]
     pub qxl: Option<QxlConfig>,
 }
+
+/// The VGA mode with QXL unless `--vga` says otherwise.
+pub const DEFAULT_QXL_VGA: VgaMode = VgaMode::Linear {
+    width: 1024,
+    height: 768,
+};
 
 /// `--display`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +126,23 @@ impl RunArgs {
                 return Err("--qxl cannot be used with --display none".into())
             }
         };
+        let vga = match (self.vga, &qxl) {
+            (Some(vga), _) => vga,
+            (None, Some(_)) => Some(DEFAULT_QXL_VGA),
+            (None, None) => None,
+        };
+        // The VBE modes live in QXL's vgamem, or in the standalone framebuffer.
+        let vbe_size = qxl.map_or(crate::vmm::VGA_FRAMEBUFFER_SIZE as u64, |q| q.vgamem_size);
+        if let Some(VgaMode::Linear { width, height }) = vga {
+            if u64::from(width) * u64::from(height) * 4 > vbe_size {
+                return Err(format!(
+                    "--vga {width}x{height} at 32 bits per pixel does not fit in the {} MiB \
+                     framebuffer{}",
+                    vbe_size >> 20,
+                    if qxl.is_some() { " (QXL's vgamem)" } else { "" }
+                ));
+            }
+        }
         Ok(VmConfig {
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
@@ -125,7 +151,7 @@ impl RunArgs {
             cpus: self.cpus,
             serial: self.serial.clone(),
             allow_pvm: self.pvm_guest,
-            vga: self.vga,
+            vga,
             vga_dirty_tracking: self.vga_dirty_tracking,
             api_socket: self.api_socket.clone(),
             spice: self.spice.clone(),
@@ -221,12 +247,6 @@ pub fn parse_vga(text: &str) -> Result<Option<VgaMode>, String> {
             "'{text}': the width must be a multiple of 8, and both sides 64 to 4096"
         ));
     }
-    if usize::from(width) * usize::from(height) * 4 > crate::vmm::VGA_FRAMEBUFFER_SIZE {
-        return Err(format!(
-            "'{text}' at 32 bits per pixel does not fit in the {} MiB framebuffer",
-            crate::vmm::VGA_FRAMEBUFFER_SIZE >> 20
-        ));
-    }
     Ok(Some(VgaMode::Linear { width, height }))
 }
 
@@ -274,7 +294,6 @@ mod tests {
         );
         assert!(parse_vga("1920x1080").is_ok());
         assert!(parse_vga("1023x768").is_err(), "width not a multiple of 8");
-        assert!(parse_vga("4096x4096").is_err(), "does not fit in 16 MiB");
         assert!(parse_vga("0x0").is_err());
         assert!(parse_vga("99999x1").is_err());
         assert!(parse_vga("vga").is_err());
@@ -327,6 +346,34 @@ mod tests {
         let error = config(&["--qxl", "ram=100M"]).unwrap_err().to_string();
         assert!(error.contains("power of two"), "{error}");
         assert!(config(&["--display", "vga"]).is_err());
+    }
+
+    #[test]
+    fn vga_defaults_follow_the_display() {
+        let vga = |extra: &[&str]| {
+            let mut args = vec!["saffron", "run", "--kernel", "k"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Run(run) => run.vm_config().map(|c| c.vga),
+            }
+        };
+        assert_eq!(vga(&[]), Ok(Some(DEFAULT_QXL_VGA)), "QXL: VGA at 1024x768");
+        assert_eq!(vga(&["--vga", "none"]), Ok(None));
+        assert_eq!(vga(&["--vga", "text"]), Ok(Some(VgaMode::Text)));
+        assert_eq!(vga(&["--display", "none"]), Ok(None));
+        assert_eq!(
+            vga(&["--display", "none", "--vga", "800x600"]),
+            Ok(Some(VgaMode::Linear {
+                width: 800,
+                height: 600
+            }))
+        );
+        // The mode must fit in the VBE memory: 16 MiB by default, QXL's vgamem.
+        assert!(vga(&["--vga", "4096x4096"]).is_err());
+        assert!(vga(&["--display", "none", "--vga", "4096x4096"]).is_err());
+        assert!(vga(&["--qxl", "ram=256M,vgamem=64M", "--vga", "4096x4096"]).is_ok());
+        let error = vga(&["--vga", "2560x2048"]).unwrap_err();
+        assert!(error.contains("16 MiB"), "{error}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use protocol::After;
-pub use protocol::Machine;
+pub use protocol::{Button, Keys, Machine, PointerEvent, Refusal};
 
 /// Longest request line accepted, in bytes.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -178,6 +178,14 @@ mod tests {
         }
         fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
             None
+        }
+        fn send_keys(&self, _keys: &Keys) -> Result<(), Refusal> {
+            self.0.lock().unwrap().push("keys");
+            Ok(())
+        }
+        fn pointer(&self, _event: PointerEvent) -> Result<(), Refusal> {
+            self.0.lock().unwrap().push("pointer");
+            Ok(())
         }
         fn press_power_button(&self) {
             self.0.lock().unwrap().push("power");

@@ -15,6 +15,10 @@ pub trait Machine: Send + Sync {
     /// Head 0 as it is now: width, height and 32-bit BGRX pixels, rows
     /// `width * 4` bytes apart; `None` without a display.
     fn screen(&self) -> Option<(u32, u32, Vec<u8>)>;
+    /// Presses the keys in order and releases them in reverse.
+    fn send_keys(&self, keys: &Keys) -> Result<(), Refusal>;
+    /// Moves the pointer, or presses its buttons or wheel.
+    fn pointer(&self, event: PointerEvent) -> Result<(), Refusal>;
     /// Presses the ACPI power button.
     fn press_power_button(&self);
     /// Ends the VM as if the guest rebooted (saffron exits with status 3).
@@ -23,12 +27,77 @@ pub trait Machine: Send + Sync {
     fn quit(&self);
 }
 
+/// Why the machine refused a request: an error `code` and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The keys of a `send-key`: a list of names (`["ctrl", "alt", "delete"]`)
+/// or one combination (`"ctrl-alt-delete"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Keys {
+    Names(Vec<String>),
+    Combo(String),
+}
+
+/// Pointer buttons by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Button {
+    Left,
+    Middle,
+    Right,
+    Side,
+    Extra,
+}
+
+/// A pointer command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointerEvent {
+    /// Relative motion of the PS/2 mouse (positive `dy` is down).
+    Motion { dx: i32, dy: i32 },
+    /// The tablet's pointer at pixel (`x`, `y`) of display `display`.
+    Position { display: u8, x: u32, y: u32 },
+    /// A button of the pointer used last pressed, released, or (`None`) clicked.
+    Button {
+        button: Button,
+        pressed: Option<bool>,
+    },
+    /// Wheel steps of the pointer used last (negative is up).
+    Wheel { dz: i32 },
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 enum Command {
     // Struct variants (even empty) so that unknown arguments are refused.
     Status {},
-    Screendump { path: String },
+    Screendump {
+        path: String,
+    },
+    SendKey {
+        keys: Keys,
+    },
+    PointerMotion {
+        dx: i32,
+        dy: i32,
+    },
+    PointerPosition {
+        x: u32,
+        y: u32,
+        #[serde(default)]
+        display: u8,
+    },
+    PointerButton {
+        button: Button,
+        pressed: Option<bool>,
+    },
+    PointerWheel {
+        dz: i32,
+    },
     Powerdown {},
     Reset {},
     Quit {},
@@ -74,6 +143,14 @@ pub fn handle(line: &str, machine: &dyn Machine) -> (Value, After) {
     (response, after)
 }
 
+/// The response to a command that returns nothing.
+fn done(result: Result<(), Refusal>) -> (Value, After) {
+    match result {
+        Ok(()) => (ok(json!({})), After::Nothing),
+        Err(refusal) => (error(refusal.code, refusal.message), After::Nothing),
+    }
+}
+
 fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
     match command {
         Command::Status {} => (ok(machine.status()), After::Nothing),
@@ -92,6 +169,15 @@ fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
                 Err(e) => (error("io_error", e), After::Nothing),
             }
         }
+        Command::SendKey { keys } => done(machine.send_keys(&keys)),
+        Command::PointerMotion { dx, dy } => done(machine.pointer(PointerEvent::Motion { dx, dy })),
+        Command::PointerPosition { x, y, display } => {
+            done(machine.pointer(PointerEvent::Position { display, x, y }))
+        }
+        Command::PointerButton { button, pressed } => {
+            done(machine.pointer(PointerEvent::Button { button, pressed }))
+        }
+        Command::PointerWheel { dz } => done(machine.pointer(PointerEvent::Wheel { dz })),
         Command::Powerdown {} => {
             machine.press_power_button();
             (ok(json!({})), After::Nothing)
@@ -109,6 +195,7 @@ mod tests {
     #[derive(Default)]
     pub struct FakeMachine {
         pub presses: Mutex<u32>,
+        pub inputs: Mutex<Vec<String>>,
         pub screen: Option<(u32, u32, Vec<u8>)>,
     }
 
@@ -118,6 +205,26 @@ mod tests {
         }
         fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
             self.screen.clone()
+        }
+        fn send_keys(&self, keys: &Keys) -> Result<(), Refusal> {
+            if *keys == Keys::Names(vec!["bogus".into()]) {
+                return Err(Refusal {
+                    code: "bad_request",
+                    message: "unknown key 'bogus'".into(),
+                });
+            }
+            self.inputs.lock().unwrap().push(format!("keys {keys:?}"));
+            Ok(())
+        }
+        fn pointer(&self, event: PointerEvent) -> Result<(), Refusal> {
+            if let PointerEvent::Position { display: 1.., .. } = event {
+                return Err(Refusal {
+                    code: "no_device",
+                    message: "display 1 does not exist".into(),
+                });
+            }
+            self.inputs.lock().unwrap().push(format!("{event:?}"));
+            Ok(())
         }
         fn press_power_button(&self) {
             *self.presses.lock().unwrap() += 1;
@@ -170,6 +277,66 @@ mod tests {
             message.contains("screendump"),
             "lists the commands: {message}"
         );
+    }
+
+    #[test]
+    fn keys_and_pointer() {
+        let machine = FakeMachine::default();
+        for line in [
+            r#"{"command": "send-key", "keys": ["ctrl", "alt", "delete"]}"#,
+            r#"{"command": "send-key", "keys": "shift-a"}"#,
+            r#"{"command": "pointer-motion", "dx": -5, "dy": 7}"#,
+            r#"{"command": "pointer-position", "x": 10, "y": 20}"#,
+            r#"{"command": "pointer-button", "button": "right", "pressed": true}"#,
+            r#"{"command": "pointer-button", "button": "left"}"#,
+            r#"{"command": "pointer-wheel", "dz": -1}"#,
+        ] {
+            let (response, after) = handle(line, &machine);
+            assert_eq!(response, json!({"ok": true, "return": {}}), "{line}");
+            assert_eq!(after, After::Nothing);
+        }
+        assert_eq!(
+            *machine.inputs.lock().unwrap(),
+            vec![
+                r#"keys Names(["ctrl", "alt", "delete"])"#.to_string(),
+                r#"keys Combo("shift-a")"#.into(),
+                "Motion { dx: -5, dy: 7 }".into(),
+                "Position { display: 0, x: 10, y: 20 }".into(),
+                "Button { button: Right, pressed: Some(true) }".into(),
+                "Button { button: Left, pressed: None }".into(),
+                "Wheel { dz: -1 }".into(),
+            ]
+        );
+        for (line, expected) in [
+            (
+                r#"{"command": "send-key", "keys": ["bogus"]}"#,
+                "bad_request",
+            ),
+            (r#"{"command": "send-key", "keys": 5}"#, "bad_request"),
+            (r#"{"command": "send-key", "keys": [1]}"#, "bad_request"),
+            (r#"{"command": "send-key"}"#, "bad_request"),
+            (r#"{"command": "send_key", "keys": ["a"]}"#, "bad_request"),
+            (
+                r#"{"command": "pointer-position", "x": 1, "y": 1, "display": 1}"#,
+                "no_device",
+            ),
+            (
+                r#"{"command": "pointer-position", "x": -1, "y": 1}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"command": "pointer-motion", "dx": 99999999999, "dy": 0}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"command": "pointer-button", "button": "thumb"}"#,
+                "bad_request",
+            ),
+            (r#"{"command": "pointer-wheel"}"#, "bad_request"),
+        ] {
+            let (response, _) = handle(line, &machine);
+            assert_eq!(code(&response), expected, "{line}: {response}");
+        }
     }
 
     #[test]

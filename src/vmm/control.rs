@@ -1,16 +1,39 @@
 //! What the control socket can do to a running VM: report its state, take a
-//! screendump of display head 0, press the power button, reset or stop it.
+//! screendump of the machine's display (head 0, whichever device shows it),
+//! type keys and move the pointer, press the power button, reset or stop it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use devices::acpi_pm::AcpiPm;
 use devices::bus::lock;
-use devices::display::{Display, BYTES_PER_PIXEL};
+use devices::display::{Display, ScanoutSwitch, BYTES_PER_PIXEL};
 use serde_json::{json, Value};
 
 use super::exit::{ExitSignal, VmExit};
+use super::input::{InputController, InputError, PointerButton, SpiceLink};
 use super::vga::{VgaRefresher, REFRESH_HZ};
+use crate::api::{Keys, PointerEvent, Refusal};
+
+/// The display devices, for `status`.
+pub struct Scanout {
+    pub qxl: bool,
+    /// The VGA's switch, when there is a VGA.
+    pub vga: Option<Arc<ScanoutSwitch>>,
+}
+
+impl Scanout {
+    /// Which device shows head 0 now: "qxl", "vga" or none.
+    fn owner(&self) -> Option<&'static str> {
+        match (&self.vga, self.qxl) {
+            (Some(switch), true) if switch.native() => Some("qxl"),
+            (Some(_), _) => Some("vga"),
+            // QXL alone shows nothing until its driver creates a primary.
+            (None, true) => Some("qxl"),
+            (None, false) => None,
+        }
+    }
+}
 
 pub struct VmControl {
     pub started: Instant,
@@ -18,15 +41,35 @@ pub struct VmControl {
     pub memory: u64,
     pub exit: Arc<ExitSignal>,
     pub power: Arc<Mutex<AcpiPm>>,
+    /// The machine's display (QXL's, or the standalone VGA's).
     pub display: Option<Arc<Display>>,
+    pub scanout: Scanout,
     pub refresher: Option<Arc<VgaRefresher>>,
+    pub input: Arc<InputController>,
+    /// What the input devices reported (the tablet driver).
+    pub input_devices: Arc<SpiceLink>,
+}
+
+fn refusal(error: InputError) -> Refusal {
+    let code = match error {
+        InputError::KeyName(_) => "bad_request",
+        InputError::NoSuchDisplay(_) | InputError::NoTablet => "no_device",
+    };
+    Refusal {
+        code,
+        message: error.to_string(),
+    }
 }
 
 impl crate::api::Machine for VmControl {
     fn status(&self) -> Value {
-        let display = self.display.as_ref().and_then(|d| {
-            let head = d.head(0)?;
-            Some(json!({"width": head.width, "height": head.height}))
+        let display = self.display.as_ref().map(|d| {
+            let size = d.head(0).map(|head| (head.width, head.height));
+            json!({
+                "width": size.map(|s| s.0),
+                "height": size.map(|s| s.1),
+                "device": self.scanout.owner(),
+            })
         });
         let vga = self.refresher.as_ref().map(|r| {
             let s = r.stats();
@@ -44,18 +87,28 @@ impl crate::api::Machine for VmControl {
                 "idle_busy_us": s.idle_busy.as_micros() as u64,
             })
         });
+        let mouse_mode = if self.input.client_mouse_mode() {
+            "client"
+        } else {
+            "server"
+        };
         json!({
             "state": "running",
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "vcpus": self.cpus,
             "memory_bytes": self.memory,
             "display": display,
+            "mouse": {
+                "mode": mouse_mode,
+                "tablet_driver": self.input_devices.tablet_driver_ready(),
+            },
             "vga": vga,
         })
     }
 
     fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
         if let Some(refresher) = &self.refresher {
+            // Up to date if the VGA shows the screen; nothing if QXL does.
             refresher.refresh();
         }
         let head = self.display.as_ref()?.head(0)?;
@@ -65,6 +118,45 @@ impl crate::api::Machine for VmControl {
             pixels.extend_from_slice(&head.row(y)[..row]);
         }
         Some((head.width, head.height, pixels))
+    }
+
+    fn send_keys(&self, keys: &Keys) -> Result<(), Refusal> {
+        match keys {
+            Keys::Names(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                self.input.send_keys(&names)
+            }
+            Keys::Combo(combo) => self.input.send_key_combo(combo),
+        }
+        .map_err(refusal)
+    }
+
+    fn pointer(&self, event: PointerEvent) -> Result<(), Refusal> {
+        let input = &self.input;
+        match event {
+            PointerEvent::Motion { dx, dy } => input.pointer_motion(dx, dy),
+            PointerEvent::Position { display, x, y } => {
+                input.pointer_position(display, x, y).map_err(refusal)?
+            }
+            PointerEvent::Button { button, pressed } => {
+                let button = match button {
+                    crate::api::Button::Left => PointerButton::Left,
+                    crate::api::Button::Middle => PointerButton::Middle,
+                    crate::api::Button::Right => PointerButton::Right,
+                    crate::api::Button::Side => PointerButton::Side,
+                    crate::api::Button::Extra => PointerButton::Extra,
+                };
+                match pressed {
+                    Some(pressed) => input.pointer_button(button, pressed),
+                    None => {
+                        input.pointer_button(button, true);
+                        input.pointer_button(button, false);
+                    }
+                }
+            }
+            PointerEvent::Wheel { dz } => input.pointer_wheel(dz),
+        }
+        Ok(())
     }
 
     fn press_power_button(&self) {

@@ -25,6 +25,7 @@
 //! [`SpiceLink`] carries the other direction: keyboard LEDs the guest sets
 //! and whether the tablet's driver runs (which offers client mouse mode).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -121,7 +122,6 @@ impl RateLimit {
 }
 
 /// Why a scripted input was refused.
-#[allow(dead_code)] // built by the control socket's API
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     #[error(transparent)]
@@ -133,7 +133,6 @@ pub enum InputError {
 }
 
 /// A pointer button, for scripts.
-#[allow(dead_code)] // built by the control socket's API
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PointerButton {
     Left,
@@ -175,6 +174,8 @@ pub struct InputController {
     displays: Vec<Arc<Display>>,
     state: Mutex<PointerState>,
     key_presses: Mutex<RateLimit>,
+    /// The SPICE session's mouse mode is client (absolute positions).
+    client_mouse: AtomicBool,
 }
 
 /// SPICE button bits → PS/2 buttons.
@@ -231,13 +232,18 @@ impl InputController {
                 tablet_buttons: MouseButtons::default(),
             }),
             key_presses: Mutex::new(RateLimit::new(KEY_PRESSES_PER_SECOND, KEY_PRESS_BURST)),
+            client_mouse: AtomicBool::new(false),
         }
+    }
+
+    /// Whether SPICE's mouse mode is client (the tablet) rather than server
+    /// (the PS/2 mouse), as the session last chose.
+    pub fn client_mouse_mode(&self) -> bool {
+        self.client_mouse.load(Ordering::SeqCst)
     }
 }
 
-/// The control socket's API (`send-key`, pointer commands). Until the socket
-/// (src/api) is wired to it, only the tests call it.
-#[allow(dead_code)]
+/// The control socket's API (`send-key`, pointer commands).
 impl InputController {
     /// Presses the named keys in order and releases them in reverse
     /// (`["ctrl", "alt", "delete"]`), as one burst into the PS/2 keyboard.
@@ -472,6 +478,7 @@ impl InputSink for InputController {
     }
 
     fn mouse_mode(&self, client: bool) {
+        self.client_mouse.store(client, Ordering::SeqCst);
         let pointer = if client && self.tablet.is_some() {
             Pointer::Tablet
         } else {
@@ -500,6 +507,11 @@ fn spice_leds(leds: Leds) -> KeyboardLeds {
 }
 
 impl SpiceLink {
+    /// Whether the guest's tablet driver runs.
+    pub fn tablet_driver_ready(&self) -> bool {
+        lock(&self.state).1
+    }
+
     /// From now on, tell this server.
     pub fn connect(&self, notifier: SpiceNotifier) {
         let (leds, ready) = *lock(&self.state);

@@ -3,10 +3,6 @@
 //! each mapped to its PC AT set-1 key. Raw codes are accepted too:
 //! `0x1e` (a plain key), `0xe048` (an `E0`-prefixed one).
 
-// The control socket (src/api) calls this through `InputController`; until
-// it is wired, only tests do.
-#![allow(dead_code)]
-
 use devices::i8042::Key;
 
 /// Why a key name was not understood.

@@ -218,14 +218,20 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         spice_link.clone(),
     )
     .map_err(|e| device_err("the tablet")(e.to_string()))?;
+
+    // The display: QXL in slot 2 with the VGA fallback on its BAR 0 (as
+    // QEMU's qxl-vga), or a VGA of its own (`--display none --vga ...`).
     let mut qxl = match config.qxl {
         Some(qxl_config) => {
             let gsi = layout::pci_irq_for(QXL_SLOT, 0);
             let interrupt = platform.level_lines.source(gsi);
-            Some(
-                Qxl::new(qxl_config, interrupt, gsi as u8)
-                    .map_err(|e| device_err("the QXL display")(e.to_string()))?,
-            )
+            let qxl = Qxl::new(qxl_config, interrupt, gsi as u8)
+                .map_err(|e| device_err("the QXL display")(e.to_string()))?;
+            if config.vga.is_some() {
+                // Read when BAR 0 is mapped, i.e. before BAR assignment.
+                qxl.set_bar0_dirty_logging(config.vga_dirty_tracking == DirtyTracking::Kvm);
+            }
+            Some(qxl)
         }
         None => None,
     };
@@ -234,11 +240,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     if let Some(q) = &qxl {
         pci_devices.push((QXL_SLOT, q.pci.clone()));
     }
-    let vga = config
-        .vga
-        .map(|mode| vga::attach(&vm, &slots, &io_bus, mode, config.vga_dirty_tracking))
-        .transpose()?;
-    attach_pci(
+    let pci = attach_pci(
         &vm,
         &slots,
         &io_bus,
@@ -247,17 +249,45 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         platform.reset_register.clone(),
         PciPlan {
             devices: pci_devices,
-            standalone_vga: vga.is_some(),
+            standalone_vga: qxl.is_none() && config.vga.is_some(),
         },
     )?;
+    let vga = match config.vga {
+        Some(mode) => {
+            let framebuffer = match &qxl {
+                Some(q) => vga::Framebuffer::QxlBar0 {
+                    link: q.vga.clone(),
+                    base: qxl_bar0_base(&pci.root)?,
+                    log: vga::BarDirtyLog {
+                        mapper: pci.mapper.clone(),
+                        pci_slot: QXL_SLOT,
+                        bar: 0,
+                    },
+                },
+                None => vga::Framebuffer::Standalone,
+            };
+            Some(vga::attach(
+                &vm,
+                &slots,
+                &io_bus,
+                mode,
+                config.vga_dirty_tracking,
+                framebuffer,
+            )?)
+        }
+        None => None,
+    };
     if let Some(q) = qxl.as_mut() {
         q.spawn_worker()
             .map_err(|e| device_err("the QXL display worker")(e.to_string()))?;
     }
-    // HOOK for the VGA/VBE fallback: it gets `q.vga.clone()` (BAR 0 memory,
-    // the shared Display, who owns the screen, legacy port kicks; see
-    // devices::qxl::vga for the contract) and, for screen_info, BAR 0's
-    // address from the PCI root (`bar_region(QXL_SLOT, 0)`).
+    // The machine's display: head 0 is what the user sees (QXL's picture
+    // or the VGA's, whichever owns it now).
+    let display = match (&qxl, &vga) {
+        (Some(q), _) => Some(q.display.clone()),
+        (None, Some(v)) => Some(v.display.clone()),
+        (None, None) => None,
+    };
 
     let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
         cpus: config.cpus,
@@ -279,6 +309,14 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         },
     )?;
 
+    // Keys and pointers from SPICE clients and the control socket.
+    let displays: Vec<Arc<devices::display::Display>> = display.iter().cloned().collect();
+    let input_controller = Arc::new(input::InputController::new(
+        platform.i8042.clone(),
+        Some(tablet),
+        displays.clone(),
+    ));
+
     let started = std::time::Instant::now();
     let _api = match &config.api_socket {
         Some(path) => Some(crate::api::start(
@@ -289,8 +327,14 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
                 memory: config.memory,
                 exit: exit.clone(),
                 power: platform.pm.clone(),
-                display: vga.as_ref().map(|v| v.display.clone()),
+                display: display.clone(),
+                scanout: control::Scanout {
+                    qxl: qxl.is_some(),
+                    vga: vga.as_ref().map(|v| v.switch.clone()),
+                },
                 refresher: vga.as_ref().map(|v| v.refresher.clone()),
+                input: input_controller.clone(),
+                input_devices: spice_link.clone(),
             }),
         )?),
         None => None,
@@ -324,17 +368,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         vcpus.push(vcpu);
     }
 
-    // One display channel per display device.
-    let displays: Vec<Arc<devices::display::Display>> = qxl
-        .iter()
-        .map(|q| q.display.clone())
-        .chain(vga.iter().map(|v| v.display.clone()))
-        .collect();
-    let input_controller = Arc::new(input::InputController::new(
-        platform.i8042.clone(),
-        Some(tablet),
-        displays.clone(),
-    ));
+    // One display channel: the machine's display.
     let _spice = display_server::start(
         config.spice.as_ref(),
         display_server::DisplayDevices {
@@ -375,6 +409,21 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     // Keep guest memory alive until here: vCPU threads may still be running.
     drop(ram);
     Ok(reason)
+}
+
+/// Where the firmware put QXL's BAR 0 (the VGA's linear framebuffer):
+/// below 4 GiB, as `screen_info` needs.
+fn qxl_bar0_base(root: &Mutex<PciRoot>) -> Result<u64, VmError> {
+    let region = lock(root)
+        .bar_region(QXL_SLOT, 0)
+        .ok_or_else(|| device_err("the VGA")("QXL's BAR 0 was not assigned".into()))?;
+    let base = region.range.start;
+    if region.range.end > 1 << 32 {
+        return Err(device_err("the VGA")(format!(
+            "QXL's BAR 0 at {base:#x} is not below 4 GiB"
+        )));
+    }
+    Ok(base)
 }
 
 /// The legacy platform devices on the I/O bus.
@@ -476,6 +525,13 @@ impl Platform {
     }
 }
 
+/// The PCI root complex as attached.
+struct AttachedPci {
+    root: Arc<Mutex<PciRoot>>,
+    /// Where memory BARs are mapped (their dirty logs).
+    mapper: Arc<pci_mapper::KvmBarMapper>,
+}
+
 /// What goes on the PCI bus besides the host bridge.
 struct PciPlan {
     /// Devices and their slots.
@@ -494,20 +550,20 @@ fn attach_pci(
     layout: &MemoryLayout,
     reset_register: Arc<Mutex<ResetControl>>,
     plan: PciPlan,
-) -> Result<Arc<Mutex<PciRoot>>, VmError> {
+) -> Result<AttachedPci, VmError> {
     let PciPlan {
         devices,
         standalone_vga,
     } = plan;
-    let mapper = pci_mapper::KvmBarMapper::new(
+    let mapper = Arc::new(pci_mapper::KvmBarMapper::new(
         vm.clone(),
         slots.clone(),
         io_bus.clone(),
         mmio_bus.clone(),
         layout::PCI_IO,
         vec![layout::PCI_MMIO32, layout.pci_mmio64.clone()],
-    );
-    let mut root = PciRoot::new(Arc::new(mapper));
+    ));
+    let mut root = PciRoot::new(mapper.clone());
     root.add_device(0, Arc::new(Mutex::new(HostBridge::default())))
         .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
     for (slot, device) in devices {
@@ -546,5 +602,5 @@ fn attach_pci(
             Arc::new(Ecam(root.clone())),
         )
         .map_err(|e| device_err("PCI ECAM")(e.to_string()))?;
-    Ok(root)
+    Ok(AttachedPci { root, mapper })
 }

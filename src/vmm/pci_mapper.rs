@@ -102,7 +102,6 @@ impl KvmBarMapper {
     /// (bit `i` = page `i` of the BAR), since the last call; `None` when the
     /// BAR is not mapped now. After the guest moves a BAR its log starts
     /// afresh, so callers should treat a move as "everything changed".
-    #[allow(dead_code)] // Through vga::BarDirtyLog, once QXL's BAR 0 holds the framebuffer.
     pub fn dirty_log(&self, pci_slot: u8, bar: usize) -> Option<Result<Vec<u64>, MemoryError>> {
         // Holding the map keeps the slot from being moved while KVM reads it.
         let slots = self.memory_slots.lock().unwrap_or_else(|p| p.into_inner());

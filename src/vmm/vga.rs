@@ -1,22 +1,25 @@
-//! The VGA fallback display in the machine: its memory as KVM slots with
-//! dirty logging (the legacy window at 0xA0000 and the linear framebuffer),
-//! its ports on the I/O bus, the `screen_info` that tells a directly booted
-//! kernel about it, and the refresh thread that turns dirty pages into
-//! display damage.
+//! The VGA fallback display in the machine: its legacy window at 0xA0000
+//! as a KVM slot with dirty logging, its ports on the I/O bus, the
+//! `screen_info` that tells a directly booted kernel about it, and the
+//! refresh thread that turns dirty pages into display damage.
 //!
-//! Until the QXL device provides BAR 0, the framebuffer is a standalone
-//! 16 MiB region at [`layout::VGA_STANDALONE_FRAMEBUFFER`] (the top of the
-//! 32-bit PCI window, kept out of BAR assignment).
+//! Its linear framebuffer is, as in QEMU's qxl-vga, the start of QXL's
+//! BAR 0 ([`Framebuffer::QxlBar0`]: the `vgamem` area, dirty-logged through
+//! the BAR's slot, drawn into QXL's display and handed over with QXL's
+//! [`ScanoutSwitch`]). Without QXL (`--display none --vga ...`) it is a
+//! standalone 16 MiB region at [`layout::VGA_STANDALONE_FRAMEBUFFER`] (the
+//! top of the 32-bit PCI window, kept out of BAR assignment) with a display
+//! of its own.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::bus::{lock, Bus};
 use devices::display::Display;
+use devices::display::ScanoutSwitch;
 use devices::memory::DeviceMemory;
-use devices::vga::{
-    self, Dirty, RefreshReport, ScanoutMemory, ScanoutSwitch, Vga, VgaMemory, VgaPorts,
-};
+use devices::qxl::VgaLink;
+use devices::vga::{self, Dirty, RefreshReport, ScanoutMemory, Vga, VgaMemory, VgaPorts};
 use firmware::layout;
 use kvm_ioctls::VmFd;
 use linux_loader::loader::bootparam::screen_info;
@@ -24,7 +27,8 @@ use linux_loader::loader::bootparam::screen_info;
 use super::memory::{MemorySlots, SlotMapping};
 use super::VmError;
 
-/// Bytes of framebuffer VBE modes may use (QXL's default "vgamem").
+/// Bytes of the standalone framebuffer VBE modes may use (the size of QXL's
+/// default "vgamem"; with QXL, its `vgamem`).
 pub const VBE_SIZE: usize = 16 << 20;
 /// Refreshes per second. Each refresh re-arms KVM's write protection on
 /// the pages written since the last one, so the guest takes one extra fault
@@ -69,8 +73,9 @@ pub struct CompareDirtyLog {
 }
 
 impl CompareDirtyLog {
-    pub fn new(memory: DeviceMemory) -> Self {
-        let shadow = Mutex::new(vec![0; memory.size()]);
+    /// Watches the first `size` bytes of `memory` (at most all of it).
+    pub fn new(memory: DeviceMemory, size: usize) -> Self {
+        let shadow = Mutex::new(vec![0; size.min(memory.size())]);
         CompareDirtyLog { memory, shadow }
     }
 }
@@ -121,13 +126,12 @@ impl DirtyLogSource for SlotDirtyLog {
     }
 }
 
-/// A memory-backed PCI BAR mapped with `log_dirty` (in the final machine:
-/// QXL's BAR 0, whose start is the VBE framebuffer). While the BAR is not
+/// A memory-backed PCI BAR mapped with `log_dirty` (QXL's BAR 0, whose
+/// start is the VBE framebuffer). While the BAR is not
 /// mapped the log is unknown (`None`: the VGA redraws everything). When the
 /// guest moves the BAR, KVM starts a fresh log for the new slot, so pages
 /// written between the last fetch and the move are not reported; BARs only
 /// move during PCI enumeration, before anything draws there.
-#[allow(dead_code)] // Used once the QXL device provides the framebuffer.
 pub struct BarDirtyLog {
     pub mapper: Arc<super::pci_mapper::KvmBarMapper>,
     pub pci_slot: u8,
@@ -218,13 +222,26 @@ impl VgaRefresher {
 
 /// The VGA as attached to a machine.
 pub struct VgaAttachment {
+    /// The display it scans out to (QXL's, when it has QXL's BAR 0).
     pub display: Arc<Display>,
-    /// Shared with the QXL device once there is one.
-    #[allow(dead_code)]
+    /// Who shows head 0 of that display.
     pub switch: Arc<ScanoutSwitch>,
     pub refresher: Arc<VgaRefresher>,
     /// For the boot parameters.
     pub screen: screen_info,
+}
+
+/// Where the VGA's linear framebuffer is.
+pub enum Framebuffer {
+    /// QXL's BAR 0, assigned at `base`; its dirty log (with `kvm` tracking,
+    /// BAR 0 must have been set to log dirty pages before BAR assignment).
+    QxlBar0 {
+        link: VgaLink,
+        base: u64,
+        log: BarDirtyLog,
+    },
+    /// A framebuffer of its own at [`layout::VGA_STANDALONE_FRAMEBUFFER`].
+    Standalone,
 }
 
 fn device_err(reason: impl ToString) -> VmError {
@@ -234,29 +251,75 @@ fn device_err(reason: impl ToString) -> VmError {
     }
 }
 
-/// Creates the VGA in `mode`, maps its memory and ports.
+/// Creates the VGA in `mode` on `framebuffer`, maps its memory and ports.
 pub fn attach(
     vm: &Arc<VmFd>,
     slots: &Arc<MemorySlots>,
     io_bus: &Bus,
     mode: VgaMode,
     tracking: DirtyTracking,
+    framebuffer: Framebuffer,
 ) -> Result<VgaAttachment, VmError> {
-    let framebuffer_addr = layout::VGA_STANDALONE_FRAMEBUFFER.start;
+    let map = |guest_addr: u64,
+               memory: &DeviceMemory|
+     -> Result<Box<dyn DirtyLogSource>, VmError> {
+        let size = memory.size() as u64;
+        let slot = slots.map(
+            vm,
+            SlotMapping {
+                guest_addr,
+                size,
+                host_addr: memory.as_ptr() as u64,
+                read_only: false,
+                log_dirty: tracking == DirtyTracking::Kvm,
+            },
+        )?;
+        Ok(match tracking {
+            DirtyTracking::Kvm => Box::new(SlotDirtyLog {
+                vm: vm.clone(),
+                slots: slots.clone(),
+                slot,
+                size,
+            }),
+            DirtyTracking::Compare => Box::new(CompareDirtyLog::new(memory.clone(), memory.size())),
+        })
+    };
+
     let window = devices::memory::allocate(vga::WINDOW_SIZE).map_err(device_err)?;
-    let framebuffer = devices::memory::allocate(VBE_SIZE).map_err(device_err)?;
-    let display = Display::new();
-    let switch = ScanoutSwitch::new();
-    let mut device = Vga::new(
-        VgaMemory {
-            window: window.clone(),
-            framebuffer: framebuffer.clone(),
-            vbe_size: VBE_SIZE,
-        },
-        display.clone(),
-        switch.clone(),
-    )
-    .map_err(device_err)?;
+    let (memory, base, display, switch, framebuffer_log): (_, _, _, _, Box<dyn DirtyLogSource>) =
+        match framebuffer {
+            Framebuffer::QxlBar0 { link, base, log } => {
+                if link.framebuffer_offset != 0 {
+                    return Err(device_err("QXL's VGA memory must start at BAR 0's start"));
+                }
+                let vbe_size = usize::try_from(link.framebuffer_size).map_err(device_err)?;
+                let log: Box<dyn DirtyLogSource> = match tracking {
+                    DirtyTracking::Kvm => Box::new(log),
+                    DirtyTracking::Compare => {
+                        Box::new(CompareDirtyLog::new(link.framebuffer.clone(), vbe_size))
+                    }
+                };
+                let memory = VgaMemory {
+                    window: window.clone(),
+                    framebuffer: link.framebuffer,
+                    vbe_size,
+                };
+                (memory, base, link.display, link.switch, log)
+            }
+            Framebuffer::Standalone => {
+                let base = layout::VGA_STANDALONE_FRAMEBUFFER.start;
+                let framebuffer = devices::memory::allocate(VBE_SIZE).map_err(device_err)?;
+                let log = map(base, &framebuffer)?;
+                let memory = VgaMemory {
+                    window: window.clone(),
+                    framebuffer,
+                    vbe_size: VBE_SIZE,
+                };
+                (memory, base, Display::new(), ScanoutSwitch::new(), log)
+            }
+        };
+    let vbe_size = memory.vbe_size;
+    let mut device = Vga::new(memory, display.clone(), switch.clone()).map_err(device_err)?;
     let screen = match mode {
         VgaMode::Text => {
             device.preset_text_mode();
@@ -266,35 +329,10 @@ pub fn attach(
             let vbe = device
                 .preset_linear_framebuffer(width, height)
                 .map_err(device_err)?;
-            linear_screen_info(&vbe, framebuffer_addr, VBE_SIZE)
+            linear_screen_info(&vbe, base, vbe_size)
         }
     };
-
-    let map =
-        |guest_addr: u64, memory: &DeviceMemory| -> Result<Box<dyn DirtyLogSource>, VmError> {
-            let size = memory.size() as u64;
-            let slot = slots.map(
-                vm,
-                SlotMapping {
-                    guest_addr,
-                    size,
-                    host_addr: memory.as_ptr() as u64,
-                    read_only: false,
-                    log_dirty: tracking == DirtyTracking::Kvm,
-                },
-            )?;
-            Ok(match tracking {
-                DirtyTracking::Kvm => Box::new(SlotDirtyLog {
-                    vm: vm.clone(),
-                    slots: slots.clone(),
-                    slot,
-                    size,
-                }),
-                DirtyTracking::Compare => Box::new(CompareDirtyLog::new(memory.clone())),
-            })
-        };
     let window_log = map(vga::WINDOW_BASE, &window)?;
-    let framebuffer_log = map(framebuffer_addr, &framebuffer)?;
 
     let device = Arc::new(Mutex::new(device));
     for (base, len) in [
@@ -523,7 +561,7 @@ mod tests {
     fn compare_log_reports_changed_visible_pages() {
         use vm_memory::{Bytes, VolatileMemory};
         let memory = devices::memory::allocate(64 * 4096).unwrap();
-        let log = CompareDirtyLog::new(memory.clone());
+        let log = CompareDirtyLog::new(memory.clone(), memory.size());
         assert_eq!(
             log.fetch(0..64 * 4096),
             Some(vec![0]),

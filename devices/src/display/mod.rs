@@ -10,12 +10,14 @@
 
 mod geometry;
 pub mod render;
+pub mod switch;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
 pub use geometry::Rect;
+pub use switch::ScanoutSwitch;
 
 use crate::bus::lock;
 
@@ -243,11 +245,27 @@ impl Display {
 
     /// Sets a head's size (a black picture); `false` if the size is invalid.
     pub fn resize(&self, head: u32, width: u32, height: u32) -> bool {
+        self.resize_if(head, width, height, || true)
+    }
+
+    /// [`Display::resize`], if `allowed()` says so under the display's lock
+    /// (how the VGA checks its [`ScanoutSwitch`] race-free); `false` when
+    /// not allowed or the size is invalid.
+    pub fn resize_if(
+        &self,
+        head: u32,
+        width: u32,
+        height: u32,
+        allowed: impl FnOnce() -> bool,
+    ) -> bool {
         let Some(surface) = Surface::new(width, height) else {
             return false;
         };
         {
             let mut heads = self.heads_write();
+            if !allowed() {
+                return false;
+            }
             let index = head as usize;
             if heads.len() <= index {
                 heads.resize_with(index + 1, || None);

@@ -31,8 +31,7 @@ use super::ratelimit::RateLimit;
 use super::rings::{RawCommand, ReleaseRing, Ring};
 use super::stats::QxlStats;
 use super::surfaces::{OffscreenSurface, SurfaceInfo, SurfaceTable};
-use super::vga::ScreenOwner;
-use crate::display::Display;
+use crate::display::{Display, ScanoutSwitch};
 use crate::memory::DeviceMemory;
 
 /// Commands processed per pass before queued I/O gets a turn.
@@ -71,7 +70,8 @@ pub struct QxlCore {
     header: u64,
     irq: Arc<IrqLine>,
     display: Arc<Display>,
-    screen: Arc<ScreenOwner>,
+    /// Who shows head 0: native from primary creation until VGA mode.
+    switch: Arc<ScanoutSwitch>,
     stats: Arc<QxlStats>,
     mode: Mode,
     guest_bug: bool,
@@ -91,7 +91,7 @@ impl QxlCore {
         rom: DeviceMemory,
         irq: Arc<IrqLine>,
         display: Arc<Display>,
-        screen: Arc<ScreenOwner>,
+        switch: Arc<ScanoutSwitch>,
         stats: Arc<QxlStats>,
     ) -> Self {
         let mut core = QxlCore {
@@ -102,7 +102,7 @@ impl QxlCore {
             rom,
             irq,
             display,
-            screen,
+            switch,
             stats,
             mode: Mode::Vga,
             guest_bug: false,
@@ -229,13 +229,13 @@ impl QxlCore {
 
     fn enter_vga_mode(&mut self) {
         self.mode = Mode::Vga;
-        self.screen.set_qxl(false);
+        self.switch.leave_native();
     }
 
     fn leave_vga_mode(&mut self) {
         if self.mode == Mode::Vga {
             self.mode = Mode::Undefined;
-            self.screen.set_qxl(true);
+            self.switch.enter_native();
         }
     }
 
@@ -490,7 +490,8 @@ impl QxlCore {
             }
         };
         self.mode = Mode::Native;
-        self.screen.set_qxl(true);
+        // Before the resize: the VGA checks the switch under the display lock.
+        self.switch.enter_native();
         self.display.resize(0, width, height);
         if flags & SURF_FLAG_KEEP_DATA != 0 {
             self.load_primary(&info);

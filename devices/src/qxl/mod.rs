@@ -17,7 +17,8 @@
 //! * [`parse`] + [`commands`]: commands parsed in place into SPICE-free types.
 //! * [`device`]: the state machine; [`draw`] + [`sources`]: rendering with
 //!   [`crate::display::render`]; [`cursor`]: cursor shapes.
-//! * [`worker`]: threads; [`vga`]: the contract with the VGA fallback;
+//! * [`worker`]: threads; [`vga`]: what the VGA fallback gets (BAR 0 as its
+//!   video memory, the display and its `ScanoutSwitch`);
 //!   [`observer`]: how a later consumer sees each drawable.
 //!
 //! Use: [`Qxl::new`], plug [`Qxl::pci`] into the PCI root, start the worker
@@ -55,9 +56,9 @@ use std::thread::JoinHandle;
 pub use config::QxlConfig;
 pub use observer::DrawableObserver;
 pub use stats::{QxlStats, QxlStatsSnapshot};
-pub use vga::{ScreenOwner, VgaLink};
+pub use vga::VgaLink;
 
-use crate::display::Display;
+use crate::display::{Display, ScanoutSwitch};
 use crate::interrupt::LevelInterrupt;
 use crate::memory::allocate;
 use device::QxlCore;
@@ -153,7 +154,7 @@ impl Qxl {
         ));
         let stats = Arc::new(QxlStats::default());
         let display = Display::new();
-        let screen = Arc::new(ScreenOwner::default());
+        let switch = ScanoutSwitch::new();
         let frontend = Frontend::new(irq.clone(), stats.clone()).map_err(QxlError::Events)?;
         let bar0_dirty_logging = Arc::new(AtomicBool::new(false));
         let mut pci = QxlPci::new(
@@ -172,10 +173,11 @@ impl Qxl {
             rom,
             irq,
             display.clone(),
-            screen.clone(),
+            switch.clone(),
             stats.clone(),
         );
         let worker = Worker::new(core, frontend.clone());
+        vga::hook_legacy_writes(&switch, &frontend);
         Ok(Qxl {
             pci: Arc::new(Mutex::new(pci)),
             vga: VgaLink {
@@ -183,8 +185,7 @@ impl Qxl {
                 framebuffer_offset: 0,
                 framebuffer_size: config.vgamem_size,
                 display: display.clone(),
-                screen,
-                frontend: frontend.clone(),
+                switch,
             },
             display,
             control: QxlControl { frontend, stats },

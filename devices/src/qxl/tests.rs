@@ -431,11 +431,11 @@ fn linux_probe_and_modeset() {
     let mut g = Guest::new(small_config());
     assert!(!g.qxl.vga.qxl_owns_screen());
     g.boot();
-    let generation = g.qxl.vga.screen.generation();
+    let generation = g.qxl.vga.switch.generation();
     g.create_primary(64, 32);
     assert_eq!(g.core().mode(), Mode::Native);
     assert!(g.qxl.vga.qxl_owns_screen());
-    assert_ne!(g.qxl.vga.screen.generation(), generation);
+    assert_ne!(g.qxl.vga.switch.generation(), generation);
     assert_eq!(g.qxl.display.heads(), vec![(0, 64, 32)]);
     // Destroy and re-create at another size (a mode switch).
     g.io(IO_DESTROY_PRIMARY_ASYNC, 0);
@@ -1250,6 +1250,17 @@ fn threaded_device_through_port_writes() {
             format!("draw copy {:?}", Rect::new(0, 0, 4, 4))
         ]
     );
+    // A legacy VGA register write (the VGA calls the switch's hook) makes
+    // the worker leave native mode (revision 4).
+    assert!(g.qxl.vga.qxl_owns_screen());
+    let generation = g.qxl.vga.switch.generation();
+    g.qxl.vga.switch.legacy_write();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while g.qxl.vga.qxl_owns_screen() {
+        assert!(std::time::Instant::now() < deadline, "still native");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_ne!(g.qxl.vga.switch.generation(), generation);
     // A machine reset goes back to VGA mode.
     g.qxl.control.reset();
     assert!(!g.qxl.vga.qxl_owns_screen());

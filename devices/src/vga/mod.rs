@@ -1,12 +1,14 @@
 //! The VGA fallback display: legacy VGA registers, the 0xA0000–0xBFFFF
 //! window, text mode with a built-in font, chain-4 256-colour graphics and
 //! the Bochs VBE linear framebuffer, scanned out into head 0 of a
-//! [`Display`] while no native display driver owns it (see [`switch`]).
+//! [`Display`] while no native display driver owns it (see
+//! [`crate::display::switch`]: the VGA checks the switch under the display's
+//! lock, so a hand-over never mixes their pictures).
 //!
 //! Memory model. Nothing here is trapped: the legacy window is 128 KiB of
 //! host memory the VMM maps at 0xA0000, and the linear framebuffer is device
-//! memory the VMM maps where the caller says (in the final machine: the
-//! start of QXL's BAR 0). So the VGA is modelled *flat*: the text page is
+//! memory the VMM maps where the caller says (with QXL: the start of its
+//! BAR 0, `Qxl::vga`). So the VGA is modelled *flat*: the text page is
 //! the (character, attribute) pairs at 0xB8000, mode 13h pixels are the
 //! bytes at 0xA0000. Fonts live in a separate plane-2 buffer, loaded with
 //! the built-in font; when the guest opens plane 2 at 0xA0000 the standard
@@ -25,7 +27,6 @@ mod dac;
 pub mod font;
 pub mod registers;
 pub mod scanout;
-pub mod switch;
 pub mod text;
 pub mod vbe;
 
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use vm_memory::VolatileMemory;
 
 use crate::bus::{lock, BusDevice};
-use crate::display::{Display, Rect};
+use crate::display::{Display, Rect, ScanoutSwitch};
 use crate::memory::DeviceMemory;
 use registers::{
     Change, VgaRegisters, CR_H_DISP_END, CR_MAX_SCAN, CR_OFFSET, GR_MISC, GR_MODE, SR_CLOCKING,
@@ -46,7 +47,6 @@ use text::{TextCursor, TextFrame, TextLayout, TextScreen, FONT_PLANE_BYTES, TEXT
 use vbe::{Vbe, VbeEffect};
 
 pub use scanout::PAGE_SIZE as DIRTY_PAGE_SIZE;
-pub use switch::ScanoutSwitch;
 pub use vbe::VbeMode;
 
 /// Size of the legacy window 0xA0000–0xBFFFF.
@@ -519,10 +519,11 @@ impl Vga {
     /// picture is redrawn anyway). Does nothing while a native device owns
     /// the screen.
     pub fn refresh(&mut self, dirty: Dirty, now: Instant) -> RefreshReport {
+        // Generation first: if it is unchanged when we draw, so is the owner.
+        let generation = self.switch.generation();
         if !self.switch.vga_active() {
             return RefreshReport::default();
         }
-        let generation = self.switch.generation();
         let mut full = std::mem::take(&mut self.out.repaint) || generation != self.out.generation;
         self.out.generation = generation;
 
@@ -535,8 +536,15 @@ impl Vga {
         };
         let head_size = self.display.head(HEAD).map(|s| (s.width, s.height));
         if head_size != Some((width, height)) {
-            if !self.display.resize(HEAD, width, height) {
-                self.display.resize(HEAD, FALLBACK_SIZE.0, FALLBACK_SIZE.1);
+            let owns = || self.switch.vga_owns(generation);
+            if !self.display.resize_if(HEAD, width, height, owns)
+                && !self
+                    .display
+                    .resize_if(HEAD, FALLBACK_SIZE.0, FALLBACK_SIZE.1, owns)
+            {
+                // Handed over meanwhile (or no size at all): the next refresh repaints.
+                self.out.repaint = true;
+                return RefreshReport::default();
             }
             full = true;
         }
@@ -545,22 +553,28 @@ impl Vga {
             self.out.mode = Some(mode.clone());
         }
         match mode {
-            ScanMode::Text(layout) => self.refresh_text(&layout, dirty, full, now),
-            ScanMode::Linear(memory, layout) => self.refresh_linear(memory, &layout, dirty, full),
+            ScanMode::Text(layout) => self.refresh_text(&layout, dirty, full, now, generation),
+            ScanMode::Linear(memory, layout) => {
+                self.refresh_linear(memory, &layout, dirty, full, generation)
+            }
             ScanMode::Blank(..) => {
                 if !full {
                     return RefreshReport::default();
                 }
                 let mut pixels = 0;
+                let switch = &self.switch;
                 self.display.draw(HEAD, |surface| {
+                    if !switch.vga_owns(generation) {
+                        return None;
+                    }
                     surface.pixels.fill(0);
                     pixels = surface.pixels.len() as u64 / 4;
                     Some(surface.bounds())
                 });
                 RefreshReport {
-                    rects: 1,
+                    rects: u32::from(pixels > 0),
                     pixels,
-                    full: true,
+                    full: pixels > 0,
                     dirty_pages: 0,
                 }
             }
@@ -573,6 +587,7 @@ impl Vga {
         dirty: Dirty,
         full: bool,
         now: Instant,
+        generation: u64,
     ) -> RefreshReport {
         let since = now.saturating_duration_since(self.epoch);
         let cursor_on = (since.as_millis() / CURSOR_BLINK.as_millis()).is_multiple_of(2);
@@ -610,8 +625,12 @@ impl Vga {
             blink_on,
         };
         let text = &mut self.out.text;
+        let switch = &self.switch;
         let mut rects = Vec::new();
         self.display.draw_rects(HEAD, |surface| {
+            if !switch.vga_owns(generation) {
+                return Vec::new();
+            }
             rects = text.render(surface, &frame);
             rects.clone()
         });
@@ -629,6 +648,7 @@ impl Vga {
         layout: &LinearLayout,
         dirty: Dirty,
         full: bool,
+        generation: u64,
     ) -> RefreshReport {
         let (rects, dirty_pages) = match (full, dirty) {
             (true, _) | (false, Dirty::All) => (vec![layout.bounds()], 0),
@@ -650,12 +670,21 @@ impl Vga {
         };
         let palette = self.regs.dac.colors();
         let scratch = &mut self.out.scratch;
+        let switch = &self.switch;
+        let mut drawn = true;
         self.display.draw_rects(HEAD, |surface| {
+            if !switch.vga_owns(generation) {
+                drawn = false;
+                return Vec::new();
+            }
             for rect in &rects {
                 scanout::copy_rect(surface, source, layout, *rect, &palette, scratch);
             }
             rects.clone()
         });
+        if !drawn {
+            return RefreshReport::default();
+        }
         RefreshReport {
             dirty_pages,
             rects: rects.len() as u32,
@@ -665,9 +694,20 @@ impl Vga {
     }
 }
 
+/// Whether a guest write to `port` counts as a legacy VGA register write
+/// for the [`ScanoutSwitch`]: the ports QEMU's qxl-vga watches (0x3B4,
+/// 0x3B5, 0x3BA, 0x3C0–0x3CF, 0x3D4, 0x3D5, 0x3DA); not the VBE ports.
+pub fn is_watched_port(port: u16) -> bool {
+    matches!(
+        port,
+        0x3b4 | 0x3b5 | 0x3ba | 0x3c0..=0x3cf | 0x3d4 | 0x3d5 | 0x3da
+    )
+}
+
 /// The VGA's I/O ports as a bus device (insert it once for
-/// [`VGA_PORTS_BASE`] and once for [`VBE_PORTS_BASE`]). Writes first tell
-/// the [`ScanoutSwitch`] (without holding the VGA lock), see there.
+/// [`VGA_PORTS_BASE`] and once for [`VBE_PORTS_BASE`]). Writes to a
+/// [watched port](is_watched_port) first tell the [`ScanoutSwitch`]
+/// (without holding the VGA lock), see there.
 pub struct VgaPorts {
     pub vga: Arc<Mutex<Vga>>,
     pub switch: Arc<ScanoutSwitch>,
@@ -681,8 +721,11 @@ impl BusDevice for VgaPorts {
     }
 
     fn write(&self, offset: u64, data: &[u8]) {
-        self.switch.legacy_write();
         let port = self.base.wrapping_add(offset as u16);
+        // A wide write covers one register per byte.
+        if (0..data.len() as u16).any(|i| is_watched_port(port.wrapping_add(i))) {
+            self.switch.legacy_write();
+        }
         lock(&self.vga).io_write(port, data)
     }
 }

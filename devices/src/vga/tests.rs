@@ -490,6 +490,55 @@ fn native_device_takes_the_screen_and_gives_it_back() {
     assert!(cell_shows(&rig, 0, 0, b'Q', 0xaaaaaa));
 }
 
+/// A native device takes head 0 while the VGA refreshes on another thread,
+/// again and again: the VGA never draws into or resizes the native picture
+/// (it checks the switch under the display lock, see display::switch).
+#[test]
+fn hand_over_races_with_refreshes() {
+    let mut rig = Rig::new();
+    rig.text_mode();
+    rig.write_text(0, 0, b"VGA", 0x1f);
+    let display = rig.display.clone();
+    let switch = rig.switch.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refreshes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let refresher = {
+        let (stop, refreshes) = (stop.clone(), refreshes.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                rig.vga.refresh(Dirty::All, rig.now);
+                refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let wait_refreshes = |n: u64| {
+        let start = refreshes.load(std::sync::atomic::Ordering::SeqCst);
+        while refreshes.load(std::sync::atomic::Ordering::SeqCst) < start + n {
+            std::thread::yield_now();
+        }
+    };
+    for round in 0..200u32 {
+        switch.leave_native();
+        wait_refreshes(1 + u64::from(round % 3));
+        // What QXL does on primary creation: flag, then resize, then draw.
+        switch.enter_native();
+        assert!(display.resize(HEAD, 64, 48));
+        display.draw(HEAD, |surface| {
+            surface.pixels.fill(0x42);
+            Some(surface.bounds())
+        });
+        wait_refreshes(2);
+        let head = display.head(HEAD).unwrap();
+        assert_eq!((head.width, head.height), (64, 48), "round {round}");
+        assert!(
+            head.pixels.iter().all(|&b| b == 0x42),
+            "round {round}: the VGA drew into the native picture"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    refresher.join().unwrap();
+}
+
 #[test]
 fn legacy_writes_in_native_mode_reach_the_hook() {
     let rig = Rig::new();
@@ -512,6 +561,18 @@ fn legacy_writes_in_native_mode_reach_the_hook() {
     switch.enter_native();
     ports.write(0x3d4 - 0x3b0, &[0x0e]);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Only the ports QEMU's qxl-vga watches count: not 0x3D0, not the VBE ports.
+    ports.write(0x3d0 - 0x3b0, &[0]);
+    let vbe_ports = VgaPorts {
+        vga: vga.clone(),
+        switch: switch.clone(),
+        base: VBE_PORTS_BASE,
+    };
+    vbe_ports.write(0, &[1, 0]);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A 16-bit write at 0x3D3 reaches 0x3D4.
+    ports.write(0x3d3 - 0x3b0, &[0, 0x0e]);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
     let mut misc = [0u8];
     ports.read(0x3cc - 0x3b0, &mut misc);
     assert_eq!(misc, [0x67]);
