@@ -3,31 +3,64 @@
 
     tests/nested/run -- /usr/bin/python3 tests/e2e/run_all.py [MODULE...]
 
-Each module runs in its own process (its tests print PASS/FAIL); this prints a summary and
-exits 1 if any module failed.
+Each module runs in its own process; its tests print PASS, FAIL or FLAKY (passed when run once
+more after the nested machine stalled or reset its guest, see harness.run_tests). This prints a
+summary of every test with its time (also written to $SAFFRON_RESULTS/e2e-summary.txt) and
+exits 1 if any test or module failed. FLAKY tests do not fail the run but are always listed.
+
+It first writes $SAFFRON_RESULTS/e2e-started, so that tests/run-all can tell a nested machine
+that never got to run the tests from one that failed while running them.
 """
 
+import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RESULTS = Path(os.environ.get("SAFFRON_RESULTS", HERE.parents[1] / "build" / "nested-results"))
+RESULT_LINE = re.compile(r"^(PASS|FAIL|FLAKY) (\S+)(?: \(passed on retry\))? \(([\d.]+) s\)$")
+
+
+def run_module(module: Path) -> tuple[int, list[tuple[str, str, float]]]:
+    """Runs one module, echoing its output; its exit status and (verdict, test, seconds)."""
+    proc = subprocess.Popen([sys.executable, str(module)], cwd=HERE.parents[1],
+                            stdout=subprocess.PIPE, text=True, errors="replace")
+    results = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        match = RESULT_LINE.match(line.strip())
+        if match:
+            results.append((match.group(1), match.group(2), float(match.group(3))))
+    return proc.wait(), results
 
 
 def main() -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-started").write_text(f"{time.time()}\n")
     wanted = sys.argv[1:]
     modules = sorted(p for p in HERE.glob("test_*.py") if not wanted or p.stem in wanted)
-    results = []
+    summary, failed = [], False
     for module in modules:
         print(f"=== {module.stem}", flush=True)
         start = time.monotonic()
-        status = subprocess.run([sys.executable, str(module)], cwd=HERE.parents[1]).returncode
-        results.append((module.stem, status, time.monotonic() - start))
+        status, results = run_module(module)
+        seconds = time.monotonic() - start
+        for verdict, test, test_seconds in results:
+            summary.append(f"{verdict:5} {module.stem}.{test} ({test_seconds:.0f} s)")
+        if status != 0 and not any(v == "FAIL" for v, _, _ in results):
+            summary.append(f"FAIL  {module.stem} (exit status {status} after {seconds:.0f} s)")
+        failed |= status != 0
+    counts = {v: sum(line.startswith(v) for line in summary) for v in ("PASS", "FLAKY", "FAIL")}
+    summary.append(f"{counts['PASS']} passed, {counts['FLAKY']} flaky (passed on retry), "
+                   f"{counts['FAIL']} failed")
     print("=== summary")
-    for name, status, seconds in results:
-        print(f"{'ok  ' if status == 0 else 'FAIL'} {name} ({seconds:.0f} s)")
-    return 0 if all(status == 0 for _, status, _ in results) else 1
+    print("\n".join(summary), flush=True)
+    (RESULTS / "e2e-summary.txt").write_text("\n".join(summary) + "\n")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ What is checked:
   mouse's evdev device in the guest;
 - client mouse mode: the tablet's driver makes the server offer client mode and the client
   takes it; positions land on the tablet's axes within 1 pixel of the guest's screen
-  coordinates, at 1024x768 and 1920x1080 (needs saffron's --vga for a display of that size;
-  without it that part is skipped, and says so);
+  coordinates, at 1024x768 (QXL's default mode) and 1920x1080 (`--qxl xres=1920,yres=1080`,
+  the size the guest's qxl driver then picks);
 - a 100 000-event flood leaves the guest responsive and saffron's memory bounded.
 Events on the guest's evdev devices are recorded with `cat` and decoded from `od` output in
 this process (the serial console stays quiet: heavy serial output stalls nested guests).
@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import Guest, GuestError, GuestImage, run_tests, saffron_binary
+from harness import Guest, GuestError, GuestImage, run_tests
 
 HERE = Path(__file__).resolve().parent
 CLIENT = HERE / "spice_input_client.py"
@@ -148,11 +148,14 @@ class Client:
                 self.proc.kill()
 
 
-def spice_vm(name: str, mouse: str | None = None, vga: str | None = None,
+def spice_vm(name: str, mouse: str | None = None, size: tuple[int, int] | None = None,
              cmdline: str = ""):
+    """saffron with SPICE; `size`: the screen size QXL announces to the guest as preferred."""
     port = random.randint(20000, 40000)
     options = f"port={port},disable-ticketing" + (f",mouse={mouse}" if mouse else "")
-    args = ["--spice", options] + (["--vga", vga] if vga else [])
+    args = ["--spice", options]
+    if size:
+        args += ["--qxl", f"xres={size[0]},yres={size[1]}"]
     image = GuestImage.default()
     if cmdline:
         image = dataclasses.replace(image, cmdline=f"{image.cmdline} {cmdline}")
@@ -253,14 +256,6 @@ def rss_kib(pid: int) -> tuple[int, int]:
     rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
     hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
     return rss, hwm
-
-
-def saffron_has_vga() -> bool:
-    binary = saffron_binary()
-    if binary is None:
-        return False
-    out = subprocess.run([str(binary), "run", "--help"], capture_output=True, text=True).stdout
-    return "--vga" in out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -441,23 +436,31 @@ def check_tablet(guest: Guest, client: Client, width: int, height: int,
     assert sum(counts) > 0, f"no tablet interrupts: {ours[0]}"
 
 
+def wait_screen_size(guest: Guest, width: int, height: int, timeout: float = 60) -> None:
+    """Waits until the guest's console (qxldrmfb) has the size: positions scale to it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        size = guest.run("cat /sys/class/graphics/fb0/virtual_size 2>/dev/null",
+                         timeout=30).output.strip()
+        if size == f"{width},{height}":
+            return
+        if time.monotonic() > deadline:
+            raise GuestError(f"fb0 is {size!r}, not {width}x{height}")
+        time.sleep(1)
+
+
 def test_client_mouse_mode():
-    vga = saffron_has_vga()
-    sizes = [(1024, 768), (1920, 1080)] if vga else [None]
-    for size in sizes:
-        name = f"input-client-mode-{size[0]}x{size[1]}" if size else "input-client-mode"
-        guest, port = spice_vm(name, vga=f"{size[0]}x{size[1]}" if size else None)
+    for size in [(1024, 768), (1920, 1080)]:
+        name = f"input-client-mode-{size[0]}x{size[1]}"
+        guest, port = spice_vm(name, size=None if size == (1024, 768) else size)
         with guest:
             client = connect(guest, port)
             try:
                 # The tablet's driver loads at boot: the server offers client mode and the
                 # client takes it.
                 client.wait_value("MODE", 2, timeout=60)
-                if size is None:
-                    print("  SKIP positions: this saffron has no --vga, so no display to "
-                          "scale positions to (the unit tests cover the scaling)")
-                else:
-                    check_tablet(guest, client, *size)
+                wait_screen_size(guest, *size)
+                check_tablet(guest, client, *size)
                 # Motion is ignored in client mode: nothing on the PS/2 mouse.
                 mouse = input_device(guest, r"PS/2")
                 record(guest, mouse)
@@ -472,14 +475,12 @@ def test_client_mouse_mode():
 
 def test_tablet_with_intx():
     """Without MSI (pci=nomsi) the tablet interrupts through its INTx line."""
-    if not saffron_has_vga():
-        print("  SKIP: this saffron has no --vga (no display to scale positions to)")
-        return
-    guest, port = spice_vm("input-tablet-intx", vga="1024x768", cmdline="pci=nomsi")
+    guest, port = spice_vm("input-tablet-intx", cmdline="pci=nomsi")
     with guest:
         client = connect(guest, port)
         try:
             client.wait_value("MODE", 2, timeout=60)
+            wait_screen_size(guest, 1024, 768)
             check_tablet(guest, client, 1024, 768, interrupts="IO-APIC")
         finally:
             client.close()

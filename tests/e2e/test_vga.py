@@ -8,73 +8,37 @@ Needs on the host first: `cargo build --release` and
 `guest-drivers/linux/build-image build/guest-linux`.
 
 What is checked:
-- `--vga 1024x768` (a VESA linear framebuffer described in screen_info) with `nomodeset` (KVM's
-  dirty log) and without (`--vga-dirty-tracking compare`): Linux's vesafb draws the console there; a `screendump` over the control socket shows
-  the guest's "SAFFRON TTY1 MARKER" line where /dev/vcsa1 says it is, pixel for pixel equal to
-  the reference in tests/e2e/reference/ (made once from a run, see REFERENCE below).
-- `--vga text`: vgacon writes text mode memory; the screendump shows the marker drawn with
-  Saffron's own font, checked against a rendering of devices/src/vga/font8x16.txt.
-- A SPICE client (spicy-screenshot, `--spice`) sees the same marker as the screendump.
+- QXL present (the default machine), `nomodeset`: the qxl driver stays away and Linux's vesafb
+  draws the console into the VGA framebuffer at the start of QXL's BAR 0 (1024x768x32 preset,
+  described in screen_info; KVM's dirty log of BAR 0). A `screendump` over the control socket
+  shows the guest's "SAFFRON TTY1 MARKER" line where /dev/vcsa1 says it is, pixel for pixel
+  equal to the reference in tests/e2e/reference/ (made once from a run, see REFERENCE below),
+  and a SPICE client (spicy-screenshot) sees exactly the screendump's picture.
+- `--display none --vga 1024x768` (no QXL: the standalone framebuffer), without nomodeset,
+  `--vga-dirty-tracking compare`: the same marker, in the screendump and the SPICE client.
+- `--vga text` (with QXL, nomodeset): vgacon writes text mode memory; the screendump shows the
+  marker drawn with Saffron's own font, checked against a rendering of
+  devices/src/vga/font8x16.txt.
 - The refresh statistics (dirty pages per frame, time per refresh) while the guest scrolls.
-- `status`, `powerdown` (the guest's ACPI power-button counter goes up), `reset` (saffron
-  exits with status 3), `quit` (status 0), and errors for bad requests.
+- `status` (display size and the device showing it, mouse mode), `powerdown` (the guest's ACPI
+  power-button counter goes up), `reset` (saffron exits with status 3), `quit` (status 0), and
+  errors for bad requests.
 """
 
 import dataclasses
 import json
-import os
+import random
 import re
-import socket
-import struct
-import subprocess
-import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 from harness import REPO, RESULTS_DIR, TTY1_MARKER, Guest, GuestImage, run_tests
+from screens import (Api, crop_mask, read_png, diff_pictures, marker_position, screendump,
+                     spice_screenshot, still_console, write_mask_png)
 
 REFERENCE = REPO / "tests" / "e2e" / "reference"
 FONT_SOURCE = REPO / "devices" / "src" / "vga" / "font8x16.txt"
-
-
-# ---------------------------------------------------------------------------------------------
-# Control socket client
-
-
-class Api:
-    def __init__(self, path: Path, timeout: float = 30):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(str(path))
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        self.sock.settimeout(30)
-        self.file = self.sock.makefile("rwb")
-
-    def raw(self, line: bytes) -> dict:
-        self.file.write(line)
-        self.file.flush()
-        answer = self.file.readline()
-        if not answer:
-            raise EOFError("control socket closed")
-        return json.loads(answer)
-
-    def call(self, command: str, **args) -> dict:
-        response = self.raw(json.dumps({"command": command, **args}).encode() + b"\n")
-        assert response.get("ok") is True, f"{command}: {response}"
-        return response["return"]
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
 
 
 def saffron(image: GuestImage, name: str, vga: str, sock: Path, tracking: str = "kvm",
@@ -84,25 +48,30 @@ def saffron(image: GuestImage, name: str, vga: str, sock: Path, tracking: str = 
                                      "--vga-dirty-tracking", tracking, *extra])
 
 
-def read_ppm(path: Path) -> tuple[int, int, list[bytes]]:
-    """Width, height and RGB rows of a binary PPM (what spicy-screenshot writes)."""
-    data = path.read_bytes()
-    fields, pos = [], 0
-    while len(fields) < 4:
-        while data[pos:pos + 1].isspace():
-            pos += 1
-        if data[pos:pos + 1] == b"#":
-            pos = data.index(b"\n", pos)
-            continue
-        end = pos
-        while not data[end:end + 1].isspace():
-            end += 1
-        fields.append(data[pos:end])
-        pos = end
-    assert fields[0] == b"P6" and fields[3] == b"255", fields
-    width, height = int(fields[1]), int(fields[2])
-    pixels = data[pos + 1:]
-    return width, height, [pixels[y * width * 3:(y + 1) * width * 3] for y in range(height)]
+def spice_args() -> tuple[int, tuple]:
+    port = random.randint(20000, 60000)
+    return port, ("--spice", f"port={port},disable-ticketing")
+
+
+def spice_sees_the_screendump(api: Api, guest: Guest, port: int, directory: str,
+                              name: str) -> None:
+    """A SPICE client's picture equals the screendump, pixel for pixel (the console held
+    still; a screen that changed between the two is retried)."""
+    still_console(guest)
+    time.sleep(0.5)
+    for attempt in range(3):
+        before = screendump(api, directory, f"{name}-dump")
+        shot = spice_screenshot(port, f"{name}-spice")
+        after = screendump(api, directory, f"{name}-dump-after")
+        difference = diff_pictures(before, shot)
+        if difference is None:
+            print(f"  {name}: the SPICE client sees the screendump exactly "
+                  f"({shot.width}x{shot.height})")
+            return
+        if diff_pictures(before, after) is None:
+            raise AssertionError(f"{name}: the SPICE client's picture differs: {difference}")
+        time.sleep(1)
+    raise AssertionError(f"{name}: the screen kept changing: {difference}")
 
 
 def scroll_and_report(api: Api, guest: Guest, what: str, rounds: int) -> None:
@@ -120,83 +89,6 @@ def scroll_and_report(api: Api, guest: Guest, what: str, rounds: int) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Pictures
-
-
-def read_png(path: Path) -> tuple[int, int, list[bytes]]:
-    """Width, height and RGB rows of an 8-bit RGB PNG (what saffron writes)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
-            assert (depth, colour) == (8, 2), "expected 8-bit RGB"
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = width * 3
-    rows, prev = [], bytearray(stride)
-    for y in range(height):
-        kind = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
-            b = prev[i]
-            c = prev[i - 3] if i >= 3 else 0
-            if kind == 1:
-                line[i] = (line[i] + a) & 0xff
-            elif kind == 2:
-                line[i] = (line[i] + b) & 0xff
-            elif kind == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xff
-            elif kind == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                line[i] = (line[i] + pred) & 0xff
-        rows.append(bytes(line))
-        prev = line
-    return width, height, rows
-
-
-def write_mask_png(path: Path, mask: list[str]) -> None:
-    """A black/white RGB PNG of a mask ('#' white)."""
-    height, width = len(mask), len(mask[0])
-    raw = b"".join(b"\x00" + b"".join(b"\xff\xff\xff" if c == "#" else b"\x00\x00\x00"
-                                      for c in row) for row in mask)
-    chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body
-                                + struct.pack(">I", zlib.crc32(kind + body)))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-def crop_mask(rows: list[bytes], x: int, y: int, w: int, h: int) -> list[str]:
-    """The rectangle as '#' (bright: text) and '.' (dark: background)."""
-    out = []
-    for row in rows[y:y + h]:
-        px = row[x * 3:(x + w) * 3]
-        out.append("".join("#" if sum(px[i:i + 3]) > 3 * 0x80 else "."
-                           for i in range(0, len(px), 3)))
-    return out
-
-
-def marker_position(guest: Guest) -> tuple[int, int, int, int]:
-    """(rows, cols, row, col) of the marker line on tty1, from /dev/vcsa1 (its header) and
-    /dev/vcs1 (the characters, no line breaks). Kept to a few bytes of serial output: heavy
-    serial output makes nested guests triple-fault now and then (with or without a display)."""
-    header = guest.run("hexdump -v -n 2 -e '2/1 \"%u \"' /dev/vcsa1", check=True).output.split()
-    rows, cols = int(header[0]), int(header[1])
-    found = guest.run(f"awk '{{print index($0, \"{TTY1_MARKER}\")}}' /dev/vcs1",
-                      check=True).output.split()
-    at = int(found[0]) - 1 if found else -1
-    if at < 0:
-        screen = guest.run("cat /dev/vcs1 | tr -s ' '", check=True).output
-        raise AssertionError(f"no {TTY1_MARKER!r} on tty1 ({rows}x{cols}): {screen[:500]!r}")
-    return rows, cols, at // cols, at % cols
 
 
 def font_glyphs() -> dict[int, list[str]]:
@@ -222,24 +114,14 @@ def check_against_reference(mask: list[str], name: str) -> None:
         candidate = RESULTS_DIR / f"{name}.png"
         write_mask_png(candidate, mask)
         raise AssertionError(f"no reference {reference}: candidate written to {candidate}")
-    w, h, rows = read_png(reference)
-    expected = crop_mask(rows, 0, 0, w, h)
+    picture = read_png(reference)
+    expected = crop_mask(picture, 0, 0, picture.width, picture.height)
     if expected != mask:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         write_mask_png(RESULTS_DIR / f"{name}.actual.png", mask)
         diff = sum(a != b for ra, rb in zip(expected, mask) for a, b in zip(ra, rb))
         raise AssertionError(f"marker differs from {reference} in {diff} pixels "
                              f"(actual saved to {RESULTS_DIR / (name + '.actual.png')})")
-
-
-def screendump(api: Api, directory: str, name: str) -> tuple[int, int, list[bytes]]:
-    path = Path(directory) / f"{name}.png"
-    result = api.call("screendump", path=str(path))
-    width, height, rows = read_png(path)
-    assert (width, height) == (result["width"], result["height"])
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{name}.png").write_bytes(path.read_bytes())
-    return width, height, rows
 
 
 def wait_for_marker_pixels(api: Api, guest: Guest, directory: str, name: str, cell_w: int,
@@ -249,10 +131,10 @@ def wait_for_marker_pixels(api: Api, guest: Guest, directory: str, name: str, ce
     _, cols, row, col = marker_position(guest)
     width = len(TTY1_MARKER) * cell_w
     for attempt in range(20):
-        w, h, rows = screendump(api, directory, name)
-        mask = crop_mask(rows, col * cell_w, row * cell_h, width, cell_h)
+        picture = screendump(api, directory, name)
+        mask = crop_mask(picture, col * cell_w, row * cell_h, width, cell_h)
         if any("#" in line for line in mask):
-            return mask, w, h
+            return mask, picture.width, picture.height
         time.sleep(0.25)
     raise AssertionError(f"{name}: the marker cells are blank in the screendump")
 
@@ -287,29 +169,39 @@ def report_refresh_cost(before: dict, after: dict, what: str) -> None:
 # Tests
 
 
-def test_vesafb_nomodeset_screendump_status_powerdown_reset():
+def test_vesafb_nomodeset_through_qxl_bar0():
+    """The default machine (QXL with the VGA fallback) booted with nomodeset."""
     image = GuestImage.default()
     image = dataclasses.replace(image, cmdline=image.cmdline + " nomodeset")
+    port, spice = spice_args()
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "api.sock"
-        with saffron(image, "vga-vesafb-nomodeset", "1024x768", sock, "kvm") as guest:
+        with saffron(image, "vga-vesafb-nomodeset", "1024x768", sock, "kvm", spice) as guest:
             api = Api(sock)
             guest.wait_ready(timeout=120)
-            dmesg = guest.run("dmesg | grep -E 'vesafb|Console|fb0'", check=True).output
+            dmesg = guest.run("dmesg | grep -E 'vesafb|Console|fb0|qxl'", check=True).output
             assert "vesafb: mode is 1024x768x32, linelength=4096" in dmesg, dmesg
+            assert "[drm] Initialized qxl" not in dmesg, dmesg
             fb = guest.run("cat /proc/fb", check=True).output
             assert "VESA VGA" in fb, fb
+            # vesafb's framebuffer is QXL's BAR 0 (00:02.0, resource 0).
+            bar0 = guest.run("head -1 /sys/bus/pci/devices/0000:00:02.0/resource",
+                             check=True).output.split()[0]
+            lfb = re.search(r"vesafb: framebuffer at (0x[0-9a-f]+)", dmesg)
+            assert lfb and int(lfb.group(1), 16) == int(bar0, 16), (bar0, dmesg)
 
             status = api.call("status")
             print(f"  status: {json.dumps({k: v for k, v in status.items() if k != 'vga'})}")
             assert status["state"] == "running" and status["vcpus"] == 2
             assert status["memory_bytes"] == 1 << 30 and status["uptime_seconds"] > 0
-            assert status["display"] == {"width": 1024, "height": 768}
+            assert status["display"] == {"width": 1024, "height": 768, "device": "vga"}
+            assert status["mouse"]["mode"] == "server"
 
             mask, w, h = wait_for_marker_pixels(api, guest, tmp, "vesafb-screen", 8, 16)
             assert (w, h) == (1024, 768)
             check_marker_shape(mask, 8)
             check_against_reference(mask, "tty1-marker-vesafb-8x16")
+            spice_sees_the_screendump(api, guest, port, tmp, "vesafb-qxl-bar0")
 
             # Scroll tty1 for a while: what a full-screen redraw costs.
             scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, KVM dirty log", 5)
@@ -347,32 +239,25 @@ def test_vesafb_nomodeset_screendump_status_powerdown_reset():
             assert not sock.exists(), "the socket file is removed at exit"
 
 
-def test_vesafb_without_nomodeset_compare_tracking_and_quit():
+def test_standalone_vga_compare_tracking_and_quit():
+    """No QXL (`--display none --vga 1024x768`): the VGA's own framebuffer and display."""
     image = GuestImage.default()
+    port, spice = spice_args()
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "api.sock"
-        port = 5900 + os.getpid() % 1000
-        spice = ("--spice", f"port={port},disable-ticketing")
-        with saffron(image, "vga-vesafb", "1024x768", sock, "compare", spice) as guest:
+        extra = ("--display", "none", *spice)
+        with saffron(image, "vga-standalone", "1024x768", sock, "compare", extra) as guest:
             api = Api(sock)
             guest.wait_ready(timeout=120)
             fb = guest.run("cat /proc/fb", check=True).output
             assert "VESA VGA" in fb, fb
+            assert api.call("status")["display"] == {"width": 1024, "height": 768,
+                                                     "device": "vga"}
             mask, w, h = wait_for_marker_pixels(api, guest, tmp, "vesafb-default-screen", 8, 16)
             assert (w, h) == (1024, 768)
             check_marker_shape(mask, 8)
             check_against_reference(mask, "tty1-marker-vesafb-8x16")
-            # A SPICE client sees the same picture as the screendump.
-            _, _, row, col = marker_position(guest)
-            shot = Path(tmp) / "spice.ppm"
-            subprocess.run(["spicy-screenshot", "-h", "127.0.0.1", "-p", str(port),
-                            "-o", str(shot)], check=True, timeout=60,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            sw, sh, srows = read_ppm(shot)
-            assert (sw, sh) == (1024, 768), (sw, sh)
-            spice_mask = crop_mask(srows, col * 8, row * 16, len(TTY1_MARKER) * 8, 16)
-            assert spice_mask == mask, "the SPICE client sees a different marker"
-            print("  spicy-screenshot shows the same marker as the screendump")
+            spice_sees_the_screendump(api, guest, port, tmp, "vesafb-standalone")
             scroll_and_report(api, guest, "fbcon scrolling at 1024x768x32, compare tracking", 2)
             before = refresh_stats(api)
             time.sleep(2)
@@ -382,7 +267,9 @@ def test_vesafb_without_nomodeset_compare_tracking_and_quit():
 
 
 def test_vgacon_text_mode_with_builtin_font():
+    """`--vga text` with QXL present (nomodeset): vgacon in QXL's display."""
     image = GuestImage.default()
+    image = dataclasses.replace(image, cmdline=image.cmdline + " nomodeset")
     with tempfile.TemporaryDirectory() as tmp:
         sock = Path(tmp) / "api.sock"
         with saffron(image, "vga-text", "text", sock) as guest:
@@ -394,6 +281,7 @@ def test_vgacon_text_mode_with_builtin_font():
             assert (rows, cols) == (25, 80)
             mask, w, h = wait_for_marker_pixels(api, guest, tmp, "vgacon-screen", 9, 16)
             assert (w, h) == (720, 400)
+            assert api.call("status")["display"]["device"] == "vga"
             # Expected: the marker drawn with Saffron's font (9th dot blank for letters).
             glyphs = font_glyphs()
             expected = ["".join(glyphs[ord(ch)][line] + "." for ch in TTY1_MARKER)

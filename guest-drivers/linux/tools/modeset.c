@@ -5,7 +5,9 @@
  *
  * Opens /dev/dri/card0, finds the first connected connector and a mode of
  * WIDTH x HEIGHT in its list, creates a dumb buffer filled with RGB (hex,
- * default 204080), shows it on the first CRTC, prints "MODESET-OK WxH",
+ * default 204080; or "pattern": pixel (x, y) is 0xRRGGBB with
+ * RR = (7x + 3y) & ff, GG = (x ^ 5y) & ff, BB = (xy >> 3) & ff, a picture
+ * tests can check anywhere), shows it on the first CRTC, prints "MODESET-OK WxH",
  * keeps it for SECONDS and exits (the kernel's fbdev console then takes the
  * screen back at its own mode). Exit status 1 with a message on failure.
  *
@@ -109,7 +111,8 @@ int main(int argc, char **argv) {
     }
     unsigned w = strtoul(argv[1], 0, 10), h = strtoul(argv[2], 0, 10);
     unsigned seconds = strtoul(argv[3], 0, 10);
-    uint32_t rgb = argc > 4 ? strtoul(argv[4], 0, 16) : 0x204080;
+    int pattern = argc > 4 && strcmp(argv[4], "pattern") == 0;
+    uint32_t rgb = argc > 4 && !pattern ? strtoul(argv[4], 0, 16) : 0x204080;
     unsigned frames = argc > 5 ? strtoul(argv[5], 0, 10) : 0;
     int want_cursor = argc > 6 && strcmp(argv[6], "cursor") == 0;
 
@@ -178,7 +181,9 @@ int main(int argc, char **argv) {
     for (unsigned y = 0; y < h; y++) {
         uint32_t *row = (uint32_t *)(pixels + (uint64_t)y * dumb.pitch);
         for (unsigned x = 0; x < w; x++)
-            row[x] = rgb;
+            row[x] = pattern ? ((7 * x + 3 * y) & 0xff) << 16 | ((x ^ (5 * y)) & 0xff) << 8 |
+                                   ((x * y >> 3) & 0xff)
+                             : rgb;
     }
     struct fb_cmd fb = {
         .width = w, .height = h, .pitch = dumb.pitch, .bpp = 32, .depth = 24, .handle = dumb.handle};

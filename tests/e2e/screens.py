@@ -1,0 +1,224 @@
+"""Screens and the control socket, for end-to-end tests: a control-socket client, PNG (what
+saffron's screendump writes) and PPM (what spicy-screenshot writes) readers, pixel masks, where
+the tty1 marker is, and pixel-for-pixel comparison of two pictures.
+
+    api = Api(sock)                      # waits for the socket; api.call("status") -> "return"
+    pic = screendump(api, tmp, "name")   # Picture, also copied to the results directory
+    pic = spice_screenshot(port, "name") # spicy-screenshot against saffron's SPICE server
+    diff_pictures(a, b) -> str | None    # None when equal, else where they differ
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import RESULTS_DIR, TTY1_MARKER, Guest
+
+
+class Api:
+    """A control socket client (one JSON request per line)."""
+
+    def __init__(self, path: Path, timeout: float = 30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.sock.settimeout(30)
+        self.file = self.sock.makefile("rwb")
+
+    def raw(self, line: bytes) -> dict:
+        self.file.write(line)
+        self.file.flush()
+        answer = self.file.readline()
+        if not answer:
+            raise EOFError("control socket closed")
+        return json.loads(answer)
+
+    def request(self, command: str, **args) -> dict:
+        """The whole response (ok or not)."""
+        return self.raw(json.dumps({"command": command, **args}).encode() + b"\n")
+
+    def call(self, command: str, **args) -> dict:
+        response = self.request(command, **args)
+        assert response.get("ok") is True, f"{command}: {response}"
+        return response["return"]
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+@dataclass
+class Picture:
+    """RGB rows."""
+    width: int
+    height: int
+    rows: list[bytes]
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        return tuple(self.rows[y][3 * x:3 * x + 3])
+
+
+def read_png(path: Path) -> Picture:
+    """An 8-bit RGB PNG (what saffron writes)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert (depth, colour) == (8, 2), "expected 8-bit RGB"
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * 3
+    rows, prev = [], bytearray(stride)
+    for y in range(height):
+        kind = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if kind == 2:
+            line = bytearray(_add_bytes(bytes(line), bytes(prev)))
+        elif kind != 0:
+            for i in range(stride):
+                a = line[i - 3] if i >= 3 else 0
+                b = prev[i]
+                c = prev[i - 3] if i >= 3 else 0
+                if kind == 1:
+                    line[i] = (line[i] + a) & 0xff
+                elif kind == 3:
+                    line[i] = (line[i] + (a + b) // 2) & 0xff
+                elif kind == 4:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                    line[i] = (line[i] + pred) & 0xff
+        rows.append(bytes(line))
+        prev = line
+    return Picture(width, height, rows)
+
+
+def _add_bytes(a: bytes, b: bytes) -> bytes:
+    """Bytewise (a + b) mod 256, in big-int arithmetic (saffron's PNGs filter every row
+    "Up"; per-byte Python is far too slow in the nested machine)."""
+    n = len(a)
+    low, high = int.from_bytes(b"\x7f" * n, "big"), int.from_bytes(b"\x80" * n, "big")
+    x, y = int.from_bytes(a, "big"), int.from_bytes(b, "big")
+    return (((x & low) + (y & low)) ^ ((x ^ y) & high)).to_bytes(n, "big")
+
+
+def read_ppm(path: Path) -> Picture:
+    """A binary PPM (what spicy-screenshot writes)."""
+    data = path.read_bytes()
+    fields, pos = [], 0
+    while len(fields) < 4:
+        while data[pos:pos + 1].isspace():
+            pos += 1
+        if data[pos:pos + 1] == b"#":
+            pos = data.index(b"\n", pos)
+            continue
+        end = pos
+        while not data[end:end + 1].isspace():
+            end += 1
+        fields.append(data[pos:end])
+        pos = end
+    assert fields[0] == b"P6" and fields[3] == b"255", fields
+    width, height = int(fields[1]), int(fields[2])
+    pixels = data[pos + 1:]
+    assert len(pixels) >= width * height * 3, "short PPM"
+    return Picture(width, height, [pixels[y * width * 3:(y + 1) * width * 3]
+                                   for y in range(height)])
+
+
+def write_mask_png(path: Path, mask: list[str]) -> None:
+    """A black/white RGB PNG of a mask ('#' white)."""
+    height, width = len(mask), len(mask[0])
+    raw = b"".join(b"\x00" + b"".join(b"\xff\xff\xff" if c == "#" else b"\x00\x00\x00"
+                                      for c in row) for row in mask)
+    chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body
+                                + struct.pack(">I", zlib.crc32(kind + body)))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def crop_mask(picture: Picture, x: int, y: int, w: int, h: int) -> list[str]:
+    """The rectangle as '#' (bright: text) and '.' (dark: background)."""
+    out = []
+    for row in picture.rows[y:y + h]:
+        px = row[x * 3:(x + w) * 3]
+        out.append("".join("#" if sum(px[i:i + 3]) > 3 * 0x80 else "."
+                           for i in range(0, len(px), 3)))
+    return out
+
+
+def marker_position(guest: Guest) -> tuple[int, int, int, int]:
+    """(rows, cols, row, col) of the marker line on tty1, from /dev/vcsa1 (its header) and
+    /dev/vcs1 (the characters, no line breaks). Kept to a few bytes of serial output: heavy
+    serial output makes nested guests triple-fault now and then (with or without a display)."""
+    header = guest.run("hexdump -v -n 2 -e '2/1 \"%u \"' /dev/vcsa1", check=True).output.split()
+    rows, cols = int(header[0]), int(header[1])
+    found = guest.run(f"awk '{{print index($0, \"{TTY1_MARKER}\")}}' /dev/vcs1",
+                      check=True).output.split()
+    at = int(found[0]) - 1 if found else -1
+    if at < 0:
+        screen = guest.run("cat /dev/vcs1 | tr -s ' '", check=True).output
+        raise AssertionError(f"no {TTY1_MARKER!r} on tty1 ({rows}x{cols}): {screen[:500]!r}")
+    return rows, cols, at // cols, at % cols
+
+
+def screendump(api: Api, directory: str, name: str) -> Picture:
+    """A screendump over the control socket (a copy goes to the results directory)."""
+    path = Path(directory) / f"{name}.png"
+    result = api.call("screendump", path=str(path))
+    picture = read_png(path)
+    assert (picture.width, picture.height) == (result["width"], result["height"])
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.png").write_bytes(path.read_bytes())
+    return picture
+
+
+def spice_screenshot(port: int, name: str) -> Picture:
+    """What a SPICE client (spicy-screenshot) sees; the PPM is kept in the results directory."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.ppm"
+    result = subprocess.run(["spicy-screenshot", "-h", "127.0.0.1", "-p", str(port),
+                             "-o", str(path)], capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, f"spicy-screenshot failed: {result.stderr[-500:]}"
+    return read_ppm(path)
+
+
+def diff_pictures(a: Picture, b: Picture) -> str | None:
+    """None when both are the same size with the same pixels; else what differs."""
+    if (a.width, a.height) != (b.width, b.height):
+        return f"sizes differ: {a.width}x{a.height} vs {b.width}x{b.height}"
+    bad_rows = [y for y in range(a.height) if a.rows[y] != b.rows[y]]
+    if not bad_rows:
+        return None
+    y = bad_rows[0]
+    x = next(i // 3 for i in range(0, len(a.rows[y]), 3)
+             if a.rows[y][i:i + 3] != b.rows[y][i:i + 3])
+    return (f"{len(bad_rows)} rows differ (rows {bad_rows[0]}..{bad_rows[-1]}); first at "
+            f"({x},{y}): {a.pixel(x, y)} vs {b.pixel(x, y)}")
+
+
+def still_console(guest: Guest) -> None:
+    """Makes tty1 hold still for pixel comparisons: no cursor, no blinking."""
+    guest.run("echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null;"
+              " printf '\\033[?25l' > /dev/tty1", check=True)
