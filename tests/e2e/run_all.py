@@ -8,8 +8,10 @@ more after the nested machine stalled or reset its guest, see harness.run_tests)
 summary of every test with its time (also written to $SAFFRON_RESULTS/e2e-summary.txt) and
 exits 1 if any test or module failed. FLAKY tests do not fail the run but are always listed.
 
-It first writes $SAFFRON_RESULTS/e2e-started, so that tests/run-all can tell a nested machine
-that never got to run the tests from one that failed while running them.
+Each finished module's outcome is recorded in $SAFFRON_RESULTS/e2e-modules/MODULE (its exit
+status, then its summary lines). With --resume, modules already recorded there are not run
+again (their recorded outcome is reused): tests/run-all uses it when the nested machine itself
+died in the middle of a run. Without --resume the records are cleared first.
 """
 
 import os
@@ -38,21 +40,43 @@ def run_module(module: Path) -> tuple[int, list[tuple[str, str, float]]]:
     return proc.wait(), results
 
 
+def recorded(record: Path) -> tuple[int, list[str]] | None:
+    """A finished module's (exit status, summary lines), if recorded."""
+    try:
+        first, *lines = record.read_text().splitlines()
+        return int(first), lines
+    except (OSError, ValueError):
+        return None
+
+
 def main() -> int:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e-started").write_text(f"{time.time()}\n")
-    wanted = sys.argv[1:]
+    args = sys.argv[1:]
+    resume = "--resume" in args
+    wanted = [a for a in args if a != "--resume"]
+    records = RESULTS / "e2e-modules"
+    if not resume and records.exists():
+        for old in records.iterdir():
+            old.unlink()
+    records.mkdir(parents=True, exist_ok=True)
     modules = sorted(p for p in HERE.glob("test_*.py") if not wanted or p.stem in wanted)
     summary, failed = [], False
     for module in modules:
-        print(f"=== {module.stem}", flush=True)
-        start = time.monotonic()
-        status, results = run_module(module)
-        seconds = time.monotonic() - start
-        for verdict, test, test_seconds in results:
-            summary.append(f"{verdict:5} {module.stem}.{test} ({test_seconds:.0f} s)")
-        if status != 0 and not any(v == "FAIL" for v, _, _ in results):
-            summary.append(f"FAIL  {module.stem} (exit status {status} after {seconds:.0f} s)")
+        record = records / module.stem
+        done = recorded(record) if resume else None
+        if done is not None:
+            status, lines = done
+            print(f"=== {module.stem}: finished in an earlier run (status {status})", flush=True)
+        else:
+            print(f"=== {module.stem}", flush=True)
+            start = time.monotonic()
+            status, results = run_module(module)
+            seconds = time.monotonic() - start
+            lines = [f"{verdict:5} {module.stem}.{test} ({test_seconds:.0f} s)"
+                     for verdict, test, test_seconds in results]
+            if status != 0 and not any(v == "FAIL" for v, _, _ in results):
+                lines.append(f"FAIL  {module.stem} (exit status {status} after {seconds:.0f} s)")
+            record.write_text("\n".join([str(status), *lines]) + "\n")
+        summary += lines
         failed |= status != 0
     counts = {v: sum(line.startswith(v) for line in summary) for v in ("PASS", "FLAKY", "FAIL")}
     summary.append(f"{counts['PASS']} passed, {counts['FLAKY']} flaky (passed on retry), "
