@@ -5,15 +5,18 @@ the tty1 marker is, and pixel-for-pixel comparison of two pictures.
     api = Api(sock)                      # waits for the socket; api.call("status") -> "return"
     pic = screendump(api, tmp, "name")   # Picture, also copied to the results directory
     pic = spice_screenshot(port, "name") # spicy-screenshot against saffron's SPICE server
+    pic = glib_screenshot(port, "name")  # a headless spice-glib client's surface, once still
     diff_pictures(a, b) -> str | None    # None when equal, else where they differ
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import struct
 import subprocess
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -202,6 +205,69 @@ def spice_screenshot(port: int, name: str) -> Picture:
                              "-o", str(path)], capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, f"spicy-screenshot failed: {result.stderr[-500:]}"
     return read_ppm(path)
+
+
+GLIB_CLIENT = Path(__file__).resolve().parents[1] / "spice" / "glib_client.py"
+
+
+def glib_screenshot(port: int, name: str, settle: float = 1.5, timeout: float = 60) -> Picture:
+    """What a headless spice-glib client (tests/spice/glib_client.py) holds once its display
+    has had no update for `settle` seconds; the raw dump is kept in the results directory."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.bgrx"
+    client = subprocess.Popen(["/usr/bin/python3", str(GLIB_CLIENT), "127.0.0.1", str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in client.stdout] + [lines.put(None)],
+                     daemon=True).start()
+    deadline = time.monotonic() + timeout
+    primary, last_update, said = None, None, []
+    try:
+        while True:
+            wait = settle if last_update is not None else 1.0
+            try:
+                line = lines.get(timeout=min(wait, max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                line = ""
+            now = time.monotonic()
+            if line is None:
+                raise AssertionError(f"spice-glib client exited: {said[-5:]}")
+            if line:
+                said.append(line.strip())
+                words = line.split()
+                if words[0] == "ERROR":
+                    raise AssertionError(f"spice-glib client: {line.strip()}")
+                if words[0] == "PRIMARY":
+                    primary, last_update = tuple(map(int, words[1:4])), None
+                elif words[0] == "INVALIDATE" and primary:
+                    last_update = now
+            if primary and last_update is not None and now - last_update >= settle:
+                break
+            if now > deadline:
+                raise AssertionError(f"spice-glib client: no still picture in {timeout} s: "
+                                     f"{said[-5:]}")
+        client.stdin.write(f"DUMP {path}\n")
+        client.stdin.flush()
+        while True:
+            line = lines.get(timeout=30)
+            if line is None or line.startswith("DUMPED"):
+                break
+        client.stdin.write("QUIT\n")
+        client.stdin.flush()
+    finally:
+        try:
+            client.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            client.kill()
+    width, height, stride = primary
+    raw = path.read_bytes()
+    rows = []
+    for y in range(height):
+        bgrx = raw[y * stride:y * stride + width * 4]
+        rgb = bytearray(width * 3)
+        rgb[0::3], rgb[1::3], rgb[2::3] = bgrx[2::4], bgrx[1::4], bgrx[0::4]
+        rows.append(bytes(rgb))
+    return Picture(width, height, rows)
 
 
 def diff_pictures(a: Picture, b: Picture) -> str | None:

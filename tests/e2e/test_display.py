@@ -16,22 +16,29 @@ What is checked:
 - `send-key` over the control socket types a command into tty1's shell (names and combos,
   shift for capitals and symbols); `pointer-position` / `pointer-button` reach the tablet's
   evdev device; bad key names and displays are refused.
-- A SPICE client (spicy-screenshot) sees the screendump pixel for pixel, at 1024x768 (the
-  console) and after a KMS mode switch to 1920x1080 (`qxl-modeset ... pattern`, whose pixels
-  are also checked against the pattern's formula), with `image-compression=off` and with a
-  compressing lossless mode (`glz`).
+- SPICE clients (spicy-screenshot and a headless spice-glib client from Python) see the
+  screendump pixel for pixel, at 1024x768 (the console) and after a KMS mode switch to
+  1920x1080 (`qxl-modeset ... pattern`, whose pixels are also checked against the pattern's
+  formula), with `image-compression=off` and with a compressing lossless mode (`glz`).
+- `remote-viewer spice://...` under Xvfb shows the guest: the tty1 marker is found in a
+  screenshot of the X screen.
+- Client faults: clients killed mid-transfer, 20 reconnects in a row (each picture exact), a
+  client stopped (SIGSTOP) for 30 s while the console scrolls: the guest keeps answering on
+  the serial console, saffron's memory stays bounded, and the next client's picture is exact.
 """
 
+import os
 import random
 import re
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from harness import RESULTS_DIR, TTY1_MARKER, Guest, GuestError, run_tests
-from screens import (Api, Picture, crop_mask, diff_pictures, marker_position, read_png,
-                     screendump, spice_screenshot, still_console)
+from screens import (Api, Picture, crop_mask, diff_pictures, glib_screenshot, marker_position,
+                     read_png, read_ppm, screendump, spice_screenshot, still_console)
 from test_input import input_device, record, recorded
 from test_qxl import image as qxl_image
 
@@ -154,14 +161,18 @@ def pattern_pixel(x: int, y: int) -> tuple:
 
 
 def same_picture(api: Api, port: int, tmp: str, name: str) -> Picture:
-    """A screendump and a SPICE screenshot of an unchanging screen are equal, pixel for pixel;
-    returns the picture."""
+    """A screendump and the pictures of two SPICE clients (spicy-screenshot, spice-glib) of an
+    unchanging screen are equal, pixel for pixel; returns the picture."""
     for attempt in range(3):
         before = screendump(api, tmp, f"{name}-dump")
         shot = spice_screenshot(port, f"{name}-spice")
         difference = diff_pictures(before, shot)
         if difference is None:
-            print(f"  {name}: SPICE client == screendump ({shot.width}x{shot.height})")
+            glib = glib_screenshot(port, f"{name}-glib")
+            difference = diff_pictures(before, glib)
+        if difference is None:
+            print(f"  {name}: spicy-screenshot == spice-glib == screendump "
+                  f"({shot.width}x{shot.height})")
             return shot
         after = screendump(api, tmp, f"{name}-dump-after")
         if diff_pictures(before, after) is None:
@@ -225,6 +236,137 @@ def test_spice_screenshot_equals_screendump_uncompressed():
 
 def test_spice_screenshot_equals_screendump_glz():
     screenshots_equal_screendumps("glz")
+
+
+def find_patch(screen: Picture, patch: Picture) -> tuple | None:
+    """Where `patch` appears unscaled in `screen`, or None. Its busiest row is searched for as
+    a substring of each screen row (fast, even under TCG); the other rows are then checked."""
+    anchor = max(range(patch.height), key=lambda dy: len(set(patch.rows[dy])) * 1000
+                 + sum(1 for b in patch.rows[dy] if b))
+    needle = patch.rows[anchor]
+    for y in range(anchor, screen.height - (patch.height - anchor) + 1):
+        start = 0
+        while (at := screen.rows[y].find(needle, start)) >= 0:
+            top = y - anchor
+            if at % 3 == 0 and all(
+                    screen.rows[top + dy][at:at + len(needle)] == patch.rows[dy]
+                    for dy in range(patch.height)):
+                return at // 3, top
+            start = at + 1
+    return None
+
+
+def remote_viewer_shows(port: int, patch: Picture, name: str, timeout: float = 90) -> tuple:
+    """Runs remote-viewer under Xvfb, screenshots the X screen every second until `patch`
+    (a piece of the guest's screen) appears in it; returns where."""
+    out = RESULTS_DIR / f"{name}-x"
+    script = (f"remote-viewer spice://127.0.0.1:{port} & RV=$!; "
+              f"for i in $(seq 1 {int(timeout)}); do sleep 1; "
+              f"import -window root -depth 8 {out}.tmp.ppm 2>/dev/null && mv {out}.tmp.ppm {out}.ppm; "
+              f"[ -e {out}.done ] && break; done; kill $RV")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in (f"{out}.ppm", f"{out}.done"):
+        Path(stale).unlink(missing_ok=True)
+    viewer = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "sh", "-c", script],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, found, last = time.monotonic() + timeout, None, 0.0
+    try:
+        while found is None and time.monotonic() < deadline:
+            time.sleep(1)
+            shot = Path(f"{out}.ppm")
+            if shot.exists() and shot.stat().st_mtime != last:
+                last = shot.stat().st_mtime
+                found = find_patch(read_ppm(shot), patch)
+    finally:
+        Path(f"{out}.done").write_text("")
+        try:
+            viewer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            viewer.kill()
+    assert found is not None, f"remote-viewer never showed the guest's marker (last: {out}.ppm)"
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+def test_remote_viewer_and_client_faults():
+    port = random.randint(20000, 60000)
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = Path(tmp) / "api.sock"
+        with saffron("display-faults", sock, f"port={port},disable-ticketing") as guest:
+            api = Api(sock)
+            guest.wait_ready(timeout=120)
+            wait_qxl_console(api, guest)
+            still_console(guest)
+            time.sleep(1)
+            _, _, row, col = marker_position(guest)
+            reference = screendump(api, tmp, "faults-reference")
+
+            # remote-viewer under Xvfb shows the marker (the guest's pixels, unscaled).
+            marker = Picture(len(TTY1_MARKER) * 8, 16,
+                             [r[col * 8 * 3:(col + len(TTY1_MARKER)) * 8 * 3]
+                              for r in reference.rows[row * 16:row * 16 + 16]])
+            at = remote_viewer_shows(port, marker, "faults-remote-viewer")
+            print(f"  remote-viewer shows the tty1 marker at {at} of the X screen")
+
+            # Clients killed in the middle of the transfer.
+            for delay in (0.1, 0.3, 0.6, 1.0, 2.0):
+                client = subprocess.Popen(["spicy-screenshot", "-h", "127.0.0.1", "-p",
+                                           str(port), "-o", f"{tmp}/killed.ppm"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(delay)
+                client.kill()
+                client.wait()
+            # 20 reconnects in a row, each picture exact.
+            for i in range(20):
+                difference = diff_pictures(reference, spice_screenshot(port, "faults-reconnect"))
+                assert difference is None, f"reconnect {i}: {difference}"
+            print("  5 clients killed mid-transfer, then 20 exact reconnects")
+
+            # A client that stops reading for 30 s while the console scrolls.
+            rss_before = rss_kib(guest.proc.pid)
+            stalled = subprocess.Popen(["/usr/bin/python3", str(Path(__file__).parents[1] / "spice" / "glib_client.py"),
+                                        "127.0.0.1", str(port)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            time.sleep(3)
+            stalled.send_signal(signal.SIGSTOP)
+            # A subshell's background job: no job-control messages on the serial console.
+            guest.run("rm -f /tmp/scrolled; ((i=0; while [ $i -lt 3000 ]; do"
+                      " echo scrolling line $i >/dev/tty1; i=$((i+1)); done;"
+                      " touch /tmp/scrolled) >/dev/null 2>&1 &)", check=True)
+            rss_max, answers = rss_before, []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                start = time.monotonic()
+                said = guest.run("echo alive", check=True, timeout=20).output
+                assert said.strip() == "alive", f"the serial shell said {said!r}"
+                answers.append(time.monotonic() - start)
+                rss_max = max(rss_max, rss_kib(guest.proc.pid))
+                time.sleep(2)
+            stalled.send_signal(signal.SIGCONT)
+            stalled.kill()
+            stalled.wait()
+            growth = rss_max - rss_before
+            print(f"  client stopped 30 s: serial answered {len(answers)} times "
+                  f"(slowest {max(answers):.2f} s); saffron RSS {rss_before} KiB before, "
+                  f"at most {rss_max} KiB during (+{growth} KiB)")
+            assert growth < 64 * 1024, f"saffron grew by {growth} KiB with a stalled client"
+
+            # The next client's picture is exact (once the console stopped scrolling).
+            for _ in range(120):
+                if guest.run("[ -e /tmp/scrolled ] && echo yes || echo no",
+                             check=True).output.strip() == "yes":
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError("the console never finished scrolling")
+            still_console(guest)
+            time.sleep(2)
+            same_picture(api, port, tmp, "faults-after")
+            guest.send("poweroff -f\n")
+            assert guest.wait_exit(timeout=60) == 0
 
 
 if __name__ == "__main__":
