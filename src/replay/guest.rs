@@ -522,9 +522,10 @@ impl Guest {
             }
         };
         let surface_address = surface.and_then(|(at, _)| self.address(1, at));
-        let linked = prepared
-            .block
-            .link(|offset| self.address(0, block.0 + offset as u64), surface_address);
+        let linked = prepared.block.link(
+            |offset| self.address(0, block.0 + offset as u64),
+            surface_address,
+        );
         let written = linked.is_some()
             && self
                 .mem

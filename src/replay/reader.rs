@@ -56,7 +56,9 @@ pub enum ReadError {
     NotARecording,
     #[error("recording version {0} is not supported (only 1 exists)")]
     Version(String),
-    #[error("truncated at byte {offset}, inside event {event} (the events before it are complete)")]
+    #[error(
+        "truncated at byte {offset}, inside event {event} (the events before it are complete)"
+    )]
     Truncated { offset: u64, event: u64 },
     #[error("byte {offset}, event {event}: {message}")]
     Format {
@@ -710,9 +712,7 @@ impl<R: Read> Reader<R> {
             1 => {
                 let num_rects = self.key_u32("num_rects")?;
                 let chunks = self.chunks("clip_rects")?;
-                if self.reject.is_none()
-                    && u64::from(num_rects) * 16 != chunks_len(&chunks)
-                {
+                if self.reject.is_none() && u64::from(num_rects) * 16 != chunks_len(&chunks) {
                     self.reject(format!(
                         "clip of {num_rects} rectangles with {} bytes of them",
                         chunks_len(&chunks)
@@ -1047,10 +1047,7 @@ fn fields(line: &str, key: &str, n: usize) -> std::result::Result<Vec<String>, S
     }
     let values: Vec<String> = parts.map(str::to_string).collect();
     if values.len() != n || values.iter().any(String::is_empty) {
-        return Err(format!(
-            "'{key}' needs {n} value(s): '{}'",
-            printable(line)
-        ));
+        return Err(format!("'{key}' needs {n} value(s): '{}'", printable(line)));
     }
     Ok(values)
 }
@@ -1069,7 +1066,13 @@ fn printable(text: &str) -> String {
     let mut s: String = text
         .chars()
         .take(60)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if text.chars().count() > 60 {
         s.push('…');

@@ -478,10 +478,9 @@ fn the_sample_recording_parses_strictly() {
                 ..
             }) => draws += 1,
             Item::Event(Event {
-                kind:
-                    EventKind::Device {
-                        primary: Some(_), ..
-                    },
+                kind: EventKind::Device {
+                    primary: Some(_), ..
+                },
                 ..
             }) => primaries += 1,
             Item::Skipped { .. } => skipped += 1,
@@ -499,7 +498,13 @@ fn rule01_header() {
         read_all(b"SPICE_REPLAY 2\n").1,
         Some(ReadError::Version(v)) if v == "2"
     ));
-    for bad in [&b""[..], b"hello\n", b"SPICE_REPLAY 1", b"SPICE_REPLAY 1 \n", b"\x1f\x8b"] {
+    for bad in [
+        &b""[..],
+        b"hello\n",
+        b"SPICE_REPLAY 1",
+        b"SPICE_REPLAY 1 \n",
+        b"\x1f\x8b",
+    ] {
         assert!(
             matches!(read_all(bad).1, Some(ReadError::NotARecording)),
             "{bad:?}"
@@ -553,7 +558,10 @@ fn rule04_numbers() {
         ("rect bbox 0 0 2 4", "rect bbox 0 0 2 2147483648"),
         ("\npoint16 -3 4\n", "\npoint16 -32769 4\n"),
         ("\nheader.width 2\n", "\nheader.width 65536\n"),
-        ("\nunique 18446744073709551615\n", "\nunique 18446744073709551616\n"),
+        (
+            "\nunique 18446744073709551615\n",
+            "\nunique 18446744073709551616\n",
+        ),
         ("\nunique 18446744073709551615\n", "\nunique -1\n"),
     ] {
         let e = format_error(&edit(&bytes, from, to));
@@ -588,18 +596,37 @@ fn rule05_events() {
 #[test]
 fn rule06_blobs() {
     let bytes = file(&every_kind());
-    assert!(format_error(&edit(&bytes, "binary 0 clip_rects", "binary 0 clip_rekts"))
-        .contains("clip_rects"));
-    assert!(format_error(&edit(&bytes, "binary 0 clip_rects", "binary 2 clip_rects"))
-        .contains("compression flag"));
-    assert!(format_error(&edit(&bytes, "binary 0 clip_rects 32:", "binary 0 clip_rects -32:"))
-        .contains("size"));
+    assert!(
+        format_error(&edit(&bytes, "binary 0 clip_rects", "binary 0 clip_rekts"))
+            .contains("clip_rects")
+    );
+    assert!(
+        format_error(&edit(&bytes, "binary 0 clip_rects", "binary 2 clip_rects"))
+            .contains("compression flag")
+    );
+    assert!(format_error(&edit(
+        &bytes,
+        "binary 0 clip_rects 32:",
+        "binary 0 clip_rects -32:"
+    ))
+    .contains("size"));
     // One byte fewer in the size: the next byte is not the newline.
-    assert!(format_error(&edit(&bytes, "binary 0 clip_rects 32:", "binary 0 clip_rects 31:"))
-        .contains("no newline"));
+    assert!(format_error(&edit(
+        &bytes,
+        "binary 0 clip_rects 32:",
+        "binary 0 clip_rects 31:"
+    ))
+    .contains("no newline"));
     // A size far beyond the file: truncation, and nothing that size allocated.
-    let huge = edit(&bytes, "binary 0 clip_rects 32:", "binary 0 clip_rects 9000000000000:");
-    assert!(matches!(read_all(&huge).1, Some(ReadError::Truncated { .. })));
+    let huge = edit(
+        &bytes,
+        "binary 0 clip_rects 32:",
+        "binary 0 clip_rects 9000000000000:",
+    );
+    assert!(matches!(
+        read_all(&huge).1,
+        Some(ReadError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -638,17 +665,20 @@ fn rule07_chunks() {
         skip_reason(&edit(&bytes, "data_chunks 0 32\n", "data_chunks 0 33\n"))
             .contains("chunks hold 32 bytes, the list says 33")
     );
-    assert!(
-        format_error(&edit(&bytes, "data_chunks 0 32\n", "data_chunks 70000 32\n"))
-            .contains("extra chunks")
-    );
+    assert!(format_error(&edit(
+        &bytes,
+        "data_chunks 0 32\n",
+        "data_chunks 70000 32\n"
+    ))
+    .contains("extra chunks"));
     assert!(
         format_error(&edit(&bytes, "data_chunks 0 32\n", "data_chunks -1 32\n"))
             .contains("extra chunks")
     );
     // Fewer blobs than announced: the next line is not a blob.
-    assert!(format_error(&edit(&bytes, "data_chunks 0 32\n", "data_chunks 1 32\n"))
-        .contains("binary"));
+    assert!(
+        format_error(&edit(&bytes, "data_chunks 0 32\n", "data_chunks 1 32\n")).contains("binary")
+    );
 }
 
 // Rule 8: truncation anywhere ends cleanly after the last complete event.
@@ -743,7 +773,11 @@ fn rule12_surface_data() {
         "u.surface_create.height 3\n",
     );
     assert!(skip_reason(&bad).contains("needs 24"));
-    let bad = edit(&bytes, "surface_cmd\nsurface_id 3\ntype 1", "surface_cmd\nsurface_id 3\ntype 7");
+    let bad = edit(
+        &bytes,
+        "surface_cmd\nsurface_id 3\ntype 1",
+        "surface_cmd\nsurface_id 3\ntype 7",
+    );
     assert!(skip_reason(&bad).contains("surface command type 7"));
 }
 
@@ -751,9 +785,7 @@ fn rule12_surface_data() {
 #[test]
 fn rule13_drawables() {
     let bytes = file(&every_kind());
-    assert!(
-        skip_reason(&edit(&bytes, "num_rects 2\n", "num_rects 3\n")).contains("3 rectangles")
-    );
+    assert!(skip_reason(&edit(&bytes, "num_rects 2\n", "num_rects 3\n")).contains("3 rectangles"));
     let one = file(&[draw(
         0,
         0,
@@ -765,22 +797,34 @@ fn rule13_drawables() {
             mask: no_mask(),
         },
     )]);
-    assert!(skip_reason(&edit(&one, "rect bbox 0 0 1 1\ntype 0", "rect bbox 0 0 1 1\ntype 2"))
-        .contains("clip type 2"));
-    assert!(skip_reason(&edit(&one, "\ntype 1\ntype 0\n", "\ntype 1\ntype 3\n"))
-        .contains("brush type 3"));
-    assert!(format_error(&edit(&one, "\ntype 1\ntype 0\n", "\ntype 15\ntype 0\n"))
-        .contains("draw type 15"));
+    assert!(skip_reason(&edit(
+        &one,
+        "rect bbox 0 0 1 1\ntype 0",
+        "rect bbox 0 0 1 1\ntype 2"
+    ))
+    .contains("clip type 2"));
+    assert!(
+        skip_reason(&edit(&one, "\ntype 1\ntype 0\n", "\ntype 1\ntype 3\n"))
+            .contains("brush type 3")
+    );
+    assert!(
+        format_error(&edit(&one, "\ntype 1\ntype 0\n", "\ntype 15\ntype 0\n"))
+            .contains("draw type 15")
+    );
 }
 
 // Rule 15: images.
 #[test]
 fn rule15_images() {
     let bytes = file(&every_kind());
-    assert!(skip_reason(&edit(&bytes, "bitmap.stride 12\n", "bitmap.stride 13\n"))
-        .contains("expected 26"));
-    assert!(format_error(&edit(&bytes, "descriptor.type 0\n", "descriptor.type 2\n"))
-        .contains("image type 2"));
+    assert!(
+        skip_reason(&edit(&bytes, "bitmap.stride 12\n", "bitmap.stride 13\n"))
+            .contains("expected 26")
+    );
+    assert!(
+        format_error(&edit(&bytes, "descriptor.type 0\n", "descriptor.type 2\n"))
+            .contains("image type 2")
+    );
     assert!(
         skip_reason(&edit(&bytes, "quic.data_size 5\n", "quic.data_size 6\n"))
             .contains("QUIC image of 6 bytes")
@@ -790,22 +834,30 @@ fn rule15_images() {
     for _ in 0..300 {
         ents.push_str("ents 0\n");
     }
-    let bad = edit(&bytes, "qp.num_ents 2\nunique 18446744073709551615\nents 0\nents -1\n", &ents);
+    let bad = edit(
+        &bytes,
+        "qp.num_ents 2\nunique 18446744073709551615\nents 0\nents -1\n",
+        &ents,
+    );
     let (items, err) = read_all(&bad);
     assert!(err.is_none());
-    assert!(items.iter().any(
-        |i| matches!(i, Item::Skipped { reason, .. } if reason.contains("palette of 300"))
-    ));
+    assert!(items
+        .iter()
+        .any(|i| matches!(i, Item::Skipped { reason, .. } if reason.contains("palette of 300"))));
 }
 
 // Rules 16–18: style, glyph string and transform sizes.
 #[test]
 fn rule16_to_18_shape_sizes() {
     let bytes = file(&every_kind());
-    assert!(skip_reason(&edit(&bytes, "attr.style_nseg 2\n", "attr.style_nseg 3\n"))
-        .contains("3 segments"));
-    assert!(skip_reason(&edit(&bytes, "\ndata_size 21\n", "\ndata_size 22\n"))
-        .contains("glyph string of 22"));
+    assert!(
+        skip_reason(&edit(&bytes, "attr.style_nseg 2\n", "attr.style_nseg 3\n"))
+            .contains("3 segments")
+    );
+    assert!(
+        skip_reason(&edit(&bytes, "\ndata_size 21\n", "\ndata_size 22\n"))
+            .contains("glyph string of 22")
+    );
     let short = edit(&bytes, "binary 0 transform 24:", "binary 0 transform 23:");
     // The last byte of the transform now sits where the newline should be.
     assert!(format_error(&short).contains("newline"));
@@ -1017,7 +1069,11 @@ fn a_session_replays_through_the_device() {
     assert_eq!(pixel(&player, 8, 8), 0x0000ff);
     assert_eq!(pixel(&player, 23, 15), 0x0000ff + 15);
     assert_eq!(pixel(&player, 34, 5), 0x00ff00);
-    assert_eq!(pixel(&player, 36, 5), 36 * 4 << 16 | 25 << 8, "clipped away");
+    assert_eq!(
+        pixel(&player, 36, 5),
+        36 * 4 << 16 | 25 << 8,
+        "clipped away"
+    );
     assert_eq!(pixel(&player, 0, 30), 0x0000ff);
     assert_eq!(pixel(&player, 55, 45), 0xabcdef);
     let cursor = player.display().cursor();
@@ -1035,11 +1091,20 @@ fn memory_is_reused_across_many_commands() {
             0,
             QRect::new(0, 0, 256, 256),
             None,
-            copy(bitmap32(256, 256, BITMAP_TOP_DOWN, move |x, y| x ^ y ^ i), 256, 256),
+            copy(
+                bitmap32(256, 256, BITMAP_TOP_DOWN, move |x, y| x ^ y ^ i),
+                256,
+                256,
+            ),
         ));
     }
     let (player, s) = play(&e);
-    assert_eq!((s.failed, s.device.bad_commands), (0, 0), "{:?}", s.problems);
+    assert_eq!(
+        (s.failed, s.device.bad_commands),
+        (0, 0),
+        "{:?}",
+        s.problems
+    );
     assert_eq!(s.device.drawables, 200);
     assert_eq!(pixel(&player, 3, 5), 3 ^ 5 ^ 199);
 }
@@ -1099,8 +1164,14 @@ fn hostile_events_are_refused_not_fatal() {
     assert_eq!(s.device.dropped_drawables, 1);
     assert!(s.device.bad_commands >= 4, "{s:?}");
     assert_eq!(s.failed, 3, "{:?}", s.problems);
-    assert!(s.problems.iter().any(|p| p.contains("bytes of command memory")));
-    assert!(s.problems.iter().any(|p| p.contains("surface of 40000000000 bytes")));
+    assert!(s
+        .problems
+        .iter()
+        .any(|p| p.contains("bytes of command memory")));
+    assert!(s
+        .problems
+        .iter()
+        .any(|p| p.contains("surface of 40000000000 bytes")));
     assert!(s.problems.iter().any(|p| p.contains("does not fit")));
     assert_eq!(pixel(&player, 0, 0), 0x00ff00);
     assert_eq!(pixel(&player, 10, 10), 0x111111);
@@ -1119,13 +1190,19 @@ fn recording_a_replay_round_trips() {
     let (first, recorded) = {
         let input = path.with_extension("in");
         std::fs::write(&input, &source).unwrap();
-        let mut player = Player::new(small_qxl(), PlayerOptions {
-            pace: Pace::Fast,
-            ..PlayerOptions::default()
-        })
+        let mut player = Player::new(
+            small_qxl(),
+            PlayerOptions {
+                pace: Pace::Fast,
+                ..PlayerOptions::default()
+            },
+        )
         .unwrap();
         let recorder = super::Recorder::create(&path, player.guest().memory_view()).unwrap();
-        player.guest().control().set_observer(Some(Box::new(recorder)));
+        player
+            .guest()
+            .control()
+            .set_observer(Some(Box::new(recorder)));
         let s = player.play(&input, None).unwrap();
         assert_eq!(s.failed, 0);
         player.guest().control().set_observer(None);
@@ -1140,7 +1217,11 @@ fn recording_a_replay_round_trips() {
     let events = events_of(read_all(&recorded).0);
     assert!(events.len() >= 10, "{} events", events.len());
     let (second, s) = play_bytes(&recorded);
-    assert_eq!((s.skipped, s.failed, s.device.bad_commands), (0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.skipped, s.failed, s.device.bad_commands),
+        (0, 0, 0),
+        "{s:?}"
+    );
     assert_eq!(picture(&second), first);
     assert_eq!(second.display().cursor().x, 10);
 }
