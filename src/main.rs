@@ -54,7 +54,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => match replay_command::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("saffron: {e}");
+                if !e.is_empty() {
+                    eprintln!("saffron: {e}");
+                }
                 ExitCode::from(EXIT_ERROR)
             }
         },

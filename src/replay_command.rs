@@ -9,7 +9,8 @@ use saffron::spice::{NoInput, ServerInputs, SpiceServer};
 
 use crate::cli::ReplayArgs;
 
-/// Runs the command; `Err` is a one-line message, exit status 1.
+/// Runs the command; `Err` is a one-line message for exit status 1 (empty
+/// when it was already printed).
 pub fn run(args: &ReplayArgs) -> Result<(), String> {
     let file = args.file.display().to_string();
     if args.repeat && args.file.as_os_str() == "-" {
@@ -70,7 +71,6 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
             .map_err(|e| format!("{file}: {e}"))?;
         println!("replay: {}", summary.line());
         if let Some(e) = summary.error.as_ref().or(summary.truncated.as_ref()) {
-            eprintln!("saffron: {file}: {e}");
             failure = Some(format!("{file}: {e}"));
             break;
         }
@@ -82,6 +82,11 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
     if args.record.is_some() {
         player.guest().control().set_observer(None);
         player.guest().drain(Duration::from_secs(1));
+    }
+    if let (Some(_), Some(e)) = (&server, &failure) {
+        // Said now, not after lingering; the exit status still tells.
+        eprintln!("saffron: {e}");
+        failure = Some(String::new());
     }
     if server.is_some() {
         match args.linger {

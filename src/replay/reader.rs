@@ -57,9 +57,14 @@ pub enum ReadError {
     #[error("recording version {0} is not supported (only 1 exists)")]
     Version(String),
     #[error(
-        "truncated at byte {offset}, inside event {event} (the events before it are complete)"
+        "truncated at byte {offset}, inside event {event}{blob} (the events before it are complete)"
     )]
-    Truncated { offset: u64, event: u64 },
+    Truncated {
+        offset: u64,
+        event: u64,
+        /// Empty, or which blob ended early and the size it declared.
+        blob: String,
+    },
     #[error("byte {offset}, event {event}: {message}")]
     Format {
         offset: u64,
@@ -101,6 +106,8 @@ pub struct Reader<R: Read> {
     event_bytes: u64,
     /// First reason the current event cannot be replayed.
     reject: Option<String>,
+    /// The blob being read (prefix, declared size), for truncation reports.
+    blob: Option<(String, u64)>,
 }
 
 const BUFFER: usize = 64 << 10;
@@ -124,6 +131,7 @@ impl<R: Read> Reader<R> {
             last_timestamp: 0,
             event_bytes: 0,
             reject: None,
+            blob: None,
         };
         let line = match r.line() {
             Ok(l) => l,
@@ -227,6 +235,10 @@ impl<R: Read> Reader<R> {
         ReadError::Truncated {
             offset: self.offset,
             event: self.events,
+            blob: match &self.blob {
+                Some((prefix, size)) => format!(", in its {prefix} blob of {size} bytes"),
+                None => String::new(),
+            },
         }
     }
 
@@ -374,7 +386,10 @@ impl<R: Read> Reader<R> {
                 false
             }
         };
-        let raw = self.bytes(stored, keep)?;
+        self.blob = Some((prefix.to_string(), stored));
+        let raw = self.bytes(stored, keep);
+        self.blob = None;
+        let raw = raw?;
         if self.available(1)? == 0 {
             return Err(self.truncated());
         }

@@ -521,8 +521,10 @@ fn rule02_lines() {
     assert!(format_error(b"SPICE_REPLAY 1\nevent 0 1 2 5\r\n").contains("0x0d"));
     assert!(format_error(b"SPICE_REPLAY 1\nevent 0 1 2 \xff\n").contains("0xff"));
     // Exactly at the cap is fine.
-    let mut limits = Limits::default();
-    limits.max_line = 16;
+    let limits = Limits {
+        max_line: 16,
+        ..Limits::default()
+    };
     let (_, err) = read_with(b"SPICE_REPLAY 1\nevent 0 1 2 123\n", limits);
     assert!(err.is_none(), "{err:?}");
 }
@@ -623,10 +625,19 @@ fn rule06_blobs() {
         "binary 0 clip_rects 32:",
         "binary 0 clip_rects 9000000000000:",
     );
-    assert!(matches!(
-        read_all(&huge).1,
-        Some(ReadError::Truncated { .. })
-    ));
+    // The report names the blob and the size it claimed.
+    let error = read_all(&huge).1.expect("an error");
+    assert!(matches!(error, ReadError::Truncated { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("in its clip_rects blob of 9000000000000 bytes"),
+        "{error}"
+    );
+    // A cut between blobs says nothing of a blob.
+    let cut = bytes.len() - 1;
+    let error = read_all(&bytes[..cut]).1.expect("an error");
+    assert!(!error.to_string().contains("blob of"), "{error}");
 }
 
 #[test]
@@ -736,8 +747,10 @@ fn rule09_bodiless_create() {
 #[test]
 fn rule10_event_cap() {
     let bytes = file(&every_kind());
-    let mut limits = Limits::default();
-    limits.max_event_bytes = 20;
+    let limits = Limits {
+        max_event_bytes: 20,
+        ..Limits::default()
+    };
     let (items, err) = read_with(&bytes, limits);
     assert!(err.is_none());
     let skipped: Vec<_> = items
@@ -886,8 +899,10 @@ fn rule19_cursor() {
 // Rule 21: guest messages are capped.
 #[test]
 fn rule21_messages() {
-    let mut limits = Limits::default();
-    limits.max_message = 4;
+    let limits = Limits {
+        max_message: 4,
+        ..Limits::default()
+    };
     let (items, _) = read_with(&file(&every_kind()), limits);
     assert!(items.iter().any(
         |i| matches!(i, Item::Skipped { reason, .. } if reason.contains("message of 11 bytes"))
@@ -1071,7 +1086,7 @@ fn a_session_replays_through_the_device() {
     assert_eq!(pixel(&player, 34, 5), 0x00ff00);
     assert_eq!(
         pixel(&player, 36, 5),
-        36 * 4 << 16 | 25 << 8,
+        ((36 * 4) << 16) | (25 << 8),
         "clipped away"
     );
     assert_eq!(pixel(&player, 0, 30), 0x0000ff);
