@@ -15,6 +15,7 @@ Workloads (guest side: tests/replay/guest/etc/replay/NAME.sh, run by the image's
                 packages converted here with ImageMagick into raw B,G,R,X files)
     video       60 frames of a 480x270 window where every pixel changes every frame
     modeswitch  a KMS client switches to 640x480 and back, then to 800x600 (the final mode)
+    mixed       console, slideshow and video in one boot (for benchmarks)
 
 Used by tests/replay/make-recording, tests/replay/test_replay.py and
 tests/bench/replay-vs-libspice. Run with Debian's /usr/bin/python3.
@@ -36,6 +37,8 @@ from harness import Guest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ("console", "slideshow", "video", "modeswitch")
+# For benchmarks: console, slideshow and video in one boot.
+ALL_WORKLOADS = (*WORKLOADS, "mixed")
 IMAGE_DIR = REPO / "build" / "replay-image"
 INPUTS_DIR = REPO / "build" / "replay-image-inputs"
 CMDLINE = "console=ttyS0 quiet video=Virtual-1:1024x768"
@@ -200,8 +203,9 @@ class LiveGuest:
 
     def __init__(self, image: Path, workload: str, record: Path, compression: str = "off",
                  port: int | None = None, wait_start: bool = False, memory: str = "512M"):
-        if workload not in WORKLOADS:
-            raise RecordingError(f"unknown workload {workload!r} (one of {', '.join(WORKLOADS)})")
+        if workload not in ALL_WORKLOADS:
+            raise RecordingError(f"unknown workload {workload!r} "
+                                 f"(one of {', '.join(ALL_WORKLOADS)})")
         self.workload = workload
         self.record = record
         self.port = port or free_port()
