@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -77,6 +78,8 @@ def replay_and_screenshot(workload: str, mode: str) -> None:
                             start_new_session=True)
     try:
         # The summary line comes once the whole recording has been replayed.
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "saffron replay gave no summary within 120 s"
         summary = proc.stdout.readline()
         assert SUMMARY.match(summary), f"no summary from saffron replay: {summary!r}"
         for field in ("skipped", "failed", "refused"):
@@ -223,6 +226,10 @@ def test_hostile_garbage() -> None:
     at = data.index(b"\nrect src_area", len(data) // 4) + 1
     expect_error(hostile("garbage-line", data[:at] + b"\x00\xff garbage \x01" + data[at + 12:]),
                  "saffron: ")
+    # A draw announced as a surface command: its body does not follow the grammar.
+    retyped = replace_nth(data, rb"^event (\d+) 0 1 (\d+)$",
+                          lambda m: b"event " + m.group(1) + b" 0 5 " + m.group(2), 10)
+    expect_error(hostile("draw-as-surface-command", retyped), "saffron: ")
     expect_error(hostile("bad-header", b"SPICE_REPLAY 2\n" + data[15:]), "saffron: ")
     expect_error(hostile("empty", b""), "saffron: ")
 
