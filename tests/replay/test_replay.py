@@ -46,6 +46,8 @@ RESULTS = FIXTURES / "results"
 MODES = ("off", "auto_glz", "quic", "lz")
 SAFFRON = Path(os.environ.get("SAFFRON_BIN", REPO / "target" / "release" / "saffron"))
 SUMMARY = re.compile(r"^replay: events=.*$", re.M)
+# The recording the hostile copies are made from (the smallest one; ~40 MB).
+SOURCE = "modeswitch.rec"
 
 
 def fixtures() -> None:
@@ -127,6 +129,7 @@ def expect_error(path: Path, what: str) -> str:
     assert len(errors) == 1, f"expected one 'saffron: ' line, got: {result.stderr[-800:]}"
     assert what in errors[0], f"{what!r} not in {errors[0]!r}"
     print(f"  {path.name}: {errors[0]}")
+    path.unlink()                   # kept only when the check failed
     return errors[0]
 
 
@@ -145,7 +148,7 @@ def expect_skipped(path: Path) -> None:
     """A damaged event the player can skip: status 0, and more events skipped or refused than
     in the undamaged recording (which may already have some), no panic."""
     if not _baseline:
-        clean = subprocess.run([str(SAFFRON), "replay", str(FIXTURES / "console.rec"),
+        clean = subprocess.run([str(SAFFRON), "replay", str(FIXTURES / SOURCE),
                                 "--pace", "fast"], capture_output=True, timeout=120)
         _baseline.append(rejected(clean.stdout))
     result = subprocess.run([str(SAFFRON), "replay", str(path), "--pace", "fast"],
@@ -157,10 +160,11 @@ def expect_skipped(path: Path) -> None:
     assert count > _baseline[0], (f"the damaged event went unnoticed ({count} rejected, "
                                   f"{_baseline[0]} in the undamaged recording)")
     print(f"  {path.name}: {count} events skipped or refused (undamaged: {_baseline[0]})")
+    path.unlink()
 
 
 def source_recording() -> bytes:
-    return (FIXTURES / "console.rec").read_bytes()
+    return (FIXTURES / SOURCE).read_bytes()
 
 
 def hostile(name: str, data: bytes) -> Path:
