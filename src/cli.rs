@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
+use saffron::replay::Pace;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
 use crate::vmm::{DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
@@ -33,6 +34,72 @@ pub enum Command {
     /// Boot a Linux kernel in a new virtual machine.
     #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
+    /// Replay a recording of QXL commands (libspice's SPICE_REPLAY format)
+    /// through a QXL device and serve it over SPICE.
+    #[command(after_help = REPLAY_HELP)]
+    Replay(ReplayArgs),
+}
+
+const REPLAY_HELP: &str = "\
+Recordings come from QEMU with SPICE_WORKER_RECORD_FILENAME=FILE (libspice-server),
+from `saffron run --record FILE`, or from tests/fixtures/make-recording. gzip-compressed
+files are read as they are. The commands go through the same QXL device, renderer and
+SPICE server a live guest uses. At the end one line `replay: key=value ...` is printed.
+
+Exit status:
+  0  the recording was replayed to its end
+  1  it could not be read (not a recording, or broken/truncated part-way: the events
+     before the damage were replayed), or the device could not be created
+  2  the command line is invalid";
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording (`-` reads standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Serve the display over SPICE (same options as `saffron run --spice`).
+    /// The final picture stays served until saffron is stopped (or --linger).
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_spice, long_help = SPICE_HELP)]
+    pub spice: Option<SpiceConfig>,
+
+    /// `recorded`: as the recording's timestamps say; `client`: as fast as the
+    /// SPICE clients take the updates; `fast`: as fast as the device takes
+    /// the commands.
+    #[arg(long, value_name = "PACE", default_value = "recorded")]
+    pub pace: Pace,
+
+    /// Longest pause (seconds) between two events with --pace recorded.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds)]
+    pub max_gap: f64,
+
+    /// Replay the recording again and again (not with `-`).
+    #[arg(long = "loop")]
+    pub repeat: bool,
+
+    /// With --spice: wait until a display client is connected before starting.
+    #[arg(long)]
+    pub wait_client: bool,
+
+    /// With --spice: keep serving this many seconds after the end, then exit
+    /// (default: until stopped).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub linger: Option<f64>,
+
+    /// Record what the device accepted to FILE (the same format).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// QXL sizes: ram=SIZE,vram=SIZE[,vgamem=SIZE] (the primary surface must fit vgamem).
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_qxl, long_help = QXL_HELP)]
+    pub qxl: Option<QxlConfig>,
+}
+
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86400.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}' is not a number of seconds (0 to 86400)")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +168,11 @@ pub struct RunArgs {
     /// QXL sizes and revision: ram=SIZE,vram=SIZE[,vram64=SIZE][,vgamem=SIZE][,revision=4|5].
     #[arg(long, value_name = "OPTIONS", value_parser = parse_qxl, long_help = QXL_HELP)]
     pub qxl: Option<QxlConfig>,
+
+    /// Record the QXL device's commands to FILE (libspice's SPICE_REPLAY
+    /// format; replay it with `saffron replay FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// The VGA mode with QXL unless `--vga` says otherwise.
@@ -119,6 +191,9 @@ pub enum DisplayKind {
 impl RunArgs {
     /// The VM's configuration; an error (one line) when options contradict each other.
     pub fn vm_config(&self) -> Result<VmConfig, String> {
+        if self.record.is_some() && self.display == DisplayKind::None {
+            return Err("--record needs a QXL display (not --display none)".into());
+        }
         let qxl = match (self.display, self.qxl) {
             (DisplayKind::Qxl, qxl) => Some(qxl.unwrap_or_default()),
             (DisplayKind::None, None) => None,
@@ -156,6 +231,7 @@ impl RunArgs {
             api_socket: self.api_socket.clone(),
             spice: self.spice.clone(),
             qxl,
+            record: self.record.clone(),
         })
     }
 }
@@ -307,6 +383,7 @@ mod tests {
             args.extend_from_slice(extra);
             Cli::try_parse_from(args).map(|cli| match cli.command {
                 Command::Run(run) => run.spice,
+                Command::Replay(_) => unreachable!(),
             })
         };
         assert_eq!(parse(&[]).unwrap(), None);
@@ -327,6 +404,7 @@ mod tests {
             args.extend_from_slice(extra);
             Cli::try_parse_from(args).map(|cli| match cli.command {
                 Command::Run(run) => run.vm_config(),
+                Command::Replay(_) => unreachable!(),
             })
         };
         assert_eq!(
@@ -355,6 +433,7 @@ mod tests {
             args.extend_from_slice(extra);
             match Cli::try_parse_from(args).unwrap().command {
                 Command::Run(run) => run.vm_config().map(|c| c.vga),
+                Command::Replay(_) => unreachable!(),
             }
         };
         assert_eq!(vga(&[]), Ok(Some(DEFAULT_QXL_VGA)), "QXL: VGA at 1024x768");
@@ -374,6 +453,26 @@ mod tests {
         assert!(vga(&["--qxl", "ram=256M,vgamem=64M", "--vga", "4096x4096"]).is_ok());
         let error = vga(&["--vga", "2560x2048"]).unwrap_err();
         assert!(error.contains("16 MiB"), "{error}");
+    }
+
+    #[test]
+    fn replay_options() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["saffron", "replay", "x.rec"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Replay(r) => r,
+                Command::Run(_) => unreachable!(),
+            })
+        };
+        let r = parse(&[]).unwrap();
+        assert_eq!((r.pace, r.repeat, r.max_gap), (Pace::Recorded, false, 1.0));
+        let r = parse(&["--pace", "client", "--loop", "--spice", "port=5999"]).unwrap();
+        assert_eq!(r.pace, Pace::Client);
+        assert!(r.repeat && r.spice.is_some());
+        assert!(parse(&["--pace", "slow"]).is_err());
+        assert!(parse(&["--max-gap", "-1"]).is_err());
+        assert!(parse(&["--linger", "nan"]).is_err());
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! Saffron's library part: the pieces that are useful on their own and are
-//! tested or fuzzed without a VM (today: the SPICE server).
+//! tested or fuzzed without a VM: the SPICE server and the QXL
+//! record/replay tools.
 
+pub mod replay;
 pub mod spice;

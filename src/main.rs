@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod replay_command;
 mod vmm;
 
 use std::process::ExitCode;
@@ -50,6 +51,15 @@ fn main() -> ExitCode {
         .init();
 
     match cli.command {
+        Command::Replay(args) => match replay_command::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                if !e.is_empty() {
+                    eprintln!("saffron: {e}");
+                }
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
         Command::Run(args) => {
             let config = match args.vm_config() {
                 Ok(config) => config,

@@ -129,3 +129,14 @@ fn help_documents_every_flag_and_exit_status() {
     }
     assert!(help.contains("Exit status"));
 }
+
+#[test]
+fn truncated_recording_is_one_error_line() {
+    // A debug message whose blob is cut short, after one complete event.
+    let path = scratch(
+        "truncated.rec",
+        b"SPICE_REPLAY 1\nevent 0 1 2 5\nevent 1 0 4 6\nbinary 0 message 100:abc",
+    );
+    let (status, err) = saffron(&["replay", path.to_str().unwrap(), "--pace", "fast"]);
+    assert_one_line_error(status, &err, 1, "in its message blob of 100 bytes");
+}

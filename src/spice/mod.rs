@@ -50,6 +50,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use devices::display::Display;
 use mio::{Poll, Waker};
@@ -137,6 +138,8 @@ impl SpiceServer {
             stop: AtomicBool::new(false),
             leds: Mutex::new(None),
             client_mouse: Mutex::new(None),
+            status: Mutex::new(server::LoopStatus::default()),
+            status_changed: std::sync::Condvar::new(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -207,6 +210,48 @@ impl SpiceServer {
         }
     }
 
+    /// Waits until the loop's status satisfies `done`, waking the loop
+    /// every few milliseconds (so it re-checks its clients); gives up after
+    /// `timeout`.
+    fn wait_status(&self, timeout: Option<Duration>, done: impl Fn(&server::LoopStatus) -> bool) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut status = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        while !done(&status) && !self.shared.stop.load(Ordering::Relaxed) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            let _ = self.waker.wake();
+            status = self
+                .shared
+                .status_changed
+                .wait_timeout(status, Duration::from_millis(5))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until a client has opened a display channel.
+    pub fn wait_for_display_client(&self) {
+        self.wait_status(None, |s| s.display_clients > 0);
+    }
+
+    /// Waits until every display client has been sent everything the
+    /// displays showed when this was called (the event loop went round
+    /// twice since, and no display channel has anything left to send or is
+    /// held back by the client's ACKs). At once without display clients;
+    /// at most 10 seconds.
+    pub fn wait_display_clients_caught_up(&self) {
+        let start = self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .passes;
+        self.wait_status(Some(Duration::from_secs(10)), |s| {
+            s.passes >= start + 2 && (s.display_clients == 0 || !s.display_busy)
+        });
+    }
+
     /// Stops the threads and closes every connection.
     pub fn stop(mut self) {
         self.shutdown();
@@ -248,6 +293,12 @@ impl SpiceNotifier {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(allowed);
         let _ = self.waker.wake();
+    }
+}
+
+impl crate::replay::player::ClientGate for SpiceServer {
+    fn wait_caught_up(&self) {
+        self.wait_display_clients_caught_up();
     }
 }
 

@@ -52,6 +52,22 @@ pub struct Shared {
     pub leds: Mutex<Option<KeyboardLeds>>,
     /// Whether an absolute pointer is available, when that changed.
     pub client_mouse: Mutex<Option<bool>>,
+    /// What the display clients have left to receive, after each loop pass.
+    pub status: Mutex<LoopStatus>,
+    pub status_changed: std::sync::Condvar,
+}
+
+/// The event loop's view of its display clients, published after every
+/// pass (for `saffron replay --pace client`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoopStatus {
+    /// Passes of the loop so far.
+    pub passes: u64,
+    /// Open display channels.
+    pub display_clients: usize,
+    /// Some display channel has damage, queued messages or unwritten bytes
+    /// (including when it waits for the client's ACKs).
+    pub display_busy: bool,
 }
 
 /// Everything the loop needs.
@@ -160,6 +176,7 @@ impl EventLoop {
             self.pump_and_flush();
             self.expire();
             self.reap();
+            self.publish_status();
         }
         for conn in self.connections.values_mut() {
             conn.stream.shutdown();
@@ -703,6 +720,33 @@ impl EventLoop {
         if self.connections.values().any(|c| c.closed) {
             self.reap();
         }
+    }
+}
+
+impl EventLoop {
+    fn publish_status(&self) {
+        let (mut clients, mut busy) = (0, false);
+        for conn in self.connections.values() {
+            if let State::Open {
+                channel: Channel::Display(_, d),
+                ..
+            } = &conn.state
+            {
+                clients += 1;
+                busy |= d.has_work() || conn.has_output();
+            }
+        }
+        let mut status = self
+            .setup
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        status.passes += 1;
+        status.display_clients = clients;
+        status.display_busy = busy;
+        drop(status);
+        self.setup.shared.status_changed.notify_all();
     }
 }
 

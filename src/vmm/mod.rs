@@ -66,6 +66,8 @@ pub struct VmConfig {
     pub spice: Option<saffron::spice::SpiceConfig>,
     /// The QXL display device (`--display qxl`, the default; `--qxl` sizes).
     pub qxl: Option<QxlConfig>,
+    /// Record the QXL device's commands to this file (`--record`).
+    pub record: Option<PathBuf>,
 }
 
 pub const MAX_CPUS: u8 = 8;
@@ -235,6 +237,14 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         }
         None => None,
     };
+    if let (Some(path), Some(q)) = (&config.record, &qxl) {
+        let recorder = saffron::replay::Recorder::create(
+            path,
+            devices::qxl::memory::BarMemory::new(q.memory.ram().clone(), q.memory.vram().clone()),
+        )
+        .map_err(|e| device_err("the recording")(format!("{}: {e}", path.display())))?;
+        q.control.set_observer(Some(Box::new(recorder)));
+    }
     let mut pci_devices: Vec<(u8, SharedPciDevice)> =
         vec![(input::TABLET_SLOT, tablet.clone() as SharedPciDevice)];
     if let Some(q) = &qxl {

@@ -330,6 +330,11 @@ impl QxlCore {
             return;
         }
         self.io_command(sync_equivalent(port), value, bars);
+        if !self.guest_bug && !matches!(port, IO_NOTIFY_CMD | IO_NOTIFY_CURSOR | IO_UPDATE_IRQ) {
+            if let Some(o) = self.observer.as_mut() {
+                o.io(port);
+            }
+        }
         // Accepted async commands always complete, also after an error, so
         // the guest never waits for a timeout.
         if is_async_port(port) {
@@ -744,8 +749,13 @@ impl QxlCore {
             }
             (CMD_UPDATE, false) => {
                 let parser = Parser::new(&self.memory, &self.slots, NUM_SURFACES);
-                if let Err(e) = parser.update_cmd(command.data) {
-                    self.bad_command(format_args!("{e}"));
+                match parser.update_cmd(command.data) {
+                    Ok(update) => {
+                        if let Some(o) = self.observer.as_mut() {
+                            o.update(&update);
+                        }
+                    }
+                    Err(e) => self.bad_command(format_args!("{e}")),
                 }
             }
             (CMD_MESSAGE, false) => {
@@ -842,7 +852,7 @@ impl QxlCore {
                     },
                 );
                 if let Some(o) = self.observer.as_mut() {
-                    o.surface(&cmd);
+                    o.surface(&cmd, Some(&surface));
                 }
                 true
             }
@@ -850,7 +860,7 @@ impl QxlCore {
                 match self.surfaces.remove(surface_id) {
                     Some(s) => {
                         if let Some(o) = self.observer.as_mut() {
-                            o.surface(&cmd);
+                            o.surface(&cmd, None);
                         }
                         // The create goes back first, then (by the caller) the destroy.
                         self.release_command(s.create_release);

@@ -176,6 +176,20 @@ impl BarMemory {
             Err(_) => 0,
         }
     }
+
+    /// Atomically replaces the aligned u32 at `offset` of BAR 0 and returns
+    /// the previous value: what a guest driver does to take `int_pending`
+    /// (Linux: `xchg(&ram->int_pending, 0)`). For drivers written in Rust
+    /// (the replay tool, tests).
+    pub fn swap_ram_u32(&self, offset: u64, value: u32) -> u32 {
+        let Ok(offset) = usize::try_from(offset) else {
+            return 0;
+        };
+        match self.ram.get_atomic_ref::<AtomicU32>(offset) {
+            Ok(word) => word.swap(value, Ordering::SeqCst),
+            Err(_) => 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -130,6 +130,8 @@ pub struct Qxl {
     pub display: Arc<Display>,
     pub vga: VgaLink,
     pub control: QxlControl,
+    /// The memory BARs as the device reads them (for recorders and tests).
+    pub memory: Arc<BarMemory>,
     worker: Option<Worker>,
     bar0_dirty_logging: Arc<AtomicBool>,
 }
@@ -169,7 +171,7 @@ impl Qxl {
         pci_set_interrupt(&mut pci, irq_line);
         let core = QxlCore::new(
             config,
-            memory,
+            memory.clone(),
             rom,
             irq,
             display.clone(),
@@ -189,6 +191,7 @@ impl Qxl {
             },
             display,
             control: QxlControl { frontend, stats },
+            memory,
             worker: Some(worker),
             bar0_dirty_logging,
         })
