@@ -210,7 +210,18 @@ def input_device(guest: Guest, name_pattern: str, timeout: float = 60) -> str:
 
 
 def record(guest: Guest, node: str) -> None:
+    """Starts copying the evdev node's events to a file; returns once the reader has the node
+    open (a slow guest may take a while to get there)."""
     guest.run(f"cat /dev/input/{node} > /tmp/{node}.ev & echo $! > /tmp/{node}.pid", check=True)
+    guest.run(f"p=$(cat /tmp/{node}.pid); for i in $(seq 1 100); do"
+              f" ls -l /proc/$p/fd 2>/dev/null | grep -q {node} && break; sleep 0.1; done",
+              check=True, timeout=60)
+
+
+def irq_count(guest: Guest, irq: int) -> int:
+    """How often the guest took interrupt `irq` (all CPUs)."""
+    line = guest.run(f"grep -E '^ *{irq}:' /proc/interrupts", check=True).output.split()
+    return sum(int(n) for n in line[1:] if n.isdigit())
 
 
 def recorded(guest: Guest, node: str) -> list[tuple[int, int, int]]:
@@ -329,7 +340,7 @@ def test_keyboard_leds_and_server_mouse():
             # Server mouse mode: the PS/2 mouse's evdev device.
             mouse = input_device(guest, r"PS/2")
             record(guest, mouse)
-            time.sleep(0.5)
+            irq12_before = irq_count(guest, 12)
             client.command("MOTION 10 5 0")
             time.sleep(0.3)
             client.command("PRESS 1 1")
@@ -343,10 +354,12 @@ def test_keyboard_leds_and_server_mouse():
             time.sleep(0.3)
             client.command("MOTION -7 0 0")
             events = recorded(guest, mouse)
-            print(f"  PS/2 mouse events: {events}")
+            irq12 = irq_count(guest, 12) - irq12_before
+            print(f"  PS/2 mouse events: {events} ({irq12} mouse interrupts)")
             moved_x = sum(v for k, c, v in events if (k, c) == (EV_REL, REL_X))
             moved_y = sum(v for k, c, v in events if (k, c) == (EV_REL, REL_Y))
-            assert (moved_x, moved_y) == (3, 5), f"motion {moved_x},{moved_y}: {events}"
+            assert (moved_x, moved_y) == (3, 5), \
+                f"motion {moved_x},{moved_y}: {events}; {irq12} mouse interrupts"
             keys = [(c, v) for k, c, v in events if k == EV_KEY]
             assert keys == [(BTN_LEFT, 1), (BTN_LEFT, 0), (BTN_RIGHT, 1), (BTN_RIGHT, 0)], keys
             wheel = [v for k, c, v in events if (k, c) == (EV_REL, REL_WHEEL)]

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from harness import REPO, RESULTS_DIR, Guest, GuestError, GuestImage, run_tests
+from screens import Picture, read_ppm, spice_screenshot
 
 TTY1_MARKER = "SAFFRON TTY1 MARKER"
 GLYPHS = REPO / "tests" / "e2e" / "data" / "fbcon-marker-glyphs.txt"
@@ -64,51 +65,13 @@ def image() -> GuestImage:
 
 # ---- screenshots ----------------------------------------------------------------------------
 
-class Picture:
-    def __init__(self, width: int, height: int, rgb: bytes):
-        self.width, self.height, self.rgb = width, height, rgb
-
-    @classmethod
-    def read_ppm(cls, path: Path) -> "Picture":
-        data = path.read_bytes()
-        fields, at = [], 0
-        while len(fields) < 4:                       # P6 WIDTH HEIGHT MAXVAL, then one byte
-            while data[at:at + 1].isspace():
-                at += 1
-            if data[at:at + 1] == b"#":
-                at = data.index(b"\n", at)
-                continue
-            end = at
-            while not data[end:end + 1].isspace():
-                end += 1
-            fields.append(data[at:end])
-            at = end
-        assert fields[0] == b"P6" and fields[3] == b"255", fields
-        width, height = int(fields[1]), int(fields[2])
-        pixels = data[at + 1:at + 1 + 3 * width * height]
-        assert len(pixels) == 3 * width * height, "short PPM"
-        return cls(width, height, pixels)
-
-    def pixel(self, x: int, y: int) -> tuple:
-        i = 3 * (y * self.width + x)
-        return tuple(self.rgb[i:i + 3])
-
-    def cell(self, col: int, row: int) -> str:
-        """A character cell as 16 lines of '#' (not background) and '.'."""
-        lines = []
-        for y in range(row * CELL_H, (row + 1) * CELL_H):
-            lines.append("".join("#" if self.pixel(x, y) != BACKGROUND else "."
-                                 for x in range(col * CELL_W, (col + 1) * CELL_W)))
-        return "\n".join(lines)
-
-
-def screenshot(port: int, name: str) -> Picture:
-    path = RESULTS_DIR / f"{name}.ppm"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["spicy-screenshot", "-h", "127.0.0.1", "-p", str(port), "-o", str(path)],
-                            capture_output=True, text=True, timeout=90)
-    assert result.returncode == 0, f"spicy-screenshot failed: {result.stderr[-500:]}"
-    return Picture.read_ppm(path)
+def cell(picture: Picture, col: int, row: int) -> str:
+    """A character cell as 16 lines of '#' (not background) and '.'."""
+    lines = []
+    for y in range(row * CELL_H, (row + 1) * CELL_H):
+        lines.append("".join("#" if picture.pixel(x, y) != BACKGROUND else "."
+                             for x in range(col * CELL_W, (col + 1) * CELL_W)))
+    return "\n".join(lines)
 
 
 def tty1_text(guest: Guest, cols: int) -> list:
@@ -139,14 +102,14 @@ def check_console(picture: Picture, rows: list, cursor: tuple) -> None:
     marker_col = rows[marker_row].index(TTY1_MARKER)
     reference = reference_glyphs()
     for i, ch in enumerate(TTY1_MARKER):
-        got = picture.cell(marker_col + i, marker_row)
+        got = cell(picture, marker_col + i, marker_row)
         assert got == reference[ch], f"marker char {ch!r} at row {marker_row}:\n{got}\nexpected\n{reference[ch]}"
     seen = {}
     for r, text in enumerate(rows[:picture.height // CELL_H]):
         for c, ch in enumerate(text[:cols]):
             if (c, r) == cursor:
                 continue
-            bits = picture.cell(c, r)
+            bits = cell(picture, c, r)
             if ch == " ":
                 assert "#" not in bits, f"space at ({c},{r}) is not blank"
             elif ch in seen:
@@ -159,12 +122,12 @@ def check_console(picture: Picture, rows: list, cursor: tuple) -> None:
 
 def make_reference(shot: Path) -> None:
     """Writes GLYPHS from a screenshot whose row 0 starts with the marker (a fresh boot)."""
-    picture = Picture.read_ppm(shot)
+    picture = read_ppm(shot)
     out = []
     for i, ch in enumerate(TTY1_MARKER):
         if f"char {ord(ch)}" in "\n".join(out):
             continue
-        out += [f"char {ord(ch)} {ch}", picture.cell(i, 0), ""]
+        out += [f"char {ord(ch)} {ch}", cell(picture, i, 0), ""]
     GLYPHS.parent.mkdir(parents=True, exist_ok=True)
     GLYPHS.write_text("# 8x16 fbcon glyphs of the tty1 marker, from a saffron screenshot\n" + "\n".join(out))
     print(f"wrote {GLYPHS}")
@@ -204,7 +167,7 @@ def test_qxl_binds_and_shows_the_console():
         print(f"  {count} qxl interrupts: {interrupts.strip()}")
         assert count > 0
         wait_marker_drawn(guest)
-        picture = screenshot(port, "qxl-console")
+        picture = spice_screenshot(port, "qxl-console")
         assert (picture.width, picture.height) == (1024, 768), (picture.width, picture.height)
         rows = tty1_text(guest, picture.width // CELL_W)
         prompt_row = max(r for r, t in enumerate(rows) if t.strip())
@@ -221,7 +184,7 @@ def test_mode_switch_reaches_the_client():
     with guest:
         guest.wait_ready(timeout=120)
         wait_marker_drawn(guest)
-        before = screenshot(port, "qxl-mode-before")
+        before = spice_screenshot(port, "qxl-mode-before")
         assert (before.width, before.height) == (1024, 768)
         # A subshell's background job: no job-control messages on the console.
         guest.run("(qxl-modeset 1920 1080 12 204080 >/tmp/modeset.log 2>&1 &)", check=True)
@@ -232,20 +195,20 @@ def test_mode_switch_reaches_the_client():
             time.sleep(0.2)
         assert "MODESET-OK 1920x1080" in log, log
         time.sleep(1)
-        big = screenshot(port, "qxl-mode-1920")
+        big = spice_screenshot(port, "qxl-mode-1920")
         assert (big.width, big.height) == (1920, 1080), (big.width, big.height)
         for x, y in [(0, 0), (960, 540), (1919, 1079)]:
             assert big.pixel(x, y) == (0x20, 0x40, 0x80), f"pixel ({x},{y}) = {big.pixel(x, y)}"
         # The helper exits after 12 s; fbdev takes the screen back at its mode.
         deadline = time.monotonic() + 40
         while True:
-            after = screenshot(port, "qxl-mode-after")
+            after = spice_screenshot(port, "qxl-mode-after")
             if (after.width, after.height) == (1024, 768) or time.monotonic() > deadline:
                 break
             time.sleep(2)
         assert (after.width, after.height) == (1024, 768), (after.width, after.height)
         time.sleep(1)
-        after = screenshot(port, "qxl-mode-after")
+        after = spice_screenshot(port, "qxl-mode-after")
         rows = tty1_text(guest, 128)
         prompt_row = max(r for r, t in enumerate(rows) if t.strip())
         check_console(after, rows, (len(rows[prompt_row].rstrip()) + 1, prompt_row))
@@ -293,7 +256,7 @@ def test_preferred_size_from_the_rom():
     with guest:
         guest.wait_ready(timeout=120)
         wait_marker_drawn(guest)
-        picture = screenshot(port, "qxl-xres")
+        picture = spice_screenshot(port, "qxl-xres")
         assert (picture.width, picture.height) == (1280, 800), (picture.width, picture.height)
         rows = tty1_text(guest, picture.width // CELL_W)
         prompt_row = max(r for r, t in enumerate(rows) if t.strip())
