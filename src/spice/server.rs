@@ -287,7 +287,7 @@ impl EventLoop {
         let more_in_socket = match conn.fill_input() {
             Ok(more) => more,
             Err(e) => {
-                tracing::info!("spice: {} ({}): {e}", conn.peer, conn.channel_name());
+                log_close(conn, &format!("read failed: {e}"));
                 conn.closed = true;
                 return false;
             }
@@ -648,7 +648,7 @@ impl EventLoop {
                     }
                     Ok(false) => break,
                     Err(e) => {
-                        tracing::info!("spice: {} ({}): {e}", conn.peer, conn.channel_name());
+                        log_close(conn, &format!("write failed: {e}"));
                         conn.closed = true;
                         break;
                     }

@@ -330,6 +330,10 @@ class Guest:
                 f"exit status: {self.proc.poll()}\nreason: {reason}\n"
                 f"--- stderr ---\n{self._stderr}")
         print(f"[{self.name}] serial output saved to {path}", flush=True)
+        # CI shows only the console: the VMM's last words go there too.
+        tail = [line for line in self.stderr.splitlines() if line.strip()][-15:]
+        for line in tail:
+            print(f"[{self.name}] vmm: {line[:300]}", flush=True)
         return path
 
 

@@ -177,12 +177,23 @@ def tty1_screen(guest: Guest) -> str:
         return f"(cannot read tty1: {e})"
 
 
+def keyboard_messages(guest: Guest) -> str:
+    """The guest kernel's last messages about its keyboard and controller."""
+    try:
+        return guest.run("dmesg | grep -iE 'atkbd|i8042|serio|keyboard' | tail -12",
+                         timeout=20).output
+    except GuestError as e:
+        return f"(cannot read the kernel log: {e})"
+
+
 def wait_line(guest: Guest, line: str, timeout: float = 30) -> None:
-    """Waits for `line` on the serial console; on failure says what tty1 shows."""
+    """Waits for `line` on the serial console; on failure says what tty1 shows and what the
+    guest kernel said about its keyboard."""
     try:
         guest.wait_for(rf"(?m)^{re.escape(line)}\r?$", timeout)
     except GuestError as e:
-        raise GuestError(f"{e}\ntty1 shows:\n{tty1_screen(guest)}") from None
+        raise GuestError(f"{e}\ntty1 shows:\n{tty1_screen(guest)}\n"
+                         f"kernel keyboard messages:\n{keyboard_messages(guest)}") from None
 
 
 def typed_line_appears(guest: Guest, client: Client, marker: str, timeout: float = 30) -> float:

@@ -237,6 +237,9 @@ pub struct Keyboard {
     owed: KeySet,
     /// The last byte sent, for the resend command.
     last_sent: u8,
+    /// The key whose last byte sits in the controller's output buffer: the
+    /// guest has it once it reads that byte.
+    unread: Option<KeyEvent>,
 }
 
 impl Default for Keyboard {
@@ -255,6 +258,7 @@ impl Default for Keyboard {
             queued_down: KeySet::default(),
             owed: KeySet::default(),
             last_sent: 0,
+            unread: None,
         }
     }
 }
@@ -283,14 +287,30 @@ impl Keyboard {
         self.scanning
     }
 
-    pub(super) fn pop(&mut self) -> Option<u8> {
+    /// The next byte for the controller's output buffer, and whether it is
+    /// part of a key (not a reply). The key counts as sent once the guest
+    /// reads its last byte ([`Self::byte_read`]).
+    pub(super) fn pop(&mut self) -> Option<(u8, bool)> {
         let entry = self.queue.pop_front()?;
         if let Queued::Key(_, Some(event)) = entry {
-            self.guest_down.set(event.key, event.pressed);
+            self.unread = Some(event);
         }
         self.last_sent = entry.byte();
         self.pay_owed();
-        Some(entry.byte())
+        Some((entry.byte(), matches!(entry, Queued::Key(..))))
+    }
+
+    /// The guest read the byte in the controller's output buffer.
+    pub(super) fn byte_read(&mut self) {
+        if let Some(event) = self.unread.take() {
+            self.guest_down.set(event.key, event.pressed);
+        }
+    }
+
+    /// The key byte in the controller's output buffer was taken back
+    /// unread (see `I8042::write_data`).
+    pub(super) fn byte_withdrawn(&mut self) {
+        self.unread = None;
     }
 
     fn room(&self) -> usize {
@@ -683,8 +703,14 @@ fn set3_code(key: Key) -> Option<u8> {
 mod tests {
     use super::*;
 
+    /// Everything queued, each byte read by the guest.
     fn drain(k: &mut Keyboard) -> Vec<u8> {
-        std::iter::from_fn(|| k.pop()).collect()
+        std::iter::from_fn(|| {
+            let (byte, _) = k.pop()?;
+            k.byte_read();
+            Some(byte)
+        })
+        .collect()
     }
 
     fn translated(bytes: &[u8]) -> Vec<u8> {

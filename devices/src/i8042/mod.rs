@@ -62,7 +62,10 @@ const OUT_A20: u8 = 0x02;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Controller,
+    /// A keyboard's reply to a command.
     Keyboard,
+    /// A byte of a key's scancode sequence.
+    Key,
     Mouse,
 }
 
@@ -141,13 +144,14 @@ impl I8042 {
     }
 
     /// A keyboard byte as the guest reads it (translated if enabled).
-    fn next_keyboard_byte(&mut self) -> Option<u8> {
-        while let Some(byte) = self.keyboard.pop() {
+    fn next_keyboard_byte(&mut self) -> Option<(u8, Source)> {
+        while let Some((byte, key)) = self.keyboard.pop() {
+            let source = if key { Source::Key } else { Source::Keyboard };
             if self.config & CFG_TRANSLATE == 0 {
-                return Some(byte);
+                return Some((byte, source));
             }
             if let Some(byte) = keyboard::translate(byte, &mut self.translate_break) {
-                return Some(byte);
+                return Some((byte, source));
             }
         }
         None
@@ -187,7 +191,7 @@ impl I8042 {
         }
         let mut next = self.replies.pop_front();
         if next.is_none() && self.config & CFG_KBD_DISABLED == 0 {
-            next = self.next_keyboard_byte().map(|b| (b, Source::Keyboard));
+            next = self.next_keyboard_byte();
         }
         if next.is_none() && self.config & CFG_AUX_DISABLED == 0 {
             next = self.mouse.pop().map(|b| (b, Source::Mouse));
@@ -204,7 +208,9 @@ impl I8042 {
         };
         match source {
             Source::Mouse if self.config & CFG_AUX_INT != 0 => self.mouse_irq.trigger(),
-            Source::Keyboard | Source::Controller if self.config & CFG_KBD_INT != 0 => {
+            Source::Keyboard | Source::Key | Source::Controller
+                if self.config & CFG_KBD_INT != 0 =>
+            {
                 self.keyboard_irq.trigger()
             }
             _ => {}
@@ -213,7 +219,12 @@ impl I8042 {
 
     fn read_data(&mut self) -> u8 {
         let byte = match self.output.take() {
-            Some((byte, _)) => byte,
+            Some((byte, source)) => {
+                if source == Source::Key {
+                    self.keyboard.byte_read();
+                }
+                byte
+            }
             None => 0,
         };
         self.refill();
@@ -277,6 +288,17 @@ impl I8042 {
             Some(0xd3) => self.push_reply(byte, Source::Mouse),
             Some(0xd4) => self.mouse.command(byte),
             _ => {
+                // A key byte the guest has not read yet is taken back: the
+                // keyboard drops its unsent keys on a command, and drivers
+                // discard what arrives before the command's ACK (Linux's
+                // libps2 does), so the guest would lose it unseen and the
+                // keyboard would believe it sent. A release that follows a
+                // lost press looks like a self-test result (BAT) to a
+                // translating driver, which then resets the keyboard.
+                if matches!(self.output, Some((_, Source::Key))) {
+                    self.output = None;
+                    self.keyboard.byte_withdrawn();
+                }
                 self.config &= !CFG_KBD_DISABLED;
                 let generation = self.keyboard.led_generation();
                 self.keyboard.command(byte);
@@ -641,6 +663,84 @@ mod tests {
         }
         assert!(r.dev.replies.len() <= CONTROLLER_REPLY_LIMIT);
         assert!(r.drain().len() <= CONTROLLER_REPLY_LIMIT + 1);
+    }
+
+    /// Linux's atkbd in translated mode tells a left-shift release (0xaa)
+    /// from the keyboard's self-test result (BAT, also 0xaa) only by having
+    /// seen the shift press first; a BAT makes it reset the keyboard.
+    #[derive(Default)]
+    struct TranslatedReader {
+        shift_seen_down: bool,
+        bats: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl TranslatedReader {
+        fn take(&mut self, byte: u8) {
+            self.bytes.push(byte);
+            match byte {
+                0x2a => self.shift_seen_down = true,
+                0xaa if self.shift_seen_down => self.shift_seen_down = false,
+                0xaa => self.bats += 1,
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_flood_with_led_commands_never_looks_like_a_keyboard_reset() {
+        let mut r = rig();
+        r.data(0xf4);
+        r.drain();
+        let mut guest = TranslatedReader::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..200_000u32 {
+            let v = next();
+            // Shift down/up, as a flooding client sends them.
+            let code = if i % 2 == 0 { 0x2a } else { 0xaa };
+            r.dev.key_event(&[code]);
+            // The guest reads some of what is waiting.
+            for _ in 0..v % 3 {
+                if r.status() & STS_OBF != 0 {
+                    let mut b = [0];
+                    r.dev.read(0, &mut b);
+                    guest.take(b[0]);
+                }
+            }
+            if v % 997 == 0 {
+                // Set LEDs, as libps2 does: command, ACK, parameter, ACK.
+                // Bytes read while waiting for the command's ACK are
+                // dropped unseen; after the parameter they are keys.
+                for (byte, swallow) in [(0xed, true), ((v >> 32) as u8 & 7, false)] {
+                    r.data(byte);
+                    loop {
+                        let mut b = [0];
+                        assert!(r.status() & STS_OBF != 0, "no ACK");
+                        r.dev.read(0, &mut b);
+                        if b[0] == 0xfa {
+                            break;
+                        }
+                        if !swallow {
+                            guest.take(b[0]);
+                        }
+                    }
+                }
+            }
+        }
+        for b in r.drain() {
+            guest.take(b);
+        }
+        assert_eq!(guest.bats, 0, "a shift release without its press");
+        assert!(!guest.shift_seen_down, "shift left down");
+        // The keyboard still types.
+        r.dev.key_event(&[0x1e, 0x9e]);
+        assert_eq!(r.drain(), vec![0x1e, 0x9e]);
     }
 
     #[test]
