@@ -19,6 +19,8 @@ use super::DEVICE_QUEUE_LIMIT;
 
 const ACK: u8 = 0xfa;
 const RESEND: u8 = 0xfe;
+/// The command asking the keyboard to send its last byte again.
+const RESEND_COMMAND: u8 = 0xfe;
 const BAT_OK: u8 = 0xaa;
 const ECHO: u8 = 0xee;
 const BREAK_PREFIX: u8 = 0xf0;
@@ -202,17 +204,37 @@ enum KeyType {
 enum Queued {
     /// A reply to a command.
     Reply(u8),
-    /// Part of a key's sequence; the last byte carries the event, which the
-    /// guest has once that byte is sent.
-    Key(u8, Option<KeyEvent>),
+    /// Part of a key's sequence: whether it is the sequence's first byte,
+    /// and on the last byte the event, which the guest has once it reads
+    /// that byte.
+    Key(u8, bool, Option<KeyEvent>),
 }
 
 impl Queued {
     fn byte(self) -> u8 {
         match self {
-            Queued::Reply(b) | Queued::Key(b, _) => b,
+            Queued::Reply(b) | Queued::Key(b, ..) => b,
         }
     }
+
+    fn kind(self) -> ByteKind {
+        match self {
+            Queued::Reply(_) => ByteKind::Reply,
+            Queued::Key(_, true, _) => ByteKind::KeyStart,
+            Queued::Key(_, false, _) => ByteKind::KeyRest,
+        }
+    }
+}
+
+/// What a byte the keyboard sends is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteKind {
+    /// A reply to a command.
+    Reply,
+    /// The first byte of a key's sequence.
+    KeyStart,
+    /// A later byte of a key's sequence (after `E0`, `F0`, …).
+    KeyRest,
 }
 
 #[derive(Debug)]
@@ -235,11 +257,15 @@ pub struct Keyboard {
     queued_down: KeySet,
     /// Break codes that did not fit in the queue, sent when there is room.
     owed: KeySet,
-    /// The last byte sent, for the resend command.
+    /// The last byte the guest read, for the resend command.
     last_sent: u8,
-    /// The key whose last byte sits in the controller's output buffer: the
-    /// guest has it once it reads that byte.
-    unread: Option<KeyEvent>,
+    /// What the byte in the controller's output buffer was made of (a
+    /// translated `F0 xx` is two). A key counts as sent once the guest
+    /// reads the byte that ends its sequence.
+    in_output: Vec<Queued>,
+    /// The rest of a sequence the guest has begun to read, set aside while
+    /// a command is answered.
+    resume: Vec<Queued>,
 }
 
 impl Default for Keyboard {
@@ -258,7 +284,8 @@ impl Default for Keyboard {
             queued_down: KeySet::default(),
             owed: KeySet::default(),
             last_sent: 0,
-            unread: None,
+            in_output: Vec::new(),
+            resume: Vec::new(),
         }
     }
 }
@@ -290,27 +317,37 @@ impl Keyboard {
     /// The next byte for the controller's output buffer, and whether it is
     /// part of a key (not a reply). The key counts as sent once the guest
     /// reads its last byte ([`Self::byte_read`]).
+    /// The next byte for the controller's output buffer, and whether it is
+    /// part of a key (not a reply). Say [`Self::byte_read`] when the guest
+    /// has read it.
     pub(super) fn pop(&mut self) -> Option<(u8, bool)> {
         let entry = self.queue.pop_front()?;
-        if let Queued::Key(_, Some(event)) = entry {
-            self.unread = Some(event);
+        if self.in_output.len() >= 4 {
+            // Only a translated `F0` is absorbed, and never twice in a row;
+            // stay bounded whatever happens.
+            self.in_output.clear();
         }
-        self.last_sent = entry.byte();
+        self.in_output.push(entry);
         self.pay_owed();
-        Some((entry.byte(), matches!(entry, Queued::Key(..))))
+        Some((entry.byte(), entry.kind() != ByteKind::Reply))
     }
 
-    /// The guest read the byte in the controller's output buffer.
+    /// The guest read the keyboard's byte in the controller's output buffer.
     pub(super) fn byte_read(&mut self) {
-        if let Some(event) = self.unread.take() {
-            self.guest_down.set(event.key, event.pressed);
+        for entry in self.in_output.drain(..) {
+            if let Queued::Key(_, _, Some(event)) = entry {
+                self.guest_down.set(event.key, event.pressed);
+            }
+            self.last_sent = entry.byte();
         }
     }
 
     /// The key byte in the controller's output buffer was taken back
-    /// unread (see `I8042::write_data`).
+    /// unread (see `I8042::write_data`); a command follows.
     pub(super) fn byte_withdrawn(&mut self) {
-        self.unread = None;
+        for entry in self.in_output.drain(..).rev() {
+            self.queue.push_front(entry);
+        }
     }
 
     fn room(&self) -> usize {
@@ -326,14 +363,28 @@ impl Keyboard {
     }
 
     /// Drops the key bytes not sent yet, as a keyboard does when it gets a
-    /// command. Keys the guest saw go down and the user has released since
-    /// are owed a break code, so none stays down.
+    /// command, except the rest of a sequence the guest has begun to read:
+    /// that is set aside to follow the command's reply (cut, an `E0` would
+    /// turn the guest's next key into another; and drivers drop what comes
+    /// before the ACK). Keys left down that the user has released since are
+    /// owed a break code, so none stays down.
     fn discard_keys(&mut self) {
-        self.queue.retain(|q| matches!(q, Queued::Reply(_)));
+        let started = self
+            .queue
+            .iter()
+            .take_while(|q| q.kind() == ByteKind::KeyRest)
+            .count();
+        self.resume.extend(self.queue.drain(..started));
+        self.queue.retain(|q| q.kind() == ByteKind::Reply);
         self.queued_down = self.guest_down;
+        for entry in &self.resume {
+            if let Queued::Key(_, _, Some(event)) = entry {
+                self.queued_down.set(event.key, event.pressed);
+            }
+        }
         self.owed = KeySet {
-            plain: self.guest_down.plain & !self.user_down.plain,
-            extended: self.guest_down.extended & !self.user_down.extended,
+            plain: self.queued_down.plain & !self.user_down.plain,
+            extended: self.queued_down.extended & !self.user_down.extended,
         };
     }
 
@@ -354,6 +405,13 @@ impl Keyboard {
     /// A byte the guest wrote to the keyboard.
     pub(super) fn command(&mut self, byte: u8) {
         self.discard_keys();
+        self.answer(byte);
+        let resume = std::mem::take(&mut self.resume);
+        self.queue.extend(resume);
+        self.pay_owed();
+    }
+
+    fn answer(&mut self, byte: u8) {
         if let Some(pending) = self.pending {
             // A command byte cancels a pending parameter (as keyboards do).
             if byte < 0xed {
@@ -398,7 +456,7 @@ impl Keyboard {
             }
             0xfb | 0xfd => self.expect(Pending::KeyTypes(KeyType::MakeOnly)),
             0xfc => self.expect(Pending::KeyTypes(KeyType::MakeBreak)),
-            0xfe => {
+            RESEND_COMMAND => {
                 let last = self.last_sent;
                 self.reply(last);
             }
@@ -411,7 +469,6 @@ impl Keyboard {
             }
             _ => self.reply(RESEND),
         }
-        self.pay_owed();
     }
 
     fn expect(&mut self, pending: Pending) {
@@ -456,7 +513,6 @@ impl Keyboard {
                 self.reply(ACK);
             }
         }
-        self.pay_owed();
     }
 
     /// Keys pressed or released, as set-1 scancode bytes.
@@ -501,13 +557,17 @@ impl Keyboard {
             }
             return true;
         }
+        self.push_sequence(bytes, event);
+        self.queued_down.set(event.key, event.pressed);
+        true
+    }
+
+    fn push_sequence(&mut self, bytes: Vec<u8>, event: KeyEvent) {
         let last = bytes.len().saturating_sub(1);
         for (i, byte) in bytes.into_iter().enumerate() {
             self.queue
-                .push_back(Queued::Key(byte, (i == last).then_some(event)));
+                .push_back(Queued::Key(byte, i == 0, (i == last).then_some(event)));
         }
-        self.queued_down.set(event.key, event.pressed);
-        true
     }
 
     /// Sends owed break codes that now fit.
@@ -531,11 +591,7 @@ impl Keyboard {
                     self.queued_down.set(key, false);
                     self.guest_down.set(key, false);
                 } else {
-                    let last = bytes.len() - 1;
-                    for (i, byte) in bytes.into_iter().enumerate() {
-                        self.queue
-                            .push_back(Queued::Key(byte, (i == last).then_some(release)));
-                    }
+                    self.push_sequence(bytes, release);
                     self.queued_down.set(key, false);
                 }
             }

@@ -220,7 +220,7 @@ impl I8042 {
     fn read_data(&mut self) -> u8 {
         let byte = match self.output.take() {
             Some((byte, source)) => {
-                if source == Source::Key {
+                if matches!(source, Source::Keyboard | Source::Key) {
                     self.keyboard.byte_read();
                 }
                 byte
@@ -288,14 +288,15 @@ impl I8042 {
             Some(0xd3) => self.push_reply(byte, Source::Mouse),
             Some(0xd4) => self.mouse.command(byte),
             _ => {
-                // A key byte the guest has not read yet is taken back: the
+                // A key byte the guest has not read is taken back: the
                 // keyboard drops its unsent keys on a command, and drivers
                 // discard what arrives before the command's ACK (Linux's
-                // libps2 does), so the guest would lose it unseen and the
-                // keyboard would believe it sent. A release that follows a
-                // lost press looks like a self-test result (BAT) to a
-                // translating driver, which then resets the keyboard.
-                if matches!(self.output, Some((_, Source::Key))) {
+                // libps2 does), so the guest would lose it unseen while the
+                // keyboard believed it sent. (A release that follows a lost
+                // press looks like a self-test result, BAT, to a translating
+                // driver, which then resets the keyboard.) The rest of a
+                // sequence the guest has begun follows the command's reply.
+                if self.output.is_some_and(|(_, source)| source == Source::Key) {
                     self.output = None;
                     self.keyboard.byte_withdrawn();
                 }
@@ -665,30 +666,55 @@ mod tests {
         assert!(r.drain().len() <= CONTROLLER_REPLY_LIMIT + 1);
     }
 
-    /// Linux's atkbd in translated mode tells a left-shift release (0xaa)
-    /// from the keyboard's self-test result (BAT, also 0xaa) only by having
-    /// seen the shift press first; a BAT makes it reset the keyboard.
+    /// What Linux's atkbd makes of translated (set-1) bytes. It tells a
+    /// left-shift release (0xaa) from the keyboard's self-test result (BAT,
+    /// also 0xaa) only by having seen the shift press first; a BAT makes it
+    /// reset the keyboard. `E0` makes the next byte an extended key.
     #[derive(Default)]
     struct TranslatedReader {
+        extended: bool,
         shift_seen_down: bool,
         bats: usize,
-        bytes: Vec<u8>,
+        down: std::collections::BTreeSet<(bool, u8)>,
     }
 
     impl TranslatedReader {
         fn take(&mut self, byte: u8) {
-            self.bytes.push(byte);
-            match byte {
-                0x2a => self.shift_seen_down = true,
-                0xaa if self.shift_seen_down => self.shift_seen_down = false,
-                0xaa => self.bats += 1,
-                _ => {}
+            if byte == 0xe0 {
+                self.extended = true;
+                return;
+            }
+            let extended = std::mem::take(&mut self.extended);
+            if !extended && byte == 0xaa && !self.shift_seen_down {
+                self.bats += 1;
+                return;
+            }
+            if !extended && byte & 0x7f == 0x2a {
+                self.shift_seen_down = byte & 0x80 == 0;
+            }
+            if byte & 0x80 == 0 {
+                self.down.insert((extended, byte));
+            } else {
+                self.down.remove(&(extended, byte & 0x7f));
+            }
+        }
+
+        fn read_all(&mut self, r: &mut Rig) {
+            for b in r.drain() {
+                self.take(b);
             }
         }
     }
 
+    /// Set-1 press and release of: left shift, A, arrow up (extended).
+    const FLOOD_KEYS: [(&[u8], &[u8]); 3] = [
+        (&[0x2a], &[0xaa]),
+        (&[0x1e], &[0x9e]),
+        (&[0xe0, 0x48], &[0xe0, 0xc8]),
+    ];
+
     #[test]
-    fn a_key_flood_with_led_commands_never_looks_like_a_keyboard_reset() {
+    fn a_key_flood_with_led_commands_leaves_the_guest_in_step() {
         let mut r = rig();
         r.data(0xf4);
         r.drain();
@@ -700,11 +726,16 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for i in 0..200_000u32 {
+        let mut key = 0;
+        for i in 0..300_000u32 {
             let v = next();
-            // Shift down/up, as a flooding client sends them.
-            let code = if i % 2 == 0 { 0x2a } else { 0xaa };
-            r.dev.key_event(&[code]);
+            // Press and release, as a flooding client sends them.
+            if i % 2 == 0 {
+                key = (v >> 40) as usize % FLOOD_KEYS.len();
+                r.dev.key_event(FLOOD_KEYS[key].0);
+            } else {
+                r.dev.key_event(FLOOD_KEYS[key].1);
+            }
             // The guest reads some of what is waiting.
             for _ in 0..v % 3 {
                 if r.status() & STS_OBF != 0 {
@@ -716,7 +747,7 @@ mod tests {
             if v % 997 == 0 {
                 // Set LEDs, as libps2 does: command, ACK, parameter, ACK.
                 // Bytes read while waiting for the command's ACK are
-                // dropped unseen; after the parameter they are keys.
+                // dropped unseen; before the parameter's they are keys.
                 for (byte, swallow) in [(0xed, true), ((v >> 32) as u8 & 7, false)] {
                     r.data(byte);
                     loop {
@@ -733,14 +764,54 @@ mod tests {
                 }
             }
         }
-        for b in r.drain() {
-            guest.take(b);
-        }
+        guest.read_all(&mut r);
         assert_eq!(guest.bats, 0, "a shift release without its press");
-        assert!(!guest.shift_seen_down, "shift left down");
+        assert!(guest.down.is_empty(), "keys left down: {:x?}", guest.down);
         // The keyboard still types.
         r.dev.key_event(&[0x1e, 0x9e]);
         assert_eq!(r.drain(), vec![0x1e, 0x9e]);
+    }
+
+    #[test]
+    fn a_resend_command_repeats_an_unread_key_without_losing_its_release() {
+        let mut r = rig();
+        r.data(0xf4);
+        r.drain();
+        let mut guest = TranslatedReader::default();
+        r.dev.key_event(&[0x1e]);
+        r.data(0xfe);
+        guest.read_all(&mut r);
+        r.dev.key_event(&[0x9e]);
+        guest.read_all(&mut r);
+        assert!(guest.down.is_empty(), "keys left down: {:x?}", guest.down);
+    }
+
+    #[test]
+    fn a_command_does_not_cut_an_extended_key_the_guest_began_to_read() {
+        let mut r = rig();
+        r.data(0xf4);
+        r.drain();
+        let mut guest = TranslatedReader::default();
+        r.dev.key_event(&[0xe0, 0x48]);
+        let mut b = [0];
+        r.dev.read(0, &mut b);
+        guest.take(b[0]);
+        assert_eq!(b[0], 0xe0);
+        r.data(0xed);
+        let bytes = r.drain();
+        // The ACK first (libps2 drops what comes before it), then the rest
+        // of the key, which the driver passes on once the ACK is in.
+        assert_eq!(bytes, vec![0xfa, 0x48]);
+        guest.take(0x48);
+        r.data(0x00);
+        assert_eq!(r.drain(), vec![0xfa]);
+        r.dev.key_event(&[0xe0, 0xc8]);
+        guest.read_all(&mut r);
+        assert!(
+            guest.down.is_empty() && !guest.extended,
+            "{:x?}",
+            guest.down
+        );
     }
 
     #[test]
