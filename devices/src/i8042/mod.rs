@@ -385,6 +385,24 @@ mod tests {
         }
     }
 
+    /// A rig whose keyboard the guest has enabled (`F4`, its ACK read).
+    fn scanning_rig() -> Rig {
+        let mut r = rig();
+        r.data(0xf4);
+        r.drain();
+        r
+    }
+
+    /// A xorshift64 generator: the same numbers for the same seed.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     impl Rig {
         fn cmd(&mut self, b: u8) {
             self.dev.write(4, &[b]);
@@ -479,9 +497,7 @@ mod tests {
 
     #[test]
     fn disabled_keyboard_holds_its_bytes() {
-        let mut r = rig();
-        r.data(0xf4);
-        r.drain();
+        let mut r = scanning_rig();
         r.cmd(0xad);
         r.dev.key_event(&[0x1e]);
         assert_eq!(r.drain(), Vec::<u8>::new());
@@ -618,13 +634,7 @@ mod tests {
     fn random_guest_and_client_traffic_is_survived() {
         // Random port accesses and random input: no panic, bounded queues.
         let mut r = rig();
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def1);
         for _ in 0..200_000 {
             let v = next();
             let byte = (v >> 8) as u8;
@@ -715,17 +725,9 @@ mod tests {
 
     #[test]
     fn a_key_flood_with_led_commands_leaves_the_guest_in_step() {
-        let mut r = rig();
-        r.data(0xf4);
-        r.drain();
+        let mut r = scanning_rig();
         let mut guest = TranslatedReader::default();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut key = 0;
         for i in 0..300_000u32 {
             let v = next();
@@ -744,7 +746,7 @@ mod tests {
                     guest.take(b[0]);
                 }
             }
-            if v % 997 == 0 {
+            if v.is_multiple_of(997) {
                 // Set LEDs, as libps2 does: command, ACK, parameter, ACK.
                 // Bytes read while waiting for the command's ACK are
                 // dropped unseen; before the parameter's they are keys.
@@ -774,9 +776,7 @@ mod tests {
 
     #[test]
     fn a_resend_command_repeats_an_unread_key_without_losing_its_release() {
-        let mut r = rig();
-        r.data(0xf4);
-        r.drain();
+        let mut r = scanning_rig();
         let mut guest = TranslatedReader::default();
         r.dev.key_event(&[0x1e]);
         r.data(0xfe);
@@ -788,9 +788,7 @@ mod tests {
 
     #[test]
     fn a_command_does_not_cut_an_extended_key_the_guest_began_to_read() {
-        let mut r = rig();
-        r.data(0xf4);
-        r.drain();
+        let mut r = scanning_rig();
         let mut guest = TranslatedReader::default();
         r.dev.key_event(&[0xe0, 0x48]);
         let mut b = [0];
@@ -816,9 +814,7 @@ mod tests {
 
     #[test]
     fn queues_are_bounded() {
-        let mut r = rig();
-        r.data(0xf4);
-        r.drain();
+        let mut r = scanning_rig();
         for _ in 0..10_000 {
             r.dev.key_event(&[0x1e]);
             r.dev.key_event(&[0x9e]);
