@@ -238,7 +238,9 @@ fn main() {
         row("zlib over GLZ (zlib time only)", t, z);
         let (t, l4) = time(|| lz4::encode(&b).expect("lz4"));
         row("LZ4", t, l4.len());
-        let (t, j) = time(|| jpeg::encode(&b, jpeg::DEFAULT_QUALITY).expect("jpeg"));
+        let (t, j) = time(|| {
+            jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Subsampled).expect("jpeg")
+        });
         row("JPEG q85 (lossy)", t, j.len());
         let f = classify::features(&img.bgrx, img.w, img.h);
         let (tc, _) = time(|| classify::classify(&img.bgrx, img.w, img.h));

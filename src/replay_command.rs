@@ -19,6 +19,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
     let options = PlayerOptions {
         pace: args.pace,
         max_gap: Duration::from_secs_f64(args.max_gap),
+        speed: args.speed,
         ..PlayerOptions::default()
     };
     let mut player =

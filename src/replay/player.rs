@@ -50,6 +50,8 @@ pub struct PlayerOptions {
     pub pace: Pace,
     /// Longest pause `Recorded` pacing makes between two events.
     pub max_gap: Duration,
+    /// `Recorded` pacing plays this many times faster than recorded.
+    pub speed: f64,
     pub limits: Limits,
 }
 
@@ -58,6 +60,7 @@ impl Default for PlayerOptions {
         PlayerOptions {
             pace: Pace::Recorded,
             max_gap: Duration::from_secs(1),
+            speed: 1.0,
             limits: Limits::default(),
         }
     }
@@ -221,7 +224,9 @@ impl Player {
             summary.recorded_span = Duration::from_nanos(timestamp - first);
             if self.options.pace == Pace::Recorded {
                 if let Some((_, last, virtual_time)) = clock.as_mut() {
-                    let gap = Duration::from_nanos(timestamp - *last).min(self.options.max_gap);
+                    let gap = Duration::from_nanos(timestamp - *last)
+                        .div_f64(self.options.speed.clamp(0.1, 100.0))
+                        .min(self.options.max_gap);
                     *virtual_time += gap;
                     *last = timestamp;
                     let due = start + *virtual_time;

@@ -75,7 +75,10 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
                        JPEG for photographic updates (auto: slow links only)
   zlib-glz-wan-compression=auto|never|always
                        zlib over GLZ (auto: slow links only)
-  streaming-video=off|all|filter   (accepted; video streams come later)
+  streaming-video=off|all|filter
+                       areas redrawn at video rates go as MJPEG streams
+                       (filter, the default: only photo-like ones; all: any;
+                       off: never); lossless again once they stop
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";

@@ -32,6 +32,7 @@ use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request
 use super::image_cache::{PixmapCache, SessionImages};
 use super::protocol::{display_cap, display_msg};
 use super::region::Region;
+use super::video_stream::{MmClock, StreamReport, VideoStreams};
 use super::wire::{Caps, Reader, Writer};
 
 /// The client must send `DISPLAY_INIT` within this time.
@@ -136,6 +137,7 @@ impl<const T: u16> Encode for Empty<T> {
 }
 
 pub type Mark = Empty<{ display_msg::MARK }>;
+pub type StreamDestroyAll = Empty<{ display_msg::STREAM_DESTROY_ALL }>;
 pub type InvalAllPalettes = Empty<{ display_msg::INVAL_ALL_PALETTES }>;
 
 pub use super::codec::image::{Image, ImageData};
@@ -179,7 +181,8 @@ pub enum DisplayMessage {
     },
     PreferredCompression(u8),
     PreferredVideoCodecs(Vec<u8>),
-    /// Stream reports and GL_DRAW_DONE (we start neither streams nor GL).
+    StreamReport(StreamReport),
+    /// GL_DRAW_DONE (we never start GL).
     Ignored(u16),
 }
 
@@ -198,8 +201,21 @@ impl DisplayMessage {
                 glz_window_size: r.i32("glz_dictionary_window_size").map_err(&bad)?,
             },
             display_msg::STREAM_REPORT => {
-                r.bytes(32, "stream report").map_err(bad)?;
-                DisplayMessage::Ignored(msg_type)
+                let id = r.u32("stream_id").map_err(&bad)?;
+                let unique_id = r.u32("unique_id").map_err(&bad)?;
+                r.u32("start_frame_mm_time").map_err(&bad)?;
+                r.u32("end_frame_mm_time").map_err(&bad)?;
+                let num_frames = r.u32("num_frames").map_err(&bad)?;
+                let num_drops = r.u32("num_drops").map_err(&bad)?;
+                let last_frame_delay = r.i32("last_frame_delay").map_err(&bad)?;
+                r.u32("audio_delay").map_err(bad)?;
+                DisplayMessage::StreamReport(StreamReport {
+                    id,
+                    unique_id,
+                    num_frames,
+                    num_drops,
+                    last_frame_delay,
+                })
             }
             display_msg::PREFERRED_COMPRESSION => {
                 DisplayMessage::PreferredCompression(r.u8("image_compression").map_err(bad)?)
@@ -222,11 +238,13 @@ pub fn server_caps() -> Caps {
 }
 
 /// What a display channel needs beyond its Display: the compression
-/// options and the client session's shared image state.
+/// options, the client session's shared image state, and the server's
+/// multimedia clock (stream frames are stamped with it).
 #[derive(Clone, Default)]
 pub struct ImageSetup {
     pub compression: CompressionOptions,
     pub session: Arc<SessionImages>,
+    pub clock: MmClock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +272,8 @@ pub struct DisplayChannel {
     session: Arc<SessionImages>,
     pixmap_cache: Option<Arc<std::sync::Mutex<PixmapCache>>>,
     next_image_id: u64,
+    streams: Box<VideoStreams>,
+    clock: MmClock,
 }
 
 impl DisplayChannel {
@@ -270,6 +290,14 @@ impl DisplayChannel {
             lz4: client_caps.has(display_cap::LZ4_COMPRESSION),
             low_bandwidth: false,
         };
+        // A client without MULTI_CODEC knows MJPEG only; one with it says so.
+        let mjpeg =
+            !client_caps.has(display_cap::MULTI_CODEC) || client_caps.has(display_cap::CODEC_MJPEG);
+        let streams = Box::new(VideoStreams::new(
+            setup.compression.streaming,
+            mjpeg,
+            client_caps.has(display_cap::STREAM_REPORT),
+        ));
         DisplayChannel {
             display,
             head,
@@ -283,6 +311,8 @@ impl DisplayChannel {
             session: setup.session,
             pixmap_cache: None,
             next_image_id: 1,
+            streams,
+            clock: setup.clock,
         }
     }
 
@@ -327,6 +357,7 @@ impl DisplayChannel {
                     tracing::debug!("display channel: unknown preferred compression {c} ignored");
                 }
             }
+            DisplayMessage::StreamReport(report) => self.streams.report(report),
             DisplayMessage::PreferredVideoCodecs(_) | DisplayMessage::Ignored(_) => {}
         }
         Ok(())
@@ -339,16 +370,36 @@ impl DisplayChannel {
 
     /// Part of the head was redrawn.
     pub fn damage(&mut self, rect: Rect) {
-        self.pending.add(rect);
+        self.damage_at(rect, Instant::now());
+    }
+
+    pub fn damage_at(&mut self, rect: Rect, now: Instant) {
+        if self.phase == Phase::Running && !self.needs_sync {
+            self.streams.damage(rect, now, &mut self.pending);
+        } else {
+            self.pending.add(rect);
+        }
     }
 
     /// Whether there is work that [`Self::pump`] would do given room.
     pub fn has_work(&self) -> bool {
-        self.phase == Phase::Running && (self.needs_sync || !self.pending.is_empty())
+        self.phase == Phase::Running
+            && (self.needs_sync
+                || !self.pending.is_empty()
+                || self.streams.has_work(Instant::now()))
+    }
+
+    /// When the video streams next need [`Self::pump`] without new damage.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.streams.next_deadline()
     }
 
     /// Queues as many updates as the socket and the ACK window allow.
     pub fn pump(&mut self, out: &mut Outbox) {
+        self.pump_at(out, Instant::now());
+    }
+
+    pub fn pump_at(&mut self, out: &mut Outbox, now: Instant) {
         if self.phase != Phase::Running {
             return;
         }
@@ -357,6 +408,21 @@ impl DisplayChannel {
                 return;
             }
             self.sync(out);
+        }
+        if self.streams.has_work(now) {
+            let display = self.display.clone();
+            let frames = match display.head(self.head) {
+                Some(head) if self.client_surface == Some((head.width, head.height)) => {
+                    let ack = &mut self.ack;
+                    self.streams
+                        .pump(&head, now, &mut self.pending, out, &mut |o| {
+                            o.queued_bytes() < OUTBOX_LOW_WATER && ack.may_send(o)
+                        })
+                }
+                // Gone or resized: the head's event will sync.
+                _ => Vec::new(),
+            };
+            self.streams.send(frames, now, self.clock.at(now), out);
         }
         while !self.pending.is_empty()
             && out.queued_bytes() < OUTBOX_LOW_WATER
@@ -406,6 +472,9 @@ impl DisplayChannel {
     fn sync(&mut self, out: &mut Outbox) {
         self.needs_sync = false;
         self.pending.clear();
+        if self.streams.reset() {
+            out.push(&StreamDestroyAll {});
+        }
         let display = self.display.clone();
         let Some(head) = display.head(self.head) else {
             if self.client_surface.take().is_some() {
@@ -485,6 +554,11 @@ impl DisplayChannel {
         &self.compressor.stats
     }
 
+    /// Video streams started, frames and bytes sent so far.
+    pub fn stream_stats(&self) -> super::video_stream::StreamStats {
+        self.streams.stats
+    }
+
     /// The client's pixmap cache (after DISPLAY_INIT), for guest-cacheable
     /// images.
     pub fn pixmap_cache(&self) -> Option<Arc<std::sync::Mutex<PixmapCache>>> {
@@ -511,6 +585,9 @@ pub(crate) mod tests {
         /// Image types received.
         pub image_types: Vec<u8>,
         glz: reference::GlzWindow,
+        /// Video streams: id → where their frames go.
+        pub streams: std::collections::HashMap<u32, Rect>,
+        pub stream_frames: usize,
     }
 
     impl ClientCanvas {
@@ -580,6 +657,52 @@ pub(crate) mod tests {
                     self.monitors = Some((count, r.u32("").unwrap(), r.u32("").unwrap()));
                 }
                 102 => self.marked = true,
+                122 => {
+                    assert_eq!(r.u32("").unwrap(), 0, "primary surface");
+                    let id = r.u32("").unwrap();
+                    assert_eq!(r.u8("").unwrap(), 1, "top-down");
+                    assert_eq!(r.u8("").unwrap(), 1, "MJPEG");
+                    r.u64("").unwrap();
+                    let size = [r.u32("").unwrap(), r.u32("").unwrap()];
+                    assert_eq!(size, [r.u32("").unwrap(), r.u32("").unwrap()]);
+                    let top = r.i32("").unwrap();
+                    let left = r.i32("").unwrap();
+                    let bottom = r.i32("").unwrap();
+                    let dest = Rect::new(left, top, r.i32("").unwrap(), bottom);
+                    assert_eq!(size, [dest.width() as u32, dest.height() as u32]);
+                    assert_eq!(r.u8("").unwrap(), 0, "clip none");
+                    assert!(r.rest().is_empty());
+                    assert!(self.streams.insert(id, dest).is_none(), "stream {id} twice");
+                }
+                123 => {
+                    let id = r.u32("").unwrap();
+                    r.u32("").unwrap(); // multimedia time
+                    let n = r.u32("").unwrap() as usize;
+                    let jpeg = r.bytes(n, "").unwrap();
+                    assert!(r.rest().is_empty());
+                    let dest = self.streams[&id];
+                    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+                    let rgb = decoder.decode().expect("a JPEG frame");
+                    let info = decoder.info().unwrap();
+                    assert_eq!(
+                        (u32::from(info.width), u32::from(info.height)),
+                        (dest.width() as u32, dest.height() as u32)
+                    );
+                    let (width, _) = self.size.expect("frame before surface");
+                    for (k, px) in rgb.chunks_exact(3).enumerate() {
+                        let (x, y) = (k % dest.width() as usize, k / dest.width() as usize);
+                        let at =
+                            ((dest.top as usize + y) * width as usize + dest.left as usize + x) * 4;
+                        self.pixels[at..at + 4].copy_from_slice(&[px[2], px[1], px[0], 0]);
+                    }
+                    self.stream_frames += 1;
+                }
+                125 => {
+                    let id = r.u32("").unwrap();
+                    assert!(self.streams.remove(&id).is_some(), "unknown stream {id}");
+                }
+                126 => self.streams.clear(),
+                319 => {}
                 304 => {
                     let (width, _) = self.size.expect("draw before surface");
                     assert_eq!(r.u32("").unwrap(), 0);
@@ -732,6 +855,22 @@ pub(crate) mod tests {
         );
         assert!(DisplayMessage::decode(105, &[3, 1, 3]).is_err());
         assert!(DisplayMessage::decode(102, &[0; 31]).is_err());
+        let mut report = [0u8; 32];
+        report[0] = 2; // stream 2
+        report[4] = 9; // unique id 9
+        report[16] = 30; // frames
+        report[20] = 4; // drops
+        report[24..28].copy_from_slice(&(-20i32).to_le_bytes());
+        assert_eq!(
+            DisplayMessage::decode(102, &report),
+            Ok(DisplayMessage::StreamReport(StreamReport {
+                id: 2,
+                unique_id: 9,
+                num_frames: 30,
+                num_drops: 4,
+                last_frame_delay: -20,
+            }))
+        );
         assert_eq!(
             DisplayMessage::decode(104, &[]),
             Ok(DisplayMessage::Ignored(104))
@@ -953,5 +1092,298 @@ pub(crate) mod tests {
         // No head yet: nothing but the (skipped) sync happens.
         channel.pump(&mut out);
         assert!(out.take_bytes().len() == 14);
+    }
+
+    /// PSNR (dB) of `rect` of two BGRX pictures `width` pixels wide.
+    fn psnr(a: &[u8], b: &[u8], width: u32, rect: Rect) -> f64 {
+        let crop = |p: &[u8]| -> Vec<u8> {
+            (rect.top..rect.bottom)
+                .flat_map(|y| {
+                    let at = ((y as u32 * width + rect.left as u32) * 4) as usize;
+                    p[at..at + rect.width() as usize * 4].to_vec()
+                })
+                .collect()
+        };
+        crate::spice::codec::jpeg::psnr(&crop(a), &crop(b), 4)
+    }
+
+    fn paint_rect(display: &Display, rect: Rect, bgrx: &[u8]) {
+        display.draw(0, |s| {
+            let w = rect.width() as usize * 4;
+            for (k, y) in (rect.top..rect.bottom).enumerate() {
+                let left = rect.left as usize * 4;
+                s.row_mut(y as u32)[left..left + w].copy_from_slice(&bgrx[k * w..(k + 1) * w]);
+            }
+            Some(rect)
+        });
+    }
+
+    /// A client that reads everything and ACKs every message.
+    fn read_all(
+        channel: &mut DisplayChannel,
+        out: &mut Outbox,
+        canvas: &mut ClientCanvas,
+    ) -> Vec<u16> {
+        let types = canvas.apply_stream(&out.take_bytes());
+        for _ in 0..types.len().div_ceil(AckWindow::WINDOW as usize) {
+            channel.handle(2, &[]).unwrap();
+        }
+        types
+    }
+
+    /// A running display channel of a `width`×`height` head and a client
+    /// that has its first picture.
+    fn stream_rig(
+        width: u32,
+        height: u32,
+        caps: u32,
+        setup: ImageSetup,
+    ) -> (Arc<Display>, DisplayChannel, Outbox, ClientCanvas, Instant) {
+        let display = Display::new();
+        display.resize(0, width, height);
+        paint(&display, 3);
+        let t0 = Instant::now();
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel =
+            DisplayChannel::start(display.clone(), 0, &Caps(vec![caps]), setup, &mut out, t0);
+        let mut canvas = ClientCanvas::default();
+        channel.handle(1, &[1, 0, 0, 0]).unwrap();
+        channel.handle(101, &display_init()).unwrap();
+        channel.pump_at(&mut out, t0);
+        read_all(&mut channel, &mut out, &mut canvas);
+        (display, channel, out, canvas, t0)
+    }
+
+    /// `frames` different photos (or desktop pictures) drawn at `area`,
+    /// `every` apart from `t`; returns the time of the last and the
+    /// message types the client got.
+    #[allow(clippy::too_many_arguments)]
+    fn play(
+        display: &Display,
+        channel: &mut DisplayChannel,
+        out: &mut Outbox,
+        canvas: &mut ClientCanvas,
+        area: Rect,
+        frames: u32,
+        every: Duration,
+        mut t: Instant,
+        synthetic: bool,
+    ) -> (Instant, Vec<u16>) {
+        use crate::spice::codec::testimages;
+        let mut types = Vec::new();
+        let (w, h) = (area.width() as u32, area.height() as u32);
+        for frame in 0..frames {
+            t += every;
+            let picture = if synthetic {
+                testimages::desktop(w, h, frame)
+            } else {
+                testimages::photo(w, h, frame)
+            };
+            paint_rect(display, area, &picture.bgrx);
+            channel.damage_at(area, t);
+            channel.pump_at(out, t);
+            types.extend(read_all(channel, out, canvas));
+        }
+        (t, types)
+    }
+
+    #[test]
+    fn a_photo_redrawn_at_video_rate_streams_as_mjpeg_then_ends_exact() {
+        use crate::spice::codec::testimages;
+        use crate::spice::video_stream::{FRAMES_TO_START, STREAM_IDLE};
+        let (display, mut channel, mut out, mut canvas, t0) =
+            stream_rig(320, 240, 0x3bf, raw_setup());
+        // 25 fps of different photos in one place, and text-like updates
+        // elsewhere at the same rate.
+        let video = Rect::new(32, 16, 32 + 192, 16 + 144);
+        let text = Rect::new(240, 200, 320, 240);
+        let mut t = t0;
+        let mut types = Vec::new();
+        for frame in 0..60 {
+            t += Duration::from_millis(40);
+            let photo = testimages::photo(192, 144, frame);
+            paint_rect(&display, video, &photo.bgrx);
+            let desk = testimages::desktop(80, 40, frame);
+            paint_rect(&display, text, &desk.bgrx);
+            channel.damage_at(video, t);
+            channel.damage_at(text, t);
+            channel.pump_at(&mut out, t);
+            types.extend(read_all(&mut channel, &mut out, &mut canvas));
+        }
+        assert_eq!(
+            channel.stream_stats().started,
+            1,
+            "one stream, not the text"
+        );
+        assert_eq!(canvas.streams.values().collect::<Vec<_>>(), vec![&video]);
+        let start = types.iter().position(|&t| t == 122).expect("STREAM_CREATE");
+        // Lossless draws until detection, then a frame every 40 ms.
+        let frames = types.iter().filter(|&&t| t == 123).count() as u32;
+        assert_eq!(frames, 60 - FRAMES_TO_START + 1);
+        assert_eq!(canvas.stream_frames as u32, frames);
+        // The client takes stream reports; after that, frames and the text
+        // area's lossless draws.
+        assert_eq!(types[start + 1], 319);
+        assert!(types[start + 2..].iter().all(|&t| t == 123 || t == 304));
+        let picture = display.head(0).unwrap().pixels.clone();
+        let quality = psnr(&canvas.pixels, &picture, 320, video);
+        assert!(
+            (30.0..99.0).contains(&quality),
+            "stream frame PSNR {quality:.1} dB"
+        );
+        // Everything outside the stream is exact.
+        let mut outside = canvas.pixels.clone();
+        paint_rect_into(&mut outside, &picture, 320, video);
+        assert_eq!(outside, picture);
+
+        // The guest stops: after STREAM_IDLE the stream ends and its area
+        // is sent again losslessly.
+        t += STREAM_IDLE;
+        assert!(channel.next_deadline().is_some_and(|d| d <= t));
+        channel.pump_at(&mut out, t);
+        let end = read_all(&mut channel, &mut out, &mut canvas);
+        assert_eq!(end.first(), Some(&125), "{end:?}");
+        assert!(end.contains(&304));
+        assert!(canvas.streams.is_empty());
+        assert_eq!(canvas.pixels, picture);
+        assert_eq!(channel.next_deadline(), None);
+    }
+
+    /// Copies `rect` of `from` into `to` (BGRX pictures `width` wide).
+    fn paint_rect_into(to: &mut [u8], from: &[u8], width: u32, rect: Rect) {
+        for y in rect.top..rect.bottom {
+            let a = ((y as u32 * width + rect.left as u32) * 4) as usize;
+            let b = a + rect.width() as usize * 4;
+            to[a..b].copy_from_slice(&from[a..b]);
+        }
+    }
+
+    #[test]
+    fn streams_follow_the_option_and_the_client() {
+        use crate::spice::codec::policy::StreamingVideo;
+        // (option, client caps, synthetic picture?) → streams started
+        let cases = [
+            (StreamingVideo::Filter, 0x3bf, false, 1),
+            (StreamingVideo::Filter, 0x3bf, true, 0),
+            (StreamingVideo::All, 0x3bf, true, 1),
+            (StreamingVideo::Off, 0x3bf, false, 0),
+            // MULTI_CODEC without CODEC_MJPEG: the client takes no MJPEG.
+            (StreamingVideo::All, 0x1bf, false, 0),
+            // No MULTI_CODEC: an old client, MJPEG only.
+            (StreamingVideo::All, 0x0bf, false, 1),
+        ];
+        for (option, caps, synthetic, started) in cases {
+            let mut setup = raw_setup();
+            setup.compression.streaming = option;
+            let (display, mut channel, mut out, mut canvas, t0) = stream_rig(256, 160, caps, setup);
+            let area = Rect::new(0, 0, 200, 120);
+            let every = Duration::from_millis(33);
+            play(
+                &display,
+                &mut channel,
+                &mut out,
+                &mut canvas,
+                area,
+                30,
+                every,
+                t0,
+                synthetic,
+            );
+            assert_eq!(
+                channel.stream_stats().started,
+                started,
+                "{option:?} caps {caps:#x} synthetic {synthetic}"
+            );
+            assert_eq!(canvas.pixels.len(), 256 * 160 * 4);
+        }
+    }
+
+    #[test]
+    fn a_resize_destroys_all_streams() {
+        let (display, mut channel, mut out, mut canvas, t0) =
+            stream_rig(256, 160, 0x3bf, raw_setup());
+        let area = Rect::new(0, 0, 200, 120);
+        let every = Duration::from_millis(33);
+        let (t, _) = play(
+            &display,
+            &mut channel,
+            &mut out,
+            &mut canvas,
+            area,
+            25,
+            every,
+            t0,
+            false,
+        );
+        assert_eq!(canvas.streams.len(), 1);
+        display.resize(0, 320, 200);
+        paint(&display, 9);
+        channel.head_changed();
+        channel.pump_at(&mut out, t);
+        let types = read_all(&mut channel, &mut out, &mut canvas);
+        assert_eq!(&types[..2], &[126, 315], "{types:?}");
+        assert!(canvas.streams.is_empty());
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+        assert_eq!(channel.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_client_that_cannot_play_a_stream_gets_lossless_updates() {
+        let (display, mut channel, mut out, mut canvas, t0) =
+            stream_rig(256, 160, 0x3bf, raw_setup());
+        let area = Rect::new(0, 0, 200, 120);
+        let every = Duration::from_millis(33);
+        let (t, _) = play(
+            &display,
+            &mut channel,
+            &mut out,
+            &mut canvas,
+            area,
+            25,
+            every,
+            t0,
+            false,
+        );
+        assert_eq!(canvas.streams.len(), 1);
+        let (&id, _) = canvas.streams.iter().next().unwrap();
+        // A report on a stream that is not there is ignored.
+        let mut report = Writer::new();
+        report
+            .u32(id + 7)
+            .u32(1)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(u32::MAX)
+            .i32(0)
+            .u32(0);
+        channel.handle(102, &report.into_bytes()).unwrap();
+        let mut report = Writer::new();
+        report
+            .u32(id)
+            .u32(1)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(u32::MAX)
+            .i32(0)
+            .u32(u32::MAX);
+        channel.handle(102, &report.into_bytes()).unwrap();
+        let (_, types) = play(
+            &display,
+            &mut channel,
+            &mut out,
+            &mut canvas,
+            area,
+            40,
+            every,
+            t,
+            false,
+        );
+        assert_eq!(types.first(), Some(&125), "{types:?}");
+        assert!(types.iter().all(|&t| t == 304 || t == 125), "{types:?}");
+        assert!(canvas.streams.is_empty());
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+        assert_eq!(channel.stream_stats().started, 1);
     }
 }

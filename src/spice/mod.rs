@@ -44,6 +44,7 @@ pub mod protocol;
 pub mod region;
 pub mod server;
 pub mod ticket;
+pub mod video_stream;
 pub mod wire;
 
 use std::net::SocketAddr;

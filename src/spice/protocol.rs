@@ -41,8 +41,11 @@ pub mod main_cap {
 
 pub mod display_cap {
     pub const MONITORS_CONFIG: u32 = 1;
+    pub const STREAM_REPORT: u32 = 4;
     pub const LZ4_COMPRESSION: u32 = 5;
     pub const PREF_COMPRESSION: u32 = 6;
+    pub const MULTI_CODEC: u32 = 8;
+    pub const CODEC_MJPEG: u32 = 9;
 }
 
 pub mod inputs_cap {
@@ -95,10 +98,15 @@ pub mod display_msg {
     pub const INVAL_ALL_PIXMAPS: u16 = 106;
     pub const INVAL_PALETTE: u16 = 107;
     pub const INVAL_ALL_PALETTES: u16 = 108;
+    pub const STREAM_CREATE: u16 = 122;
+    pub const STREAM_DATA: u16 = 123;
+    pub const STREAM_DESTROY: u16 = 125;
+    pub const STREAM_DESTROY_ALL: u16 = 126;
     pub const DRAW_COPY: u16 = 304;
     pub const SURFACE_CREATE: u16 = 314;
     pub const SURFACE_DESTROY: u16 = 315;
     pub const MONITORS_CONFIG: u16 = 317;
+    pub const STREAM_ACTIVATE_REPORT: u16 = 319;
     // client -> server
     pub const INIT: u16 = 101;
     pub const STREAM_REPORT: u16 = 102;

@@ -31,6 +31,7 @@ use super::link::{self, LinkRequest, LinkStep};
 use super::main_channel::{MainChannel, MainSetup};
 use super::protocol::{channel, common_cap, inputs_cap, mouse_mode, LinkError};
 use super::ticket::{TicketKey, TicketPolicy};
+use super::video_stream::MmClock;
 use super::wire::{next_frame, Caps, HeaderMode};
 
 pub const WAKER: Token = Token(0);
@@ -45,6 +46,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const MAX_REPLY_BACKLOG: usize = 64 * 1024;
 /// The link stage must finish within this time.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The event loop wakes at least this often (timeouts, stream ends).
+const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// State the handle, the workers and the loop share.
 pub struct Shared {
@@ -133,6 +136,20 @@ impl EventLoop {
         })
     }
 
+    /// The earliest time a display channel's video streams need a pump.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.connections
+            .values()
+            .filter_map(|conn| match &conn.state {
+                State::Open {
+                    channel: Channel::Display(_, d),
+                    ..
+                } => d.next_deadline(),
+                _ => None,
+            })
+            .min()
+    }
+
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -143,7 +160,9 @@ impl EventLoop {
         let mut backlog: Vec<Token> = Vec::new();
         while !self.setup.shared.stop.load(Ordering::Relaxed) {
             let timeout = if backlog.is_empty() {
-                Duration::from_millis(250)
+                self.next_deadline()
+                    .map_or(IDLE_POLL, |t| t.saturating_duration_since(Instant::now()))
+                    .min(IDLE_POLL)
             } else {
                 Duration::from_millis(5)
             };
@@ -484,7 +503,7 @@ impl EventLoop {
                     display_channels: self.setup.displays.len() as u32,
                     client_mouse_allowed: self.setup.client_mouse_allowed,
                     mouse: self.setup.mouse,
-                    mm_time_now: (now_ns / 1_000_000) as u32,
+                    mm_time_now: MmClock::new(self.epoch).at(now),
                 },
                 &mut outbox,
                 now_ns,
@@ -498,6 +517,7 @@ impl EventLoop {
                     ImageSetup {
                         compression: self.setup.compression,
                         session: self.session_images.clone(),
+                        clock: MmClock::new(self.epoch),
                     },
                     &mut outbox,
                     now,

@@ -259,7 +259,11 @@ def glib_screenshot(port: int, name: str, settle: float = 1.5, timeout: float = 
             client.wait(timeout=10)
         except subprocess.TimeoutExpired:
             client.kill()
-    width, height, stride = primary
+    return read_bgrx(path, *primary)
+
+
+def read_bgrx(path: Path, width: int, height: int, stride: int) -> Picture:
+    """A raw dump of B,G,R,X rows (glib_client.py's DUMP) as a Picture."""
     raw = path.read_bytes()
     rows = []
     for y in range(height):

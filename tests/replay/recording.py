@@ -202,7 +202,8 @@ class LiveGuest:
     """QEMU (TCG) + libspice running one workload of the replay image, recording it."""
 
     def __init__(self, image: Path, workload: str, record: Path, compression: str = "off",
-                 port: int | None = None, wait_start: bool = False, memory: str = "512M"):
+                 port: int | None = None, wait_start: bool = False, memory: str = "512M",
+                 streaming: str = "off"):
         if workload not in ALL_WORKLOADS:
             raise RecordingError(f"unknown workload {workload!r} "
                                  f"(one of {', '.join(ALL_WORKLOADS)})")
@@ -216,7 +217,7 @@ class LiveGuest:
         if wait_start:
             cmdline += " replay_wait_start"
         spice = (f"port={self.port},addr=127.0.0.1,disable-ticketing=on,"
-                 f"image-compression={compression},streaming-video=off")
+                 f"image-compression={compression},streaming-video={streaming}")
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", memory, "-smp", "1",
                 "-kernel", str(kernel), "-initrd", str(image / "initramfs.cpio.gz"),
                 "-append", cmdline, "-vga", "qxl", "-spice", spice,

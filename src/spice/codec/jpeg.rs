@@ -45,25 +45,45 @@ fn top_down_bgra(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn jpeg_of(bgra: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, CodecError> {
+/// Chroma sampling: images use libjpeg's default (2×2 subsampled, as
+/// spice-server); video stream frames keep full chroma, which screen
+/// content (saturated colours with sharp edges) needs for 30 dB and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chroma {
+    Subsampled,
+    Full,
+}
+
+fn jpeg_of(
+    bgra: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+    chroma: Chroma,
+) -> Result<Vec<u8>, CodecError> {
     let (w, h) = (
         u16::try_from(width).map_err(|_| CodecError::BadSize { width, height })?,
         u16::try_from(height).map_err(|_| CodecError::BadSize { width, height })?,
     );
     let mut out = Vec::with_capacity(bgra.len() / 8);
-    jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    if chroma == Chroma::Full {
+        encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
+    }
+    encoder
         .encode(bgra, w, h, jpeg_encoder::ColorType::Bgra)
         .map_err(|e| CodecError::Encoder(e.to_string()))?;
     Ok(out)
 }
 
 /// A JPEG of the picture (alpha ignored).
-pub fn encode(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, CodecError> {
+pub fn encode(bitmap: &Bitmap, quality: u8, chroma: Chroma) -> Result<Vec<u8>, CodecError> {
     jpeg_of(
         &top_down_bgra(bitmap)?,
         bitmap.width,
         bitmap.height,
         quality,
+        chroma,
     )
 }
 
@@ -76,7 +96,13 @@ pub fn encode_with_alpha(bitmap: &Bitmap, quality: u8) -> Result<(u32, Vec<u8>),
         });
     }
     let bgra = top_down_bgra(bitmap)?;
-    let mut data = jpeg_of(&bgra, bitmap.width, bitmap.height, quality)?;
+    let mut data = jpeg_of(
+        &bgra,
+        bitmap.width,
+        bitmap.height,
+        quality,
+        Chroma::Subsampled,
+    )?;
     let jpeg_size = data.len() as u32;
     let upright = Bitmap::new(
         BitmapFormat::Rgba,
@@ -129,10 +155,30 @@ mod tests {
         set.extend(testimages::real_images(256));
         for img in set {
             let b = Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap();
-            let j = encode(&b, DEFAULT_QUALITY).unwrap();
+            let j = encode(&b, DEFAULT_QUALITY, Chroma::Subsampled).unwrap();
             let p = psnr(&decode(&j), &img.bgrx, 4);
             assert!(p >= 30.0, "{}: {p:.1} dB", img.name);
             assert!(j.len() * 4 < img.bgrx.len(), "{}", img.name);
+        }
+    }
+
+    /// Video frames: full chroma at the lowest stream quality still gives
+    /// 30 dB on screen-like pictures, where subsampled chroma does not.
+    #[test]
+    fn full_chroma_keeps_colourful_screen_content_above_30_db() {
+        use crate::spice::video_stream::MIN_QUALITY;
+        let mut set = vec![
+            testimages::desktop(320, 240, 3),
+            testimages::photo(320, 240, 3),
+        ];
+        set.extend(testimages::real_images(256));
+        for img in set {
+            let b = Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap();
+            let full = encode(&b, MIN_QUALITY, Chroma::Full).unwrap();
+            let p = psnr(&decode(&full), &img.bgrx, 4);
+            assert!(p >= 30.0, "{}: {p:.1} dB", img.name);
+            let sub = encode(&b, MIN_QUALITY, Chroma::Subsampled).unwrap();
+            assert!(psnr(&decode(&sub), &img.bgrx, 4) <= p, "{}", img.name);
         }
     }
 

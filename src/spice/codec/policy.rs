@@ -9,8 +9,8 @@
 //!   client's link is slow): JPEG replaces QUIC for photographic images in
 //!   updates (never in the first full picture).
 //! * `zlib-glz-wan-compression`: the same for wrapping GLZ in zlib.
-//! * `streaming-video`: `off` / `all` / `filter` (parsed; streams are a
-//!   later step).
+//! * `streaming-video`: `off` / `all` / `filter`: which areas redrawn at
+//!   video rates become MJPEG streams (see `spice::video_stream`).
 //!
 //! An encoding that does not pay (no smaller than the raw bitmap) falls
 //! back to the raw bitmap; tiny images (under 54 bytes, as spice-server)
@@ -383,7 +383,9 @@ fn encode_one(r: &Request, method: Method, jpeg_quality: u8) -> ImageData {
         Method::Quic => quic::encode(&b).map(ImageData::Quic),
         Method::Lz => lz::encode(&b).map(ImageData::LzRgb),
         Method::Lz4 => lz4::encode(&b).map(ImageData::Lz4),
-        Method::Jpeg => jpeg::encode(&b, jpeg_quality).map(ImageData::Jpeg),
+        Method::Jpeg => {
+            jpeg::encode(&b, jpeg_quality, jpeg::Chroma::Subsampled).map(ImageData::Jpeg)
+        }
     };
     result.unwrap_or_else(|e| {
         tracing::debug!("spice: {method:?} failed ({e}); sending the bitmap");

@@ -1,0 +1,837 @@
+//! Video streams: a region the guest redraws at video rates is sent as
+//! MJPEG frames (`STREAM_CREATE`, `STREAM_DATA`, `STREAM_DESTROY`) instead
+//! of lossless images, as libspice's `streaming-video` does.
+//!
+//! Detection works on the damage the display channel receives (it sees
+//! pictures, not QXL drawables). Damage rectangles that overlap, each at
+//! most [`FRAME_MAX_GAP`] after the last, form a candidate (its area is
+//! where its last [`RECENT_FRAMES`] frames were drawn: a guest's frame may
+//! come as several bands); a candidate
+//! of at least [`MIN_STREAM_AREA`] pixels redrawn [`FRAMES_TO_START`]
+//! times in a row becomes a stream. With
+//! `streaming-video=filter` (the default) its picture must also look like
+//! a photo or noise to `codec::classify`: text and other synthetic
+//! pictures are never streamed, however fast they change. `all` streams
+//! any such candidate; `off` none.
+//!
+//! While a stream runs, damage inside its rectangle makes a frame due and
+//! damage outside it stays lossless. A frame is the rectangle read from
+//! the *current* picture when there is room to send it, so frames a slow
+//! client cannot take are merged, never queued. Frames carry the server's
+//! multimedia time; clients show them [`super::main_channel`]'s 400 ms
+//! later, as with libspice.
+//!
+//! A stream that is not redrawn for [`STREAM_IDLE`], or slows down to
+//! less than video rate, ends: `STREAM_DESTROY`, then its area is sent
+//! again losslessly, so the picture the client is left with is exact.
+//!
+//! Rate control: quality starts at [`START_QUALITY`] and the frame rate at
+//! [`MAX_FPS`]. Every [`RATE_WINDOW`] frames, if frames had to wait for
+//! room in the socket or the client's ACK window (or the client's stream
+//! report counts dropped frames), quality goes down a step, and below
+//! [`MIN_QUALITY`] the frame rate does instead; two clean windows in a row
+//! give back the frame rate first, then quality up to [`MAX_QUALITY`].
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use devices::display::{Rect, Surface};
+
+use super::channel::{Encode, Outbox};
+use super::codec::classify::{classify, Content};
+use super::codec::policy::StreamingVideo;
+use super::codec::{jpeg, parallel, Bitmap};
+use super::protocol::display_msg;
+use super::region::Region;
+use super::wire::Writer;
+
+/// Smallest area streamed (libspice: 96×96).
+pub const MIN_STREAM_AREA: u64 = 96 * 96;
+/// Consecutive frames of a candidate are at most this far apart
+/// (libspice's `RED_STREAM_DETECTION_MAX_DELTA`).
+pub const FRAME_MAX_GAP: Duration = Duration::from_millis(200);
+/// Damage closer together than this is part of the same frame (a frame
+/// drawn as several rectangles).
+pub const SAME_FRAME: Duration = Duration::from_millis(8);
+/// Frames a candidate needs before it streams (libspice: 20).
+pub const FRAMES_TO_START: u32 = 20;
+/// A stream not redrawn for this long ends (libspice: 1 s).
+pub const STREAM_IDLE: Duration = Duration::from_secs(1);
+/// A running stream ends after this many slow frames in a row (each more
+/// than [`FRAME_MAX_GAP`] after the one before).
+pub const SLOW_FRAMES_TO_END: u32 = 3;
+/// Streams at once per display channel.
+pub const MAX_STREAMS: usize = 4;
+/// Candidates tracked at once (the least recently redrawn goes first).
+pub const MAX_CANDIDATES: usize = 8;
+/// A candidate's area is where its last this many frames were drawn.
+pub const RECENT_FRAMES: usize = 8;
+/// JPEG quality (frames keep full chroma): first, lowest, highest, and a
+/// step. Even the lowest keeps 30 dB on the real test pictures; 80 gives
+/// about 32 dB on colourful screen content and more on photos.
+pub const START_QUALITY: u8 = 80;
+pub const MIN_QUALITY: u8 = 70;
+pub const MAX_QUALITY: u8 = 90;
+pub const QUALITY_STEP: u8 = 10;
+/// Frame rate bounds and step, in frames per second.
+pub const MAX_FPS: u32 = 30;
+pub const MIN_FPS: u32 = 5;
+pub const FPS_STEP: u32 = 5;
+/// Frames between rate-control decisions.
+pub const RATE_WINDOW: u32 = 15;
+/// The client's stream reports: frames per report and the longest wait.
+pub const REPORT_WINDOW: u32 = 30;
+pub const REPORT_TIMEOUT_MS: u32 = 1000;
+
+/// `SPICE_VIDEO_CODEC_TYPE_MJPEG`.
+pub const CODEC_MJPEG: u8 = 1;
+/// `SPICE_STREAM_FLAGS_TOP_DOWN`.
+pub const STREAM_FLAG_TOP_DOWN: u8 = 1;
+const CLIP_NONE: u8 = 0;
+
+/// The multimedia clock: milliseconds since the server started, the time
+/// base of the main channel's `multi_media_time` and of stream frames.
+#[derive(Debug, Clone, Copy)]
+pub struct MmClock {
+    epoch: Instant,
+}
+
+impl MmClock {
+    pub fn new(epoch: Instant) -> MmClock {
+        MmClock { epoch }
+    }
+
+    pub fn at(&self, t: Instant) -> u32 {
+        t.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+}
+
+impl Default for MmClock {
+    fn default() -> Self {
+        MmClock::new(Instant::now())
+    }
+}
+
+fn put_rect(w: &mut Writer, r: &Rect) {
+    w.i32(r.top).i32(r.left).i32(r.bottom).i32(r.right);
+}
+
+/// `STREAM_CREATE`: an MJPEG stream of `rect`-sized top-down frames,
+/// shown at `rect` on the primary surface, unclipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCreate {
+    pub id: u32,
+    pub rect: Rect,
+}
+
+impl Encode for StreamCreate {
+    const TYPE: u16 = display_msg::STREAM_CREATE;
+    fn encode(&self, w: &mut Writer) {
+        let (width, height) = (self.rect.width() as u32, self.rect.height() as u32);
+        w.u32(0) // surface
+            .u32(self.id)
+            .u8(STREAM_FLAG_TOP_DOWN)
+            .u8(CODEC_MJPEG)
+            .u64(0) // stamp
+            .u32(width)
+            .u32(height)
+            .u32(width)
+            .u32(height);
+        put_rect(w, &self.rect);
+        w.u8(CLIP_NONE);
+    }
+}
+
+/// `STREAM_DATA`: one JPEG frame, shown at multimedia time `mm_time`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamData {
+    pub id: u32,
+    pub mm_time: u32,
+    pub jpeg: Vec<u8>,
+}
+
+impl Encode for StreamData {
+    const TYPE: u16 = display_msg::STREAM_DATA;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.id)
+            .u32(self.mm_time)
+            .u32(self.jpeg.len() as u32)
+            .bytes(&self.jpeg);
+    }
+}
+
+/// `STREAM_DESTROY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDestroy {
+    pub id: u32,
+}
+
+impl Encode for StreamDestroy {
+    const TYPE: u16 = display_msg::STREAM_DESTROY;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.id);
+    }
+}
+
+/// `STREAM_ACTIVATE_REPORT`: asks the client for a report every
+/// `max_window_size` frames or `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamActivateReport {
+    pub id: u32,
+    pub unique_id: u32,
+    pub max_window_size: u32,
+    pub timeout_ms: u32,
+}
+
+impl Encode for StreamActivateReport {
+    const TYPE: u16 = display_msg::STREAM_ACTIVATE_REPORT;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.id)
+            .u32(self.unique_id)
+            .u32(self.max_window_size)
+            .u32(self.timeout_ms);
+    }
+}
+
+/// The client's `STREAM_REPORT` (the fields rate control uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamReport {
+    pub id: u32,
+    pub unique_id: u32,
+    pub num_frames: u32,
+    pub num_drops: u32,
+    /// How long before its time the last frame arrived (ms; < 0: late,
+    /// and the client dropped it).
+    pub last_frame_delay: i32,
+}
+
+impl StreamReport {
+    /// `num_frames` 0 with `num_drops` all ones: the client cannot play
+    /// the stream at all.
+    pub fn cannot_play(&self) -> bool {
+        self.num_frames == 0 && self.num_drops == u32::MAX
+    }
+}
+
+/// The picture of one due frame, taken from the current picture.
+#[derive(Debug)]
+pub struct Frame {
+    stream: u32,
+    quality: u8,
+    rect: Rect,
+    bgrx: Vec<u8>,
+}
+
+/// Damage that overlaps and keeps coming: maybe a video.
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// The damage of its last frames (at most [`RECENT_FRAMES`]), a frame's
+    /// bands merged.
+    recent: VecDeque<Rect>,
+    frames: u32,
+    last_frame: Instant,
+}
+
+impl Candidate {
+    fn new(rect: Rect, now: Instant) -> Candidate {
+        Candidate {
+            recent: VecDeque::from([rect]),
+            frames: 1,
+            last_frame: now,
+        }
+    }
+
+    /// Where its recent frames were drawn.
+    fn area(&self) -> Rect {
+        self.recent.iter().fold(Rect::new(0, 0, 0, 0), |a, r| {
+            if a.is_empty() {
+                *r
+            } else {
+                a.union(r)
+            }
+        })
+    }
+
+    fn hit(&mut self, rect: Rect, now: Instant) {
+        let gap = now.saturating_duration_since(self.last_frame);
+        if gap > FRAME_MAX_GAP {
+            // Not a sequence any more: start again from this rectangle.
+            *self = Candidate::new(rect, now);
+        } else if gap >= SAME_FRAME {
+            if self.recent.len() >= RECENT_FRAMES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(rect);
+            self.frames = self.frames.saturating_add(1);
+            self.last_frame = now;
+        } else if let Some(last) = self.recent.back_mut() {
+            *last = last.union(&rect);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Stream {
+    id: u32,
+    unique_id: u32,
+    rect: Rect,
+    last_damage: Instant,
+    slow_frames: u32,
+    /// Damage since the last frame: a frame is due.
+    due: bool,
+    next_frame_at: Instant,
+    quality: u8,
+    fps: u32,
+    /// Rate control: frames sent and frames that had to wait in this
+    /// window, clean windows in a row.
+    window_frames: u32,
+    window_waits: u32,
+    clean_windows: u32,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Stream {
+    fn frame_interval(&self) -> Duration {
+        Duration::from_secs(1) / self.fps
+    }
+
+    /// One rate-control decision: worse after trouble, better after calm.
+    fn adapt(&mut self, trouble: bool) {
+        if trouble {
+            self.clean_windows = 0;
+            if self.quality > MIN_QUALITY {
+                self.quality = self.quality.saturating_sub(QUALITY_STEP).max(MIN_QUALITY);
+            } else {
+                self.fps = self.fps.saturating_sub(FPS_STEP).max(MIN_FPS);
+            }
+        } else {
+            self.clean_windows += 1;
+            if self.clean_windows >= 2 {
+                self.clean_windows = 0;
+                if self.fps < MAX_FPS {
+                    self.fps = (self.fps + FPS_STEP).min(MAX_FPS);
+                } else {
+                    self.quality = (self.quality + QUALITY_STEP / 2).min(MAX_QUALITY);
+                }
+            }
+        }
+    }
+}
+
+/// Totals over a display channel's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub started: u64,
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+/// The video streams of one display channel and their detection.
+#[derive(Debug)]
+pub struct VideoStreams {
+    mode: StreamingVideo,
+    /// The client takes MJPEG streams and (separately) stream reports.
+    client_mjpeg: bool,
+    client_reports: bool,
+    candidates: Vec<Candidate>,
+    streams: Vec<Stream>,
+    next_unique_id: u32,
+    pub stats: StreamStats,
+}
+
+impl VideoStreams {
+    pub fn new(mode: StreamingVideo, client_mjpeg: bool, client_reports: bool) -> VideoStreams {
+        VideoStreams {
+            mode,
+            client_mjpeg,
+            client_reports,
+            candidates: Vec::new(),
+            streams: Vec::new(),
+            next_unique_id: 1,
+            stats: StreamStats::default(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.client_mjpeg && self.mode != StreamingVideo::Off
+    }
+
+    /// Takes a damaged rectangle: parts inside streams make their frames
+    /// due, the rest goes to `lossless`; detection sees all of it.
+    pub fn damage(&mut self, rect: Rect, now: Instant, lossless: &mut Region) {
+        if rect.is_empty() {
+            return;
+        }
+        let mut outside = vec![rect];
+        for stream in &mut self.streams {
+            if stream.rect.intersect(&rect).is_empty() {
+                continue;
+            }
+            let gap = now.saturating_duration_since(stream.last_damage);
+            if gap > FRAME_MAX_GAP {
+                stream.slow_frames += 1;
+            } else if gap >= SAME_FRAME {
+                stream.slow_frames = 0;
+            }
+            stream.last_damage = now;
+            stream.due = true;
+            outside = outside
+                .iter()
+                .flat_map(|r| subtract(*r, stream.rect))
+                .collect();
+        }
+        for r in outside {
+            lossless.add(r);
+        }
+        if self.enabled() {
+            self.detect(rect, now);
+        }
+    }
+
+    fn detect(&mut self, rect: Rect, now: Instant) {
+        if self.streams.iter().any(|s| s.rect.contains(&rect)) {
+            return;
+        }
+        match self
+            .candidates
+            .iter_mut()
+            .find(|c| !c.area().intersect(&rect).is_empty())
+        {
+            Some(c) => c.hit(rect, now),
+            None => {
+                if self.candidates.len() >= MAX_CANDIDATES {
+                    if let Some(oldest) =
+                        (0..self.candidates.len()).min_by_key(|&i| self.candidates[i].last_frame)
+                    {
+                        self.candidates.swap_remove(oldest);
+                    }
+                }
+                self.candidates.push(Candidate::new(rect, now));
+            }
+        }
+    }
+
+    /// Whether [`Self::pump`] has something to do at `now`.
+    pub fn has_work(&self, now: Instant) -> bool {
+        self.streams
+            .iter()
+            .any(|s| (s.due && now >= s.next_frame_at) || self.ended(s, now))
+            || self.candidates.iter().any(|c| c.frames >= FRAMES_TO_START)
+    }
+
+    fn ended(&self, s: &Stream, now: Instant) -> bool {
+        now.saturating_duration_since(s.last_damage) >= STREAM_IDLE
+            || s.slow_frames >= SLOW_FRAMES_TO_END
+            || !self.client_mjpeg
+    }
+
+    /// When [`Self::pump`] will next have something to do, if ever
+    /// without more damage.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.streams
+            .iter()
+            .map(|s| {
+                let idle = s.last_damage + STREAM_IDLE;
+                if s.due {
+                    idle.min(s.next_frame_at)
+                } else {
+                    idle
+                }
+            })
+            .min()
+    }
+
+    /// Ends streams that stopped (their areas go to `lossless`), starts
+    /// streams for ready candidates, and takes the pictures of the frames
+    /// that are due if `room` says the client can take more (at most
+    /// [`MAX_STREAMS`] messages beyond it). `head` is the current picture;
+    /// encode and send the frames with [`Self::send`] once it is released.
+    pub fn pump(
+        &mut self,
+        head: &Surface,
+        now: Instant,
+        lossless: &mut Region,
+        out: &mut Outbox,
+        room: &mut dyn FnMut(&Outbox) -> bool,
+    ) -> Vec<Frame> {
+        self.end_stopped(now, lossless, out);
+        self.start_ready(head, now, lossless, out);
+        let mut frames = Vec::new();
+        for s in &mut self.streams {
+            if !s.due || now < s.next_frame_at {
+                continue;
+            }
+            if !room(out) {
+                s.window_waits += 1;
+                continue;
+            }
+            frames.push(Frame {
+                stream: s.id,
+                quality: s.quality,
+                rect: s.rect,
+                bgrx: head.copy_rect(s.rect),
+            });
+        }
+        frames
+    }
+
+    fn end_stopped(&mut self, now: Instant, lossless: &mut Region, out: &mut Outbox) {
+        let mut i = 0;
+        while i < self.streams.len() {
+            if !self.ended(&self.streams[i], now) {
+                i += 1;
+                continue;
+            }
+            let s = self.streams.swap_remove(i);
+            out.push(&StreamDestroy { id: s.id });
+            lossless.add(s.rect);
+            self.candidates
+                .retain(|c| c.area().intersect(&s.rect).is_empty());
+            tracing::info!(
+                "display: video stream {} ended: {} frames, {} KiB, last quality {} at {} fps",
+                s.id,
+                s.frames,
+                s.bytes / 1024,
+                s.quality,
+                s.fps
+            );
+        }
+    }
+
+    fn start_ready(
+        &mut self,
+        head: &Surface,
+        now: Instant,
+        lossless: &mut Region,
+        out: &mut Outbox,
+    ) {
+        let bounds = head.bounds();
+        let mut i = 0;
+        while i < self.candidates.len() {
+            let c = &mut self.candidates[i];
+            if c.frames < FRAMES_TO_START {
+                i += 1;
+                continue;
+            }
+            let rect = c.area().intersect(&bounds);
+            let wanted = rect.area() >= MIN_STREAM_AREA
+                && self.streams.len() < MAX_STREAMS
+                && (self.mode == StreamingVideo::All
+                    || classify(
+                        &head.copy_rect(rect),
+                        rect.width() as u32,
+                        rect.height() as u32,
+                    ) != Content::Synthetic);
+            if !wanted {
+                // Not video (yet): look again after as many frames more.
+                c.frames = 0;
+                i += 1;
+                continue;
+            }
+            self.candidates.swap_remove(i);
+            // The smallest id not in use (clients index an array by it).
+            let id = (0..)
+                .find(|id| self.streams.iter().all(|s| s.id != *id))
+                .unwrap_or(0);
+            let stream = Stream {
+                id,
+                unique_id: self.next_unique_id,
+                rect,
+                last_damage: now,
+                slow_frames: 0,
+                due: true,
+                next_frame_at: now,
+                quality: START_QUALITY,
+                fps: MAX_FPS,
+                window_frames: 0,
+                window_waits: 0,
+                clean_windows: 0,
+                frames: 0,
+                bytes: 0,
+            };
+            self.next_unique_id = self.next_unique_id.wrapping_add(1);
+            // The next frame covers the stream's area: lossless updates
+            // of it would only be drawn over.
+            let kept: Vec<Rect> = lossless
+                .rects()
+                .iter()
+                .flat_map(|r| subtract(*r, rect))
+                .collect();
+            lossless.clear();
+            kept.into_iter().for_each(|r| lossless.add(r));
+            self.candidates
+                .retain(|c| c.area().intersect(&rect).is_empty());
+            out.push(&StreamCreate {
+                id: stream.id,
+                rect,
+            });
+            if self.client_reports {
+                out.push(&StreamActivateReport {
+                    id: stream.id,
+                    unique_id: stream.unique_id,
+                    max_window_size: REPORT_WINDOW,
+                    timeout_ms: REPORT_TIMEOUT_MS,
+                });
+            }
+            tracing::info!(
+                "display: video stream {} started at {},{} {}x{}",
+                stream.id,
+                rect.left,
+                rect.top,
+                rect.width(),
+                rect.height()
+            );
+            self.stats.started += 1;
+            self.streams.push(stream);
+        }
+    }
+
+    /// Encodes `frames` (on the encoder pool) and queues them, stamped
+    /// with multimedia time `mm_time`.
+    pub fn send(&mut self, frames: Vec<Frame>, now: Instant, mm_time: u32, out: &mut Outbox) {
+        let pixels: u64 = frames.iter().map(|f| f.rect.area()).sum();
+        let jpegs = parallel::map(&frames, pixels, |f| {
+            Bitmap::rgb32(f.rect.width() as u32, f.rect.height() as u32, &f.bgrx)
+                .and_then(|b| jpeg::encode(&b, f.quality, jpeg::Chroma::Full))
+        });
+        for (frame, jpeg) in frames.iter().zip(jpegs) {
+            let Some(s) = self.streams.iter_mut().find(|s| s.id == frame.stream) else {
+                continue;
+            };
+            s.due = false;
+            s.next_frame_at = now + s.frame_interval();
+            let jpeg = match jpeg {
+                Ok(jpeg) => jpeg,
+                Err(e) => {
+                    tracing::warn!("display: video stream {}: frame not encoded: {e}", s.id);
+                    continue;
+                }
+            };
+            s.frames += 1;
+            s.bytes += jpeg.len() as u64;
+            self.stats.frames += 1;
+            self.stats.bytes += jpeg.len() as u64;
+            out.push(&StreamData {
+                id: s.id,
+                mm_time,
+                jpeg,
+            });
+            s.window_frames += 1;
+            if s.window_frames >= RATE_WINDOW {
+                let trouble = s.window_waits > 0;
+                s.adapt(trouble);
+                s.window_frames = 0;
+                s.window_waits = 0;
+            }
+        }
+    }
+
+    /// Forgets every stream (the surface is going away or being resent
+    /// whole); returns whether the client had any, so that the caller
+    /// sends `STREAM_DESTROY_ALL`.
+    pub fn reset(&mut self) -> bool {
+        self.candidates.clear();
+        !std::mem::take(&mut self.streams).is_empty()
+    }
+
+    /// The client's report on a stream: more than a tenth of the frames
+    /// dropped, or the last one late, count as trouble. A client that
+    /// cannot play the stream gets no more streams (this one ends at the
+    /// next pump, its area resent losslessly).
+    pub fn report(&mut self, report: StreamReport) {
+        let Some(s) = self
+            .streams
+            .iter_mut()
+            .find(|s| s.id == report.id && s.unique_id == report.unique_id)
+        else {
+            return; // about a stream that has ended since
+        };
+        if report.cannot_play() {
+            tracing::info!("display: the client cannot play video stream {}", s.id);
+            self.client_mjpeg = false;
+            self.candidates.clear();
+            return;
+        }
+        let drops = u64::from(report.num_drops) * 10;
+        if drops > u64::from(report.num_frames) || report.last_frame_delay < 0 {
+            s.adapt(true);
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+/// `a` minus `b`: up to four rectangles.
+pub fn subtract(a: Rect, b: Rect) -> Vec<Rect> {
+    let i = a.intersect(&b);
+    if i.is_empty() {
+        return vec![a];
+    }
+    [
+        Rect::new(a.left, a.top, a.right, i.top),
+        Rect::new(a.left, i.bottom, a.right, a.bottom),
+        Rect::new(a.left, i.top, i.left, i.bottom),
+        Rect::new(i.right, i.top, a.right, i.bottom),
+    ]
+    .into_iter()
+    .filter(|r| !r.is_empty())
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spice::channel::Encode;
+    use crate::spice::codec::testimages::Rng;
+
+    #[test]
+    fn subtract_leaves_exactly_the_outside() {
+        let mut rng = Rng(7);
+        let mut coord = || (rng.next() % 40) as i32;
+        for _ in 0..2000 {
+            let (x0, y0, x1, y1) = (coord(), coord(), coord(), coord());
+            let a = Rect::new(x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1));
+            let (x0, y0, x1, y1) = (coord(), coord(), coord(), coord());
+            let b = Rect::new(x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1));
+            let pieces = subtract(a, b);
+            assert!(pieces.len() <= 4);
+            for y in 0..40 {
+                for x in 0..40 {
+                    let p = Rect::new(x, y, x + 1, y + 1);
+                    let inside = pieces.iter().filter(|r| r.contains(&p)).count();
+                    let expected = a.contains(&p) && !b.contains(&p);
+                    assert_eq!(inside, usize::from(expected), "{a:?} - {b:?} at {x},{y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn messages_match_the_protocol_layout() {
+        let create = StreamCreate {
+            id: 3,
+            rect: Rect::new(10, 20, 110, 70),
+        }
+        .body();
+        let expected: Vec<u8> = [
+            &[0, 0, 0, 0, 3, 0, 0, 0][..],
+            &[1, 1], // top-down, MJPEG
+            &[0; 8], // stamp
+            &[100, 0, 0, 0, 50, 0, 0, 0, 100, 0, 0, 0, 50, 0, 0, 0],
+            &[20, 0, 0, 0, 10, 0, 0, 0, 70, 0, 0, 0, 110, 0, 0, 0],
+            &[0], // clip none
+        ]
+        .concat();
+        assert_eq!(create, expected);
+        assert_eq!(<StreamCreate as Encode>::TYPE, 122);
+        let data = StreamData {
+            id: 3,
+            mm_time: 0x01020304,
+            jpeg: vec![0xff, 0xd8],
+        }
+        .body();
+        assert_eq!(data, [3, 0, 0, 0, 4, 3, 2, 1, 2, 0, 0, 0, 0xff, 0xd8]);
+        assert_eq!(<StreamData as Encode>::TYPE, 123);
+        assert_eq!(StreamDestroy { id: 2 }.body(), [2, 0, 0, 0]);
+        assert_eq!(<StreamDestroy as Encode>::TYPE, 125);
+        let report = StreamActivateReport {
+            id: 1,
+            unique_id: 2,
+            max_window_size: 30,
+            timeout_ms: 1000,
+        };
+        assert_eq!(
+            report.body(),
+            [1, 0, 0, 0, 2, 0, 0, 0, 30, 0, 0, 0, 0xe8, 3, 0, 0]
+        );
+        assert_eq!(<StreamActivateReport as Encode>::TYPE, 319);
+    }
+
+    #[test]
+    fn rate_control_trades_quality_then_frame_rate_and_recovers() {
+        let now = Instant::now();
+        let mut s = Stream {
+            id: 0,
+            unique_id: 1,
+            rect: Rect::new(0, 0, 100, 100),
+            last_damage: now,
+            slow_frames: 0,
+            due: false,
+            next_frame_at: now,
+            quality: START_QUALITY,
+            fps: MAX_FPS,
+            window_frames: 0,
+            window_waits: 0,
+            clean_windows: 0,
+            frames: 0,
+            bytes: 0,
+        };
+        for _ in 0..20 {
+            s.adapt(true);
+            assert!((MIN_QUALITY..=MAX_QUALITY).contains(&s.quality));
+            assert!((MIN_FPS..=MAX_FPS).contains(&s.fps));
+        }
+        assert_eq!((s.quality, s.fps), (MIN_QUALITY, MIN_FPS));
+        // Calm: the frame rate comes back first, then quality.
+        s.adapt(false);
+        s.adapt(false);
+        assert_eq!((s.quality, s.fps), (MIN_QUALITY, MIN_FPS + FPS_STEP));
+        for _ in 0..100 {
+            s.adapt(false);
+        }
+        assert_eq!((s.quality, s.fps), (MAX_QUALITY, MAX_FPS));
+        assert_eq!(s.frame_interval(), Duration::from_secs(1) / MAX_FPS);
+    }
+
+    /// Damage anywhere, at any rate: candidates and streams stay bounded,
+    /// and nothing damaged is lost (inside a stream it makes a frame due;
+    /// outside, it is in the lossless region).
+    #[test]
+    fn random_damage_stays_bounded_and_is_never_lost() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, true);
+        let surface = Surface::new(640, 480).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        let mut rng = Rng(11);
+        let t0 = Instant::now();
+        for step in 0..5000u64 {
+            let now = t0 + Duration::from_millis(step * 11);
+            let mut lossless = Region::new();
+            let (x, y) = ((rng.next() % 600) as i32, (rng.next() % 440) as i32);
+            let (w, h) = (1 + (rng.next() % 300) as i32, 1 + (rng.next() % 300) as i32);
+            let rect = Rect::new(x, y, x + w, y + h);
+            streams.damage(rect, now, &mut lossless);
+            let inside = streams
+                .streams
+                .iter()
+                .any(|s| !s.rect.intersect(&rect).is_empty());
+            for py in (rect.top..rect.bottom).step_by(7) {
+                for px in (rect.left..rect.right).step_by(7) {
+                    let p = Rect::new(px, py, px + 1, py + 1);
+                    let covered = lossless.rects().iter().any(|r| r.contains(&p))
+                        || streams.streams.iter().any(|s| s.rect.contains(&p) && s.due);
+                    assert!(covered, "{p:?} of {rect:?} lost");
+                }
+            }
+            assert!(
+                inside
+                    || streams
+                        .streams
+                        .iter()
+                        .all(|s| s.rect.intersect(&rect).is_empty())
+            );
+            let frames = streams.pump(&surface, now, &mut lossless, &mut out, &mut |_| true);
+            streams.send(frames, now, 0, &mut out);
+            out.take_bytes();
+            assert!(streams.candidates.len() <= MAX_CANDIDATES);
+            assert!(streams.streams.len() <= MAX_STREAMS);
+            let mut ids: Vec<u32> = streams.streams.iter().map(|s| s.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), streams.streams.len(), "stream ids are unique");
+        }
+        assert!(streams.stats.started > 0);
+    }
+}
