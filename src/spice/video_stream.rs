@@ -463,7 +463,10 @@ impl VideoStreams {
                 continue;
             }
             if !room(out) {
+                // Look again a frame later (the event loop must not spin
+                // on a deadline in the past while the client is slow).
                 s.window_waits += 1;
+                s.next_frame_at = now + s.frame_interval();
                 continue;
             }
             frames.push(Frame {
@@ -784,6 +787,38 @@ mod tests {
         }
         assert_eq!((s.quality, s.fps), (MAX_QUALITY, MAX_FPS));
         assert_eq!(s.frame_interval(), Duration::from_secs(1) / MAX_FPS);
+    }
+
+    /// A client without room: the due frame waits, its deadline moves a
+    /// frame ahead (the event loop never polls with a deadline in the
+    /// past), and once there is room the frame goes.
+    #[test]
+    fn a_frame_without_room_waits_a_frame_interval() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
+        let surface = Surface::new(320, 240).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        let area = Rect::new(0, 0, 200, 150);
+        let t0 = Instant::now();
+        let mut t = t0;
+        let mut lossless = Region::new();
+        while streams.active() == 0 {
+            t += Duration::from_millis(40);
+            streams.damage(area, t, &mut lossless);
+            let frames = streams.pump(&surface, t, &mut lossless, &mut out, &mut |_| true);
+            streams.send(frames, t, 0, &mut out);
+            assert!(t < t0 + Duration::from_secs(5), "no stream");
+        }
+        t += Duration::from_millis(40);
+        streams.damage(area, t, &mut lossless);
+        assert!(streams.has_work(t));
+        let frames = streams.pump(&surface, t, &mut lossless, &mut out, &mut |_| false);
+        assert!(frames.is_empty());
+        assert!(!streams.has_work(t));
+        assert!(streams.next_deadline().is_some_and(|d| d > t));
+        let later = t + Duration::from_secs(1) / MAX_FPS;
+        assert!(streams.has_work(later));
+        let frames = streams.pump(&surface, later, &mut lossless, &mut out, &mut |_| true);
+        assert_eq!(frames.len(), 1);
     }
 
     /// Damage anywhere, at any rate: candidates and streams stay bounded,
