@@ -55,7 +55,7 @@ const ROPD_OP_PUT: u16 = 1 << 3;
 const CLIP_NONE: u8 = 0;
 
 /// Rect on the wire: top, left, bottom, right.
-fn put_rect(w: &mut Writer, r: &Rect) {
+pub(super) fn put_rect(w: &mut Writer, r: &Rect) {
     w.i32(r.top).i32(r.left).i32(r.bottom).i32(r.right);
 }
 
@@ -1131,68 +1131,76 @@ pub(crate) mod tests {
         types
     }
 
-    /// A running display channel of a `width`×`height` head and a client
-    /// that has its first picture.
-    fn stream_rig(
-        width: u32,
-        height: u32,
-        caps: u32,
-        setup: ImageSetup,
-    ) -> (Arc<Display>, DisplayChannel, Outbox, ClientCanvas, Instant) {
-        let display = Display::new();
-        display.resize(0, width, height);
-        paint(&display, 3);
-        let t0 = Instant::now();
-        let mut out = Outbox::new(HeaderMode::Mini);
-        let mut channel =
-            DisplayChannel::start(display.clone(), 0, &Caps(vec![caps]), setup, &mut out, t0);
-        let mut canvas = ClientCanvas::default();
-        channel.handle(1, &[1, 0, 0, 0]).unwrap();
-        channel.handle(101, &display_init()).unwrap();
-        channel.pump_at(&mut out, t0);
-        read_all(&mut channel, &mut out, &mut canvas);
-        (display, channel, out, canvas, t0)
+    /// A running display channel of a head, a client that has its first
+    /// picture, and the test's clock.
+    struct StreamRig {
+        display: Arc<Display>,
+        channel: DisplayChannel,
+        out: Outbox,
+        canvas: ClientCanvas,
+        t: Instant,
     }
 
-    /// `frames` different photos (or desktop pictures) drawn at `area`,
-    /// `every` apart from `t`; returns the time of the last and the
-    /// message types the client got.
-    #[allow(clippy::too_many_arguments)]
-    fn play(
-        display: &Display,
-        channel: &mut DisplayChannel,
-        out: &mut Outbox,
-        canvas: &mut ClientCanvas,
-        area: Rect,
-        frames: u32,
-        every: Duration,
-        mut t: Instant,
-        synthetic: bool,
-    ) -> (Instant, Vec<u16>) {
-        use crate::spice::codec::testimages;
-        let mut types = Vec::new();
-        let (w, h) = (area.width() as u32, area.height() as u32);
-        for frame in 0..frames {
-            t += every;
-            let picture = if synthetic {
-                testimages::desktop(w, h, frame)
-            } else {
-                testimages::photo(w, h, frame)
-            };
-            paint_rect(display, area, &picture.bgrx);
-            channel.damage_at(area, t);
-            channel.pump_at(out, t);
-            types.extend(read_all(channel, out, canvas));
+    /// The area [`StreamRig::play`] draws in on a 256×160 head.
+    const PLAY_AREA: Rect = Rect::new(0, 0, 200, 120);
+
+    impl StreamRig {
+        fn new(width: u32, height: u32, caps: u32, setup: ImageSetup) -> StreamRig {
+            let display = Display::new();
+            display.resize(0, width, height);
+            paint(&display, 3);
+            let t = Instant::now();
+            let mut out = Outbox::new(HeaderMode::Mini);
+            let mut channel =
+                DisplayChannel::start(display.clone(), 0, &Caps(vec![caps]), setup, &mut out, t);
+            let mut canvas = ClientCanvas::default();
+            channel.handle(1, &[1, 0, 0, 0]).unwrap();
+            channel.handle(101, &display_init()).unwrap();
+            channel.pump_at(&mut out, t);
+            read_all(&mut channel, &mut out, &mut canvas);
+            StreamRig {
+                display,
+                channel,
+                out,
+                canvas,
+                t,
+            }
         }
-        (t, types)
+
+        /// `frames` different photos (or desktop pictures) drawn at
+        /// [`PLAY_AREA`] at 30 fps; the message types the client got.
+        fn play(&mut self, frames: u32, synthetic: bool) -> Vec<u16> {
+            use crate::spice::codec::testimages;
+            let area = PLAY_AREA;
+            let mut types = Vec::new();
+            let (w, h) = (area.width() as u32, area.height() as u32);
+            for frame in 0..frames {
+                self.t += Duration::from_millis(33);
+                let picture = if synthetic {
+                    testimages::desktop(w, h, frame)
+                } else {
+                    testimages::photo(w, h, frame)
+                };
+                paint_rect(&self.display, area, &picture.bgrx);
+                self.channel.damage_at(area, self.t);
+                self.channel.pump_at(&mut self.out, self.t);
+                types.extend(read_all(&mut self.channel, &mut self.out, &mut self.canvas));
+            }
+            types
+        }
     }
 
     #[test]
     fn a_photo_redrawn_at_video_rate_streams_as_mjpeg_then_ends_exact() {
         use crate::spice::codec::testimages;
         use crate::spice::video_stream::{FRAMES_TO_START, STREAM_IDLE};
-        let (display, mut channel, mut out, mut canvas, t0) =
-            stream_rig(320, 240, 0x3bf, raw_setup());
+        let StreamRig {
+            display,
+            mut channel,
+            mut out,
+            mut canvas,
+            t: t0,
+        } = StreamRig::new(320, 240, 0x3bf, raw_setup());
         // 25 fps of different photos in one place, and text-like updates
         // elsewhere at the same rate.
         let video = Rect::new(32, 16, 32 + 192, 16 + 144);
@@ -1275,115 +1283,52 @@ pub(crate) mod tests {
         for (option, caps, synthetic, started) in cases {
             let mut setup = raw_setup();
             setup.compression.streaming = option;
-            let (display, mut channel, mut out, mut canvas, t0) = stream_rig(256, 160, caps, setup);
-            let area = Rect::new(0, 0, 200, 120);
-            let every = Duration::from_millis(33);
-            play(
-                &display,
-                &mut channel,
-                &mut out,
-                &mut canvas,
-                area,
-                30,
-                every,
-                t0,
-                synthetic,
-            );
+            let mut rig = StreamRig::new(256, 160, caps, setup);
+            rig.play(30, synthetic);
             assert_eq!(
-                channel.stream_stats().started,
+                rig.channel.stream_stats().started,
                 started,
                 "{option:?} caps {caps:#x} synthetic {synthetic}"
             );
-            assert_eq!(canvas.pixels.len(), 256 * 160 * 4);
+            assert_eq!(rig.canvas.pixels.len(), 256 * 160 * 4);
         }
     }
 
     #[test]
     fn a_resize_destroys_all_streams() {
-        let (display, mut channel, mut out, mut canvas, t0) =
-            stream_rig(256, 160, 0x3bf, raw_setup());
-        let area = Rect::new(0, 0, 200, 120);
-        let every = Duration::from_millis(33);
-        let (t, _) = play(
-            &display,
-            &mut channel,
-            &mut out,
-            &mut canvas,
-            area,
-            25,
-            every,
-            t0,
-            false,
-        );
-        assert_eq!(canvas.streams.len(), 1);
-        display.resize(0, 320, 200);
-        paint(&display, 9);
-        channel.head_changed();
-        channel.pump_at(&mut out, t);
-        let types = read_all(&mut channel, &mut out, &mut canvas);
+        let mut rig = StreamRig::new(256, 160, 0x3bf, raw_setup());
+        rig.play(25, false);
+        assert_eq!(rig.canvas.streams.len(), 1);
+        rig.display.resize(0, 320, 200);
+        paint(&rig.display, 9);
+        rig.channel.head_changed();
+        rig.channel.pump_at(&mut rig.out, rig.t);
+        let types = read_all(&mut rig.channel, &mut rig.out, &mut rig.canvas);
         assert_eq!(&types[..2], &[126, 315], "{types:?}");
-        assert!(canvas.streams.is_empty());
-        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
-        assert_eq!(channel.next_deadline(), None);
+        assert!(rig.canvas.streams.is_empty());
+        assert_eq!(rig.canvas.pixels, rig.display.head(0).unwrap().pixels);
+        assert_eq!(rig.channel.next_deadline(), None);
     }
 
     #[test]
     fn a_client_that_cannot_play_a_stream_gets_lossless_updates() {
-        let (display, mut channel, mut out, mut canvas, t0) =
-            stream_rig(256, 160, 0x3bf, raw_setup());
-        let area = Rect::new(0, 0, 200, 120);
-        let every = Duration::from_millis(33);
-        let (t, _) = play(
-            &display,
-            &mut channel,
-            &mut out,
-            &mut canvas,
-            area,
-            25,
-            every,
-            t0,
-            false,
-        );
-        assert_eq!(canvas.streams.len(), 1);
-        let (&id, _) = canvas.streams.iter().next().unwrap();
-        // A report on a stream that is not there is ignored.
-        let mut report = Writer::new();
-        report
-            .u32(id + 7)
-            .u32(1)
-            .u32(0)
-            .u32(0)
-            .u32(0)
-            .u32(u32::MAX)
-            .i32(0)
-            .u32(0);
-        channel.handle(102, &report.into_bytes()).unwrap();
-        let mut report = Writer::new();
-        report
-            .u32(id)
-            .u32(1)
-            .u32(0)
-            .u32(0)
-            .u32(0)
-            .u32(u32::MAX)
-            .i32(0)
-            .u32(u32::MAX);
-        channel.handle(102, &report.into_bytes()).unwrap();
-        let (_, types) = play(
-            &display,
-            &mut channel,
-            &mut out,
-            &mut canvas,
-            area,
-            40,
-            every,
-            t,
-            false,
-        );
+        let mut rig = StreamRig::new(256, 160, 0x3bf, raw_setup());
+        rig.play(25, false);
+        assert_eq!(rig.canvas.streams.len(), 1);
+        let (&id, _) = rig.canvas.streams.iter().next().unwrap();
+        // (stream, num_drops, audio_delay): a report on a stream that is not
+        // there is ignored; then "cannot play" (0 frames, all-ones drops).
+        for (stream, drops, audio) in [(id + 7, u32::MAX, 0), (id, u32::MAX, u32::MAX)] {
+            let mut report = Writer::new();
+            report.u32(stream).u32(1).u32(0).u32(0).u32(0);
+            report.u32(drops).i32(0).u32(audio);
+            rig.channel.handle(102, &report.into_bytes()).unwrap();
+        }
+        let types = rig.play(40, false);
         assert_eq!(types.first(), Some(&125), "{types:?}");
         assert!(types.iter().all(|&t| t == 304 || t == 125), "{types:?}");
-        assert!(canvas.streams.is_empty());
-        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
-        assert_eq!(channel.stream_stats().started, 1);
+        assert!(rig.canvas.streams.is_empty());
+        assert_eq!(rig.canvas.pixels, rig.display.head(0).unwrap().pixels);
+        assert_eq!(rig.channel.stream_stats().started, 1);
     }
 }

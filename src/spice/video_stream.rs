@@ -41,6 +41,7 @@ use super::channel::{Encode, Outbox};
 use super::codec::classify::{classify, Content};
 use super::codec::policy::StreamingVideo;
 use super::codec::{jpeg, parallel, Bitmap};
+use super::display_channel::put_rect;
 use super::protocol::display_msg;
 use super::region::Region;
 use super::wire::Writer;
@@ -110,10 +111,6 @@ impl Default for MmClock {
     fn default() -> Self {
         MmClock::new(Instant::now())
     }
-}
-
-fn put_rect(w: &mut Writer, r: &Rect) {
-    w.i32(r.top).i32(r.left).i32(r.bottom).i32(r.right);
 }
 
 /// `STREAM_CREATE`: an MJPEG stream of `rect`-sized top-down frames,
@@ -292,6 +289,26 @@ struct Stream {
 }
 
 impl Stream {
+    /// A new stream: its first frame is due at once.
+    fn new(id: u32, unique_id: u32, rect: Rect, now: Instant) -> Stream {
+        Stream {
+            id,
+            unique_id,
+            rect,
+            last_damage: now,
+            slow_frames: 0,
+            due: true,
+            next_frame_at: now,
+            quality: START_QUALITY,
+            fps: MAX_FPS,
+            window_frames: 0,
+            window_waits: 0,
+            clean_windows: 0,
+            frames: 0,
+            bytes: 0,
+        }
+    }
+
     fn frame_interval(&self) -> Duration {
         Duration::from_secs(1) / self.fps
     }
@@ -537,22 +554,7 @@ impl VideoStreams {
             let id = (0..)
                 .find(|id| self.streams.iter().all(|s| s.id != *id))
                 .unwrap_or(0);
-            let stream = Stream {
-                id,
-                unique_id: self.next_unique_id,
-                rect,
-                last_damage: now,
-                slow_frames: 0,
-                due: true,
-                next_frame_at: now,
-                quality: START_QUALITY,
-                fps: MAX_FPS,
-                window_frames: 0,
-                window_waits: 0,
-                clean_windows: 0,
-                frames: 0,
-                bytes: 0,
-            };
+            let stream = Stream::new(id, self.next_unique_id, rect, now);
             self.next_unique_id = self.next_unique_id.wrapping_add(1);
             // The next frame covers the stream's area: lossless updates
             // of it would only be drawn over.
@@ -755,23 +757,7 @@ mod tests {
 
     #[test]
     fn rate_control_trades_quality_then_frame_rate_and_recovers() {
-        let now = Instant::now();
-        let mut s = Stream {
-            id: 0,
-            unique_id: 1,
-            rect: Rect::new(0, 0, 100, 100),
-            last_damage: now,
-            slow_frames: 0,
-            due: false,
-            next_frame_at: now,
-            quality: START_QUALITY,
-            fps: MAX_FPS,
-            window_frames: 0,
-            window_waits: 0,
-            clean_windows: 0,
-            frames: 0,
-            bytes: 0,
-        };
+        let mut s = Stream::new(0, 1, Rect::new(0, 0, 100, 100), Instant::now());
         for _ in 0..20 {
             s.adapt(true);
             assert!((MIN_QUALITY..=MAX_QUALITY).contains(&s.quality));
