@@ -617,6 +617,13 @@ impl VideoStreams {
             s.bytes += jpeg.len() as u64;
             self.stats.frames += 1;
             self.stats.bytes += jpeg.len() as u64;
+            tracing::debug!(
+                "display: video stream {} frame {}: {} bytes at quality {}",
+                s.id,
+                s.frames,
+                jpeg.len(),
+                s.quality
+            );
             out.push(&StreamData {
                 id: s.id,
                 mm_time,
