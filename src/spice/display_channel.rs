@@ -389,8 +389,12 @@ impl DisplayChannel {
                 || self.streams.has_work(Instant::now()))
     }
 
-    /// When the video streams next need [`Self::pump`] without new damage.
+    /// When the video streams next need [`Self::pump`] without new damage
+    /// (never while a sync is waiting: the sync ends them).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.phase != Phase::Running || self.needs_sync {
+            return None;
+        }
         self.streams.next_deadline()
     }
 
@@ -419,8 +423,11 @@ impl DisplayChannel {
                             o.queued_bytes() < OUTBOX_LOW_WATER && ack.may_send(o)
                         })
                 }
-                // Gone or resized: the head's event will sync.
-                _ => Vec::new(),
+                // Gone or resized: sync (its event is on the way too).
+                _ => {
+                    self.needs_sync = true;
+                    return;
+                }
             };
             self.streams.send(frames, now, self.clock.at(now), out);
         }
@@ -445,7 +452,9 @@ impl DisplayChannel {
             let mut rects = Vec::new();
             while (rects.len() as u64) < batch {
                 match self.pending.take(MAX_UPDATE_PIXELS) {
-                    Some(rect) => rects.push(rect),
+                    // Merging may have put part of a stream's area back:
+                    // its frames draw that, later than a lossless draw.
+                    Some(rect) => rects.extend(self.streams.outside(rect)),
                     None => break,
                 }
             }
@@ -588,6 +597,8 @@ pub(crate) mod tests {
         /// Video streams: id → where their frames go.
         pub streams: std::collections::HashMap<u32, Rect>,
         pub stream_frames: usize,
+        /// The multimedia time of the last frame.
+        pub frame_mm_time: Option<u32>,
     }
 
     impl ClientCanvas {
@@ -676,7 +687,7 @@ pub(crate) mod tests {
                 }
                 123 => {
                     let id = r.u32("").unwrap();
-                    r.u32("").unwrap(); // multimedia time
+                    self.frame_mm_time = Some(r.u32("").unwrap());
                     let n = r.u32("").unwrap() as usize;
                     let jpeg = r.bytes(n, "").unwrap();
                     assert!(r.rest().is_empty());
@@ -1145,11 +1156,13 @@ pub(crate) mod tests {
     const PLAY_AREA: Rect = Rect::new(0, 0, 200, 120);
 
     impl StreamRig {
-        fn new(width: u32, height: u32, caps: u32, setup: ImageSetup) -> StreamRig {
+        /// The multimedia clock starts at the rig's start.
+        fn new(width: u32, height: u32, caps: u32, mut setup: ImageSetup) -> StreamRig {
             let display = Display::new();
             display.resize(0, width, height);
             paint(&display, 3);
             let t = Instant::now();
+            setup.clock = MmClock::new(t);
             let mut out = Outbox::new(HeaderMode::Mini);
             let mut channel =
                 DisplayChannel::start(display.clone(), 0, &Caps(vec![caps]), setup, &mut out, t);
@@ -1229,6 +1242,8 @@ pub(crate) mod tests {
         let frames = types.iter().filter(|&&t| t == 123).count() as u32;
         assert_eq!(frames, 60 - FRAMES_TO_START + 1);
         assert_eq!(canvas.stream_frames as u32, frames);
+        // Stamped with the server's multimedia clock when sent.
+        assert_eq!(canvas.frame_mm_time, Some((t - t0).as_millis() as u32));
         // The client takes stream reports; after that, frames and the text
         // area's lossless draws.
         assert_eq!(types[start + 1], 319);
@@ -1302,6 +1317,8 @@ pub(crate) mod tests {
         rig.display.resize(0, 320, 200);
         paint(&rig.display, 9);
         rig.channel.head_changed();
+        // No stream deadline while a sync waits (the loop must not spin).
+        assert_eq!(rig.channel.next_deadline(), None);
         rig.channel.pump_at(&mut rig.out, rig.t);
         let types = read_all(&mut rig.channel, &mut rig.out, &mut rig.canvas);
         assert_eq!(&types[..2], &[126, 315], "{types:?}");

@@ -380,7 +380,6 @@ impl VideoStreams {
         if rect.is_empty() {
             return;
         }
-        let mut outside = vec![rect];
         for stream in &mut self.streams {
             if stream.rect.intersect(&rect).is_empty() {
                 continue;
@@ -393,12 +392,8 @@ impl VideoStreams {
             }
             stream.last_damage = now;
             stream.due = true;
-            outside = outside
-                .iter()
-                .flat_map(|r| subtract(*r, stream.rect))
-                .collect();
         }
-        for r in outside {
+        for r in self.outside(rect) {
             lossless.add(r);
         }
         if self.enabled() {
@@ -427,6 +422,13 @@ impl VideoStreams {
                 self.candidates.push(Candidate::new(rect, now));
             }
         }
+    }
+
+    /// The parts of `rect` outside every stream.
+    pub fn outside(&self, rect: Rect) -> Vec<Rect> {
+        self.streams.iter().fold(vec![rect], |pieces, s| {
+            pieces.iter().flat_map(|r| subtract(*r, s.rect)).collect()
+        })
     }
 
     /// Whether [`Self::pump`] has something to do at `now`.
@@ -473,7 +475,10 @@ impl VideoStreams {
         room: &mut dyn FnMut(&Outbox) -> bool,
     ) -> Vec<Frame> {
         self.end_stopped(now, lossless, out);
-        self.start_ready(head, now, lossless, out);
+        if room(out) {
+            // (Creates and destroys too only go when the client reads.)
+            self.start_ready(head, now, lossless, out);
+        }
         let mut frames = Vec::new();
         for s in &mut self.streams {
             if !s.due || now < s.next_frame_at {
@@ -503,20 +508,25 @@ impl VideoStreams {
                 i += 1;
                 continue;
             }
-            let s = self.streams.swap_remove(i);
-            out.push(&StreamDestroy { id: s.id });
-            lossless.add(s.rect);
-            self.candidates
-                .retain(|c| c.area().intersect(&s.rect).is_empty());
-            tracing::info!(
-                "display: video stream {} ended: {} frames, {} KiB, last quality {} at {} fps",
-                s.id,
-                s.frames,
-                s.bytes / 1024,
-                s.quality,
-                s.fps
-            );
+            self.end(i, lossless, out);
         }
+    }
+
+    /// Ends stream `i`: `STREAM_DESTROY`, its area back to `lossless`.
+    fn end(&mut self, i: usize, lossless: &mut Region, out: &mut Outbox) {
+        let s = self.streams.swap_remove(i);
+        out.push(&StreamDestroy { id: s.id });
+        lossless.add(s.rect);
+        self.candidates
+            .retain(|c| c.area().intersect(&s.rect).is_empty());
+        tracing::info!(
+            "display: video stream {} ended: {} frames, {} KiB, last quality {} at {} fps",
+            s.id,
+            s.frames,
+            s.bytes / 1024,
+            s.quality,
+            s.fps
+        );
     }
 
     fn start_ready(
@@ -535,8 +545,12 @@ impl VideoStreams {
                 continue;
             }
             let rect = c.area().intersect(&bounds);
+            let others = self
+                .streams
+                .iter()
+                .filter(|s| s.rect.intersect(&rect).is_empty());
             let wanted = rect.area() >= MIN_STREAM_AREA
-                && self.streams.len() < MAX_STREAMS
+                && others.count() < MAX_STREAMS
                 && (self.mode == StreamingVideo::All
                     || classify(
                         &head.copy_rect(rect),
@@ -550,6 +564,16 @@ impl VideoStreams {
                 continue;
             }
             self.candidates.swap_remove(i);
+            // Streams never overlap: one the new one touches (a player
+            // moved or resized) ends, its area resent losslessly (except
+            // where the new stream draws).
+            while let Some(k) = self
+                .streams
+                .iter()
+                .position(|s| !s.rect.intersect(&rect).is_empty())
+            {
+                self.end(k, lossless, out);
+            }
             // The smallest id not in use (clients index an array by it).
             let id = (0..)
                 .find(|id| self.streams.iter().all(|s| s.id != *id))
@@ -814,9 +838,10 @@ mod tests {
         assert_eq!(frames.len(), 1);
     }
 
-    /// Damage anywhere, at any rate: candidates and streams stay bounded,
-    /// and nothing damaged is lost (inside a stream it makes a frame due;
-    /// outside, it is in the lossless region).
+    /// Damage anywhere, at any rate (with a slow client now and then):
+    /// candidates and streams stay bounded, streams never overlap, and
+    /// nothing damaged is lost: after the pump every damaged pixel is in
+    /// the lossless region or in a stream whose frame is due or taken.
     #[test]
     fn random_damage_stays_bounded_and_is_never_lost() {
         let mut streams = VideoStreams::new(StreamingVideo::All, true, true);
@@ -824,42 +849,86 @@ mod tests {
         let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
         let mut rng = Rng(11);
         let t0 = Instant::now();
+        let mut lossless = Region::new();
         for step in 0..5000u64 {
             let now = t0 + Duration::from_millis(step * 11);
-            let mut lossless = Region::new();
             let (x, y) = ((rng.next() % 600) as i32, (rng.next() % 440) as i32);
             let (w, h) = (1 + (rng.next() % 300) as i32, 1 + (rng.next() % 300) as i32);
             let rect = Rect::new(x, y, x + w, y + h);
             streams.damage(rect, now, &mut lossless);
-            let inside = streams
-                .streams
-                .iter()
-                .any(|s| !s.rect.intersect(&rect).is_empty());
+            let room = rng.next() % 4 != 0;
+            let frames = streams.pump(&surface, now, &mut lossless, &mut out, &mut |_| room);
+            let framed: Vec<Rect> = frames.iter().map(|f| f.rect).collect();
             for py in (rect.top..rect.bottom).step_by(7) {
                 for px in (rect.left..rect.right).step_by(7) {
                     let p = Rect::new(px, py, px + 1, py + 1);
                     let covered = lossless.rects().iter().any(|r| r.contains(&p))
+                        || framed.iter().any(|r| r.contains(&p))
                         || streams.streams.iter().any(|s| s.rect.contains(&p) && s.due);
                     assert!(covered, "{p:?} of {rect:?} lost");
                 }
             }
-            assert!(
-                inside
-                    || streams
-                        .streams
-                        .iter()
-                        .all(|s| s.rect.intersect(&rect).is_empty())
-            );
-            let frames = streams.pump(&surface, now, &mut lossless, &mut out, &mut |_| true);
             streams.send(frames, now, 0, &mut out);
             out.take_bytes();
+            // The channel sends the lossless region (outside the streams).
+            while let Some(r) = lossless.take(u64::MAX) {
+                for piece in streams.outside(r) {
+                    assert!(streams
+                        .streams
+                        .iter()
+                        .all(|s| s.rect.intersect(&piece).is_empty()));
+                }
+            }
             assert!(streams.candidates.len() <= MAX_CANDIDATES);
             assert!(streams.streams.len() <= MAX_STREAMS);
-            let mut ids: Vec<u32> = streams.streams.iter().map(|s| s.id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            assert_eq!(ids.len(), streams.streams.len(), "stream ids are unique");
+            for (k, a) in streams.streams.iter().enumerate() {
+                for b in &streams.streams[k + 1..] {
+                    assert!(a.rect.intersect(&b.rect).is_empty(), "streams overlap");
+                    assert_ne!(a.id, b.id, "stream ids are unique");
+                }
+            }
         }
-        assert!(streams.stats.started > 0);
+        assert!(streams.stats.started > 1);
+    }
+
+    /// A player that moves: the old stream ends (destroyed, its area
+    /// lossless again) and one stream plays at the new place.
+    #[test]
+    fn a_moved_video_replaces_its_stream() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
+        let surface = Surface::new(640, 480).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        let t0 = Instant::now();
+        let mut lossless = Region::new();
+        let mut play = |area: Rect, from: u64, streams: &mut VideoStreams, out: &mut Outbox| {
+            let mut types = Vec::new();
+            for k in from..from + 30 {
+                let now = t0 + Duration::from_millis(40 * k);
+                streams.damage(area, now, &mut lossless);
+                let frames = streams.pump(&surface, now, &mut lossless, out, &mut |_| true);
+                streams.send(frames, now, 0, out);
+                let bytes = out.take_bytes();
+                let mut at = 0;
+                while let Some((h, _, used)) = crate::spice::wire::next_frame(
+                    crate::spice::wire::HeaderMode::Mini,
+                    &bytes[at..],
+                    u32::MAX,
+                )
+                .unwrap()
+                {
+                    types.push(h.msg_type);
+                    at += used;
+                }
+            }
+            types
+        };
+        let first = play(Rect::new(0, 0, 200, 150), 0, &mut streams, &mut out);
+        assert_eq!(first.iter().filter(|&&t| t == 122).count(), 1);
+        let moved = Rect::new(50, 40, 250, 190);
+        let second = play(moved, 30, &mut streams, &mut out);
+        let create = second.iter().position(|&t| t == 122).expect("a new stream");
+        assert_eq!(second[create - 1], 125, "{second:?}");
+        assert_eq!(streams.active(), 1);
+        assert_eq!(streams.streams[0].rect, moved);
     }
 }
