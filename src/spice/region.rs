@@ -59,6 +59,13 @@ impl Region {
         self.rects.retain(|r| !r.is_empty());
     }
 
+    /// Removes `rect` from the region (the pieces around it stay).
+    pub fn subtract(&mut self, rect: Rect) {
+        let kept: Vec<Rect> = self.rects.iter().flat_map(|r| subtract(*r, rect)).collect();
+        self.rects.clear();
+        kept.into_iter().for_each(|r| self.add(r));
+    }
+
     /// Takes up to `max_pixels` of damage: a whole rectangle, or the top
     /// band of a large one (the rest stays queued).
     pub fn take(&mut self, max_pixels: u64) -> Option<Rect> {
@@ -93,9 +100,49 @@ impl Region {
     }
 }
 
+/// `a` minus `b`: up to four rectangles.
+pub fn subtract(a: Rect, b: Rect) -> Vec<Rect> {
+    let i = a.intersect(&b);
+    if i.is_empty() {
+        return vec![a];
+    }
+    [
+        Rect::new(a.left, a.top, a.right, i.top),
+        Rect::new(a.left, i.bottom, a.right, a.bottom),
+        Rect::new(a.left, i.top, i.left, i.bottom),
+        Rect::new(i.right, i.top, a.right, i.bottom),
+    ]
+    .into_iter()
+    .filter(|r| !r.is_empty())
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spice::codec::testimages::Rng;
+
+    #[test]
+    fn subtract_leaves_exactly_the_outside() {
+        let mut rng = Rng(7);
+        let mut coord = || (rng.next() % 40) as i32;
+        for _ in 0..2000 {
+            let (x0, y0, x1, y1) = (coord(), coord(), coord(), coord());
+            let a = Rect::new(x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1));
+            let (x0, y0, x1, y1) = (coord(), coord(), coord(), coord());
+            let b = Rect::new(x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1));
+            let pieces = subtract(a, b);
+            assert!(pieces.len() <= 4);
+            for y in 0..40 {
+                for x in 0..40 {
+                    let p = Rect::new(x, y, x + 1, y + 1);
+                    let inside = pieces.iter().filter(|r| r.contains(&p)).count();
+                    let expected = a.contains(&p) && !b.contains(&p);
+                    assert_eq!(inside, usize::from(expected), "{a:?} - {b:?} at {x},{y}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn covered_rects_collapse() {
@@ -153,5 +200,16 @@ mod tests {
         region.add(Rect::new(200, 200, 300, 300));
         region.clip(Rect::new(0, 0, 100, 100));
         assert_eq!(region.rects(), &[Rect::new(0, 0, 10, 10)]);
+    }
+
+    #[test]
+    fn subtract_removes_a_rect_from_the_region() {
+        let mut region = Region::new();
+        region.add(Rect::new(0, 0, 100, 10));
+        region.add(Rect::new(40, 40, 60, 60));
+        region.subtract(Rect::new(30, 0, 70, 100));
+        let mut rects = region.rects().to_vec();
+        rects.sort_by_key(|r| (r.left, r.top));
+        assert_eq!(rects, [Rect::new(0, 0, 30, 10), Rect::new(70, 0, 100, 10)]);
     }
 }

@@ -43,7 +43,7 @@ use super::codec::policy::StreamingVideo;
 use super::codec::{jpeg, parallel, Bitmap};
 use super::display_channel::put_rect;
 use super::protocol::display_msg;
-use super::region::Region;
+use super::region::{subtract, Region};
 use super::wire::Writer;
 
 /// Smallest area streamed (libspice: 96×96).
@@ -582,13 +582,7 @@ impl VideoStreams {
             self.next_unique_id = self.next_unique_id.wrapping_add(1);
             // The next frame covers the stream's area: lossless updates
             // of it would only be drawn over.
-            let kept: Vec<Rect> = lossless
-                .rects()
-                .iter()
-                .flat_map(|r| subtract(*r, rect))
-                .collect();
-            lossless.clear();
-            kept.into_iter().for_each(|r| lossless.add(r));
+            lossless.subtract(rect);
             self.candidates
                 .retain(|c| c.area().intersect(&rect).is_empty());
             out.push(&StreamCreate {
@@ -700,50 +694,11 @@ impl VideoStreams {
     }
 }
 
-/// `a` minus `b`: up to four rectangles.
-pub fn subtract(a: Rect, b: Rect) -> Vec<Rect> {
-    let i = a.intersect(&b);
-    if i.is_empty() {
-        return vec![a];
-    }
-    [
-        Rect::new(a.left, a.top, a.right, i.top),
-        Rect::new(a.left, i.bottom, a.right, a.bottom),
-        Rect::new(a.left, i.top, i.left, i.bottom),
-        Rect::new(i.right, i.top, a.right, i.bottom),
-    ]
-    .into_iter()
-    .filter(|r| !r.is_empty())
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spice::channel::Encode;
     use crate::spice::codec::testimages::Rng;
-
-    #[test]
-    fn subtract_leaves_exactly_the_outside() {
-        let mut rng = Rng(7);
-        let mut coord = || (rng.next() % 40) as i32;
-        for _ in 0..2000 {
-            let (x0, y0, x1, y1) = (coord(), coord(), coord(), coord());
-            let a = Rect::new(x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1));
-            let (x0, y0, x1, y1) = (coord(), coord(), coord(), coord());
-            let b = Rect::new(x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1));
-            let pieces = subtract(a, b);
-            assert!(pieces.len() <= 4);
-            for y in 0..40 {
-                for x in 0..40 {
-                    let p = Rect::new(x, y, x + 1, y + 1);
-                    let inside = pieces.iter().filter(|r| r.contains(&p)).count();
-                    let expected = a.contains(&p) && !b.contains(&p);
-                    assert_eq!(inside, usize::from(expected), "{a:?} - {b:?} at {x},{y}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn messages_match_the_protocol_layout() {
