@@ -52,8 +52,10 @@ Commands given to run() are typed into an interactive busybox shell: they must n
 
 Nested guests (QEMU TCG emulating SVM, running real KVM) now and then hang or triple-fault under
 load, whatever the VMM (QEMU as the inner VMM does it too). So a test that fails because its
-guest stalled (GuestTimeout) or its VMM exited early (GuestExited) is run again, at most twice;
-if it then passes it is reported as "FLAKY name (passed on retry)", never silently as a pass.
+guest stalled (GuestTimeout) or its VMM exited early (GuestExited, or any failure of a test in
+which a VMM exited on its own, e.g. a triple fault seen by a SPICE client first) is run again,
+at most twice; if it then passes it is reported as "FLAKY name (passed on retry)", never
+silently as a pass.
 Any other failure, or a third stall, is a FAIL.
 """
 
@@ -157,9 +159,14 @@ class RunResult(NamedTuple):
 
 
 class Guest:
+    # Names of guests whose VMM exited on its own while no test waited for that (wait_exit),
+    # e.g. a triple fault, however the test then failed (run_tests counts it as a stall).
+    died_unexpectedly: list[str] = []
+
     def __init__(self, argv: Sequence[str], name: str = "guest"):
         self.argv = list(argv)
         self.name = name
+        self._exit_expected = False
         self._lock = threading.Condition()
         self._output = ""            # serial output received so far
         self._arrivals: list[tuple[int, float]] = []   # (len(output) after a read, time)
@@ -295,6 +302,7 @@ class Guest:
 
     def wait_exit(self, timeout: float = 30) -> int:
         """Wait for the VMM to exit; return its exit status."""
+        self._exit_expected = True
         try:
             status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -305,6 +313,8 @@ class Guest:
         return status
 
     def kill(self) -> None:
+        if self.proc.poll() is not None and not self._exit_expected:
+            Guest.died_unexpectedly.append(f"{self.name} (status {self.proc.returncode})")
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -380,13 +390,18 @@ def run_tests(namespace: dict, argv: Sequence[str] | None = None) -> None:
             continue
         print(f"{name} ...", flush=True)
         start = time.monotonic()
+        Guest.died_unexpectedly.clear()
         error = _attempt(fn)
         retries = 0
-        while isinstance(error, STALLS) and retries < STALL_RETRIES:
+        while (isinstance(error, STALLS) or (error and Guest.died_unexpectedly)) \
+                and retries < STALL_RETRIES:
             retries += 1
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            print(f"  {name}: the guest stalled or exited early ({first_line}); "
+            died = f"; VMM exited on its own: {', '.join(Guest.died_unexpectedly)}" \
+                if Guest.died_unexpectedly else ""
+            print(f"  {name}: the guest stalled or exited early ({first_line}{died}); "
                   f"running it again ({retries}/{STALL_RETRIES})", flush=True)
+            Guest.died_unexpectedly.clear()
             error = _attempt(fn)
         if error is None and retries:
             flaky += 1
