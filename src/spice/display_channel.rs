@@ -46,6 +46,8 @@ pub const MAX_UPDATE_PIXELS: u64 = 256 * 1024;
 pub const MAX_FULL_IMAGE_PIXELS: u64 = 16 * 1024 * 1024;
 /// Most update rectangles compressed together (in parallel).
 pub const MAX_BATCH: u64 = 8;
+/// Rounds of lossless updates start at most this often (see [`UpdatePacer`]).
+pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_millis(33);
 
 /// `SPICE_SURFACE_FMT_32_xRGB`.
 pub const SURFACE_FMT_32_XRGB: u32 = 32;
@@ -256,6 +258,45 @@ enum Phase {
     Running,
 }
 
+/// Paces rounds of lossless updates: a round starts when damage is
+/// pending and the last one started at least [`MIN_UPDATE_INTERVAL`] ago,
+/// and lasts until the damage is drained. An isolated change (a key's
+/// echo) goes out at once; damage that keeps coming (a scrolling console,
+/// a picture drawn in pieces) waits a little and merges, so what a later
+/// draw covers is never encoded.
+#[derive(Debug, Default)]
+struct UpdatePacer {
+    last_start: Option<Instant>,
+    in_round: bool,
+}
+
+impl UpdatePacer {
+    /// Whether pending damage may be sent now (starting a round if needed).
+    fn may_send(&mut self, now: Instant) -> bool {
+        if !self.in_round {
+            if self.next_start().is_some_and(|at| now < at) {
+                return false;
+            }
+            self.in_round = true;
+            self.last_start = Some(now);
+        }
+        true
+    }
+
+    /// The pending damage has all been sent.
+    fn drained(&mut self) {
+        self.in_round = false;
+    }
+
+    /// When the next round may start, if one is waiting for its time.
+    fn next_start(&self) -> Option<Instant> {
+        match self.in_round {
+            true => None,
+            false => self.last_start.map(|t| t + MIN_UPDATE_INTERVAL),
+        }
+    }
+}
+
 /// The server side of one display channel connection.
 pub struct DisplayChannel {
     display: Arc<Display>,
@@ -268,6 +309,7 @@ pub struct DisplayChannel {
     /// The head may have changed size or lost events: re-check everything.
     needs_sync: bool,
     pending: Region,
+    pacer: UpdatePacer,
     compressor: Box<Compressor>,
     session: Arc<SessionImages>,
     pixmap_cache: Option<Arc<std::sync::Mutex<PixmapCache>>>,
@@ -307,6 +349,7 @@ impl DisplayChannel {
             client_surface: None,
             needs_sync: true,
             pending: Region::new(),
+            pacer: UpdatePacer::default(),
             compressor: Box::new(Compressor::new(setup.compression, traits)),
             session: setup.session,
             pixmap_cache: None,
@@ -395,7 +438,15 @@ impl DisplayChannel {
         if self.phase != Phase::Running || self.needs_sync {
             return None;
         }
-        self.streams.next_deadline()
+        let updates = if self.pending.is_empty() {
+            None
+        } else {
+            self.pacer.next_start()
+        };
+        match (updates, self.streams.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Queues as many updates as the socket and the ACK window allow.
@@ -431,6 +482,17 @@ impl DisplayChannel {
             };
             self.streams.send(frames, now, self.clock.at(now), out);
         }
+        if self.pending.is_empty() || !self.pacer.may_send(now) {
+            return;
+        }
+        self.send_pending(out);
+        if self.pending.is_empty() {
+            self.pacer.drained();
+        }
+    }
+
+    /// Draws pending damage, as much as the socket and the ACK window take.
+    fn send_pending(&mut self, out: &mut Outbox) {
         while !self.pending.is_empty()
             && out.queued_bytes() < OUTBOX_LOW_WATER
             && self.ack.may_send(out)
@@ -1012,11 +1074,13 @@ pub(crate) mod tests {
                 "{mode:?} first"
             );
             // Updates: a photo half and a desktop half, then the same again.
+            let mut now = Instant::now();
             for seed in [2, 3, 2] {
                 paint_mixed(&display, seed);
                 channel.damage(Rect::new(0, 0, 160, 200));
                 channel.damage(Rect::new(160, 0, 320, 200));
-                channel.pump(&mut out);
+                now += MIN_UPDATE_INTERVAL;
+                channel.pump_at(&mut out, now);
                 canvas.apply_stream(&out.take_bytes());
                 for _ in 0..4 {
                     channel.handle(2, &[]).unwrap();
@@ -1032,6 +1096,54 @@ pub(crate) mod tests {
             types.dedup();
             assert_eq!(types, want, "{mode:?}");
         }
+    }
+
+    /// A change after a quiet spell is drawn at once; changes that follow
+    /// within MIN_UPDATE_INTERVAL wait for it, merged into one draw.
+    #[test]
+    fn updates_are_paced_and_merged() {
+        let display = Display::new();
+        display.resize(0, 320, 200);
+        let t0 = Instant::now();
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = DisplayChannel::start(
+            display.clone(),
+            0,
+            &Caps(vec![0x3bf]),
+            ImageSetup::default(),
+            &mut out,
+            t0,
+        );
+        let mut canvas = ClientCanvas::default();
+        channel.handle(101, &display_init()).unwrap();
+        channel.pump_at(&mut out, t0);
+        canvas.apply_stream(&out.take_bytes());
+        let area = Rect::new(0, 0, 320, 200);
+        let mut step = |seed: u32, at: Instant, canvas: &mut ClientCanvas| {
+            if seed > 0 {
+                paint_mixed(&display, seed);
+                channel.damage_at(area, at);
+            }
+            channel.pump_at(&mut out, at);
+            canvas.apply_stream(&out.take_bytes());
+            channel.handle(2, &[]).unwrap();
+            (canvas.draws, channel.next_deadline())
+        };
+        let t1 = t0 + Duration::from_secs(1);
+        let (first, deadline) = step(2, t1, &mut canvas);
+        assert_eq!(deadline, None);
+        assert_eq!(step(3, t1 + Duration::from_millis(5), &mut canvas).0, first);
+        let (draws, deadline) = step(4, t1 + Duration::from_millis(20), &mut canvas);
+        assert_eq!(draws, first, "drawn before its time");
+        assert_eq!(deadline, Some(t1 + MIN_UPDATE_INTERVAL));
+        let (draws, deadline) = step(0, t1 + MIN_UPDATE_INTERVAL, &mut canvas);
+        assert_eq!(draws, first + 1, "the two changes in one draw");
+        assert_eq!(deadline, None);
+        assert!(canvas.pixels == display.head(0).unwrap().pixels);
+        // Quiet for longer than the interval: at once again.
+        let t2 = t1 + 3 * MIN_UPDATE_INTERVAL;
+        assert_eq!(step(5, t2, &mut canvas).0, first + 2);
+        assert!(canvas.pixels == display.head(0).unwrap().pixels);
     }
 
     #[test]

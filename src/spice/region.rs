@@ -67,18 +67,24 @@ impl Region {
     }
 
     /// Takes up to `max_pixels` of damage: a whole rectangle, or the top
-    /// band of a large one (the rest stays queued).
+    /// band of a large one (the rest stays queued). What it takes leaves
+    /// the other rectangles too, so no pixel is taken twice.
     pub fn take(&mut self, max_pixels: u64) -> Option<Rect> {
         let rect = *self.rects.first()?;
         let width = rect.width().max(1) as u64;
         let rows = (max_pixels / width).max(1);
-        if rows >= rect.height() as u64 {
+        let taken = if rows >= rect.height() as u64 {
             self.rects.remove(0);
-            return Some(rect);
+            rect
+        } else {
+            let split = rect.top + rows as i32;
+            self.rects[0].top = split;
+            Rect::new(rect.left, rect.top, rect.right, split)
+        };
+        if self.rects.iter().any(|r| !r.intersect(&taken).is_empty()) {
+            self.subtract(taken);
         }
-        let split = rect.top + rows as i32;
-        self.rects[0].top = split;
-        Some(Rect::new(rect.left, rect.top, rect.right, split))
+        Some(taken)
     }
 
     fn merge_cheapest_pair(&mut self) {
@@ -191,6 +197,19 @@ mod tests {
         // A band is at least one row.
         region.add(Rect::new(0, 0, 5000, 2));
         assert_eq!(region.take(10), Some(Rect::new(0, 0, 5000, 1)));
+    }
+
+    #[test]
+    fn take_never_gives_a_pixel_twice() {
+        let mut region = Region::new();
+        region.add(Rect::new(0, 0, 100, 100));
+        region.add(Rect::new(50, 50, 150, 150));
+        let mut taken = Vec::new();
+        while let Some(r) = region.take(u64::MAX) {
+            taken.push(r);
+        }
+        let area: u64 = taken.iter().map(|r| r.area()).sum();
+        assert_eq!(area, 100 * 100 * 2 - 50 * 50, "{taken:?}");
     }
 
     #[test]

@@ -29,7 +29,6 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Arc;
 
 use super::lz::{
     hash3, hash_bits, keys, match_len, put_length, put_literals, Unit, LZ_MAGIC, LZ_VERSION,
@@ -46,6 +45,8 @@ const MAX_PIXEL_OFFSET: usize = (1 << 25) - 1;
 const MAX_IMAGE_DIST: u64 = (1 << 24) - 1;
 const GLOBAL_HASH_LOG: u32 = 18;
 const LOCAL_HASH_LOG: u32 = 16;
+/// Positions of a committed image entered in the global hash table.
+const GLOBAL_STRIDE: usize = 4;
 /// Smallest images worth zlib-wrapping (as spice-server).
 const MIN_SIZE_FOR_ZLIB: usize = 100;
 
@@ -53,7 +54,7 @@ struct WindowImage {
     id: u64,
     owner: u32,
     width: u32,
-    keys: Arc<[u32]>,
+    keys: Box<[u32]>,
 }
 
 /// One client's GLZ window as the server tracks it.
@@ -63,8 +64,7 @@ pub struct GlzDictionary {
     pixels: u64,
     next_id: u64,
     /// Hash of 3 pixels → (image id, pixel index); `u64::MAX` = empty.
-    table_image: Vec<u64>,
-    table_pos: Vec<u32>,
+    table: Vec<(u64, u32)>,
 }
 
 /// Where a copy comes from.
@@ -99,8 +99,7 @@ impl GlzDictionary {
             images: VecDeque::new(),
             pixels: 0,
             next_id: 0,
-            table_image: vec![u64::MAX; 1 << GLOBAL_HASH_LOG],
-            table_pos: vec![0; 1 << GLOBAL_HASH_LOG],
+            table: vec![(u64::MAX, 0); 1 << GLOBAL_HASH_LOG],
         })
     }
 
@@ -189,7 +188,7 @@ impl GlzDictionary {
             .collect();
         let weight: u64 = jobs.iter().map(|&(k, ..)| bitmaps[k].pixels()).sum();
         let encoded = parallel::map(&jobs, weight, |&(k, id, head)| {
-            let keys: Arc<[u32]> = keys(&bitmaps[k], Unit::Rgb, false).into();
+            let keys = keys(&bitmaps[k], Unit::Rgb, false).into_boxed_slice();
             let data = view.encode_one(&bitmaps[k], &keys, id, head);
             (keys, data, bitmaps[k].width)
         });
@@ -218,13 +217,15 @@ impl GlzDictionary {
         results
     }
 
-    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Arc<[u32]>) {
+    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Box<[u32]>) {
         debug_assert_eq!(id, self.next_id);
         let n = keys.len();
-        for i in 0..n.saturating_sub(2) {
+        // Every GLOBAL_STRIDE-th position: a later image that repeats a
+        // stretch of this one finds it within that many pixels (and then
+        // follows it), for a fraction of the hashing.
+        for i in (0..n.saturating_sub(2)).step_by(GLOBAL_STRIDE) {
             let h = global_slot(&keys, i);
-            self.table_image[h] = id;
-            self.table_pos[h] = i as u32;
+            self.table[h] = (id, i as u32);
         }
         self.pixels += n as u64;
         self.images.push_back(WindowImage {
@@ -403,9 +404,9 @@ impl EncodeView<'_> {
                     }
                 }
                 let h = global_slot(keys, i);
-                let hashed = self.dict.table_image[h];
+                let (hashed, pos) = self.dict.table[h];
                 if hashed != u64::MAX {
-                    let pos = self.dict.table_pos[h] as usize;
+                    let pos = pos as usize;
                     if let Some(m) = self.earlier_match(keys, i, (hashed, pos), id, head) {
                         consider(m);
                     }

@@ -1,10 +1,10 @@
-//! Parallel encoding: runs a function over a batch of images on up to one
-//! scoped worker thread per core, results in input order. Small batches
-//! (by total pixels) stay on the calling thread, where starting threads
-//! would cost more than it saves.
+//! Parallel encoding: runs a function over a batch of images on the
+//! encoder pool (one thread per core, started once), results in input
+//! order. Small batches (by total pixels) stay on the calling thread,
+//! where handing them over would cost more than it saves.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Batches lighter than this many pixels are encoded on the caller.
 pub const MIN_PARALLEL_PIXELS: u64 = 128 * 1024;
@@ -15,34 +15,33 @@ pub fn workers() -> usize {
     *WORKERS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// The encoder pool, or None where threads cannot be started (then
+/// everything is encoded on the caller).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(workers())
+            .thread_name(|i| format!("spice-encode{i}"))
+            .build()
+            .map_err(|e| tracing::warn!("spice: no encoder pool ({e}); encoding on one thread"))
+            .ok()
+    })
+    .as_ref()
+}
+
 /// `f` over `items` (of total `weight` pixels), in parallel when it pays.
-pub fn map<T: Sync, R: Send>(items: &[T], weight: u64, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = workers().min(items.len());
-    if threads <= 1 || weight < MIN_PARALLEL_PIXELS {
-        return items.iter().map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    let work = || loop {
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some(item) = items.get(k) else { break };
-        let r = f(item);
-        *slots[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(work);
+pub fn map<T: Sync, R: Send>(
+    items: &[T],
+    weight: u64,
+    f: impl Fn(&T) -> R + Sync + Send,
+) -> Vec<R> {
+    match pool() {
+        Some(pool) if items.len() > 1 && workers() > 1 && weight >= MIN_PARALLEL_PIXELS => {
+            pool.install(|| items.par_iter().with_max_len(1).map(f).collect())
         }
-        work();
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every item was encoded")
-        })
-        .collect()
+        _ => items.iter().map(f).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -96,8 +96,8 @@ pub(crate) struct Family {
     /// Per code: bits after the escape prefix.
     pub not_gr_suffixlen: [u32; 8],
     /// Code word and its length for each value (indexed `[value][code]`).
-    pub code: Vec<[u32; 8]>,
-    pub code_len: Vec<[u32; 8]>,
+    pub code: [[u32; 8]; 256],
+    pub code_len: [[u32; 8]; 256],
     /// Signed error → folded non-negative value.
     pub fold: [u8; 256],
     /// Folded value → error.
@@ -119,8 +119,8 @@ impl Family {
             n_gr_codewords: [0; 8],
             not_gr_cwlen: [0; 8],
             not_gr_suffixlen: [0; 8],
-            code: vec![[0; 8]; 256],
-            code_len: vec![[0; 8]; 256],
+            code: [[0; 8]; 256],
+            code_len: [[0; 8]; 256],
             fold: [0; 256],
             unfold: [0; 256],
         };
@@ -178,7 +178,8 @@ pub(crate) struct Bucket {
 
 /// The context model of one channel: error value → bucket.
 pub(crate) struct Model {
-    pub bucket_of: Vec<u8>,
+    /// Indexed by a u8 context (levels beyond the depth's stay 0).
+    pub bucket_of: [u8; 256],
     pub buckets: Vec<Bucket>,
     bpc: u32,
 }
@@ -186,7 +187,7 @@ pub(crate) struct Model {
 impl Model {
     pub(crate) fn new(bpc: u32) -> Model {
         let levels = 1u32 << bpc;
-        let mut bucket_of = vec![0u8; levels as usize];
+        let mut bucket_of = [0u8; 256];
         let mut n = 0u8;
         let (mut repcntr, mut bsize, mut bend) = (2u32, 1u32, 0u32);
         loop {
@@ -222,7 +223,7 @@ impl Model {
     }
 
     pub(crate) fn best_code(&self, context: u8) -> usize {
-        self.buckets[self.bucket_of[context as usize] as usize].best as usize
+        (self.buckets[self.bucket_of[context as usize] as usize].best & 7) as usize
     }
 
     /// Adds `value`'s code lengths to the bucket of `context`.
@@ -434,7 +435,7 @@ struct RowCoder<'a, const N: usize> {
 #[allow(clippy::needless_range_loop)]
 impl<const N: usize> RowCoder<'_, N> {
     fn code(&mut self, c: usize, x: usize, error: u32) {
-        let folded = self.family.fold[(error & self.mask) as usize];
+        let folded = self.family.fold[usize::from((error & self.mask) as u8)];
         let ch = &mut *self.channels[c];
         ch.errors[x + 1] = folded;
         let l = ch.model.best_code(ch.errors[x]);
