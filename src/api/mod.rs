@@ -196,6 +196,9 @@ mod tests {
         fn quit(&self) {
             self.0.lock().unwrap().push("quit");
         }
+        fn set_spice_compression(&self, _changes: &[(&str, &str)]) -> Result<Value, Refusal> {
+            Ok(Value::Null)
+        }
     }
 
     fn socket_path(name: &str) -> PathBuf {

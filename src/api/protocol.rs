@@ -25,6 +25,9 @@ pub trait Machine: Send + Sync {
     fn reset(&self);
     /// Ends the VM as if the guest powered off (status 0).
     fn quit(&self);
+    /// Changes the SPICE server's compression options for clients that
+    /// connect from now on (`--spice` names and values); returns them all.
+    fn set_spice_compression(&self, changes: &[(&str, &str)]) -> Result<Value, Refusal>;
 }
 
 /// Why the machine refused a request: an error `code` and a message.
@@ -101,6 +104,13 @@ enum Command {
     Powerdown {},
     Reset {},
     Quit {},
+    #[serde(rename_all = "kebab-case")]
+    SetSpiceCompression {
+        image_compression: Option<String>,
+        jpeg_wan_compression: Option<String>,
+        zlib_glz_wan_compression: Option<String>,
+        streaming_video: Option<String>,
+    },
 }
 
 /// Done after the response is written (so the client hears the answer
@@ -184,6 +194,36 @@ fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
         }
         Command::Reset {} => (ok(json!({})), After::Reset),
         Command::Quit {} => (ok(json!({})), After::Quit),
+        Command::SetSpiceCompression {
+            image_compression,
+            jpeg_wan_compression,
+            zlib_glz_wan_compression,
+            streaming_video,
+        } => {
+            let changes: Vec<(&str, &str)> = [
+                ("image-compression", &image_compression),
+                ("jpeg-wan-compression", &jpeg_wan_compression),
+                ("zlib-glz-wan-compression", &zlib_glz_wan_compression),
+                ("streaming-video", &streaming_video),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value.as_deref()?)))
+            .collect();
+            if changes.is_empty() {
+                return (
+                    error(
+                        "bad_request",
+                        "name at least one of image-compression, jpeg-wan-compression, \
+                         zlib-glz-wan-compression, streaming-video",
+                    ),
+                    After::Nothing,
+                );
+            }
+            match machine.set_spice_compression(&changes) {
+                Ok(options) => (ok(options), After::Nothing),
+                Err(refusal) => (error(refusal.code, refusal.message), After::Nothing),
+            }
+        }
     }
 }
 
@@ -231,6 +271,18 @@ mod tests {
         }
         fn reset(&self) {}
         fn quit(&self) {}
+        fn set_spice_compression(&self, changes: &[(&str, &str)]) -> Result<Value, Refusal> {
+            match changes {
+                [("image-compression", "zip")] => Err(Refusal {
+                    code: "bad_request",
+                    message: "image-compression: 'zip' is not one of ...".into(),
+                }),
+                _ => Ok(json!(changes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>())),
+            }
+        }
     }
 
     fn code(response: &Value) -> &str {
@@ -348,6 +400,36 @@ mod tests {
         assert_eq!(*machine.presses.lock().unwrap(), 1);
         assert_eq!(handle(r#"{"command":"reset"}"#, &machine).1, After::Reset);
         assert_eq!(handle(r#"{"command":"quit"}"#, &machine).1, After::Quit);
+    }
+
+    #[test]
+    fn set_spice_compression_takes_the_spice_option_names() {
+        let machine = FakeMachine::default();
+        let line = r#"{"command": "set-spice-compression", "image-compression": "quic",
+                       "streaming-video": "all"}"#;
+        let (response, _) = handle(line, &machine);
+        assert_eq!(
+            response["return"],
+            json!(["image-compression=quic", "streaming-video=all"])
+        );
+        for (line, expected) in [
+            (r#"{"command": "set-spice-compression"}"#, "bad_request"),
+            (
+                r#"{"command": "set-spice-compression", "image_compression": "lz"}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"command": "set-spice-compression", "image-compression": 4}"#,
+                "bad_request",
+            ),
+            (
+                r#"{"command": "set-spice-compression", "image-compression": "zip"}"#,
+                "bad_request",
+            ),
+        ] {
+            let (response, _) = handle(line, &machine);
+            assert_eq!(code(&response), expected, "{line}: {response}");
+        }
     }
 
     #[test]

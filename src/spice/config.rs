@@ -29,7 +29,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use super::codec::policy::{CompressionOptions, ImageCompression, StreamingVideo, WanCompression};
+use super::codec::policy::{CompressionOptions, OPTION_NAMES};
 use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
 
 /// What `--spice` asked for.
@@ -161,32 +161,10 @@ impl SpiceConfig {
                         v => return Err(format!("mouse: '{v}' is not client or server")),
                     });
                 }
-                "image-compression"
-                | "jpeg-wan-compression"
-                | "zlib-glz-wan-compression"
-                | "streaming-video" => {
+                key if OPTION_NAMES.contains(&key) => {
                     once(seen_compression.contains(&key))?;
                     seen_compression.push(key);
-                    let v = need(value)?;
-                    let bad = |choices: &str| format!("{key}: '{v}' is not one of {choices}");
-                    match key {
-                        "image-compression" => {
-                            compression.image = ImageCompression::parse(&v)
-                                .ok_or_else(|| bad("auto_glz, auto_lz, quic, glz, lz, lz4, off"))?
-                        }
-                        "jpeg-wan-compression" => {
-                            compression.jpeg = WanCompression::parse(&v)
-                                .ok_or_else(|| bad("auto, never, always"))?
-                        }
-                        "zlib-glz-wan-compression" => {
-                            compression.zlib_glz = WanCompression::parse(&v)
-                                .ok_or_else(|| bad("auto, never, always"))?
-                        }
-                        _ => {
-                            compression.streaming = StreamingVideo::parse(&v)
-                                .ok_or_else(|| bad("off, all, filter"))?
-                        }
-                    }
+                    compression.set(key, &need(value)?)?;
                 }
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
@@ -245,6 +223,7 @@ fn example(key: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spice::codec::policy::{ImageCompression, StreamingVideo, WanCompression};
 
     #[test]
     fn parses_the_documented_forms() {

@@ -56,8 +56,10 @@ use std::time::{Duration, Instant};
 use devices::display::Display;
 use mio::{Poll, Waker};
 
+pub use codec::policy::{CompressionOptions, STATS_METHODS};
 pub use config::{MousePolicy, SpiceConfig};
 pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
+pub use server::SentTotals;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpiceError {
@@ -141,6 +143,7 @@ impl SpiceServer {
             client_mouse: Mutex::new(None),
             status: Mutex::new(server::LoopStatus::default()),
             status_changed: std::sync::Condvar::new(),
+            compression: Mutex::new(config.compression),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -163,7 +166,6 @@ impl SpiceServer {
             unix,
             key,
             ticket: config.ticket.clone(),
-            compression: config.compression,
             displays,
             input: inputs.input,
             client_mouse_allowed: inputs.tablet,
@@ -204,6 +206,12 @@ impl SpiceServer {
 
     /// A handle that tells the server about the VM's input devices from
     /// any thread, without blocking.
+    pub fn control(&self) -> SpiceControl {
+        SpiceControl {
+            shared: self.shared.clone(),
+        }
+    }
+
     pub fn notifier(&self) -> SpiceNotifier {
         SpiceNotifier {
             shared: self.shared.clone(),
@@ -270,6 +278,52 @@ impl SpiceServer {
     }
 }
 
+/// Reads and changes a running server's settings and counters (for the
+/// control socket; cheap to clone).
+#[derive(Clone)]
+pub struct SpiceControl {
+    shared: Arc<server::Shared>,
+}
+
+impl SpiceControl {
+    /// The compression options new display channels get.
+    pub fn compression(&self) -> CompressionOptions {
+        *self
+            .shared
+            .compression
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the compression options of display channels opened from now
+    /// on (clients that are connected keep theirs, as they keep their
+    /// caches and streams); `changes` are `--spice` names and values.
+    /// Returns the options now in force; one bad change changes nothing.
+    pub fn set_compression(&self, changes: &[(&str, &str)]) -> Result<CompressionOptions, String> {
+        let mut options = self
+            .shared
+            .compression
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut changed = *options;
+        for (key, value) in changes {
+            changed.set(key, value)?;
+        }
+        *options = changed;
+        tracing::info!("SPICE: compression for new clients: {:?}", changed.named());
+        Ok(changed)
+    }
+
+    /// What the display channels sent so far.
+    pub fn sent(&self) -> server::SentTotals {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sent
+    }
+}
+
 /// Tells a running server what the VM's input devices did (cheap to
 /// clone; calls take a lock briefly and wake the event loop).
 #[derive(Clone)]
@@ -306,5 +360,41 @@ impl crate::replay::player::ClientGate for SpiceServer {
 impl Drop for SpiceServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::codec::policy::{ImageCompression, StreamingVideo};
+    use super::*;
+
+    #[test]
+    fn compression_changes_apply_whole_or_not_at_all() {
+        let mut config = SpiceConfig::parse("port=1,image-compression=quic").unwrap();
+        config.tcp = Some("127.0.0.1:0".parse().unwrap()); // any free port
+        let server = SpiceServer::start(
+            &config,
+            ServerInputs {
+                displays: Vec::new(),
+                input: Arc::new(NoInput),
+                tablet: false,
+            },
+        )
+        .unwrap();
+        let control = server.control();
+        assert_eq!(control.compression().image, ImageCompression::Quic);
+        let error = control
+            .set_compression(&[("image-compression", "lz"), ("streaming-video", "on")])
+            .unwrap_err();
+        assert!(error.contains("streaming-video: 'on'"), "{error}");
+        assert_eq!(control.compression(), config.compression, "nothing changed");
+        let options = control
+            .set_compression(&[("image-compression", "lz4"), ("streaming-video", "all")])
+            .unwrap();
+        assert_eq!(options.image, ImageCompression::Lz4);
+        assert_eq!(options.streaming, StreamingVideo::All);
+        assert_eq!(control.compression(), options);
+        assert_eq!(control.sent(), SentTotals::default());
+        server.stop();
     }
 }

@@ -58,6 +58,35 @@ pub struct Shared {
     /// What the display clients have left to receive, after each loop pass.
     pub status: Mutex<LoopStatus>,
     pub status_changed: std::sync::Condvar,
+    /// The compression options display channels opened from now on get.
+    pub compression: Mutex<CompressionOptions>,
+}
+
+/// What the display channels sent since the server started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SentTotals {
+    /// Images and their bytes per encoding, in the order of
+    /// [`super::codec::policy::STATS_METHODS`].
+    pub images: [u64; 6],
+    pub image_bytes: [u64; 6],
+    /// Video streams started, their frames and bytes.
+    pub streams: u64,
+    pub stream_frames: u64,
+    pub stream_bytes: u64,
+}
+
+impl SentTotals {
+    fn add(&mut self, display: &DisplayChannel) {
+        let images = display.stats();
+        for m in 0..self.images.len() {
+            self.images[m] += images.images[m];
+            self.image_bytes[m] += images.bytes_out[m];
+        }
+        let streams = display.stream_stats();
+        self.streams += streams.started;
+        self.stream_frames += streams.frames;
+        self.stream_bytes += streams.bytes;
+    }
 }
 
 /// The event loop's view of its display clients, published after every
@@ -71,6 +100,8 @@ pub struct LoopStatus {
     /// Some display channel has damage, queued messages or unwritten bytes
     /// (including when it waits for the client's ACKs).
     pub display_busy: bool,
+    /// Sent so far, by open and closed display channels.
+    pub sent: SentTotals,
 }
 
 /// Everything the loop needs.
@@ -81,7 +112,6 @@ pub struct LoopSetup {
     pub unix: Option<UnixListener>,
     pub key: TicketKey,
     pub ticket: TicketPolicy,
-    pub compression: CompressionOptions,
     pub displays: Vec<(Arc<Display>, Arc<Feed>)>,
     pub input: Arc<dyn InputSink>,
     pub client_mouse_allowed: bool,
@@ -100,6 +130,8 @@ pub struct EventLoop {
     /// The session's mouse mode, as its inputs channel and the sink know it.
     mouse_mode: u16,
     epoch: Instant,
+    /// What closed display channels sent.
+    closed_sent: SentTotals,
 }
 
 fn log_close(conn: &Connection, why: &dyn std::fmt::Display) {
@@ -133,6 +165,7 @@ impl EventLoop {
             guest_leds: KeyboardLeds::default(),
             mouse_mode: mouse_mode::SERVER,
             epoch: Instant::now(),
+            closed_sent: SentTotals::default(),
         })
     }
 
@@ -515,7 +548,12 @@ impl EventLoop {
                     SHOWN_HEAD,
                     &req.channel_caps,
                     ImageSetup {
-                        compression: self.setup.compression,
+                        compression: *self
+                            .setup
+                            .shared
+                            .compression
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()),
                         session: self.session_images.clone(),
                         clock: MmClock::new(self.epoch),
                     },
@@ -728,6 +766,7 @@ impl EventLoop {
             {
                 match channel {
                     Channel::Inputs(inputs) => inputs.release_all(),
+                    Channel::Display(_, display) => self.closed_sent.add(display),
                     Channel::Main(_) if self.session == Some(*session) => {
                         self.session = None;
                         let s = *session;
@@ -745,7 +784,7 @@ impl EventLoop {
 
 impl EventLoop {
     fn publish_status(&self) {
-        let (mut clients, mut busy) = (0, false);
+        let (mut clients, mut busy, mut sent) = (0, false, self.closed_sent);
         for conn in self.connections.values() {
             if let State::Open {
                 channel: Channel::Display(_, d),
@@ -754,6 +793,7 @@ impl EventLoop {
             {
                 clients += 1;
                 busy |= d.has_work() || conn.has_output();
+                sent.add(d);
             }
         }
         let mut status = self
@@ -765,6 +805,7 @@ impl EventLoop {
         status.passes += 1;
         status.display_clients = clients;
         status.display_busy = busy;
+        status.sent = sent;
         drop(status);
         self.setup.shared.status_changed.notify_all();
     }

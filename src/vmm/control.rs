@@ -14,6 +14,7 @@ use super::exit::{ExitSignal, VmExit};
 use super::input::{InputController, InputError, PointerButton, SpiceLink};
 use super::vga::{VgaRefresher, REFRESH_HZ};
 use crate::api::{Keys, PointerEvent, Refusal};
+use saffron::spice::{CompressionOptions, SpiceControl, STATS_METHODS};
 
 /// The display devices, for `status`.
 pub struct Scanout {
@@ -48,6 +49,41 @@ pub struct VmControl {
     pub input: Arc<InputController>,
     /// What the input devices reported (the tablet driver).
     pub input_devices: Arc<SpiceLink>,
+    /// The SPICE server, with `--spice`.
+    pub spice: Option<SpiceControl>,
+}
+
+/// The SPICE server's part of `status`: its compression options and what
+/// its display channels sent (images and bytes per encoding, streams).
+fn spice_status(spice: &SpiceControl) -> Value {
+    let sent = spice.sent();
+    let per_method = |counts: &[u64; 6]| -> serde_json::Map<String, Value> {
+        STATS_METHODS
+            .iter()
+            .zip(counts)
+            .map(|(name, n)| (name.to_string(), json!(n)))
+            .collect()
+    };
+    json!({
+        "compression": compression_json(spice.compression()),
+        "sent": {
+            "images": per_method(&sent.images),
+            "image_bytes": per_method(&sent.image_bytes),
+            "streams": sent.streams,
+            "stream_frames": sent.stream_frames,
+            "stream_bytes": sent.stream_bytes,
+        },
+    })
+}
+
+fn compression_json(options: CompressionOptions) -> Value {
+    Value::Object(
+        options
+            .named()
+            .iter()
+            .map(|(key, value)| (key.to_string(), json!(value)))
+            .collect(),
+    )
 }
 
 fn refusal(error: InputError) -> Refusal {
@@ -103,6 +139,7 @@ impl crate::api::Machine for VmControl {
                 "tablet_driver": self.input_devices.tablet_driver_ready(),
             },
             "vga": vga,
+            "spice": self.spice.as_ref().map(spice_status),
         })
     }
 
@@ -169,5 +206,17 @@ impl crate::api::Machine for VmControl {
 
     fn quit(&self) {
         self.exit.request(VmExit::Stopped);
+    }
+
+    fn set_spice_compression(&self, changes: &[(&str, &str)]) -> Result<Value, Refusal> {
+        let spice = self.spice.as_ref().ok_or_else(|| Refusal {
+            code: "no_device",
+            message: "this VM has no SPICE server (see --spice)".into(),
+        })?;
+        let options = spice.set_compression(changes).map_err(|message| Refusal {
+            code: "bad_request",
+            message,
+        })?;
+        Ok(compression_json(options))
     }
 }

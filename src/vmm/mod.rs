@@ -327,29 +327,6 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         displays.clone(),
     ));
 
-    let started = std::time::Instant::now();
-    let _api = match &config.api_socket {
-        Some(path) => Some(crate::api::start(
-            path,
-            Arc::new(control::VmControl {
-                started,
-                cpus: config.cpus,
-                memory: config.memory,
-                exit: exit.clone(),
-                power: platform.pm.clone(),
-                display: display.clone(),
-                scanout: control::Scanout {
-                    qxl: qxl.is_some(),
-                    vga: vga.as_ref().map(|v| v.switch.clone()),
-                },
-                refresher: vga.as_ref().map(|v| v.refresher.clone()),
-                input: input_controller.clone(),
-                input_devices: spice_link.clone(),
-            }),
-        )?),
-        None => None,
-    };
-
     let totals = Arc::new(stats::ExitTotals::default());
     let ctx = Arc::new(vcpu::VcpuContext {
         io_bus,
@@ -391,6 +368,30 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     if let Some(server) = &_spice {
         spice_link.connect(server.notifier());
     }
+
+    let started = std::time::Instant::now();
+    let _api = match &config.api_socket {
+        Some(path) => Some(crate::api::start(
+            path,
+            Arc::new(control::VmControl {
+                started,
+                cpus: config.cpus,
+                memory: config.memory,
+                exit: exit.clone(),
+                power: platform.pm.clone(),
+                display: display.clone(),
+                scanout: control::Scanout {
+                    qxl: qxl.is_some(),
+                    vga: vga.as_ref().map(|v| v.switch.clone()),
+                },
+                refresher: vga.as_ref().map(|v| v.refresher.clone()),
+                input: input_controller.clone(),
+                input_devices: spice_link.clone(),
+                spice: _spice.as_ref().map(|s| s.control()),
+            }),
+        )?),
+        None => None,
+    };
 
     let _raw_terminal = match config.serial {
         SerialMode::Stdio => {

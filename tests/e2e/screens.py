@@ -12,6 +12,7 @@ the tty1 marker is, and pixel-for-pixel comparison of two pictures.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import socket
 import struct
@@ -210,56 +211,98 @@ def spice_screenshot(port: int, name: str) -> Picture:
 GLIB_CLIENT = Path(__file__).resolve().parents[1] / "spice" / "glib_client.py"
 
 
+class GlibClient:
+    """tests/spice/glib_client.py as a subprocess: its event lines, each with its arrival
+    time. It stays connected for `lifetime` seconds at most."""
+
+    def __init__(self, port: int, lifetime: float = 60):
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(GLIB_CLIENT), "127.0.0.1",
+                                      str(port), f"--lifetime={int(lifetime)}"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.primary: tuple[int, int, int] | None = None
+        self.said: list[str] = []
+
+    def __enter__(self) -> "GlibClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put((time.monotonic(), line.strip()))
+        self.lines.put((time.monotonic(), None))
+
+    def next(self, timeout: float) -> tuple[float, str] | None:
+        """The next line (None when none came within timeout); fails on ERROR or exit."""
+        try:
+            at, line = self.lines.get(timeout=max(timeout, 0.01))
+        except queue.Empty:
+            return None
+        assert line is not None, f"spice-glib client exited: {self.said[-5:]}"
+        self.said.append(line)
+        assert not line.startswith("ERROR"), f"spice-glib client: {line}"
+        if line.startswith("PRIMARY"):
+            self.primary = tuple(map(int, line.split()[1:4]))
+        return at, line
+
+    def wait_still(self, settle: float = 1.5, timeout: float = 60) -> None:
+        """Waits until the client has a primary surface and no update came for `settle` s."""
+        deadline = time.monotonic() + timeout
+        last_update = None
+        while True:
+            now = time.monotonic()
+            if self.primary and last_update is not None and now - last_update >= settle:
+                return
+            if now > deadline:
+                raise AssertionError(f"spice-glib client: no still picture in {timeout} s: "
+                                     f"{self.said[-5:]}")
+            wait = settle - (now - last_update) if last_update is not None else 1.0
+            got = self.next(min(wait, deadline - now))
+            if got is None:
+                continue
+            words = got[1].split()
+            if words[0] == "PRIMARY":
+                last_update = None
+            elif words[0] == "INVALIDATE" and self.primary:
+                last_update = got[0]
+
+    def dump(self, path: Path) -> Picture:
+        """The client's picture now (the raw dump stays at `path`)."""
+        self.proc.stdin.write(f"DUMP {path}\n")
+        self.proc.stdin.flush()
+        while not (got := self.next(30)) or not got[1].startswith("DUMPED"):
+            assert got, "spice-glib client: no DUMPED"
+        return read_bgrx(path, *self.primary)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("QUIT\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
 def glib_screenshot(port: int, name: str, settle: float = 1.5, timeout: float = 60) -> Picture:
     """What a headless spice-glib client (tests/spice/glib_client.py) holds once its display
     has had no update for `settle` seconds; the raw dump is kept in the results directory."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.bgrx"
-    client = subprocess.Popen(["/usr/bin/python3", str(GLIB_CLIENT), "127.0.0.1", str(port)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in client.stdout] + [lines.put(None)],
-                     daemon=True).start()
-    deadline = time.monotonic() + timeout
-    primary, last_update, said = None, None, []
-    try:
-        while True:
-            wait = settle if last_update is not None else 1.0
-            try:
-                line = lines.get(timeout=min(wait, max(0.1, deadline - time.monotonic())))
-            except queue.Empty:
-                line = ""
-            now = time.monotonic()
-            if line is None:
-                raise AssertionError(f"spice-glib client exited: {said[-5:]}")
-            if line:
-                said.append(line.strip())
-                words = line.split()
-                if words[0] == "ERROR":
-                    raise AssertionError(f"spice-glib client: {line.strip()}")
-                if words[0] == "PRIMARY":
-                    primary, last_update = tuple(map(int, words[1:4])), None
-                elif words[0] == "INVALIDATE" and primary:
-                    last_update = now
-            if primary and last_update is not None and now - last_update >= settle:
-                break
-            if now > deadline:
-                raise AssertionError(f"spice-glib client: no still picture in {timeout} s: "
-                                     f"{said[-5:]}")
-        client.stdin.write(f"DUMP {path}\n")
-        client.stdin.flush()
-        while True:
-            line = lines.get(timeout=30)
-            if line is None or line.startswith("DUMPED"):
-                break
-        client.stdin.write("QUIT\n")
-        client.stdin.flush()
-    finally:
-        try:
-            client.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            client.kill()
-    return read_bgrx(path, *primary)
+    with GlibClient(port, lifetime=timeout + 30) as client:
+        client.wait_still(settle, timeout)
+        return client.dump(RESULTS_DIR / f"{name}.bgrx")
+
+
+def psnr(a: Picture, b: Picture, x: int, y: int, w: int, h: int) -> float:
+    """PSNR (dB) of the R, G, B bytes of a rectangle of two pictures; inf when equal."""
+    total = 0
+    for row in range(y, y + h):
+        ra, rb = a.rows[row][3 * x:3 * (x + w)], b.rows[row][3 * x:3 * (x + w)]
+        total += sum((p - q) * (p - q) for p, q in zip(ra, rb))
+    return math.inf if total == 0 else 10 * math.log10(255 * 255 * 3 * w * h / total)
 
 
 def read_bgrx(path: Path, width: int, height: int, stride: int) -> Picture:

@@ -6,10 +6,12 @@
  *       writes the raw B,G,R,X picture FILE (W x H pixels, 4 bytes each, top row first)
  *       at (X, Y): one pwrite() per row, so the fbdev emulation reports exactly that
  *       rectangle as damage.
- *   fbtool video FILE SW SH W H X Y FRAMES DELAY_MS
+ *   fbtool video FILE SW SH W H X Y FRAMES DELAY_MS [HOLD]
  *       plays FRAMES frames of a W x H "video" at (X, Y), DELAY_MS apart: every pixel
  *       changes every frame (a window panning over the raw picture FILE, SW x SH, mixed
- *       with moving colour bands). Deterministic: the same frames every run.
+ *       with moving colour bands). Deterministic: the same frames every run. With HOLD,
+ *       prints "fbtool: holding" on stdout, then writes the last frame HOLD times more,
+ *       DELAY_MS apart (the screen keeps being redrawn at the video's rate, unchanged).
  *
  * Exit status 1 with a message on failure. Pixel format: the 32-bit fbdev of the qxl
  * driver (B,G,R,X in memory); the line length comes from FBIOGET_FSCREENINFO.
@@ -115,11 +117,16 @@ int main(int argc, char **argv) {
         put_rect(&s, pixels, w, h, number(argv[5]), number(argv[6]));
         return 0;
     }
-    if (argc == 11 && strcmp(argv[1], "video") == 0) {
+    if ((argc == 11 || argc == 12) && strcmp(argv[1], "video") == 0) {
         unsigned sw = number(argv[3]), sh = number(argv[4]);
         unsigned w = number(argv[5]), h = number(argv[6]);
         unsigned x = number(argv[7]), y = number(argv[8]);
         unsigned frames = number(argv[9]), delay = number(argv[10]);
+        unsigned hold = argc == 12 ? number(argv[11]) : 0;
+        if (frames == 0) {
+            fprintf(stderr, "fbtool: a video needs at least one frame\n");
+            return 1;
+        }
         uint8_t *source = read_picture(argv[2], sw, sh);
         uint8_t *frame = malloc((size_t)w * h * 4);
         if (!frame) die("malloc");
@@ -140,10 +147,18 @@ int main(int argc, char **argv) {
             put_rect(&s, frame, w, h, x, y);
             sleep_ms(delay);
         }
+        if (hold > 0) {
+            printf("fbtool: holding\n");
+            fflush(stdout);
+        }
+        for (unsigned i = 0; i < hold; i++) {
+            put_rect(&s, frame, w, h, x, y);
+            sleep_ms(delay);
+        }
         return 0;
     }
     fprintf(stderr,
             "usage: fbtool blit FILE W H X Y\n"
-            "       fbtool video FILE SW SH W H X Y FRAMES DELAY_MS\n");
+            "       fbtool video FILE SW SH W H X Y FRAMES DELAY_MS [HOLD]\n");
     return 1;
 }

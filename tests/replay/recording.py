@@ -16,6 +16,8 @@ Workloads (guest side: tests/replay/guest/etc/replay/NAME.sh, run by the image's
     video       60 frames of a 480x270 window where every pixel changes every frame
     modeswitch  a KMS client switches to 640x480 and back, then to 800x600 (the final mode)
     mixed       console, slideshow and video in one boot (for benchmarks)
+    codecs      text, a synthetic picture, a photo and icons, then scrolling (the end-to-end
+                codec test, tests/e2e/test_codecs.py, runs it in saffron guests)
 
 Used by tests/replay/make-recording, tests/replay/test_replay.py and
 tests/bench/replay-vs-libspice. Run with Debian's /usr/bin/python3.
@@ -37,8 +39,8 @@ from harness import Guest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ("console", "slideshow", "video", "modeswitch")
-# For benchmarks: console, slideshow and video in one boot.
-ALL_WORKLOADS = (*WORKLOADS, "mixed")
+# For benchmarks: console, slideshow and video in one boot; the codec test's workload.
+ALL_WORKLOADS = (*WORKLOADS, "mixed", "codecs")
 IMAGE_DIR = REPO / "build" / "replay-image"
 INPUTS_DIR = REPO / "build" / "replay-image-inputs"
 CMDLINE = "console=ttyS0 quiet video=Virtual-1:1024x768"
@@ -56,6 +58,9 @@ ICONS = [
     (["/usr/share/icons/Adwaita/512x512/mimetypes/image-x-generic.png"], 160, "#000000"),
     (["/usr/share/libvirt/test-screenshot.png"], 300, "#000000"),
 ]
+# A photograph: the jpeg-decoder crate's test picture, in the local cargo registry once
+# `cargo build` has fetched the project's dependencies (no Debian package ships a photo).
+PHOTO_GLOB = "registry/src/*/jpeg-decoder-*/benches/large_image.jpg"
 VIDEO_SOURCE = ["/usr/share/icons/Adwaita/512x512/devices/input-gaming.png",
                 "/usr/share/icons/hicolor/256x256/apps/virt-viewer.png"]
 
@@ -128,6 +133,14 @@ def _build_inputs() -> list[str]:
         raise RecordingError(f"none of {BACKGROUND} exists (install adwaita-icon-theme)")
     _convert(background, "700x700", "1024x768", "#204060", INPUTS_DIR / "background.raw")
     files.append(f"{INPUTS_DIR / 'background.raw'}:/usr/share/replay/background.raw")
+
+    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    photo = next(iter(sorted(cargo_home.glob(PHOTO_GLOB))), None)
+    if photo is None:
+        raise RecordingError(f"no {cargo_home}/{PHOTO_GLOB} (run `cargo build` first)")
+    _run(["convert", str(photo), "-resize", "1024x768^", "-gravity", "center", "-extent",
+          "1024x768", "-alpha", "off", "-depth", "8", f"bgra:{INPUTS_DIR / 'photo.raw'}"])
+    files.append(f"{INPUTS_DIR / 'photo.raw'}:/usr/share/replay/photo.raw")
 
     video = _first_existing(VIDEO_SOURCE)
     if video is None:
@@ -285,3 +298,11 @@ def make_recording(workload: str, outdir: Path, compression: str = "off",
         guest.screenshot(live)
         guest.finish()
     return record, live
+
+
+if __name__ == "__main__":
+    # `/usr/bin/python3 tests/replay/recording.py image`: builds build/replay-image (tests/run-all
+    # does, for the end-to-end codec tests that boot it in the nested machine).
+    if sys.argv[1:] != ["image"]:
+        sys.exit("usage: recording.py image")
+    print(f"recording.py: replay image in {prepare_image()}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import re
 import select
 import signal
@@ -42,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import (REPO, WORKLOADS, free_port, image_key, make_recording,  # noqa: E402
                        prepare_image)
-from screens import (GLIB_CLIENT, Picture, diff_pictures, read_bgrx,  # noqa: E402
+from screens import (GlibClient, Picture, diff_pictures, psnr,  # noqa: E402
                      read_ppm)  # (tests/e2e, on the path)
 
 FIXTURES = REPO / "build" / "replay-fixtures"
@@ -125,61 +124,6 @@ STREAM_FRAME = re.compile(r"video stream \d+ frame \d+: \d+ bytes")
 
 class Inconclusive(Exception):
     """A timing-dependent test could not observe what it checks; it is run again."""
-
-
-class GlibClient:
-    """tests/spice/glib_client.py as a subprocess: its event lines, each with its arrival time."""
-
-    def __init__(self, port: int):
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(GLIB_CLIENT), "127.0.0.1",
-                                      str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.primary: tuple[int, int, int] | None = None
-        self.said: list[str] = []
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put((time.monotonic(), line.strip()))
-        self.lines.put((time.monotonic(), None))
-
-    def next(self, timeout: float) -> tuple[float, str] | None:
-        """The next line (None when none came within timeout); fails on ERROR or exit."""
-        try:
-            at, line = self.lines.get(timeout=max(timeout, 0.01))
-        except queue.Empty:
-            return None
-        assert line is not None, f"spice-glib client exited: {self.said[-5:]}"
-        self.said.append(line)
-        assert not line.startswith("ERROR"), f"spice-glib client: {line}"
-        if line.startswith("PRIMARY"):
-            self.primary = tuple(map(int, line.split()[1:4]))
-        return at, line
-
-    def dump(self, path: Path) -> Picture:
-        self.proc.stdin.write(f"DUMP {path}\n")
-        self.proc.stdin.flush()
-        while not (got := self.next(30)) or not got[1].startswith("DUMPED"):
-            assert got, "spice-glib client: no DUMPED"
-        return read_bgrx(path, *self.primary)
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.write("QUIT\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-
-
-def psnr(a: Picture, b: Picture, x: int, y: int, w: int, h: int) -> float:
-    """PSNR (dB) of the R, G, B bytes of a rectangle of two pictures; inf when equal."""
-    total = 0
-    for row in range(y, y + h):
-        ra, rb = a.rows[row][3 * x:3 * (x + w)], b.rows[row][3 * x:3 * (x + w)]
-        total += sum((p - q) * (p - q) for p, q in zip(ra, rb))
-    return math.inf if total == 0 else 10 * math.log10(255 * 255 * 3 * w * h / total)
 
 
 def test_video_streams_as_mjpeg() -> None:

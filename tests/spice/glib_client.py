@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """TEST ONLY: a headless spice-glib client driven over stdin/stdout.
 
-Usage: /usr/bin/python3 glib_client.py HOST PORT [PASSWORD]
+Usage: /usr/bin/python3 glib_client.py HOST PORT [PASSWORD] [--lifetime=SECONDS]
+
+It quits after SECONDS (default 60), so a forgotten client never lingers.
 
 Prints one line per event:
   PRIMARY <width> <height> <stride>
@@ -21,8 +23,11 @@ import gi
 gi.require_version("SpiceClientGLib", "2.0")
 from gi.repository import GLib, GObject, SpiceClientGLib  # noqa: E402
 
-host, port = sys.argv[1], sys.argv[2]
-password = sys.argv[3] if len(sys.argv) > 3 else None
+options = [a for a in sys.argv[1:] if a.startswith("--lifetime=")]
+args = [a for a in sys.argv[1:] if a not in options]
+host, port = args[0], args[1]
+password = args[2] if len(args) > 2 else None
+lifetime = int(options[-1].split("=", 1)[1]) if options else 60
 
 loop = GLib.MainLoop()
 state = {"data": None, "stride": 0, "width": 0, "height": 0, "inputs": None}
@@ -108,6 +113,6 @@ if not session.connect():
     say("ERROR", "connect")
     sys.exit(1)
 GLib.io_add_watch(sys.stdin, GLib.IO_IN | GLib.IO_HUP, on_stdin)
-GLib.timeout_add_seconds(60, loop.quit)
+GLib.timeout_add_seconds(lifetime, loop.quit)
 loop.run()
 session.disconnect()

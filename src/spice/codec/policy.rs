@@ -50,18 +50,30 @@ impl ImageCompression {
     }
 
     pub fn parse(s: &str) -> Option<ImageCompression> {
-        Some(match s {
-            "off" => ImageCompression::Off,
-            "auto_glz" => ImageCompression::AutoGlz,
-            "auto_lz" => ImageCompression::AutoLz,
-            "quic" => ImageCompression::Quic,
-            "glz" => ImageCompression::Glz,
-            "lz" => ImageCompression::Lz,
-            "lz4" => ImageCompression::Lz4,
-            _ => return None,
-        })
+        IMAGE_COMPRESSION_NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, c)| c)
+    }
+
+    /// The `image-compression=` name.
+    pub fn name(self) -> &'static str {
+        IMAGE_COMPRESSION_NAMES
+            .iter()
+            .find(|&&(_, c)| c == self)
+            .map_or("?", |(name, _)| name)
     }
 }
+
+const IMAGE_COMPRESSION_NAMES: [(&str, ImageCompression); 7] = [
+    ("auto_glz", ImageCompression::AutoGlz),
+    ("auto_lz", ImageCompression::AutoLz),
+    ("quic", ImageCompression::Quic),
+    ("glz", ImageCompression::Glz),
+    ("lz", ImageCompression::Lz),
+    ("lz4", ImageCompression::Lz4),
+    ("off", ImageCompression::Off),
+];
 
 /// `SpiceWanCompression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,14 @@ impl WanCompression {
             "always" => WanCompression::Always,
             _ => return None,
         })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WanCompression::Auto => "auto",
+            WanCompression::Never => "never",
+            WanCompression::Always => "always",
+        }
     }
 
     pub fn enabled(self, low_bandwidth: bool) -> bool {
@@ -107,6 +127,14 @@ impl StreamingVideo {
             _ => return None,
         })
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamingVideo::Off => "off",
+            StreamingVideo::All => "all",
+            StreamingVideo::Filter => "filter",
+        }
+    }
 }
 
 /// The compression options of `--spice`.
@@ -126,6 +154,51 @@ impl Default for CompressionOptions {
             zlib_glz: WanCompression::Auto,
             streaming: StreamingVideo::Filter,
         }
+    }
+}
+
+/// The names of the compression options (as `--spice` spells them).
+pub const OPTION_NAMES: [&str; 4] = [
+    "image-compression",
+    "jpeg-wan-compression",
+    "zlib-glz-wan-compression",
+    "streaming-video",
+];
+
+impl CompressionOptions {
+    /// Sets one option by its `--spice` name and value (one-line errors).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let bad = |choices: &str| format!("{key}: '{value}' is not one of {choices}");
+        match key {
+            "image-compression" => {
+                self.image = ImageCompression::parse(value)
+                    .ok_or_else(|| bad("auto_glz, auto_lz, quic, glz, lz, lz4, off"))?
+            }
+            "jpeg-wan-compression" => {
+                self.jpeg =
+                    WanCompression::parse(value).ok_or_else(|| bad("auto, never, always"))?
+            }
+            "zlib-glz-wan-compression" => {
+                self.zlib_glz =
+                    WanCompression::parse(value).ok_or_else(|| bad("auto, never, always"))?
+            }
+            "streaming-video" => {
+                self.streaming =
+                    StreamingVideo::parse(value).ok_or_else(|| bad("off, all, filter"))?
+            }
+            _ => return Err(format!("unknown option '{key}'")),
+        }
+        Ok(())
+    }
+
+    /// The options by their `--spice` names.
+    pub fn named(&self) -> [(&'static str, &'static str); 4] {
+        [
+            (OPTION_NAMES[0], self.image.name()),
+            (OPTION_NAMES[1], self.jpeg.name()),
+            (OPTION_NAMES[2], self.zlib_glz.name()),
+            (OPTION_NAMES[3], self.streaming.name()),
+        ]
     }
 }
 
@@ -152,7 +225,11 @@ pub struct ClientTraits {
     pub low_bandwidth: bool,
 }
 
-/// Counters per method (images, raw bytes in, bytes out).
+/// The methods in the order of [`Stats`]' arrays.
+pub const STATS_METHODS: [&str; 6] = ["raw", "quic", "lz", "glz", "lz4", "jpeg"];
+
+/// Counters per method (images, raw bytes in, bytes out), in the order of
+/// [`STATS_METHODS`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub images: [u64; 6],
