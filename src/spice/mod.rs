@@ -76,6 +76,9 @@ pub enum SpiceError {
     TooManyDisplays(usize),
 }
 
+/// A waiter for the event loop's status wakes the loop at most this often.
+const NUDGE_INTERVAL: Duration = Duration::from_millis(5);
+
 /// What the server serves besides the sockets.
 pub struct ServerInputs {
     /// One display channel (and cursor channel) per Display, in order.
@@ -219,21 +222,35 @@ impl SpiceServer {
         }
     }
 
-    /// Waits until the loop's status satisfies `done`, waking the loop
-    /// every few milliseconds (so it re-checks its clients); gives up after
-    /// `timeout`.
-    fn wait_status(&self, timeout: Option<Duration>, done: impl Fn(&server::LoopStatus) -> bool) {
+    /// Waits until the loop's status satisfies `done` (the loop publishes
+    /// it after every pass); gives up after `timeout`. With `nudge`, wakes
+    /// the loop at most every [`NUDGE_INTERVAL`] so that it passes again
+    /// even without events (a pass re-checks its clients); without, waits
+    /// for the loop's own passes.
+    fn wait_status(
+        &self,
+        timeout: Option<Duration>,
+        nudge: bool,
+        done: impl Fn(&server::LoopStatus) -> bool,
+    ) {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut last_nudge: Option<Instant> = None;
         let mut status = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
         while !done(&status) && !self.shared.stop.load(Ordering::Relaxed) {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 return;
             }
-            let _ = self.waker.wake();
+            // Every pass notifies: waking the loop on each would make the
+            // two threads chase each other flat out.
+            if nudge && last_nudge.is_none_or(|t| now - t >= NUDGE_INTERVAL) {
+                let _ = self.waker.wake();
+                last_nudge = Some(now);
+            }
             status = self
                 .shared
                 .status_changed
-                .wait_timeout(status, Duration::from_millis(5))
+                .wait_timeout(status, NUDGE_INTERVAL)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -241,7 +258,7 @@ impl SpiceServer {
 
     /// Waits until a client has opened a display channel.
     pub fn wait_for_display_client(&self) {
-        self.wait_status(None, |s| s.display_clients > 0);
+        self.wait_status(None, false, |s| s.display_clients > 0);
     }
 
     /// Waits until every display client has been sent everything the
@@ -256,7 +273,7 @@ impl SpiceServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .passes;
-        self.wait_status(Some(Duration::from_secs(10)), |s| {
+        self.wait_status(Some(Duration::from_secs(10)), true, |s| {
             s.passes >= start + 2 && (s.display_clients == 0 || !s.display_busy)
         });
     }
