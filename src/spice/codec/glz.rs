@@ -31,7 +31,8 @@ use std::collections::VecDeque;
 use std::io::Write;
 
 use super::lz::{
-    hash3, hash_bits, keys, match_len, put_length, put_literals, Unit, LZ_MAGIC, LZ_VERSION,
+    hash_bits, keys, local_hash_bits, match_len, put_length, put_literals, Unit, LZ_MAGIC,
+    LZ_VERSION,
 };
 use super::{parallel, Bitmap, BitmapFormat, CodecError};
 
@@ -44,7 +45,6 @@ pub const MIN_WINDOW_PIXELS: u64 = 1 << 12;
 const MAX_PIXEL_OFFSET: usize = (1 << 25) - 1;
 const MAX_IMAGE_DIST: u64 = (1 << 24) - 1;
 const GLOBAL_HASH_LOG: u32 = 18;
-const LOCAL_HASH_LOG: u32 = 16;
 /// Positions of a committed image entered in the global hash table.
 const GLOBAL_STRIDE: usize = 4;
 /// Smallest images worth zlib-wrapping (as spice-server).
@@ -63,8 +63,12 @@ pub struct GlzDictionary {
     images: VecDeque<WindowImage>,
     pixels: u64,
     next_id: u64,
-    /// Hash of 3 pixels → (image id, pixel index); `u64::MAX` = empty.
-    table: Vec<(u64, u32)>,
+    /// Hash of 3 pixels → (image id's low 32 bits, pixel index); index
+    /// `u32::MAX` = empty. 8-byte entries keep the table (2 MiB) mostly in
+    /// cache. An id is rebuilt as the latest one with those low bits; a
+    /// stale entry can only name another image, and every candidate is
+    /// checked against that image's pixels before it is used.
+    table: Vec<(u32, u32)>,
 }
 
 /// Where a copy comes from.
@@ -99,7 +103,7 @@ impl GlzDictionary {
             images: VecDeque::new(),
             pixels: 0,
             next_id: 0,
-            table: vec![(u64::MAX, 0); 1 << GLOBAL_HASH_LOG],
+            table: vec![(0, u32::MAX); 1 << GLOBAL_HASH_LOG],
         })
     }
 
@@ -225,7 +229,7 @@ impl GlzDictionary {
         // follows it), for a fraction of the hashing.
         for i in (0..n.saturating_sub(2)).step_by(GLOBAL_STRIDE) {
             let h = global_slot(&keys, i);
-            self.table[h] = (id, i as u32);
+            self.table[h] = (id as u32, i as u32);
         }
         self.pixels += n as u64;
         self.images.push_back(WindowImage {
@@ -370,7 +374,8 @@ impl EncodeView<'_> {
 
     fn compress(&self, keys: &[u32], width: u32, id: u64, head: u64, out: &mut Vec<u8>) {
         let n = keys.len();
-        let mut local = vec![u32::MAX; 1 << LOCAL_HASH_LOG];
+        let bits = local_hash_bits(n);
+        let mut local = vec![u32::MAX; 1 << bits];
         let mut literal_from = 0;
         let mut i = 0;
         let worth = |len: usize, s: Source| len * 3 >= copy_cost(s) + 2;
@@ -394,7 +399,7 @@ impl EncodeView<'_> {
                 consider((match_len(keys, i, i - 1), Source::Here { distance: 1 }));
             }
             if i + 3 <= n {
-                let h = hash3(keys, i);
+                let h = hash_bits(keys, i, bits);
                 let c = local[h];
                 local[h] = i as u32;
                 if c != u32::MAX {
@@ -404,10 +409,10 @@ impl EncodeView<'_> {
                     }
                 }
                 let h = global_slot(keys, i);
-                let (hashed, pos) = self.dict.table[h];
-                if hashed != u64::MAX {
-                    let pos = pos as usize;
-                    if let Some(m) = self.earlier_match(keys, i, (hashed, pos), id, head) {
+                let (low_id, pos) = self.dict.table[h];
+                let back = u64::from((self.base as u32).wrapping_sub(low_id));
+                if let (true, Some(hashed)) = (pos != u32::MAX, self.base.checked_sub(back)) {
+                    if let Some(m) = self.earlier_match(keys, i, (hashed, pos as usize), id, head) {
                         consider(m);
                     }
                 }
@@ -430,7 +435,7 @@ impl EncodeView<'_> {
                     i += len;
                     for at in [i.saturating_sub(2), i.saturating_sub(1)] {
                         if at + 3 <= n && at > 0 {
-                            local[hash3(keys, at)] = at as u32;
+                            local[hash_bits(keys, at, bits)] = at as u32;
                         }
                     }
                     literal_from = i;

@@ -129,8 +129,10 @@ pub(crate) fn hash_bits(keys: &[u32], i: usize, bits: u32) -> usize {
     (h.wrapping_mul(0x2545_F491) >> (32 - bits)) as usize
 }
 
-pub(crate) fn hash3(keys: &[u32], i: usize) -> usize {
-    hash_bits(keys, i, HASH_LOG)
+/// Bits of an image's own match table: about one slot per pixel, at most
+/// 2^16 (filling a large table for a small image costs more than coding it).
+pub(crate) fn local_hash_bits(pixels: usize) -> u32 {
+    (usize::BITS - pixels.leading_zeros()).clamp(8, HASH_LOG)
 }
 
 /// How many units from `a` and `b` on are equal (`b < a`, may overlap).
@@ -210,7 +212,8 @@ fn min_copy(unit: Unit, distance: usize) -> usize {
 /// Compresses one unit stream (no header).
 pub(crate) fn compress_units(keys: &[u32], unit: Unit, out: &mut Vec<u8>) {
     let n = keys.len();
-    let mut table = vec![u32::MAX; 1 << HASH_LOG];
+    let bits = local_hash_bits(n);
+    let mut table = vec![u32::MAX; 1 << bits];
     let mut literal_from = 0;
     let mut i = 0;
     while i < n {
@@ -219,7 +222,7 @@ pub(crate) fn compress_units(keys: &[u32], unit: Unit, out: &mut Vec<u8>) {
             best = (match_len(keys, i, i - 1), 1);
         }
         if i + 3 <= n {
-            let h = hash3(keys, i);
+            let h = hash_bits(keys, i, bits);
             let candidate = table[h];
             table[h] = i as u32;
             if candidate != u32::MAX {
@@ -241,7 +244,7 @@ pub(crate) fn compress_units(keys: &[u32], unit: Unit, out: &mut Vec<u8>) {
             // Remember where the copy ended, as fastlz does.
             for at in [i.saturating_sub(2), i.saturating_sub(1)] {
                 if at + 3 <= n && at > 0 {
-                    table[hash3(keys, at)] = at as u32;
+                    table[hash_bits(keys, at, bits)] = at as u32;
                 }
             }
             literal_from = i;
