@@ -31,8 +31,8 @@ use std::collections::VecDeque;
 use std::io::Write;
 
 use super::lz::{
-    hash_bits, keys, local_hash_bits, match_len, put_length, put_literals, Unit, LZ_MAGIC,
-    LZ_VERSION,
+    hash_bits, keys, local_hash_bits, match_len, miss_step, put_length, put_literals, Unit,
+    LZ_MAGIC, LZ_VERSION,
 };
 use super::{parallel, Bitmap, BitmapFormat, CodecError};
 
@@ -381,6 +381,7 @@ impl EncodeView<'_> {
         let worth = |len: usize, s: Source| len * 3 >= copy_cost(s) + 2;
         let aligned = self.aligned_image(n, width, id, head);
         let mut follow: Option<(u64, usize)> = None;
+        let mut misses = 0;
         while i < n {
             let mut best: Option<(usize, Source)> = None;
             let mut consider = |cand: (usize, Source)| {
@@ -439,10 +440,13 @@ impl EncodeView<'_> {
                         }
                     }
                     literal_from = i;
+                    misses = 0;
                 }
                 None => {
-                    follow = follow.map(|(f, p)| (f, p + 1));
-                    i += 1;
+                    misses += 1;
+                    let step = miss_step(misses);
+                    follow = follow.map(|(f, p)| (f, p + step));
+                    i += step;
                 }
             }
         }

@@ -209,12 +209,24 @@ fn min_copy(unit: Unit, distance: usize) -> usize {
     }
 }
 
+/// After this many positions in a row without a match, the encoders
+/// start stepping over positions (one more per this many misses, as LZ4
+/// does): incompressible stretches (photos, noise) cost a fraction of the
+/// lookups, and the first match ends the skipping.
+pub(crate) const SKIP_AFTER_MISSES: usize = 32;
+
+/// How far to move after a miss, `misses` misses in a row.
+pub(crate) fn miss_step(misses: usize) -> usize {
+    1 + misses / SKIP_AFTER_MISSES
+}
+
 /// Compresses one unit stream (no header).
 pub(crate) fn compress_units(keys: &[u32], unit: Unit, out: &mut Vec<u8>) {
     let n = keys.len();
     let bits = local_hash_bits(n);
     let mut table = vec![u32::MAX; 1 << bits];
     let mut literal_from = 0;
+    let mut misses = 0;
     let mut i = 0;
     while i < n {
         let mut best = (0, 0);
@@ -248,8 +260,10 @@ pub(crate) fn compress_units(keys: &[u32], unit: Unit, out: &mut Vec<u8>) {
                 }
             }
             literal_from = i;
+            misses = 0;
         } else {
-            i += 1;
+            misses += 1;
+            i += miss_step(misses);
         }
     }
     put_literals(keys, literal_from, n, unit, out);
