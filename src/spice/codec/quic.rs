@@ -371,22 +371,28 @@ impl CommonState {
 /// MSB-first bit packer into little-endian 32-bit words.
 struct BitWriter {
     words: Vec<u32>,
-    word: u32,
-    free: u32,
+    /// The latest bits, newest lowest; the low `pending` ones are not in
+    /// `words` yet (fewer than 32).
+    acc: u64,
+    pending: u32,
 }
 
 impl BitWriter {
+    fn new(capacity_words: usize) -> BitWriter {
+        BitWriter {
+            words: Vec::with_capacity(capacity_words),
+            acc: 0,
+            pending: 0,
+        }
+    }
+
     fn put(&mut self, value: u32, len: u32) {
         debug_assert!(len > 0 && len < 32 && value >> len == 0);
-        if self.free >= len {
-            self.free -= len;
-            self.word |= value << self.free;
-        } else {
-            let spill = len - self.free;
-            self.word |= value >> spill;
-            self.words.push(self.word);
-            self.free = 32 - spill;
-            self.word = value << self.free;
+        self.acc = (self.acc << len) | u64::from(value);
+        self.pending += len;
+        if self.pending >= 32 {
+            self.pending -= 32;
+            self.words.push((self.acc >> self.pending) as u32);
         }
     }
 
@@ -405,8 +411,8 @@ impl BitWriter {
     }
 
     fn finish(mut self) -> Vec<u8> {
-        if self.free > 0 && self.free != 32 {
-            self.put(0, self.free);
+        if self.pending > 0 {
+            self.put(0, 32 - self.pending);
         }
         self.put32(0);
         self.put(0, 1);
@@ -654,11 +660,7 @@ pub fn encode(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
     };
     let family = Family::get(bpc);
     let width = bitmap.width as usize;
-    let mut bits = BitWriter {
-        words: Vec::with_capacity(bitmap.data.len() / 8 + 16),
-        word: 0,
-        free: 32,
-    };
+    let mut bits = BitWriter::new(bitmap.data.len() / 8 + 16);
     for word in [
         QUIC_MAGIC,
         QUIC_VERSION,
