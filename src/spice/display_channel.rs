@@ -1309,6 +1309,8 @@ pub(crate) mod tests {
                 paint_rect(&self.display, area, &picture.bgrx);
                 self.channel.damage_at(area, self.t);
                 self.channel.pump_at(&mut self.out, self.t);
+                let settled = self.t + crate::spice::video_stream::SAME_FRAME;
+                self.channel.pump_at(&mut self.out, settled);
                 types.extend(read_all(&mut self.channel, &mut self.out, &mut self.canvas));
             }
             types
@@ -1318,7 +1320,7 @@ pub(crate) mod tests {
     #[test]
     fn a_photo_redrawn_at_video_rate_streams_as_mjpeg_then_ends_exact() {
         use crate::spice::codec::testimages;
-        use crate::spice::video_stream::{FRAMES_TO_START, STREAM_IDLE};
+        use crate::spice::video_stream::{FRAMES_TO_START, SAME_FRAME, STREAM_IDLE};
         let StreamRig {
             display,
             mut channel,
@@ -1341,6 +1343,8 @@ pub(crate) mod tests {
             channel.damage_at(video, t);
             channel.damage_at(text, t);
             channel.pump_at(&mut out, t);
+            // The event loop's next wake-up: the frame has settled.
+            channel.pump_at(&mut out, t + SAME_FRAME);
             types.extend(read_all(&mut channel, &mut out, &mut canvas));
         }
         assert_eq!(
@@ -1355,7 +1359,10 @@ pub(crate) mod tests {
         assert_eq!(frames, 60 - FRAMES_TO_START + 1);
         assert_eq!(canvas.stream_frames as u32, frames);
         // Stamped with the server's multimedia clock when sent.
-        assert_eq!(canvas.frame_mm_time, Some((t - t0).as_millis() as u32));
+        assert_eq!(
+            canvas.frame_mm_time,
+            Some((t + SAME_FRAME - t0).as_millis() as u32)
+        );
         // The client takes stream reports; after that, frames and the text
         // area's lossless draws.
         assert_eq!(types[start + 1], 319);

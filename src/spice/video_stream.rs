@@ -274,8 +274,9 @@ struct Stream {
     rect: Rect,
     last_damage: Instant,
     slow_frames: u32,
-    /// Damage since the last frame: a frame is due.
+    /// Damage since the last frame: a frame is due (since `due_since`).
     due: bool,
+    due_since: Instant,
     next_frame_at: Instant,
     quality: u8,
     fps: u32,
@@ -289,6 +290,16 @@ struct Stream {
 }
 
 impl Stream {
+    /// When the due frame may be taken: not before the frame interval
+    /// allows, and once the guest has stopped drawing it (no damage for
+    /// [`SAME_FRAME`]: a frame drawn as several bands goes as one JPEG, not
+    /// as a torn one and the rest); a guest that never pauses still gets a
+    /// frame every interval.
+    fn frame_ready_at(&self) -> Instant {
+        let settled = (self.last_damage + SAME_FRAME).min(self.due_since + self.frame_interval());
+        self.next_frame_at.max(settled)
+    }
+
     /// A new stream: its first frame is due at once.
     fn new(id: u32, unique_id: u32, rect: Rect, now: Instant) -> Stream {
         Stream {
@@ -298,6 +309,7 @@ impl Stream {
             last_damage: now,
             slow_frames: 0,
             due: true,
+            due_since: now,
             next_frame_at: now,
             quality: START_QUALITY,
             fps: MAX_FPS,
@@ -391,7 +403,10 @@ impl VideoStreams {
                 stream.slow_frames = 0;
             }
             stream.last_damage = now;
-            stream.due = true;
+            if !stream.due {
+                stream.due = true;
+                stream.due_since = now;
+            }
         }
         for r in self.outside(rect) {
             lossless.add(r);
@@ -435,7 +450,7 @@ impl VideoStreams {
     pub fn has_work(&self, now: Instant) -> bool {
         self.streams
             .iter()
-            .any(|s| (s.due && now >= s.next_frame_at) || self.ended(s, now))
+            .any(|s| (s.due && now >= s.frame_ready_at()) || self.ended(s, now))
             || self.candidates.iter().any(|c| c.frames >= FRAMES_TO_START)
     }
 
@@ -453,7 +468,7 @@ impl VideoStreams {
             .map(|s| {
                 let idle = s.last_damage + STREAM_IDLE;
                 if s.due {
-                    idle.min(s.next_frame_at)
+                    idle.min(s.frame_ready_at())
                 } else {
                     idle
                 }
@@ -481,7 +496,7 @@ impl VideoStreams {
         }
         let mut frames = Vec::new();
         for s in &mut self.streams {
-            if !s.due || now < s.next_frame_at {
+            if !s.due || now < s.frame_ready_at() {
                 continue;
             }
             if !room(out) {
@@ -791,6 +806,51 @@ mod tests {
         assert!(streams.has_work(later));
         let frames = streams.pump(&surface, later, &mut lossless, &mut out, &mut |_| true);
         assert_eq!(frames.len(), 1);
+    }
+
+    #[test]
+    fn a_frame_drawn_in_bands_goes_as_one_frame() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
+        let surface = Surface::new(320, 240).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        // (Overlapping, so that detection sees one area.)
+        let (top, bottom) = (Rect::new(0, 0, 200, 100), Rect::new(0, 50, 200, 150));
+        let mut lossless = Region::new();
+        let mut t = Instant::now();
+        let mut pump = |streams: &mut VideoStreams, lossless: &mut Region, t: Instant| {
+            let frames = streams.pump(&surface, t, lossless, &mut out, &mut |_| true);
+            let n = frames.len();
+            streams.send(frames, t, 0, &mut out);
+            n
+        };
+        // Frames 40 ms apart, each drawn as two bands 3 ms apart.
+        let mut sent = Vec::new();
+        for _ in 0..40 {
+            t += Duration::from_millis(40);
+            streams.damage(top, t, &mut lossless);
+            let at_first_band = pump(&mut streams, &mut lossless, t);
+            streams.damage(bottom, t + Duration::from_millis(3), &mut lossless);
+            // (No deadline before the stream starts.)
+            let settled = streams
+                .next_deadline()
+                .unwrap_or(t + Duration::from_millis(3));
+            assert!(settled > t, "a frame waits for the guest to finish drawing");
+            sent.push(at_first_band + pump(&mut streams, &mut lossless, settled));
+        }
+        assert_eq!(streams.active(), 1);
+        assert!(
+            sent[sent.len() - 10..].iter().all(|&n| n == 1),
+            "one frame per guest frame: {sent:?}"
+        );
+        // A guest that never pauses (damage every 5 ms) still gets frames.
+        let start = t + Duration::from_millis(40);
+        let mut frames = 0;
+        for k in 0..40 {
+            let now = start + Duration::from_millis(5 * k);
+            streams.damage(top, now, &mut lossless);
+            frames += pump(&mut streams, &mut lossless, now);
+        }
+        assert!(frames >= 4, "{frames} frames in 200 ms of non-stop drawing");
     }
 
     /// Damage anywhere, at any rate (with a slow client now and then):
