@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::screendump;
+use saffron::spice::codec::policy::OPTION_NAMES;
 
 /// What the control socket can do to the machine (the VMM implements it).
 pub trait Machine: Send + Sync {
@@ -200,22 +201,22 @@ fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
             zlib_glz_wan_compression,
             streaming_video,
         } => {
-            let changes: Vec<(&str, &str)> = [
-                ("image-compression", &image_compression),
-                ("jpeg-wan-compression", &jpeg_wan_compression),
-                ("zlib-glz-wan-compression", &zlib_glz_wan_compression),
-                ("streaming-video", &streaming_video),
-            ]
-            .into_iter()
-            .filter_map(|(key, value)| Some((key, value.as_deref()?)))
-            .collect();
+            // The fields in the order of the `--spice` option names.
+            let values = [
+                image_compression,
+                jpeg_wan_compression,
+                zlib_glz_wan_compression,
+                streaming_video,
+            ];
+            let changes: Vec<(&str, &str)> = OPTION_NAMES
+                .into_iter()
+                .zip(&values)
+                .filter_map(|(key, value)| Some((key, value.as_deref()?)))
+                .collect();
             if changes.is_empty() {
+                let names = OPTION_NAMES.join(", ");
                 return (
-                    error(
-                        "bad_request",
-                        "name at least one of image-compression, jpeg-wan-compression, \
-                         zlib-glz-wan-compression, streaming-video",
-                    ),
+                    error("bad_request", format!("name at least one of {names}")),
                     After::Nothing,
                 );
             }

@@ -207,14 +207,16 @@ impl SpiceServer {
         self.notifier().set_keyboard_leds(leds);
     }
 
-    /// A handle that tells the server about the VM's input devices from
-    /// any thread, without blocking.
+    /// A handle that reads and changes the server's settings and counters
+    /// (for the control socket).
     pub fn control(&self) -> SpiceControl {
         SpiceControl {
             shared: self.shared.clone(),
         }
     }
 
+    /// A handle that tells the server about the VM's input devices from
+    /// any thread, without blocking.
     pub fn notifier(&self) -> SpiceNotifier {
         SpiceNotifier {
             shared: self.shared.clone(),

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from harness import REPO, RESULTS_DIR, Guest, GuestError, GuestImage, run_tests
-from screens import Api, GlibClient, Picture, diff_pictures, psnr, screendump, spice_screenshot
+from screens import Api, GlibClient, diff_pictures, psnr, screendump, spice_screenshot
 
 LOSSLESS_MODES = ["off", "auto_glz", "auto_lz", "quic", "glz", "lz", "lz4"]
 COMPRESSED = ["quic", "lz", "glz", "lz4", "jpeg"]

@@ -360,6 +360,18 @@ impl EncodeView<'_> {
         ))
     }
 
+    /// The (image id, pixel) the global table holds for position `i`'s
+    /// hash: the id is the latest one below this batch with the stored low
+    /// bits (checked against the image by [`Self::earlier_match`]).
+    fn global_candidate(&self, keys: &[u32], i: usize) -> Option<(u64, usize)> {
+        let (low_id, pos) = self.dict.table[global_slot(keys, i)];
+        if pos == u32::MAX {
+            return None;
+        }
+        let back = u64::from((self.base as u32).wrapping_sub(low_id));
+        Some((self.base.checked_sub(back)?, pos as usize))
+    }
+
     /// The latest readable image of this channel with the same size: a
     /// redrawn area usually matches it pixel for pixel.
     fn aligned_image(&self, n: usize, width: u32, id: u64, head: u64) -> Option<u64> {
@@ -409,13 +421,11 @@ impl EncodeView<'_> {
                         consider((match_len(keys, i, c), Source::Here { distance: i - c }));
                     }
                 }
-                let h = global_slot(keys, i);
-                let (low_id, pos) = self.dict.table[h];
-                let back = u64::from((self.base as u32).wrapping_sub(low_id));
-                if let (true, Some(hashed)) = (pos != u32::MAX, self.base.checked_sub(back)) {
-                    if let Some(m) = self.earlier_match(keys, i, (hashed, pos as usize), id, head) {
-                        consider(m);
-                    }
+                if let Some(m) = self
+                    .global_candidate(keys, i)
+                    .and_then(|cand| self.earlier_match(keys, i, cand, id, head))
+                {
+                    consider(m);
                 }
             }
             // The same place in the last picture of this size, and where

@@ -50,19 +50,33 @@ impl ImageCompression {
     }
 
     pub fn parse(s: &str) -> Option<ImageCompression> {
-        IMAGE_COMPRESSION_NAMES
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|&(_, c)| c)
+        by_name(&IMAGE_COMPRESSION_NAMES, s)
     }
 
     /// The `image-compression=` name.
     pub fn name(self) -> &'static str {
-        IMAGE_COMPRESSION_NAMES
-            .iter()
-            .find(|&&(_, c)| c == self)
-            .map_or("?", |(name, _)| name)
+        name_of(&IMAGE_COMPRESSION_NAMES, self)
     }
+}
+
+/// The values of one option and their `--spice` names.
+type Names<T> = [(&'static str, T)];
+
+fn by_name<T: Copy>(names: &Names<T>, s: &str) -> Option<T> {
+    names.iter().find(|(name, _)| *name == s).map(|&(_, v)| v)
+}
+
+fn name_of<T: PartialEq>(names: &Names<T>, value: T) -> &'static str {
+    names
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or("?", |(name, _)| name)
+}
+
+/// "a, b, c": the names, for error messages.
+fn choices<T>(names: &Names<T>) -> String {
+    let names: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
 }
 
 const IMAGE_COMPRESSION_NAMES: [(&str, ImageCompression); 7] = [
@@ -85,20 +99,11 @@ pub enum WanCompression {
 
 impl WanCompression {
     pub fn parse(s: &str) -> Option<WanCompression> {
-        Some(match s {
-            "auto" => WanCompression::Auto,
-            "never" => WanCompression::Never,
-            "always" => WanCompression::Always,
-            _ => return None,
-        })
+        by_name(&WAN_NAMES, s)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            WanCompression::Auto => "auto",
-            WanCompression::Never => "never",
-            WanCompression::Always => "always",
-        }
+        name_of(&WAN_NAMES, self)
     }
 
     pub fn enabled(self, low_bandwidth: bool) -> bool {
@@ -110,6 +115,12 @@ impl WanCompression {
     }
 }
 
+const WAN_NAMES: [(&str, WanCompression); 3] = [
+    ("auto", WanCompression::Auto),
+    ("never", WanCompression::Never),
+    ("always", WanCompression::Always),
+];
+
 /// `SpiceVideoStreaming`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamingVideo {
@@ -120,22 +131,19 @@ pub enum StreamingVideo {
 
 impl StreamingVideo {
     pub fn parse(s: &str) -> Option<StreamingVideo> {
-        Some(match s {
-            "off" => StreamingVideo::Off,
-            "all" => StreamingVideo::All,
-            "filter" => StreamingVideo::Filter,
-            _ => return None,
-        })
+        by_name(&STREAMING_NAMES, s)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            StreamingVideo::Off => "off",
-            StreamingVideo::All => "all",
-            StreamingVideo::Filter => "filter",
-        }
+        name_of(&STREAMING_NAMES, self)
     }
 }
+
+const STREAMING_NAMES: [(&str, StreamingVideo); 3] = [
+    ("off", StreamingVideo::Off),
+    ("all", StreamingVideo::All),
+    ("filter", StreamingVideo::Filter),
+];
 
 /// The compression options of `--spice`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,24 +176,15 @@ pub const OPTION_NAMES: [&str; 4] = [
 impl CompressionOptions {
     /// Sets one option by its `--spice` name and value (one-line errors).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let bad = |choices: &str| format!("{key}: '{value}' is not one of {choices}");
+        fn pick<T: Copy>(names: &Names<T>, key: &str, value: &str) -> Result<T, String> {
+            by_name(names, value)
+                .ok_or_else(|| format!("{key}: '{value}' is not one of {}", choices(names)))
+        }
         match key {
-            "image-compression" => {
-                self.image = ImageCompression::parse(value)
-                    .ok_or_else(|| bad("auto_glz, auto_lz, quic, glz, lz, lz4, off"))?
-            }
-            "jpeg-wan-compression" => {
-                self.jpeg =
-                    WanCompression::parse(value).ok_or_else(|| bad("auto, never, always"))?
-            }
-            "zlib-glz-wan-compression" => {
-                self.zlib_glz =
-                    WanCompression::parse(value).ok_or_else(|| bad("auto, never, always"))?
-            }
-            "streaming-video" => {
-                self.streaming =
-                    StreamingVideo::parse(value).ok_or_else(|| bad("off, all, filter"))?
-            }
+            "image-compression" => self.image = pick(&IMAGE_COMPRESSION_NAMES, key, value)?,
+            "jpeg-wan-compression" => self.jpeg = pick(&WAN_NAMES, key, value)?,
+            "zlib-glz-wan-compression" => self.zlib_glz = pick(&WAN_NAMES, key, value)?,
+            "streaming-video" => self.streaming = pick(&STREAMING_NAMES, key, value)?,
             _ => return Err(format!("unknown option '{key}'")),
         }
         Ok(())
