@@ -1320,7 +1320,7 @@ pub(crate) mod tests {
     #[test]
     fn a_photo_redrawn_at_video_rate_streams_as_mjpeg_then_ends_exact() {
         use crate::spice::codec::testimages;
-        use crate::spice::video_stream::{FRAMES_TO_START, SAME_FRAME, STREAM_IDLE};
+        use crate::spice::video_stream::{FRAMES_TO_START_FILTERED, SAME_FRAME, STREAM_IDLE};
         let StreamRig {
             display,
             mut channel,
@@ -1354,9 +1354,10 @@ pub(crate) mod tests {
         );
         assert_eq!(canvas.streams.values().collect::<Vec<_>>(), vec![&video]);
         let start = types.iter().position(|&t| t == 122).expect("STREAM_CREATE");
-        // Lossless draws until detection, then a frame every 40 ms.
+        // Lossless draws until detection (the default `filter`), then a
+        // frame every 40 ms.
         let frames = types.iter().filter(|&&t| t == 123).count() as u32;
-        assert_eq!(frames, 60 - FRAMES_TO_START + 1);
+        assert_eq!(frames, 60 - FRAMES_TO_START_FILTERED + 1);
         assert_eq!(canvas.stream_frames as u32, frames);
         // Stamped with the server's multimedia clock when sent.
         assert_eq!(

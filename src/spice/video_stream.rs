@@ -11,8 +11,9 @@
 //! times in a row becomes a stream. With
 //! `streaming-video=filter` (the default) its picture must also look like
 //! a photo or noise to `codec::classify`: text and other synthetic
-//! pictures are never streamed, however fast they change. `all` streams
-//! any such candidate; `off` none.
+//! pictures are never streamed, however fast they change; with that
+//! second signal [`FRAMES_TO_START_FILTERED`] frames suffice. `all`
+//! streams any such candidate; `off` none.
 //!
 //! While a stream runs, damage inside its rectangle makes a frame due and
 //! damage outside it stays lossless. A frame is the rectangle read from
@@ -54,8 +55,22 @@ pub const FRAME_MAX_GAP: Duration = Duration::from_millis(200);
 /// Damage closer together than this is part of the same frame (a frame
 /// drawn as several rectangles).
 pub const SAME_FRAME: Duration = Duration::from_millis(8);
-/// Frames a candidate needs before it streams (libspice: 20).
+/// Frames a candidate needs before it streams with `streaming-video=all`
+/// (libspice: 20): fast change is the only evidence of video there.
 pub const FRAMES_TO_START: u32 = 20;
+/// The same with `streaming-video=filter`, where the picture must also
+/// look photographic: two signals need fewer frames (a third of a second
+/// at 30 fps). Each frame before the stream goes lossless, and a lossless
+/// video frame costs several JPEG frames in bytes and CPU.
+pub const FRAMES_TO_START_FILTERED: u32 = 10;
+
+/// Frames a candidate needs before it streams in `mode`.
+pub fn frames_to_start(mode: StreamingVideo) -> u32 {
+    match mode {
+        StreamingVideo::Filter => FRAMES_TO_START_FILTERED,
+        _ => FRAMES_TO_START,
+    }
+}
 /// A stream not redrawn for this long ends (libspice: 1 s).
 pub const STREAM_IDLE: Duration = Duration::from_secs(1);
 /// A running stream ends after this many slow frames in a row (each more
@@ -451,7 +466,10 @@ impl VideoStreams {
         self.streams
             .iter()
             .any(|s| (s.due && now >= s.frame_ready_at()) || self.ended(s, now))
-            || self.candidates.iter().any(|c| c.frames >= FRAMES_TO_START)
+            || {
+                let start = frames_to_start(self.mode);
+                self.candidates.iter().any(|c| c.frames >= start)
+            }
     }
 
     fn ended(&self, s: &Stream, now: Instant) -> bool {
@@ -552,10 +570,11 @@ impl VideoStreams {
         out: &mut Outbox,
     ) {
         let bounds = head.bounds();
+        let start = frames_to_start(self.mode);
         let mut i = 0;
         while i < self.candidates.len() {
             let c = &mut self.candidates[i];
-            if c.frames < FRAMES_TO_START {
+            if c.frames < start {
                 i += 1;
                 continue;
             }

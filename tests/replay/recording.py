@@ -197,18 +197,20 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int, thread_name: str | None = None) -> float:
-    """User+system CPU seconds of a process, or of its threads whose name is thread_name."""
-    tick = os.sysconf("SC_CLK_TCK")
-    if thread_name is None:
-        stats = [Path(f"/proc/{pid}/stat")]
-    else:
-        stats = [task / "stat" for task in Path(f"/proc/{pid}/task").iterdir()
-                 if (task / "comm").read_text().strip() == thread_name]
+    """CPU seconds of a process's live threads, or of those named thread_name.
+
+    From each thread's schedstat (nanoseconds on a CPU): tick-based utime/stime
+    are 10 ms samples, too coarse for sub-second comparisons. Threads that have
+    already exited are not counted (the VMMs measured keep theirs to the end)."""
     total = 0
-    for stat in stats:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])     # utime, stime (fields 14, 15)
-    return total / tick
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if thread_name is not None and (task / "comm").read_text().strip() != thread_name:
+                continue
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue            # the thread ended meanwhile
+    return total / 1e9
 
 
 class LiveGuest:
