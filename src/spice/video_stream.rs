@@ -466,10 +466,10 @@ impl VideoStreams {
         self.streams
             .iter()
             .any(|s| (s.due && now >= s.frame_ready_at()) || self.ended(s, now))
-            || {
-                let start = frames_to_start(self.mode);
-                self.candidates.iter().any(|c| c.frames >= start)
-            }
+            || self
+                .candidates
+                .iter()
+                .any(|c| c.frames >= frames_to_start(self.mode))
     }
 
     fn ended(&self, s: &Stream, now: Instant) -> bool {
