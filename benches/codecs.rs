@@ -242,6 +242,9 @@ fn main() {
             jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Subsampled).expect("jpeg")
         });
         row("JPEG q85 (lossy)", t, j.len());
+        let (t, jf) =
+            time(|| jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Full).expect("jpeg"));
+        row("JPEG q85, full chroma (lossy)", t, jf.len());
         let f = classify::features(&img.bgrx, img.w, img.h);
         let (tc, _) = time(|| classify::classify(&img.bgrx, img.w, img.h));
         heuristic.push((

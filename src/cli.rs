@@ -330,7 +330,7 @@ pub fn parse_vga(text: &str) -> Result<Option<VgaMode>, String> {
     let (w, h) = text.split_once('x').ok_or_else(invalid)?;
     let width: u16 = w.parse().map_err(|_| invalid())?;
     let height: u16 = h.parse().map_err(|_| invalid())?;
-    if !(64..=4096).contains(&width) || !(64..=4096).contains(&height) || width % 8 != 0 {
+    if !(64..=4096).contains(&width) || !(64..=4096).contains(&height) || !width.is_multiple_of(8) {
         return Err(format!(
             "'{text}': the width must be a multiple of 8, and both sides 64 to 4096"
         ));

@@ -57,7 +57,7 @@ fn paint_mixed(display: &Display, seed: u32) {
                     photo_pixel(x, y, seed, &mut rng)
                 } else if x < 2 * w / 3 || real.is_none() {
                     let glyph = (x / 6 + y / 12 * 131 + seed) % 17;
-                    let on = (glyph * 7 + x % 6 + (y % 12) * 5) % 3 == 0 && y % 12 < 9;
+                    let on = (glyph * 7 + x % 6 + (y % 12) * 5).is_multiple_of(3) && y % 12 < 9;
                     if on {
                         [0x10, 0x10, 0x10, 0]
                     } else {

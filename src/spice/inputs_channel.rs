@@ -316,7 +316,7 @@ impl InputsChannel {
 
     fn motion(&mut self, out: &mut Outbox) {
         self.motions = self.motions.wrapping_add(1);
-        if self.motions % MOTION_ACK_BUNCH == 0 {
+        if self.motions.is_multiple_of(MOTION_ACK_BUNCH) {
             out.push(&MouseMotionAck);
         }
     }

@@ -245,7 +245,7 @@ impl SpiceServer {
             }
             // Every pass notifies: waking the loop on each would make the
             // two threads chase each other flat out.
-            if nudge && !last_nudge.is_some_and(|t| now - t < NUDGE_INTERVAL) {
+            if nudge && last_nudge.is_none_or(|t| now - t >= NUDGE_INTERVAL) {
                 let _ = self.waker.wake();
                 last_nudge = Some(now);
             }

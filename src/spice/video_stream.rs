@@ -20,7 +20,9 @@
 //! the *current* picture when there is room to send it, so frames a slow
 //! client cannot take are merged, never queued. Frames carry the server's
 //! multimedia time; clients show them [`super::main_channel`]'s 400 ms
-//! later, as with libspice.
+//! later, as with libspice. Their chroma is subsampled as libspice's
+//! unless the stream's first picture loses too much by it (saturated
+//! colours with sharp edges): those keep full chroma.
 //!
 //! A stream that is not redrawn for [`STREAM_IDLE`], or slows down to
 //! less than video rate, ends: `STREAM_DESTROY`, then its area is sent
@@ -230,6 +232,7 @@ impl StreamReport {
 pub struct Frame {
     stream: u32,
     quality: u8,
+    chroma: jpeg::Chroma,
     rect: Rect,
     bgrx: Vec<u8>,
 }
@@ -294,6 +297,9 @@ struct Stream {
     due_since: Instant,
     next_frame_at: Instant,
     quality: u8,
+    /// Subsampled (as libspice) unless the first picture loses too much
+    /// by it ([`jpeg::chroma_for`]).
+    chroma: jpeg::Chroma,
     fps: u32,
     /// Rate control: frames sent and frames that had to wait in this
     /// window, clean windows in a row.
@@ -316,7 +322,7 @@ impl Stream {
     }
 
     /// A new stream: its first frame is due at once.
-    fn new(id: u32, unique_id: u32, rect: Rect, now: Instant) -> Stream {
+    fn new(id: u32, unique_id: u32, rect: Rect, chroma: jpeg::Chroma, now: Instant) -> Stream {
         Stream {
             id,
             unique_id,
@@ -327,6 +333,7 @@ impl Stream {
             due_since: now,
             next_frame_at: now,
             quality: START_QUALITY,
+            chroma,
             fps: MAX_FPS,
             window_frames: 0,
             window_waits: 0,
@@ -527,6 +534,7 @@ impl VideoStreams {
             frames.push(Frame {
                 stream: s.id,
                 quality: s.quality,
+                chroma: s.chroma,
                 rect: s.rect,
                 bgrx: head.copy_rect(s.rect),
             });
@@ -583,14 +591,12 @@ impl VideoStreams {
                 .streams
                 .iter()
                 .filter(|s| s.rect.intersect(&rect).is_empty());
-            let wanted = rect.area() >= MIN_STREAM_AREA
-                && others.count() < MAX_STREAMS
-                && (self.mode == StreamingVideo::All
-                    || classify(
-                        &head.copy_rect(rect),
-                        rect.width() as u32,
-                        rect.height() as u32,
-                    ) != Content::Synthetic);
+            let (w, h) = (rect.width() as u32, rect.height() as u32);
+            let picture = (rect.area() >= MIN_STREAM_AREA && others.count() < MAX_STREAMS)
+                .then(|| head.copy_rect(rect));
+            let wanted = picture.as_ref().is_some_and(|p| {
+                self.mode == StreamingVideo::All || classify(p, w, h) != Content::Synthetic
+            });
             if !wanted {
                 // Not video (yet): look again after as many frames more.
                 c.frames = 0;
@@ -612,7 +618,8 @@ impl VideoStreams {
             let id = (0..)
                 .find(|id| self.streams.iter().all(|s| s.id != *id))
                 .unwrap_or(0);
-            let stream = Stream::new(id, self.next_unique_id, rect, now);
+            let chroma = picture.map_or(jpeg::Chroma::Full, |p| jpeg::chroma_for(&p, w, h));
+            let stream = Stream::new(id, self.next_unique_id, rect, chroma, now);
             self.next_unique_id = self.next_unique_id.wrapping_add(1);
             // The next frame covers the stream's area: lossless updates
             // of it would only be drawn over.
@@ -632,12 +639,13 @@ impl VideoStreams {
                 });
             }
             tracing::info!(
-                "display: video stream {} started at {},{} {}x{}",
+                "display: video stream {} started at {},{} {}x{}, {:?} chroma",
                 stream.id,
                 rect.left,
                 rect.top,
                 rect.width(),
-                rect.height()
+                rect.height(),
+                stream.chroma
             );
             self.stats.started += 1;
             self.streams.push(stream);
@@ -650,7 +658,7 @@ impl VideoStreams {
         let pixels: u64 = frames.iter().map(|f| f.rect.area()).sum();
         let jpegs = parallel::map(&frames, pixels, |f| {
             Bitmap::rgb32(f.rect.width() as u32, f.rect.height() as u32, &f.bgrx)
-                .and_then(|b| jpeg::encode(&b, f.quality, jpeg::Chroma::Full))
+                .and_then(|b| jpeg::encode(&b, f.quality, f.chroma))
         });
         for (frame, jpeg) in frames.iter().zip(jpegs) {
             let Some(s) = self.streams.iter_mut().find(|s| s.id == frame.stream) else {
@@ -777,7 +785,13 @@ mod tests {
 
     #[test]
     fn rate_control_trades_quality_then_frame_rate_and_recovers() {
-        let mut s = Stream::new(0, 1, Rect::new(0, 0, 100, 100), Instant::now());
+        let mut s = Stream::new(
+            0,
+            1,
+            Rect::new(0, 0, 100, 100),
+            jpeg::Chroma::Full,
+            Instant::now(),
+        );
         for _ in 0..20 {
             s.adapt(true);
             assert!((MIN_QUALITY..=MAX_QUALITY).contains(&s.quality));
@@ -890,7 +904,7 @@ mod tests {
             let (w, h) = (1 + (rng.next() % 300) as i32, 1 + (rng.next() % 300) as i32);
             let rect = Rect::new(x, y, x + w, y + h);
             streams.damage(rect, now, &mut lossless);
-            let room = rng.next() % 4 != 0;
+            let room = !rng.next().is_multiple_of(4);
             let frames = streams.pump(&surface, now, &mut lossless, &mut out, &mut |_| room);
             let framed: Vec<Rect> = frames.iter().map(|f| f.rect).collect();
             for py in (rect.top..rect.bottom).step_by(7) {

@@ -5,13 +5,19 @@
 //! picture is always sent top-down (the JPEG_ALPHA TOP_DOWN flag is set
 //! and the alpha plane is coded in the same order).
 
+use std::borrow::Cow;
+
 use super::{lz, Bitmap, BitmapFormat, CodecError};
 
 /// spice-server's default quality.
 pub const DEFAULT_QUALITY: u8 = 85;
 
-/// The picture as top-down B, G, R, A rows.
-fn top_down_bgra(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
+/// The picture as top-down B, G, R, A rows: the bitmap's own bytes when it
+/// already is that (a 32-bit top-down picture), else a converted copy.
+fn top_down_bgra<'a>(bitmap: &Bitmap<'a>) -> Result<Cow<'a, [u8]>, CodecError> {
+    if bitmap.top_down && matches!(bitmap.format, BitmapFormat::Rgb32 | BitmapFormat::Rgba) {
+        return Ok(Cow::Borrowed(bitmap.data));
+    }
     let stride = bitmap.stride();
     let rows = |y: usize| {
         let r = if bitmap.top_down {
@@ -42,16 +48,74 @@ fn top_down_bgra(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
             }
         }
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Chroma sampling: images use libjpeg's default (2×2 subsampled, as
-/// spice-server); video stream frames keep full chroma, which screen
-/// content (saturated colours with sharp edges) needs for 30 dB and more.
+/// spice-server); a video stream uses it when its first picture survives
+/// subsampling well ([`chroma_for`]), else keeps full chroma, which
+/// saturated colours with sharp edges need for 30 dB and more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chroma {
     Subsampled,
     Full,
+}
+
+/// Subsampled chroma alone must keep at least this PSNR for a stream to
+/// use it: the lowest stream quality's quantisation costs detailed
+/// pictures about as much again (e.g. a chart at 35 dB of chroma error
+/// ends at 29 dB), so only pictures well above it are subsampled.
+pub const SUBSAMPLED_CHROMA_MIN_DB: f64 = 37.0;
+
+/// The chroma sampling for frames like this picture (B, G, R, X rows).
+pub fn chroma_for(bgrx: &[u8], width: u32, height: u32) -> Chroma {
+    if chroma_subsampling_psnr(bgrx, width, height) >= SUBSAMPLED_CHROMA_MIN_DB {
+        Chroma::Subsampled
+    } else {
+        Chroma::Full
+    }
+}
+
+/// How well the picture survives 2×2 chroma subsampling alone: the PSNR
+/// (dB, over R, G and B) of the picture with each 2×2 block's Cb and Cr
+/// replaced by their mean, luma kept. Photos lose little (their colour
+/// changes slowly); saturated colours with sharp edges lose a lot.
+pub fn chroma_subsampling_psnr(bgrx: &[u8], width: u32, height: u32) -> f64 {
+    let (w, h) = (width as usize, height as usize);
+    if bgrx.len() < w * h * 4 {
+        return 0.0;
+    }
+    let chroma = |x: usize, y: usize| {
+        let p = &bgrx[(y * w + x) * 4..];
+        let (b, g, r) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+        (
+            -0.168_736 * r - 0.331_264 * g + 0.5 * b,
+            0.5 * r - 0.418_688 * g - 0.081_312 * b,
+        )
+    };
+    let (mut squared, mut samples) = (0.0, 0u64);
+    for y in (0..h.saturating_sub(1)).step_by(2) {
+        for x in (0..w.saturating_sub(1)).step_by(2) {
+            let px = [
+                chroma(x, y),
+                chroma(x + 1, y),
+                chroma(x, y + 1),
+                chroma(x + 1, y + 1),
+            ];
+            let mean_cb = px.iter().map(|c| c.0).sum::<f64>() / 4.0;
+            let mean_cr = px.iter().map(|c| c.1).sum::<f64>() / 4.0;
+            for (cb, cr) in px {
+                let (db, dr) = (mean_cb - cb, mean_cr - cr);
+                let (er, eg, eb) = (1.402 * dr, -0.344_136 * db - 0.714_136 * dr, 1.772 * db);
+                squared += er * er + eg * eg + eb * eb;
+                samples += 3;
+            }
+        }
+    }
+    if samples == 0 || squared == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / (squared / samples as f64)).log10()
 }
 
 fn jpeg_of(
@@ -162,24 +226,45 @@ mod tests {
         }
     }
 
-    /// Video frames: full chroma at the lowest stream quality still gives
-    /// 30 dB on screen-like pictures, where subsampled chroma does not.
+    /// A photo whose red is XORed with the column, as the replay
+    /// workload's synthetic video (tests/replay/fbtool.c) mixes its frames:
+    /// sharp steps in red alone, which subsampling smears.
+    fn colour_bands(width: u32, height: u32) -> testimages::TestImage {
+        let mut img = testimages::photo(width, height, 5);
+        for (i, p) in img.bgrx.chunks_exact_mut(4).enumerate() {
+            p[2] ^= (i as u32 % width) as u8;
+        }
+        img.name = "photo with red bands".into();
+        img
+    }
+
+    /// Video frames: the chroma [`chroma_for`] picks keeps every picture
+    /// above 30 dB at the lowest stream quality; it subsamples photos (as
+    /// libspice, for fewer bytes and less work) but not colour bands, which
+    /// subsampled fall below 30 dB.
     #[test]
-    fn full_chroma_keeps_colourful_screen_content_above_30_db() {
+    fn stream_chroma_keeps_every_picture_above_30_db() {
         use crate::spice::video_stream::MIN_QUALITY;
         let mut set = vec![
             testimages::desktop(320, 240, 3),
             testimages::photo(320, 240, 3),
+            colour_bands(320, 240),
         ];
         set.extend(testimages::real_images(256));
-        for img in set {
+        for img in &set {
             let b = Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap();
-            let full = encode(&b, MIN_QUALITY, Chroma::Full).unwrap();
-            let p = psnr(&decode(&full), &img.bgrx, 4);
-            assert!(p >= 30.0, "{}: {p:.1} dB", img.name);
-            let sub = encode(&b, MIN_QUALITY, Chroma::Subsampled).unwrap();
-            assert!(psnr(&decode(&sub), &img.bgrx, 4) <= p, "{}", img.name);
+            let chroma = chroma_for(&img.bgrx, img.width, img.height);
+            let jpeg = encode(&b, MIN_QUALITY, chroma).unwrap();
+            let p = psnr(&decode(&jpeg), &img.bgrx, 4);
+            assert!(p >= 30.0, "{} ({chroma:?}): {p:.1} dB", img.name);
         }
+        let chroma = |img: &testimages::TestImage| chroma_for(&img.bgrx, img.width, img.height);
+        assert_eq!(chroma(&set[1]), Chroma::Subsampled);
+        assert_eq!(chroma(&set[2]), Chroma::Full);
+        let bands = &set[2];
+        let b = Bitmap::rgb32(bands.width, bands.height, &bands.bgrx).unwrap();
+        let sub = encode(&b, MIN_QUALITY, Chroma::Subsampled).unwrap();
+        assert!(psnr(&decode(&sub), &bands.bgrx, 4) < 30.0);
     }
 
     #[test]

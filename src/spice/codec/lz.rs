@@ -102,10 +102,13 @@ impl Unit {
 pub(crate) fn keys(bitmap: &Bitmap, unit: Unit, alpha: bool) -> Vec<u32> {
     let d = bitmap.data;
     match (bitmap.format, unit, alpha) {
-        // A whole-word load and a mask: vectorised, unlike a byte gather.
+        // A whole-word load of fixed-size chunks and a mask: vectorised
+        // (a gather of four bytes of a slice is half as fast).
         (BitmapFormat::Rgb32 | BitmapFormat::Rgba, Unit::Rgb, false) => d
-            .chunks_exact(4)
-            .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) & 0x00ff_ffff)
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|p| u32::from_le_bytes(*p) & 0x00ff_ffff)
             .collect(),
         (BitmapFormat::Rgb24, Unit::Rgb, false) => d
             .chunks_exact(3)

@@ -419,7 +419,7 @@ fn quic_row(
 /// Decodes a QUIC stream to top-down pixels: RGB32/RGB24 as B,G,R,0;
 /// RGBA as B,G,R,A; RGB16 as x1r5g5b5 (x = 0); gray as one byte.
 pub fn quic_decode(s: &[u8]) -> Result<Vec<u8>, String> {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return Err("QUIC size is not a multiple of 4".into());
     }
     let mut r = BitReader {

@@ -88,7 +88,7 @@ pub fn desktop(width: u32, height: u32, seed: u32) -> TestImage {
             let mut tx = x + 4;
             while tx + 6 < (x + w).min(width) {
                 let glyph = rng.next();
-                if glyph % 7 != 0 {
+                if !glyph.is_multiple_of(7) {
                     for gy in 0..9 {
                         for gx in 0..5 {
                             if glyph >> ((gy * 5 + gx) % 31) & 1 == 1 {
