@@ -600,7 +600,7 @@ impl DisplayChannel {
             id,
             width: rect.width() as u32,
             height: rect.height() as u32,
-            bgrx: head.copy_rect(rect),
+            pixels: head.copy_rect(rect),
             lossy_ok,
         }
     }
@@ -851,7 +851,7 @@ pub(crate) mod tests {
                 width: 2,
                 height: 2,
                 data: ImageData::Bitmap32 {
-                    pixels: vec![0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0],
+                    pixels: vec![0x00ff_0000, 0x0000_ff00, 0x0000_00ff, 0x00ff_ffff],
                 },
             },
         };
@@ -982,7 +982,8 @@ pub(crate) mod tests {
         assert!(canvas.marked);
         assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
 
-        // Damage → exact update from the current picture.
+        // Damage → exact update from the current picture (colours only:
+        // the byte the 32-bit format leaves unused is sent as 0).
         display.draw(0, |s| {
             s.row_mut(5)[8..12].copy_from_slice(&[9, 8, 7, 6]);
             Some(Rect::new(2, 5, 3, 6))
@@ -990,7 +991,14 @@ pub(crate) mod tests {
         channel.damage(Rect::new(2, 5, 3, 6));
         channel.pump(&mut out);
         assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![304]);
-        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+        let at = (5 * 40 + 2) * 4;
+        assert_eq!(canvas.pixels[at..at + 4], [9, 8, 7, 0]);
+        let colours =
+            |p: &[u8]| -> Vec<u8> { p.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect() };
+        assert_eq!(
+            colours(&canvas.pixels),
+            colours(&display.head(0).unwrap().pixels)
+        );
 
         // Resize: destroy, create, full picture, mark.
         display.resize(0, 64, 48);

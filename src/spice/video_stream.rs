@@ -43,7 +43,7 @@ use devices::display::{Rect, Surface};
 use super::channel::{Encode, Outbox};
 use super::codec::classify::{classify, Content};
 use super::codec::policy::StreamingVideo;
-use super::codec::{jpeg, parallel, Bitmap};
+use super::codec::{jpeg, parallel, pixel_bytes, Bitmap};
 use super::display_channel::put_rect;
 use super::protocol::display_msg;
 use super::region::{subtract, Region};
@@ -234,7 +234,7 @@ pub struct Frame {
     quality: u8,
     chroma: jpeg::Chroma,
     rect: Rect,
-    bgrx: Vec<u8>,
+    pixels: Vec<u32>,
 }
 
 /// Damage that overlaps and keeps coming: maybe a video.
@@ -536,7 +536,7 @@ impl VideoStreams {
                 quality: s.quality,
                 chroma: s.chroma,
                 rect: s.rect,
-                bgrx: head.copy_rect(s.rect),
+                pixels: head.copy_rect(s.rect),
             });
         }
         frames
@@ -595,7 +595,8 @@ impl VideoStreams {
             let picture = (rect.area() >= MIN_STREAM_AREA && others.count() < MAX_STREAMS)
                 .then(|| head.copy_rect(rect));
             let wanted = picture.as_ref().is_some_and(|p| {
-                self.mode == StreamingVideo::All || classify(p, w, h) != Content::Synthetic
+                self.mode == StreamingVideo::All
+                    || classify(pixel_bytes(p), w, h) != Content::Synthetic
             });
             if !wanted {
                 // Not video (yet): look again after as many frames more.
@@ -618,7 +619,9 @@ impl VideoStreams {
             let id = (0..)
                 .find(|id| self.streams.iter().all(|s| s.id != *id))
                 .unwrap_or(0);
-            let chroma = picture.map_or(jpeg::Chroma::Full, |p| jpeg::chroma_for(&p, w, h));
+            let chroma = picture.map_or(jpeg::Chroma::Full, |p| {
+                jpeg::chroma_for(pixel_bytes(&p), w, h)
+            });
             let stream = Stream::new(id, self.next_unique_id, rect, chroma, now);
             self.next_unique_id = self.next_unique_id.wrapping_add(1);
             // The next frame covers the stream's area: lossless updates
@@ -657,8 +660,12 @@ impl VideoStreams {
     pub fn send(&mut self, frames: Vec<Frame>, now: Instant, mm_time: u32, out: &mut Outbox) {
         let pixels: u64 = frames.iter().map(|f| f.rect.area()).sum();
         let jpegs = parallel::map(&frames, pixels, |f| {
-            Bitmap::rgb32(f.rect.width() as u32, f.rect.height() as u32, &f.bgrx)
-                .and_then(|b| jpeg::encode(&b, f.quality, f.chroma))
+            Bitmap::rgb32(
+                f.rect.width() as u32,
+                f.rect.height() as u32,
+                pixel_bytes(&f.pixels),
+            )
+            .and_then(|b| jpeg::encode(&b, f.quality, f.chroma))
         });
         for (frame, jpeg) in frames.iter().zip(jpegs) {
             let Some(s) = self.streams.iter_mut().find(|s| s.id == frame.stream) else {

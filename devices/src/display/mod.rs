@@ -81,14 +81,20 @@ impl Surface {
         u32::from_le_bytes(self.pixels[at..at + 4].try_into().unwrap_or_default())
     }
 
-    /// Copies `rect` (clipped to the surface) out as tightly packed rows.
-    pub fn copy_rect(&self, rect: Rect) -> Vec<u8> {
+    /// Copies `rect` (clipped to the surface) out as tightly packed rows of
+    /// pixels `0x00RRGGBB`: the byte the 32-bit format leaves unused is
+    /// cleared, so equal colours are equal words.
+    pub fn copy_rect(&self, rect: Rect) -> Vec<u32> {
         let r = rect.intersect(&self.bounds());
-        let mut out = Vec::with_capacity(r.area() as usize * BYTES_PER_PIXEL);
+        let mut out = Vec::with_capacity(r.area() as usize);
         for y in r.top..r.bottom {
             let row = self.row(y as u32);
-            out.extend_from_slice(
-                &row[r.left as usize * BYTES_PER_PIXEL..r.right as usize * BYTES_PER_PIXEL],
+            let span = &row[r.left as usize * BYTES_PER_PIXEL..r.right as usize * BYTES_PER_PIXEL];
+            out.extend(
+                span.as_chunks::<BYTES_PER_PIXEL>()
+                    .0
+                    .iter()
+                    .map(|p| u32::from_le_bytes(*p) & 0x00ff_ffff),
             );
         }
         out
@@ -486,9 +492,9 @@ mod tests {
     #[test]
     fn copy_rect_packs_rows() {
         let mut s = Surface::new(4, 3).unwrap();
-        s.row_mut(2)[4..8].copy_from_slice(&[9, 9, 9, 9]);
+        s.row_mut(2)[4..8].copy_from_slice(&[1, 2, 3, 9]);
         let copied = s.copy_rect(Rect::new(1, 1, 3, 3));
-        assert_eq!(copied.len(), 2 * 2 * 4);
-        assert_eq!(&copied[8..12], &[9, 9, 9, 9]);
+        assert_eq!(copied.len(), 2 * 2);
+        assert_eq!(copied[2], 0x0003_0201);
     }
 }

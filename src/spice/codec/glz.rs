@@ -23,9 +23,10 @@
 //! pixels (bounded by [`MAX_WINDOW_PIXELS`]); a copy only reads images
 //! still inside the head this image announces. Copies from other images
 //! are found through a hash of three pixels over the whole window. Only
-//! RGB32 images are GLZ-coded (what Displays hold); a copy never reads an
-//! image of another display channel (its message may not have reached the
-//! client yet).
+//! RGB32 images are GLZ-coded (what Displays hold), given as [`GlzImage`]s
+//! whose pixel words the window then keeps (no copy); a copy never reads
+//! an image of another display channel (its message may not have reached
+//! the client yet).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -34,7 +35,7 @@ use super::lz::{
     hash_bits, keys, local_hash_bits, match_len, miss_step, put_length, put_literals, Unit,
     LZ_MAGIC, LZ_VERSION,
 };
-use super::{parallel, Bitmap, BitmapFormat, CodecError};
+use super::{parallel, pixel_bytes, Bitmap, BitmapFormat, CodecError};
 
 /// The most pixels we keep for one client (128 MiB of keys); spice
 /// clients ask for less (spice-gtk: 3 Mi pixels by default), and the
@@ -50,11 +51,51 @@ const GLOBAL_STRIDE: usize = 4;
 /// Smallest images worth zlib-wrapping (as spice-server).
 const MIN_SIZE_FOR_ZLIB: usize = 100;
 
+/// A top-down 32-bit picture to GLZ-code: its pixels as `0x00RRGGBB`
+/// words, the values GLZ compares (the window keeps them once encoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlzImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u32>,
+}
+
+impl GlzImage {
+    /// The picture of an RGB32 bitmap (its unused byte cleared).
+    pub fn of(bitmap: &Bitmap) -> Result<GlzImage, CodecError> {
+        if bitmap.format != BitmapFormat::Rgb32 {
+            return Err(CodecError::Unsupported {
+                codec: "GLZ",
+                format: bitmap.format,
+            });
+        }
+        let mut pixels = keys(bitmap, Unit::Rgb, false);
+        if !bitmap.top_down {
+            let w = bitmap.width as usize;
+            pixels = pixels.chunks_exact(w).rev().flatten().copied().collect();
+        }
+        Ok(GlzImage {
+            width: bitmap.width,
+            height: bitmap.height,
+            pixels,
+        })
+    }
+
+    fn pixel_count(&self) -> u64 {
+        self.pixels.len() as u64
+    }
+
+    /// Whether its size and pixels agree (it came from untrusted sizes).
+    fn is_valid(&self) -> bool {
+        Bitmap::rgb32(self.width, self.height, pixel_bytes(&self.pixels)).is_ok()
+    }
+}
+
 struct WindowImage {
     id: u64,
     owner: u32,
     width: u32,
-    keys: Box<[u32]>,
+    keys: Vec<u32>,
 }
 
 /// One client's GLZ window as the server tracks it.
@@ -116,9 +157,9 @@ impl GlzDictionary {
         self.pixels
     }
 
-    /// Whether an image of this size may be GLZ-coded.
-    pub fn accepts(&self, bitmap: &Bitmap) -> bool {
-        bitmap.format == BitmapFormat::Rgb32 && bitmap.pixels() < self.limit
+    /// Whether an image of this many pixels may be GLZ-coded.
+    pub fn accepts(&self, pixels: u64) -> bool {
+        pixels < self.limit
     }
 
     /// The id the next image will get.
@@ -137,13 +178,14 @@ impl GlzDictionary {
     /// Encodes images one after the other into the window (on several
     /// threads when there are several), for display channel `owner`.
     /// Every image that comes back `Ok` has taken the next id and MUST be
-    /// sent, in order; images the window cannot take come back as errors
-    /// and take no id.
+    /// sent, in order; images the window cannot take (or whose size does
+    /// not match their pixels) come back as `Err`, unchanged, and take no
+    /// id.
     pub fn encode_batch(
         &mut self,
         owner: u32,
-        bitmaps: &[Bitmap],
-    ) -> Vec<Result<Vec<u8>, CodecError>> {
+        images: Vec<GlzImage>,
+    ) -> Vec<Result<Vec<u8>, GlzImage>> {
         // Plan ids and window heads; a batch never evicts its own images.
         let mut sizes: VecDeque<(u64, u64)> = self
             .images
@@ -153,13 +195,13 @@ impl GlzDictionary {
         let mut total = self.pixels;
         let mut id = self.next_id;
         let base = self.next_id;
-        let mut plan = Vec::with_capacity(bitmaps.len());
-        for bitmap in bitmaps {
-            if !self.accepts(bitmap) {
+        let mut plan = Vec::with_capacity(images.len());
+        for image in &images {
+            if !image.is_valid() || !self.accepts(image.pixel_count()) {
                 plan.push(None);
                 continue;
             }
-            let px = bitmap.pixels();
+            let px = image.pixel_count();
             let mut evict = 0;
             let mut t = total;
             for &(img_id, size) in sizes.iter() {
@@ -190,26 +232,18 @@ impl GlzDictionary {
             .enumerate()
             .filter_map(|(k, p)| p.map(|(id, head)| (k, id, head)))
             .collect();
-        let weight: u64 = jobs.iter().map(|&(k, ..)| bitmaps[k].pixels()).sum();
+        let weight: u64 = jobs.iter().map(|&(k, ..)| images[k].pixel_count()).sum();
         let encoded = parallel::map(&jobs, weight, |&(k, id, head)| {
-            let keys = keys(&bitmaps[k], Unit::Rgb, false).into_boxed_slice();
-            let data = view.encode_one(&bitmaps[k], &keys, id, head);
-            (keys, data, bitmaps[k].width)
+            view.encode_one(&images[k], id, head)
         });
-        // Commit in order.
-        let mut results: Vec<Result<Vec<u8>, CodecError>> = plan
-            .iter()
-            .map(|_| {
-                Err(CodecError::Encoder(
-                    "image does not fit the client's GLZ window".into(),
-                ))
-            })
-            .collect();
+        // Commit in order; the images not taken go back.
+        let mut results: Vec<Result<Vec<u8>, GlzImage>> = images.into_iter().map(Err).collect();
         let mut last_head = None;
-        for ((k, id, head), (keys, data, width)) in jobs.into_iter().zip(encoded) {
-            self.commit(id, owner, width, keys);
+        for ((k, id, head), data) in jobs.into_iter().zip(encoded) {
+            if let Err(image) = std::mem::replace(&mut results[k], Ok(data)) {
+                self.commit(id, owner, image.width, image.pixels);
+            }
             last_head = Some(head);
-            results[k] = Ok(data);
         }
         if let Some(head) = last_head {
             while self.images.front().is_some_and(|i| i.id < head) {
@@ -221,7 +255,7 @@ impl GlzDictionary {
         results
     }
 
-    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Box<[u32]>) {
+    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Vec<u32>) {
         debug_assert_eq!(id, self.next_id);
         let n = keys.len();
         // Every GLOBAL_STRIDE-th position: a later image that repeats a
@@ -310,17 +344,18 @@ fn put_copy(len: usize, source: Source, out: &mut Vec<u8>) {
 }
 
 impl EncodeView<'_> {
-    fn encode_one(&self, bitmap: &Bitmap, keys: &[u32], id: u64, head: u64) -> Vec<u8> {
+    fn encode_one(&self, image: &GlzImage, id: u64, head: u64) -> Vec<u8> {
+        let keys = &image.pixels;
         let mut out = Vec::with_capacity(keys.len() / 2 + 64);
         out.extend_from_slice(&LZ_MAGIC.to_be_bytes());
         out.extend_from_slice(&LZ_VERSION.to_be_bytes());
-        out.push(8 | (u8::from(bitmap.top_down) << 4));
-        for v in [bitmap.width, bitmap.height, bitmap.width * 4] {
+        out.push(8 | (1 << 4)); // RGB32, top-down
+        for v in [image.width, image.height, image.width * 4] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&((id - head) as u32).to_be_bytes());
-        self.compress(keys, bitmap.width, id, head, &mut out);
+        self.compress(keys, image.width, id, head, &mut out);
         out
     }
 
@@ -485,9 +520,15 @@ mod tests {
     use crate::spice::codec::reference::GlzWindow;
     use crate::spice::codec::testimages;
 
+    fn glz_image(img: &testimages::TestImage) -> GlzImage {
+        GlzImage::of(&Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap()).unwrap()
+    }
+
     fn encode(dict: &mut GlzDictionary, img: &testimages::TestImage) -> Vec<u8> {
-        let b = Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap();
-        dict.encode_batch(0, &[b]).pop().unwrap().unwrap()
+        dict.encode_batch(0, vec![glz_image(img)])
+            .pop()
+            .unwrap()
+            .unwrap()
     }
 
     fn no_pad(bgrx: &[u8]) -> Vec<u8> {
@@ -542,12 +583,40 @@ mod tests {
             assert!(dict.window_pixels() <= limit as u64);
             assert_eq!(client.len(), dict.images.len());
         }
-        // Too big for the window: refused, no id used.
-        let big = testimages::photo(400, 300, 1);
+        // Too big for the window: refused, handed back, no id used.
+        let big = glz_image(&testimages::photo(400, 300, 1));
         let id = dict.next_id();
-        let b = Bitmap::rgb32(400, 300, &big.bgrx).unwrap();
-        assert!(dict.encode_batch(0, &[b]).pop().unwrap().is_err());
+        let back = dict.encode_batch(0, vec![big.clone()]).pop().unwrap();
+        assert_eq!(back, Err(big));
         assert_eq!(dict.next_id(), id);
+    }
+
+    #[test]
+    fn an_image_whose_size_does_not_match_its_pixels_is_refused() {
+        let mut dict = GlzDictionary::new(1 << 20).unwrap();
+        let mut bad = glz_image(&testimages::desktop(64, 32, 1));
+        bad.height += 1;
+        let good = glz_image(&testimages::desktop(64, 32, 2));
+        let results = dict.encode_batch(0, vec![bad.clone(), good]);
+        assert_eq!(results[0], Err(bad));
+        let d = GlzWindow::default()
+            .decode(results[1].as_ref().unwrap())
+            .unwrap();
+        assert_eq!(d.id, 0);
+    }
+
+    #[test]
+    fn bottom_up_bitmaps_are_taken_top_down() {
+        let img = testimages::desktop(40, 30, 3);
+        let flipped: Vec<u8> = img
+            .bgrx
+            .chunks_exact(160)
+            .rev()
+            .flatten()
+            .copied()
+            .collect();
+        let b = Bitmap::new(BitmapFormat::Rgb32, 40, 30, false, &flipped, None).unwrap();
+        assert_eq!(GlzImage::of(&b).unwrap(), glz_image(&img));
     }
 
     #[test]
@@ -557,12 +626,9 @@ mod tests {
         let imgs: Vec<_> = (0..6)
             .map(|k| testimages::desktop(256, 128, k % 2))
             .collect();
-        let bitmaps: Vec<_> = imgs
-            .iter()
-            .map(|i| Bitmap::rgb32(i.width, i.height, &i.bgrx).unwrap())
-            .collect();
+        let batch: Vec<_> = imgs.iter().map(glz_image).collect();
         for round in 0..2 {
-            for (img, s) in imgs.iter().zip(dict.encode_batch(3, &bitmaps)) {
+            for (img, s) in imgs.iter().zip(dict.encode_batch(3, batch.clone())) {
                 let d = client.decode(&s.unwrap()).unwrap();
                 assert_eq!(d.bgrx, no_pad(&img.bgrx), "round {round}");
             }
@@ -573,9 +639,10 @@ mod tests {
     fn other_channels_images_are_not_referenced() {
         let mut dict = GlzDictionary::new(1 << 22).unwrap();
         let img = testimages::photo(200, 100, 5);
-        let b = Bitmap::rgb32(200, 100, &img.bgrx).unwrap();
-        let first = dict.encode_batch(1, &[b]).pop().unwrap().unwrap();
-        let other = dict.encode_batch(2, &[b]).pop().unwrap().unwrap();
+        let first = dict.encode_batch(1, vec![glz_image(&img)]);
+        let first = first.into_iter().next().unwrap().unwrap();
+        let other = dict.encode_batch(2, vec![glz_image(&img)]);
+        let other = other.into_iter().next().unwrap().unwrap();
         assert!(other.len() * 2 > first.len());
         // Decodable without image 0.
         let mut client = GlzWindow::default();

@@ -6,7 +6,7 @@
 //! spice-html5 (which takes "the rest of the message" as pixels for
 //! bitmaps) still works for palette-less images.
 
-use super::{BitmapFormat, Palette};
+use super::{pixel_bytes, BitmapFormat, Palette};
 use crate::spice::wire::Writer;
 
 pub const IMAGE_TYPE_BITMAP: u8 = 0;
@@ -46,9 +46,10 @@ pub enum PaletteSource {
 /// The pixel data of an image, in one of SPICE's image encodings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageData {
-    /// Uncompressed 32-bit BGRX rows, top row first, `4·width` bytes each.
+    /// Uncompressed 32-bit rows, top row first: `0x00RRGGBB` pixels, sent
+    /// as their B, G, R, X bytes.
     Bitmap32 {
-        pixels: Vec<u8>,
+        pixels: Vec<u32>,
     },
     /// Uncompressed rows of any format (`stride` bytes each).
     Bitmap {
@@ -108,7 +109,8 @@ impl ImageData {
     /// Bytes of pixel payload (for statistics).
     pub fn payload_len(&self) -> usize {
         match self {
-            ImageData::Bitmap32 { pixels } | ImageData::Bitmap { pixels, .. } => pixels.len(),
+            ImageData::Bitmap32 { pixels } => pixels.len() * 4,
+            ImageData::Bitmap { pixels, .. } => pixels.len(),
             ImageData::Quic(d)
             | ImageData::LzRgb(d)
             | ImageData::GlzRgb(d)
@@ -183,7 +185,7 @@ impl Image {
                     .u32(self.height)
                     .u32(self.width * 4)
                     .u32(0) // no palette
-                    .bytes(pixels);
+                    .bytes(pixel_bytes(pixels));
             }
             ImageData::Bitmap {
                 format,

@@ -116,6 +116,13 @@ pub struct Bitmap<'a> {
     pub palette: Option<&'a Palette>,
 }
 
+/// Packed pixels `0x00RRGGBB` (what `Surface::copy_rect` gives) as the
+/// B, G, R, X bytes of a 32-bit bitmap (x86 is little-endian), without a
+/// copy.
+pub fn pixel_bytes(pixels: &[u32]) -> &[u8] {
+    zerocopy::IntoBytes::as_bytes(pixels)
+}
+
 /// Why an image could not be encoded in a given way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodecError {

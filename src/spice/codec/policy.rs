@@ -19,9 +19,9 @@
 use std::sync::{Arc, Mutex};
 
 use super::classify::{self, Content};
-use super::glz::{self, GlzDictionary};
+use super::glz::{self, GlzDictionary, GlzImage};
 use super::image::{Image, ImageData};
-use super::{jpeg, lz, lz4, parallel, quic, Bitmap, BitmapFormat};
+use super::{jpeg, lz, lz4, parallel, pixel_bytes, quic, Bitmap, BitmapFormat, CodecError};
 
 /// `SpiceImageCompression` (wire values of PREFERRED_COMPRESSION).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,14 +248,21 @@ pub struct Compressor {
     pub stats: Stats,
 }
 
-/// One image to encode: id, size, packed top-down BGRX rows, whether a
-/// lossy encoding is acceptable for it.
+/// One image to encode: id, size, packed top-down rows of `0x00RRGGBB`
+/// pixels (as `Surface::copy_rect` gives them), whether a lossy encoding is
+/// acceptable for it.
 pub struct Request {
     pub id: u64,
     pub width: u32,
     pub height: u32,
-    pub bgrx: Vec<u8>,
+    pub pixels: Vec<u32>,
     pub lossy_ok: bool,
+}
+
+impl Request {
+    fn bitmap(&self) -> Result<Bitmap<'_>, CodecError> {
+        Bitmap::rgb32(self.width, self.height, pixel_bytes(&self.pixels))
+    }
 }
 
 impl Compressor {
@@ -347,37 +354,41 @@ impl Compressor {
     }
 
     /// Encodes a batch of images (in parallel when large), in order.
-    pub fn compress(&mut self, requests: Vec<Request>) -> Vec<Image> {
+    pub fn compress(&mut self, mut requests: Vec<Request>) -> Vec<Image> {
         let methods: Vec<Method> = requests
             .iter()
-            .map(|r| match Bitmap::rgb32(r.width, r.height, &r.bgrx) {
+            .map(|r| match r.bitmap() {
                 Ok(b) => self.choose(&b, r.lossy_ok),
                 Err(_) => Method::Raw,
             })
             .collect();
         let mut data: Vec<Option<ImageData>> = requests.iter().map(|_| None).collect();
-        // GLZ images go through the shared window in one batch.
+        // GLZ images go through the shared window in one batch, which
+        // keeps their pixels; the ones it refuses come back.
         let glz_jobs: Vec<usize> = (0..requests.len())
             .filter(|&k| methods[k] == Method::Glz)
             .collect();
         if let (false, Some(dict)) = (glz_jobs.is_empty(), self.glz.clone()) {
-            let bitmaps: Vec<Bitmap> = glz_jobs
+            let images = glz_jobs
                 .iter()
-                .filter_map(|&k| {
-                    Bitmap::rgb32(requests[k].width, requests[k].height, &requests[k].bgrx).ok()
+                .map(|&k| GlzImage {
+                    width: requests[k].width,
+                    height: requests[k].height,
+                    pixels: std::mem::take(&mut requests[k].pixels),
                 })
                 .collect();
-            if bitmaps.len() == glz_jobs.len() {
-                let zlib = self.options.zlib_glz.enabled(self.client.low_bandwidth);
-                let mut dict = dict.lock().unwrap_or_else(|p| p.into_inner());
-                for (&k, r) in glz_jobs.iter().zip(dict.encode_batch(self.owner, &bitmaps)) {
+            let zlib = self.options.zlib_glz.enabled(self.client.low_bandwidth);
+            let mut dict = dict.lock().unwrap_or_else(|p| p.into_inner());
+            for (&k, r) in glz_jobs.iter().zip(dict.encode_batch(self.owner, images)) {
+                match r {
                     // An image that took an id must be sent as GLZ.
-                    if let Ok(glz) = r {
+                    Ok(glz) => {
                         data[k] = Some(match zlib.then(|| glz::zlib_wrap(&glz)).flatten() {
                             Some((glz_size, data)) => ImageData::ZlibGlzRgb { glz_size, data },
                             None => ImageData::GlzRgb(glz),
                         });
                     }
+                    Err(refused) => requests[k].pixels = refused.pixels,
                 }
             }
         }
@@ -408,15 +419,15 @@ impl Compressor {
                 let d = match d {
                     // Compression that does not pay: the raw pixels.
                     ImageData::Bitmap32 { pixels } if pixels.is_empty() => {
-                        ImageData::Bitmap32 { pixels: r.bgrx }
+                        ImageData::Bitmap32 { pixels: r.pixels }
                     }
                     other
                         if !matches!(
                             other,
                             ImageData::GlzRgb(_) | ImageData::ZlibGlzRgb { .. }
-                        ) && other.payload_len() >= r.bgrx.len() =>
+                        ) && other.payload_len() >= r.pixels.len() * 4 =>
                     {
-                        ImageData::Bitmap32 { pixels: r.bgrx }
+                        ImageData::Bitmap32 { pixels: r.pixels }
                     }
                     other => other,
                 };
@@ -451,7 +462,7 @@ impl Compressor {
 /// bitmap marker (replaced by the raw pixels).
 fn encode_one(r: &Request, method: Method, jpeg_quality: u8) -> ImageData {
     let raw = || ImageData::Bitmap32 { pixels: Vec::new() };
-    let Ok(b) = Bitmap::rgb32(r.width, r.height, &r.bgrx) else {
+    let Ok(b) = r.bitmap() else {
         return raw();
     };
     let result = match method {
@@ -479,7 +490,13 @@ mod tests {
             id,
             width: img.width,
             height: img.height,
-            bgrx: img.bgrx.clone(),
+            pixels: img
+                .bgrx
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|p| u32::from_le_bytes(*p) & 0x00ff_ffff)
+                .collect(),
             lossy_ok,
         }
     }
@@ -563,7 +580,7 @@ mod tests {
                 ImageData::Quic(d) => reference::quic_decode(d).unwrap(),
                 ImageData::GlzRgb(d) => window.decode(d).unwrap().bgrx,
                 ImageData::LzRgb(d) => reference::lz_decode(d, None).unwrap().data,
-                ImageData::Bitmap32 { pixels } => pixels.clone(),
+                ImageData::Bitmap32 { pixels } => pixel_bytes(pixels).to_vec(),
                 other => panic!("{:?}", other.image_type()),
             };
             let want: Vec<u8> = img
