@@ -21,8 +21,9 @@
 //! client cannot take are merged, never queued. Frames carry the server's
 //! multimedia time; clients show them [`super::main_channel`]'s 400 ms
 //! later, as with libspice. Their chroma is subsampled as libspice's
-//! unless the stream's first picture loses too much by it (saturated
-//! colours with sharp edges): those keep full chroma.
+//! unless the picture loses too much by it (saturated colours with sharp
+//! edges keep full chroma), judged on a stream's first frame and every
+//! [`RATE_WINDOW`]th after it.
 //!
 //! A stream that is not redrawn for [`STREAM_IDLE`], or slows down to
 //! less than video rate, ends: `STREAM_DESTROY`, then its area is sent
@@ -84,9 +85,10 @@ pub const MAX_STREAMS: usize = 4;
 pub const MAX_CANDIDATES: usize = 8;
 /// A candidate's area is where its last this many frames were drawn.
 pub const RECENT_FRAMES: usize = 8;
-/// JPEG quality (frames keep full chroma): first, lowest, highest, and a
-/// step. Even the lowest keeps 30 dB on the real test pictures; 80 gives
-/// about 32 dB on colourful screen content and more on photos.
+/// JPEG quality: first, lowest, highest, and a step. Even the lowest keeps
+/// 30 dB on the real test pictures (with the chroma `jpeg::chroma_for`
+/// picks); 80 gives about 32 dB on colourful screen content (full chroma)
+/// and more on photos.
 pub const START_QUALITY: u8 = 80;
 pub const MIN_QUALITY: u8 = 70;
 pub const MAX_QUALITY: u8 = 90;
@@ -297,8 +299,8 @@ struct Stream {
     due_since: Instant,
     next_frame_at: Instant,
     quality: u8,
-    /// Subsampled (as libspice) unless the first picture loses too much
-    /// by it ([`jpeg::chroma_for`]).
+    /// Subsampled (as libspice) unless the picture loses too much by it
+    /// ([`jpeg::chroma_for`]); decided again every [`RATE_WINDOW`] frames.
     chroma: jpeg::Chroma,
     fps: u32,
     /// Rate control: frames sent and frames that had to wait in this
@@ -322,7 +324,7 @@ impl Stream {
     }
 
     /// A new stream: its first frame is due at once.
-    fn new(id: u32, unique_id: u32, rect: Rect, chroma: jpeg::Chroma, now: Instant) -> Stream {
+    fn new(id: u32, unique_id: u32, rect: Rect, now: Instant) -> Stream {
         Stream {
             id,
             unique_id,
@@ -333,7 +335,7 @@ impl Stream {
             due_since: now,
             next_frame_at: now,
             quality: START_QUALITY,
-            chroma,
+            chroma: jpeg::Chroma::Full,
             fps: MAX_FPS,
             window_frames: 0,
             window_waits: 0,
@@ -531,12 +533,17 @@ impl VideoStreams {
                 s.next_frame_at = now + s.frame_interval();
                 continue;
             }
+            let pixels = head.copy_rect(s.rect);
+            if s.frames % u64::from(RATE_WINDOW) == 0 {
+                let (w, h) = (s.rect.width() as u32, s.rect.height() as u32);
+                s.chroma = jpeg::chroma_for(pixel_bytes(&pixels), w, h);
+            }
             frames.push(Frame {
                 stream: s.id,
                 quality: s.quality,
                 chroma: s.chroma,
                 rect: s.rect,
-                pixels: head.copy_rect(s.rect),
+                pixels,
             });
         }
         frames
@@ -561,11 +568,12 @@ impl VideoStreams {
         self.candidates
             .retain(|c| c.area().intersect(&s.rect).is_empty());
         tracing::info!(
-            "display: video stream {} ended: {} frames, {} KiB, last quality {} at {} fps",
+            "display: video stream {} ended: {} frames, {} KiB, last quality {} ({:?} chroma) at {} fps",
             s.id,
             s.frames,
             s.bytes / 1024,
             s.quality,
+            s.chroma,
             s.fps
         );
     }
@@ -591,13 +599,14 @@ impl VideoStreams {
                 .streams
                 .iter()
                 .filter(|s| s.rect.intersect(&rect).is_empty());
-            let (w, h) = (rect.width() as u32, rect.height() as u32);
-            let picture = (rect.area() >= MIN_STREAM_AREA && others.count() < MAX_STREAMS)
-                .then(|| head.copy_rect(rect));
-            let wanted = picture.as_ref().is_some_and(|p| {
-                self.mode == StreamingVideo::All
-                    || classify(pixel_bytes(p), w, h) != Content::Synthetic
-            });
+            let wanted = rect.area() >= MIN_STREAM_AREA
+                && others.count() < MAX_STREAMS
+                && (self.mode == StreamingVideo::All
+                    || classify(
+                        pixel_bytes(&head.copy_rect(rect)),
+                        rect.width() as u32,
+                        rect.height() as u32,
+                    ) != Content::Synthetic);
             if !wanted {
                 // Not video (yet): look again after as many frames more.
                 c.frames = 0;
@@ -619,10 +628,7 @@ impl VideoStreams {
             let id = (0..)
                 .find(|id| self.streams.iter().all(|s| s.id != *id))
                 .unwrap_or(0);
-            let chroma = picture.map_or(jpeg::Chroma::Full, |p| {
-                jpeg::chroma_for(pixel_bytes(&p), w, h)
-            });
-            let stream = Stream::new(id, self.next_unique_id, rect, chroma, now);
+            let stream = Stream::new(id, self.next_unique_id, rect, now);
             self.next_unique_id = self.next_unique_id.wrapping_add(1);
             // The next frame covers the stream's area: lossless updates
             // of it would only be drawn over.
@@ -642,13 +648,12 @@ impl VideoStreams {
                 });
             }
             tracing::info!(
-                "display: video stream {} started at {},{} {}x{}, {:?} chroma",
+                "display: video stream {} started at {},{} {}x{}",
                 stream.id,
                 rect.left,
                 rect.top,
                 rect.width(),
-                rect.height(),
-                stream.chroma
+                rect.height()
             );
             self.stats.started += 1;
             self.streams.push(stream);
@@ -792,13 +797,7 @@ mod tests {
 
     #[test]
     fn rate_control_trades_quality_then_frame_rate_and_recovers() {
-        let mut s = Stream::new(
-            0,
-            1,
-            Rect::new(0, 0, 100, 100),
-            jpeg::Chroma::Full,
-            Instant::now(),
-        );
+        let mut s = Stream::new(0, 1, Rect::new(0, 0, 100, 100), Instant::now());
         for _ in 0..20 {
             s.adapt(true);
             assert!((MIN_QUALITY..=MAX_QUALITY).contains(&s.quality));
@@ -814,6 +813,42 @@ mod tests {
         }
         assert_eq!((s.quality, s.fps), (MAX_QUALITY, MAX_FPS));
         assert_eq!(s.frame_interval(), Duration::from_secs(1) / MAX_FPS);
+    }
+
+    /// A stream that starts on a blank picture subsamples its chroma (as
+    /// libspice); once saturated colour bands play, its next decision
+    /// ([`RATE_WINDOW`] frames on) turns to full chroma.
+    #[test]
+    fn stream_chroma_follows_the_picture() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
+        let mut surface = Surface::new(320, 240).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        let area = Rect::new(0, 0, 200, 150);
+        let mut t = Instant::now();
+        let mut lossless = Region::new();
+        let mut chroma = Vec::new();
+        for frame in 0..60u32 {
+            if streams.active() == 1 && chroma.len() == 2 {
+                for y in 0..150 {
+                    for (x, p) in surface.row_mut(y)[..800].chunks_exact_mut(4).enumerate() {
+                        p.copy_from_slice(&[0, 255 * (x as u8 & 1), 255 * (!x as u8 & 1), 0]);
+                    }
+                }
+            }
+            t += Duration::from_millis(40);
+            streams.damage(area, t, &mut lossless);
+            let frames = streams.pump(&surface, t, &mut lossless, &mut out, &mut |_| true);
+            if let Some(f) = frames.first() {
+                chroma.push(f.chroma);
+            }
+            streams.send(frames, t, frame, &mut out);
+        }
+        let window = RATE_WINDOW as usize;
+        assert!(chroma.len() > window + 2, "{} frames", chroma.len());
+        assert!(chroma[..window]
+            .iter()
+            .all(|c| *c == jpeg::Chroma::Subsampled));
+        assert_eq!(chroma[window], jpeg::Chroma::Full);
     }
 
     /// A client without room: the due frame waits, its deadline moves a

@@ -56,6 +56,9 @@ const MIN_SIZE_FOR_ZLIB: usize = 100;
 
 /// A top-down 32-bit picture to GLZ-code: its pixels as `0x00RRGGBB`
 /// words, the values GLZ compares (the window keeps them once encoded).
+/// The unused top byte must be 0 (as `Surface::copy_rect` and
+/// [`GlzImage::of`] give them): other values still decode right, but
+/// equal colours then fail to match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlzImage {
     pub width: u32,
@@ -98,7 +101,7 @@ struct WindowImage {
     id: u64,
     owner: u32,
     width: u32,
-    keys: Vec<u32>,
+    keys: Box<[u32]>,
 }
 
 /// One client's GLZ window as the server tracks it.
@@ -161,7 +164,7 @@ impl GlzDictionary {
     }
 
     /// Whether an image of this many pixels may be GLZ-coded.
-    pub fn accepts(&self, pixels: u64) -> bool {
+    fn accepts(&self, pixels: u64) -> bool {
         pixels < self.limit
     }
 
@@ -244,7 +247,8 @@ impl GlzDictionary {
         let mut last_head = None;
         for ((k, id, head), data) in jobs.into_iter().zip(encoded) {
             if let Err(image) = std::mem::replace(&mut results[k], Ok(data)) {
-                self.commit(id, owner, image.width, image.pixels);
+                // (No reallocation: copies come with their exact size.)
+                self.commit(id, owner, image.width, image.pixels.into_boxed_slice());
             }
             last_head = Some(head);
         }
@@ -258,7 +262,7 @@ impl GlzDictionary {
         results
     }
 
-    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Vec<u32>) {
+    fn commit(&mut self, id: u64, owner: u32, width: u32, keys: Box<[u32]>) {
         debug_assert_eq!(id, self.next_id);
         let n = keys.len();
         // Every GLOBAL_STRIDE-th position: a later image that repeats a

@@ -123,6 +123,9 @@ pub fn pixel_bytes(pixels: &[u32]) -> &[u8] {
     zerocopy::IntoBytes::as_bytes(pixels)
 }
 
+// (The byte order above, and the wire's, are little-endian's.)
+const _: () = assert!(cfg!(target_endian = "little"));
+
 /// Why an image could not be encoded in a given way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodecError {

@@ -378,8 +378,11 @@ impl Compressor {
                 })
                 .collect();
             let zlib = self.options.zlib_glz.enabled(self.client.low_bandwidth);
-            let mut dict = dict.lock().unwrap_or_else(|p| p.into_inner());
-            for (&k, r) in glz_jobs.iter().zip(dict.encode_batch(self.owner, images)) {
+            let encoded = dict
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .encode_batch(self.owner, images);
+            for (&k, r) in glz_jobs.iter().zip(encoded) {
                 match r {
                     // An image that took an id must be sent as GLZ.
                     Ok(glz) => {
@@ -490,13 +493,9 @@ mod tests {
             id,
             width: img.width,
             height: img.height,
-            pixels: img
-                .bgrx
-                .as_chunks::<4>()
-                .0
-                .iter()
-                .map(|p| u32::from_le_bytes(*p) & 0x00ff_ffff)
-                .collect(),
+            pixels: GlzImage::of(&Bitmap::rgb32(img.width, img.height, &img.bgrx).unwrap())
+                .unwrap()
+                .pixels,
             lossy_ok,
         }
     }
