@@ -88,13 +88,15 @@ pub const RECENT_FRAMES: usize = 8;
 /// JPEG quality: first, lowest, highest, and a step. Even the lowest keeps
 /// 30 dB on the real test pictures (with the chroma `jpeg::chroma_for`
 /// picks); 80 gives about 32 dB on colourful screen content (full chroma)
-/// and more on photos.
+/// and more on photos. The highest is libspice's (its MJPEG encoder's
+/// quality steps end at 80): more costs CPU and bytes for little to see.
 pub const START_QUALITY: u8 = 80;
 pub const MIN_QUALITY: u8 = 70;
-pub const MAX_QUALITY: u8 = 90;
+pub const MAX_QUALITY: u8 = 80;
 pub const QUALITY_STEP: u8 = 10;
-/// Frame rate bounds and step, in frames per second.
-pub const MAX_FPS: u32 = 30;
+/// Frame rate bounds and step, in frames per second (at most libspice's
+/// MJPEG rate, 25).
+pub const MAX_FPS: u32 = 25;
 pub const MIN_FPS: u32 = 5;
 pub const FPS_STEP: u32 = 5;
 /// Frames between rate-control decisions.
