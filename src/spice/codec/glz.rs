@@ -110,10 +110,13 @@ pub struct GlzDictionary {
     images: VecDeque<WindowImage>,
     pixels: u64,
     next_id: u64,
-    /// Hash of 3 pixels → (image id's low 32 bits, pixel index); index
-    /// `u32::MAX` = empty. 8-byte entries keep the table (2 MiB) mostly in
-    /// cache. An id is rebuilt as the latest one with those low bits; a
-    /// stale entry can only name another image, and every candidate is
+    /// Hash of 3 pixels → (image id's low 24 bits << 8 | 8 more bits of
+    /// the hash, pixel index); index `u32::MAX` = empty. 8-byte entries
+    /// keep the table (2 MiB) mostly in cache, and the 8 hash bits turn
+    /// away most entries of other pixels without reading their image (a
+    /// cache miss). An id is rebuilt as the latest one with those low bits
+    /// (images further back are out of reach anyway, [`MAX_IMAGE_DIST`]);
+    /// a stale entry can only name another image, and every candidate is
     /// checked against that image's pixels before it is used.
     table: Vec<(u32, u32)>,
 }
@@ -269,8 +272,8 @@ impl GlzDictionary {
         // stretch of this one finds it within that many pixels (and then
         // follows it), for a fraction of the hashing.
         for i in (0..n.saturating_sub(2)).step_by(GLOBAL_STRIDE) {
-            let h = global_slot(&keys, i);
-            self.table[h] = (id as u32, i as u32);
+            let (slot, tag) = global_hash(&keys, i);
+            self.table[slot] = (((id as u32) << 8) | u32::from(tag), i as u32);
         }
         self.pixels += n as u64;
         self.images.push_back(WindowImage {
@@ -283,8 +286,11 @@ impl GlzDictionary {
     }
 }
 
-fn global_slot(keys: &[u32], i: usize) -> usize {
-    hash_bits(keys, i, GLOBAL_HASH_LOG)
+/// The global table slot of the 3 pixels at `i`, and 8 more bits of their
+/// hash to tell them from other pixels in that slot.
+fn global_hash(keys: &[u32], i: usize) -> (usize, u8) {
+    let h = hash_bits(keys, i, GLOBAL_HASH_LOG + 8);
+    (h >> 8, h as u8)
 }
 
 /// Bytes a copy takes besides its length extension bytes.
@@ -403,15 +409,17 @@ impl EncodeView<'_> {
     }
 
     /// The (image id, pixel) the global table holds for position `i`'s
-    /// hash: the id is the latest one below this batch with the stored low
-    /// bits (checked against the image by [`Self::earlier_match`]).
+    /// hash, if its hash bits agree: the id is the latest one below this
+    /// batch with the stored low bits (checked against the image by
+    /// [`Self::earlier_match`]).
     fn global_candidate(&self, keys: &[u32], i: usize) -> Option<(u64, usize)> {
-        let (low_id, pos) = self.dict.table[global_slot(keys, i)];
-        if pos == u32::MAX {
+        let (slot, tag) = global_hash(keys, i);
+        let (id_tag, pos) = self.dict.table[slot];
+        if pos == u32::MAX || id_tag as u8 != tag {
             return None;
         }
-        let back = u64::from((self.base as u32).wrapping_sub(low_id));
-        Some((self.base.checked_sub(back)?, pos as usize))
+        let back = ((self.base as u32) << 8).wrapping_sub(id_tag & !0xff) >> 8;
+        Some((self.base.checked_sub(u64::from(back))?, pos as usize))
     }
 
     /// The latest readable image of this channel with the same size: a
