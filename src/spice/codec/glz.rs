@@ -32,8 +32,8 @@ use std::collections::VecDeque;
 use std::io::Write;
 
 use super::lz::{
-    hash_bits, keys, local_hash_bits, match_len, miss_step, put_length, put_literals, Unit,
-    LZ_MAGIC, LZ_VERSION,
+    common_prefix, hash_bits, keys, local_hash_bits, match_len, miss_step, put_length,
+    put_literals, Unit, LZ_MAGIC, LZ_VERSION,
 };
 use super::{parallel, pixel_bytes, Bitmap, BitmapFormat, CodecError};
 
@@ -393,12 +393,7 @@ impl EncodeView<'_> {
         {
             return None;
         }
-        let max = (keys.len() - i).min(img.keys.len() - pos);
-        let len = keys[i..i + max]
-            .iter()
-            .zip(&img.keys[pos..pos + max])
-            .take_while(|(a, b)| a == b)
-            .count();
+        let len = common_prefix(&keys[i..], &img.keys[pos..]);
         Some((
             len,
             Source::Earlier {
