@@ -1,18 +1,17 @@
-//! The display worker: one thread per [`Display`] that consumes its
-//! [`Subscription`] and folds the events into a small [`Feed`] the event
-//! loop picks up (damage as a bounded [`Region`], plus "head changed" and
-//! "cursor changed" flags), then wakes the loop.
+//! A [`Display`]'s events as the event loop sees them: the loop
+//! subscribes to each Display ([`DisplayFeed::new`]); the Display wakes the
+//! loop when the subscription's queue stops being empty, and the loop
+//! folds everything queued into a small [`FeedState`] (damage as a bounded
+//! [`Region`], plus "head changed" and "cursor changed" flags) for its
+//! channels.
 //!
 //! Nothing here waits on a client: the subscription is bounded by the
-//! Display (it turns into `Resync` when it overflows), and the feed is
+//! Display (it turns into `Resync` when it overflows), and the state is
 //! bounded by the region's rectangle limit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Arc;
 
-use devices::display::{DisplayEvent, Subscription};
+use devices::display::{Display, DisplayEvent, Subscription};
 
 use super::region::Region;
 
@@ -48,46 +47,36 @@ impl FeedState {
     }
 }
 
-/// Shared between a worker and the event loop.
-#[derive(Debug, Default)]
-pub struct Feed {
-    state: Mutex<FeedState>,
-}
-
-impl Feed {
-    /// Takes everything collected so far.
-    pub fn take(&self) -> FeedState {
-        std::mem::take(&mut *self.state.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// Starts the worker for one Display; it ends when `stop` is set.
-pub fn spawn(
-    index: usize,
+/// The event loop's subscription to one Display.
+pub struct DisplayFeed {
     subscription: Subscription,
-    feed: Arc<Feed>,
-    waker: Arc<mio::Waker>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("spice-display{index}"))
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let Some(first) = subscription.next(Duration::from_millis(100)) else {
-                    continue;
-                };
-                {
-                    let mut state = feed.state.lock().unwrap_or_else(|p| p.into_inner());
-                    state.apply(&first);
-                    while let Some(event) = subscription.try_next() {
-                        state.apply(&event);
-                    }
-                }
-                if let Err(e) = waker.wake() {
-                    tracing::warn!("spice: cannot wake the event loop: {e}");
-                }
+}
+
+impl DisplayFeed {
+    /// Subscribes to `display`; `waker` is woken whenever events arrive.
+    pub fn new(display: &Arc<Display>, waker: Arc<mio::Waker>) -> DisplayFeed {
+        let notify = Box::new(move || {
+            if let Err(e) = waker.wake() {
+                tracing::warn!("spice: cannot wake the event loop: {e}");
             }
-        })
+        });
+        DisplayFeed {
+            subscription: display.subscribe_notified(notify),
+        }
+    }
+
+    pub fn display(&self) -> &Arc<Display> {
+        self.subscription.display()
+    }
+
+    /// Everything that happened since the last call.
+    pub fn take(&self) -> FeedState {
+        let mut state = FeedState::default();
+        while let Some(event) = self.subscription.try_next() {
+            state.apply(&event);
+        }
+        state
+    }
 }
 
 #[cfg(test)]

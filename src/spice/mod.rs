@@ -5,10 +5,11 @@
 //! displays, and drive its keyboard and mouse.
 //!
 //! ```text
-//!  Display (devices)          display worker (1 thread / Display)      event loop (1 mio thread)
-//!  draw/resize/cursor  ──►  Subscription ─► Feed{Region,flags} ─wake─►  channels per connection:
-//!                                                                       main, display, cursor, inputs
-//!                                              InputSink (VMM)  ◄────── inputs channel
+//!  Display (devices)                                          event loop (1 mio thread)
+//!  draw/resize/cursor  ──►  Subscription ──wake (when it stops  ──►  DisplayFeed → FeedState{Region,flags}
+//!                                          being empty)              → channels per connection:
+//!                                                                    main, display, cursor, inputs
+//!                                             InputSink (VMM)  ◄──── inputs channel
 //! ```
 //!
 //! * Wire: [`wire`] (marshalling, framing), [`protocol`] (numbers),
@@ -18,7 +19,7 @@
 //!   [`inputs_channel`]; each is a sans-IO state machine with typed
 //!   messages (`encode()` for ours, `decode()` for the client's).
 //! * Runtime: [`server`] (event loop, sessions), [`connection`],
-//!   [`display_feed`] (workers), [`region`] (bounded damage).
+//!   [`display_feed`] (display events), [`region`] (bounded damage).
 //!
 //! Memory per client is bounded: damage is a region of at most 32
 //! rectangles read from the current picture when the socket has room, the
@@ -148,20 +149,12 @@ impl SpiceServer {
             status_changed: std::sync::Condvar::new(),
             compression: Mutex::new(config.compression),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        let mut displays = Vec::new();
-        for (index, display) in inputs.displays.iter().enumerate() {
-            let feed = Arc::new(display_feed::Feed::default());
-            threads.push(display_feed::spawn(
-                index,
-                display.subscribe(),
-                feed.clone(),
-                waker.clone(),
-                stop.clone(),
-            )?);
-            displays.push((display.clone(), feed));
-        }
+        let displays = inputs
+            .displays
+            .iter()
+            .map(|display| display_feed::DisplayFeed::new(display, waker.clone()))
+            .collect();
         let event_loop = server::EventLoop::new(server::LoopSetup {
             poll,
             waker: waker.clone(),
@@ -181,7 +174,6 @@ impl SpiceServer {
                 .name("spice".into())
                 .spawn(move || {
                     event_loop.run();
-                    stop.store(true, Ordering::Relaxed);
                     loop_shared.stop.store(true, Ordering::Relaxed);
                 })?,
         );

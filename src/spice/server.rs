@@ -1,7 +1,7 @@
 //! The event loop: one mio thread owns the listening sockets and every
 //! client connection (non-blocking; partial reads and writes resume), runs
-//! the link stage, dispatches messages to the channels, moves display
-//! events from the display workers to the channels, and writes output.
+//! the link stage, dispatches messages to the channels, hands them
+//! the displays' events, and writes output.
 //!
 //! Sessions: a main-channel link starts a session (random non-zero id);
 //! other channels must quote that id. A new main link ends the previous
@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use devices::display::Display;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -24,7 +23,7 @@ use super::config::MousePolicy;
 use super::connection::{Channel, Connection, State, Stream, MAX_CLIENT_MESSAGE};
 use super::cursor_channel::CursorChannel;
 use super::display_channel::{self, DisplayChannel, ImageSetup};
-use super::display_feed::{Feed, SHOWN_HEAD};
+use super::display_feed::{DisplayFeed, SHOWN_HEAD};
 use super::image_cache::SessionImages;
 use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
@@ -49,7 +48,7 @@ pub const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The event loop wakes at least this often (timeouts, stream ends).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// State the handle, the workers and the loop share.
+/// State the handle and the loop share.
 pub struct Shared {
     pub stop: AtomicBool,
     pub leds: Mutex<Option<KeyboardLeds>>,
@@ -112,7 +111,7 @@ pub struct LoopSetup {
     pub unix: Option<UnixListener>,
     pub key: TicketKey,
     pub ticket: TicketPolicy,
-    pub displays: Vec<(Arc<Display>, Arc<Feed>)>,
+    pub displays: Vec<DisplayFeed>,
     pub input: Arc<dyn InputSink>,
     pub client_mouse_allowed: bool,
     pub mouse: MousePolicy,
@@ -277,7 +276,7 @@ impl EventLoop {
         }
     }
 
-    /// Hands display events collected by the workers to the channels.
+    /// Hands the displays' events since the last turn to the channels.
     fn take_display_events(&mut self) {
         let leds = self
             .setup
@@ -299,7 +298,7 @@ impl EventLoop {
         if let Some(allowed) = client_mouse {
             self.setup.client_mouse_allowed = allowed;
         }
-        let feeds: Vec<_> = self.setup.displays.iter().map(|(_, f)| f.take()).collect();
+        let feeds: Vec<_> = self.setup.displays.iter().map(DisplayFeed::take).collect();
         for conn in self.connections.values_mut() {
             let State::Open {
                 channel, outbox, ..
@@ -544,7 +543,7 @@ impl EventLoop {
             channel::DISPLAY => Channel::Display(
                 index,
                 DisplayChannel::start(
-                    self.setup.displays[index].0.clone(),
+                    self.setup.displays[index].display().clone(),
                     SHOWN_HEAD,
                     &req.channel_caps,
                     ImageSetup {
@@ -563,7 +562,7 @@ impl EventLoop {
             ),
             channel::CURSOR => Channel::Cursor(
                 index,
-                CursorChannel::start(self.setup.displays[index].0.clone(), &mut outbox),
+                CursorChannel::start(self.setup.displays[index].display().clone(), &mut outbox),
             ),
             _ => {
                 let mut inputs =

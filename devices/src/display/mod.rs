@@ -6,7 +6,9 @@
 //! head and report damage; consumers subscribe and receive [`DisplayEvent`]s
 //! through a bounded queue. A consumer that falls behind gets one
 //! [`DisplayEvent::Resync`] instead of an ever-growing queue, and repaints
-//! from the current picture: producers never wait for consumers.
+//! from the current picture: producers never wait for consumers. A
+//! consumer may wait on its queue ([`Subscription::next`]) or be notified
+//! when it stops being empty ([`Display::subscribe_notified`]).
 
 mod geometry;
 pub mod render;
@@ -141,9 +143,14 @@ struct Queue {
     overflowed: bool,
 }
 
+/// Called (on the producer's thread) when a subscriber's queue stops
+/// being empty; it should only schedule the consumer, e.g. wake its loop.
+pub type Notify = Box<dyn Fn() + Send + Sync>;
+
 struct SubscriberShared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    notify: Option<Notify>,
 }
 
 /// A consumer's end: events in order, bounded.
@@ -203,9 +210,22 @@ impl Display {
     }
 
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        self.subscribe_with(None)
+    }
+
+    /// A subscription whose consumer is told through `notify` whenever its
+    /// queue stops being empty, instead of waiting on it: a consumer that
+    /// drains the queue ([`Subscription::try_next`] until `None`) on each
+    /// call misses no event.
+    pub fn subscribe_notified(self: &Arc<Self>, notify: Notify) -> Subscription {
+        self.subscribe_with(Some(notify))
+    }
+
+    fn subscribe_with(self: &Arc<Self>, notify: Option<Notify>) -> Subscription {
         let shared = Arc::new(SubscriberShared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            notify,
         });
         lock(&self.subscribers).push(Arc::downgrade(&shared));
         Subscription {
@@ -221,6 +241,7 @@ impl Display {
                 return false;
             };
             let mut q = lock(&s.queue);
+            let was_empty = q.events.is_empty() && !q.overflowed;
             if !q.overflowed {
                 // Damage inside damage already queued adds nothing.
                 let redundant = match (&event, q.events.back()) {
@@ -239,8 +260,14 @@ impl Display {
                     }
                 }
             }
+            let now_empty = q.events.is_empty() && !q.overflowed;
             drop(q);
             s.ready.notify_one();
+            if was_empty && !now_empty {
+                if let Some(notify) = &s.notify {
+                    notify();
+                }
+            }
             true
         });
     }
@@ -479,6 +506,31 @@ mod tests {
         display.draw(0, |_| Some(Rect::new(10, 10, 20, 20)));
         assert!(matches!(sub.try_next(), Some(DisplayEvent::Damage { .. })));
         assert_eq!(sub.try_next(), None);
+    }
+
+    #[test]
+    fn notified_subscriber_is_told_when_its_queue_stops_being_empty() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let display = Display::new();
+        let told = Arc::new(AtomicUsize::new(0));
+        let counter = told.clone();
+        let sub = display.subscribe_notified(Box::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        display.resize(0, 100, 100);
+        display.draw(0, |_| Some(Rect::new(0, 0, 1, 1)));
+        assert_eq!(told.load(Ordering::Relaxed), 1, "once until drained");
+        while sub.try_next().is_some() {}
+        display.draw(0, |_| Some(Rect::new(5, 5, 6, 6)));
+        assert_eq!(told.load(Ordering::Relaxed), 2, "again after draining");
+        while sub.try_next().is_some() {}
+        // An overflow is an event too (Resync), announced once.
+        for i in 0..2 * SUBSCRIBER_QUEUE_LIMIT {
+            let x = (i % 100) as i32;
+            display.draw(0, |_| Some(Rect::new(x, 1, x + 1, 2)));
+        }
+        assert_eq!(told.load(Ordering::Relaxed), 3);
+        assert_eq!(sub.try_next(), Some(DisplayEvent::Resync));
     }
 
     #[test]
