@@ -15,7 +15,7 @@ Workloads (guest side: tests/replay/guest/etc/replay/NAME.sh, run by the image's
                 packages converted here with ImageMagick into raw B,G,R,X files)
     video       60 frames of a 480x270 window where every pixel changes every frame
     modeswitch  a KMS client switches to 640x480 and back, then to 800x600 (the final mode)
-    mixed       console, slideshow and video in one boot (for benchmarks)
+    mixed       console, slideshow and a 10-second video (250 frames) in one boot (for benchmarks)
     codecs      text, a synthetic picture, a photo and icons, then scrolling (the end-to-end
                 codec test, tests/e2e/test_codecs.py, runs it in saffron guests)
 
