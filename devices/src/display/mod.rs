@@ -4,11 +4,12 @@
 //! A [`Display`] holds the current picture of each head (a 32-bit BGRX
 //! surface), the cursor, and a list of subscribers. Producers draw into a
 //! head and report damage; consumers subscribe and receive [`DisplayEvent`]s
-//! through a bounded queue. A consumer that falls behind gets one
-//! [`DisplayEvent::Resync`] instead of an ever-growing queue, and repaints
-//! from the current picture: producers never wait for consumers. A
-//! consumer may wait on its queue ([`Subscription::next`]) or be notified
-//! when it stops being empty ([`Display::subscribe_notified`]).
+//! through a bounded queue. When the queue is full, damage grows the
+//! damage queued last; any other event makes a consumer that fell this far
+//! behind get one [`DisplayEvent::Resync`] instead of an ever-growing
+//! queue, and repaint from the current picture: producers never wait for
+//! consumers. A consumer may wait on its queue ([`Subscription::next`]) or
+//! be notified when it stops being empty ([`Display::subscribe_notified`]).
 
 mod geometry;
 pub mod render;
@@ -28,7 +29,8 @@ use crate::bus::lock;
 pub const BYTES_PER_PIXEL: usize = 4;
 /// Largest head the display accepts (both dimensions).
 pub const MAX_DIMENSION: u32 = 16384;
-/// Events a subscriber may have queued before it is told to resync.
+/// Events a subscriber may have queued (beyond it damage merges, and
+/// anything else makes it resync).
 pub const SUBSCRIBER_QUEUE_LIMIT: usize = 1024;
 
 /// A picture: `height` rows of `width` BGRX pixels, `stride` bytes apart.
@@ -252,12 +254,19 @@ impl Display {
                     (DisplayEvent::Cursor, Some(DisplayEvent::Cursor)) => true,
                     _ => false,
                 };
-                if !redundant {
-                    if q.events.len() >= SUBSCRIBER_QUEUE_LIMIT {
-                        q.overflowed = true;
-                    } else {
-                        q.events.push_back(event.clone());
+                if !redundant && q.events.len() >= SUBSCRIBER_QUEUE_LIMIT {
+                    // Full: damage next to damage of the same head grows
+                    // it (the consumer repaints more, but needs no resync);
+                    // anything else overflows.
+                    match (&event, q.events.back_mut()) {
+                        (
+                            DisplayEvent::Damage { head, rect },
+                            Some(DisplayEvent::Damage { head: h, rect: r }),
+                        ) if head == h => *r = r.union(rect),
+                        _ => q.overflowed = true,
                     }
+                } else if !redundant {
+                    q.events.push_back(event.clone());
                 }
             }
             let now_empty = q.events.is_empty() && !q.overflowed;
@@ -491,9 +500,42 @@ mod tests {
         for i in 0..10 * SUBSCRIBER_QUEUE_LIMIT {
             let x = (i % 100) as i32;
             display.draw(0, |_| Some(Rect::new(x, 0, x + 1, 1)));
+            display.update_cursor(|c| c.x = x);
         }
         assert_eq!(sub.try_next(), Some(DisplayEvent::Resync));
         assert_eq!(sub.try_next(), None);
+    }
+
+    #[test]
+    fn damage_past_a_full_queue_grows_the_last_damage() {
+        let display = Display::new();
+        let sub = display.subscribe();
+        display.resize(0, 100, 100);
+        sub.try_next();
+        for i in 0..10 * SUBSCRIBER_QUEUE_LIMIT {
+            let (x, y) = ((i % 100) as i32, (i / 100 % 100) as i32);
+            display.draw(0, |_| Some(Rect::new(x, y, x + 1, y + 1)));
+        }
+        let mut events = Vec::new();
+        while let Some(event) = sub.try_next() {
+            events.push(event);
+        }
+        assert_eq!(events.len(), SUBSCRIBER_QUEUE_LIMIT, "bounded, no resync");
+        let mut covered = vec![false; 100 * 100];
+        for event in &events {
+            let DisplayEvent::Damage { head: 0, rect } = event else {
+                panic!("unexpected {event:?}");
+            };
+            for y in rect.top..rect.bottom {
+                for x in rect.left..rect.right {
+                    covered[(y * 100 + x) as usize] = true;
+                }
+            }
+        }
+        for i in 0..10 * SUBSCRIBER_QUEUE_LIMIT {
+            let (x, y) = (i % 100, i / 100 % 100);
+            assert!(covered[y * 100 + x], "damage at {x},{y} lost");
+        }
     }
 
     #[test]
@@ -528,6 +570,7 @@ mod tests {
         for i in 0..2 * SUBSCRIBER_QUEUE_LIMIT {
             let x = (i % 100) as i32;
             display.draw(0, |_| Some(Rect::new(x, 1, x + 1, 2)));
+            display.update_cursor(|c| c.x = x);
         }
         assert_eq!(told.load(Ordering::Relaxed), 3);
         assert_eq!(sub.try_next(), Some(DisplayEvent::Resync));
