@@ -222,6 +222,8 @@ class GlibClient:
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.primary: tuple[int, int, int] | None = None
+        # When the latest update to the primary surface arrived.
+        self.last_invalidate: float | None = None
         self.said: list[str] = []
 
     def __enter__(self) -> "GlibClient":
@@ -246,12 +248,17 @@ class GlibClient:
         assert not line.startswith("ERROR"), f"spice-glib client: {line}"
         if line.startswith("PRIMARY"):
             self.primary = tuple(map(int, line.split()[1:4]))
+            self.last_invalidate = None
+        elif line.startswith("INVALIDATE") and self.primary:
+            self.last_invalidate = at
         return at, line
 
-    def wait_still(self, settle: float = 1.5, timeout: float = 60) -> None:
-        """Waits until the client has a primary surface and no update came for `settle` s."""
+    def wait_still(self, settle: float = 1.5, timeout: float = 60, fresh: bool = True) -> None:
+        """Waits until the client has a primary surface and no update came for `settle` s:
+        after at least one new update (`fresh`), or counting from the latest update already
+        seen (not `fresh`: when the client may already hold the change awaited)."""
         deadline = time.monotonic() + timeout
-        last_update = None
+        last_update = None if fresh else self.last_invalidate
         while True:
             now = time.monotonic()
             if self.primary and last_update is not None and now - last_update >= settle:

@@ -74,8 +74,9 @@ def delta(before: dict, after: dict) -> dict:
 def still_picture(api: Api, client: GlibClient, tmp: str, name: str) -> tuple:
     """The watching client's picture and the screendump once the client has had no update for
     2 s, taken when two screendumps around the client's agree (the screen held still)."""
-    for _ in range(5):
-        client.wait_still(settle=2, timeout=120)
+    for attempt in range(5):
+        # A retry follows a change the client may already have received (while dumping).
+        client.wait_still(settle=2, timeout=120, fresh=attempt == 0)
         dump = screendump(api, tmp, f"{name}-dump")
         seen = client.dump(RESULTS_DIR / f"{name}-glib.bgrx")
         after = screendump(api, tmp, f"{name}-dump-after")
