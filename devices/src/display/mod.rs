@@ -195,6 +195,19 @@ impl Subscription {
     }
 }
 
+/// Whether `event` says nothing that `last`, the event queued before it,
+/// does not already say: damage inside that damage, or a second cursor
+/// change.
+fn adds_nothing(event: &DisplayEvent, last: Option<&DisplayEvent>) -> bool {
+    match (event, last) {
+        (DisplayEvent::Damage { head, rect }, Some(DisplayEvent::Damage { head: h, rect: r })) => {
+            head == h && r.contains(rect)
+        }
+        (DisplayEvent::Cursor, Some(DisplayEvent::Cursor)) => true,
+        _ => false,
+    }
+}
+
 /// Heads, cursor and subscribers of one display device.
 pub struct Display {
     heads: RwLock<Vec<Option<Surface>>>,
@@ -244,17 +257,10 @@ impl Display {
             };
             let mut q = lock(&s.queue);
             let was_empty = q.events.is_empty() && !q.overflowed;
-            if !q.overflowed {
-                // Damage inside damage already queued adds nothing.
-                let redundant = match (&event, q.events.back()) {
-                    (
-                        DisplayEvent::Damage { head, rect },
-                        Some(DisplayEvent::Damage { head: h, rect: r }),
-                    ) => head == h && r.contains(rect),
-                    (DisplayEvent::Cursor, Some(DisplayEvent::Cursor)) => true,
-                    _ => false,
-                };
-                if !redundant && q.events.len() >= SUBSCRIBER_QUEUE_LIMIT {
+            if !q.overflowed && !adds_nothing(&event, q.events.back()) {
+                if q.events.len() < SUBSCRIBER_QUEUE_LIMIT {
+                    q.events.push_back(event.clone());
+                } else {
                     // Full: damage next to damage of the same head grows
                     // it (the consumer repaints more, but needs no resync);
                     // anything else overflows.
@@ -265,8 +271,6 @@ impl Display {
                         ) if head == h => *r = r.union(rect),
                         _ => q.overflowed = true,
                     }
-                } else if !redundant {
-                    q.events.push_back(event.clone());
                 }
             }
             let now_empty = q.events.is_empty() && !q.overflowed;
