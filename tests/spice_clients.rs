@@ -10,7 +10,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use devices::display::Rect;
+use std::sync::Arc;
+
+use devices::display::{CursorShape, Rect};
 use support::*;
 
 const SPICY: &str = "/usr/bin/spicy-screenshot";
@@ -367,4 +369,118 @@ fn a_second_client_replaces_the_first() {
     RawClient::open(t.port, new_session, 2, "");
     let log = t.input.0.lock().unwrap().clone();
     assert_eq!(log, vec!["key [1e]", "key [9e]"]);
+}
+
+#[test]
+fn spice_glib_gets_repeated_cursor_shapes_from_its_cache() {
+    if !have("/usr/bin/python3") || !have(SPICY) {
+        return;
+    }
+    let t = start_server(640, 480, "");
+    // Two 32×32 shapes of one colour each (B, G, R, A bytes); the client
+    // prints the centre pixel as 0xAARRGGBB.
+    let shape = |bgra: [u8; 4]| {
+        Arc::new(CursorShape {
+            width: 32,
+            height: 32,
+            hot_x: 1,
+            hot_y: 1,
+            argb: bgra.repeat(32 * 32),
+        })
+    };
+    let (arrow, beam) = (
+        shape([0x10, 0x20, 0x30, 0xff]),
+        shape([0x60, 0x50, 0x40, 0xff]),
+    );
+    let show = |s: &Arc<CursorShape>| {
+        // A copy, as a guest sends it again: equal content, new allocation.
+        let copy = Arc::new(CursorShape::clone(s));
+        t.display.update_cursor(|c| {
+            c.shape = Some(copy);
+            c.visible = true;
+        });
+    };
+    show(&arrow);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/spice_cursor.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .args([script, "127.0.0.1", &t.port.to_string(), "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_shape = || -> String {
+        loop {
+            let line = lines.next().expect("client output").unwrap();
+            assert!(!line.starts_with("ERROR"), "{line}");
+            if let Some(rest) = line.strip_prefix("CURSOR-SET ") {
+                return rest.to_string();
+            }
+        }
+    };
+    let (arrow_seen, beam_seen) = (
+        "32 32 1 1 0xff302010 0xff302010",
+        "32 32 1 1 0xff405060 0xff405060",
+    );
+    assert_eq!(next_shape(), arrow_seen);
+    for _ in 0..3 {
+        show(&beam);
+        assert_eq!(next_shape(), beam_seen);
+        show(&arrow);
+        assert_eq!(next_shape(), arrow_seen);
+    }
+    // Each shape went whole once, then as an id of the client's cache
+    // (the counts are published after the loop's pass that sent them).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let sent = t.server.control().sent();
+        if (sent.cursor_shapes, sent.cursor_shapes_from_cache) == (7, 5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sent:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_client_like_spice_html5_gets_whole_cursor_shapes() {
+    // spice-html5 has no cursor cache; its main channel advertises no
+    // NAME_AND_UUID, as this raw client's does not.
+    let t = start_server(64, 64, "");
+    let shape = |v: u8| {
+        Arc::new(CursorShape {
+            width: 4,
+            height: 4,
+            hot_x: 0,
+            hot_y: 0,
+            argb: vec![v; 64],
+        })
+    };
+    let show = |v: u8| {
+        t.display.update_cursor(|c| {
+            c.shape = Some(shape(v));
+            c.visible = true;
+        })
+    };
+    show(1);
+    let (_main, session) = RawClient::main_session(t.port, "");
+    let mut cursor = RawClient::open(t.port, session, 4, "");
+    let mut next = |wanted: u16| loop {
+        let (msg_type, body) = cursor.receive().unwrap();
+        if msg_type == wanted {
+            return body;
+        }
+    };
+    let init = next(101);
+    // INIT: position, trail (9 bytes), then flags 0 (not cached), id 0,
+    // the ALPHA header and all 64 bytes of pixels.
+    assert_eq!(init[9..19], [0; 10]);
+    assert_eq!(init[28..], [1; 64]);
+    for v in [2, 1, 2] {
+        show(v);
+        let set = next(103);
+        assert_eq!(set[5..15], [0; 10]);
+        assert_eq!(set[24..], [v; 64]);
+    }
 }

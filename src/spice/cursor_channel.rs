@@ -5,53 +5,129 @@
 //! shape, or shown again), `MOVE` (position only) or `HIDE`. Only the
 //! latest state matters, so changes are coalesced, never queued. Shapes
 //! go out as ALPHA cursors (32-bit ARGB), the type every client supports.
+//!
+//! Shapes are cached on clients that keep a cursor cache: the first time
+//! with `CACHE_ME`, after that `FROM_CACHE` with no pixels (a desktop
+//! switches between a handful of shapes all the time). A shape's id is a
+//! keyed hash of the shape itself, as guests give none (Linux's qxl driver
+//! sends `unique` 0, so spice-server never caches its cursors). The server
+//! mirrors the client's cache ([`CursorCache`], 256 shapes, least recently
+//! used evicted with `INVAL_ONE`).
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use devices::display::{CursorShape, CursorState, Display};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
+use super::image_cache::CursorCache;
 use super::protocol::cursor_msg;
 use super::wire::Writer;
 
 /// Largest cursor we forward (clients handle bigger, guests never need it).
 pub const MAX_CURSOR_SIDE: u16 = 512;
 const CURSOR_FLAG_NONE: u16 = 1;
+const CURSOR_FLAG_CACHE_ME: u16 = 2;
+const CURSOR_FLAG_FROM_CACHE: u16 = 4;
 const CURSOR_TYPE_ALPHA: u8 = 0;
 
-/// The `Cursor` structure: flags, then header and ARGB data unless NONE.
+/// How a shape travels: whole, whole and kept by the client, or by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    Uncached,
+    CacheMe,
+    FromCache,
+}
+
+/// The `Cursor` structure: flags, then header and ARGB data unless NONE
+/// (no data either when it comes from the client's cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CursorImage(pub Option<Arc<CursorShape>>);
+pub struct CursorImage {
+    pub shape: Option<Arc<CursorShape>>,
+    pub id: u64,
+    pub caching: Caching,
+}
 
 impl CursorImage {
     /// The shape if it is well-formed and small enough to send.
-    fn from_state(state: &CursorState) -> CursorImage {
-        CursorImage(state.shape.clone().filter(|s| {
+    fn sendable(state: &CursorState) -> Option<Arc<CursorShape>> {
+        state.shape.clone().filter(|s| {
             s.width > 0
                 && s.height > 0
                 && s.width <= MAX_CURSOR_SIDE
                 && s.height <= MAX_CURSOR_SIDE
                 && s.argb.len() == usize::from(s.width) * usize::from(s.height) * 4
-        }))
+        })
     }
 
     fn encode(&self, w: &mut Writer) {
-        match &self.0 {
+        match &self.shape {
             None => {
                 w.u16(CURSOR_FLAG_NONE);
             }
             Some(shape) => {
-                w.u16(0)
-                    .u64(0) // unique: not cached
+                let flags = match self.caching {
+                    Caching::Uncached => 0,
+                    Caching::CacheMe => CURSOR_FLAG_CACHE_ME,
+                    Caching::FromCache => CURSOR_FLAG_FROM_CACHE,
+                };
+                w.u16(flags)
+                    .u64(self.id)
                     .u8(CURSOR_TYPE_ALPHA)
                     .u16(shape.width)
                     .u16(shape.height)
                     .u16(shape.hot_x.min(shape.width - 1))
-                    .u16(shape.hot_y.min(shape.height - 1))
-                    .bytes(&shape.argb);
+                    .u16(shape.hot_y.min(shape.height - 1));
+                if self.caching != Caching::FromCache {
+                    w.bytes(&shape.argb);
+                }
             }
         }
     }
+}
+
+/// The server's mirror of a client's cursor cache, and the key of the
+/// shape ids (random per connection, so no guest can aim two different
+/// shapes at one id; an accidental clash among 256 cached 64-bit ids is
+/// about 2^-49 likely).
+struct ShapeCache {
+    held: CursorCache,
+    ids: RandomState,
+}
+
+impl ShapeCache {
+    /// How to send `shape`, and the ids the client must drop first.
+    fn place(&mut self, shape: &CursorShape) -> (u64, Caching, Vec<u64>) {
+        let id = self.ids.hash_one(shape);
+        if self.held.0.touch(id).is_some() {
+            return (id, Caching::FromCache, Vec::new());
+        }
+        match self.held.0.insert(id, 1, false) {
+            Some(evicted) => (id, Caching::CacheMe, evicted),
+            None => (id, Caching::Uncached, Vec::new()),
+        }
+    }
+}
+
+/// `CURSOR_INVAL_ONE`: a shape the client must drop from its cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorInvalOne {
+    pub id: u64,
+}
+
+impl Encode for CursorInvalOne {
+    const TYPE: u16 = cursor_msg::INVAL_ONE;
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.id);
+    }
+}
+
+/// Shapes a cursor channel sent, and how many of them as cache ids.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CursorStats {
+    pub shapes: u64,
+    pub from_cache: u64,
 }
 
 fn clamp16(v: i32) -> i16 {
@@ -126,25 +202,70 @@ pub struct CursorChannel {
     /// What the client was last told.
     sent: CursorState,
     dirty: bool,
+    /// None for a client without a cursor cache.
+    cache: Option<ShapeCache>,
+    stats: CursorStats,
 }
 
 impl CursorChannel {
-    /// Queues `SET_ACK` and `CURSOR_INIT`.
-    pub fn start(display: Arc<Display>, out: &mut Outbox) -> CursorChannel {
+    /// Queues `SET_ACK` and `CURSOR_INIT` (which empties the client's
+    /// cursor cache). `client_caches` says whether the client keeps one.
+    pub fn start(display: Arc<Display>, client_caches: bool, out: &mut Outbox) -> CursorChannel {
         let ack = AckWindow::start(out);
         let state = display.cursor();
+        let mut channel = CursorChannel {
+            display,
+            ack,
+            sent: state.clone(),
+            dirty: false,
+            cache: client_caches.then(|| ShapeCache {
+                held: CursorCache::default(),
+                ids: RandomState::new(),
+            }),
+            stats: CursorStats::default(),
+        };
+        let cursor = channel.image(&state, out);
         out.push(&CursorInit {
             x: clamp16(state.x),
             y: clamp16(state.y),
             visible: state.visible,
-            cursor: CursorImage::from_state(&state),
+            cursor,
         });
-        CursorChannel {
-            display,
-            ack,
-            sent: state,
-            dirty: false,
+        channel
+    }
+
+    /// The cursor of `state` as the client will get it next; queues the
+    /// cache evictions that must reach the client before it.
+    fn image(&mut self, state: &CursorState, out: &mut Outbox) -> CursorImage {
+        let Some(shape) = CursorImage::sendable(state) else {
+            return CursorImage {
+                shape: None,
+                id: 0,
+                caching: Caching::Uncached,
+            };
+        };
+        let (id, caching) = match &mut self.cache {
+            Some(cache) => {
+                let (id, caching, evicted) = cache.place(&shape);
+                for id in evicted {
+                    out.push(&CursorInvalOne { id });
+                }
+                (id, caching)
+            }
+            None => (0, Caching::Uncached),
+        };
+        self.stats.shapes += 1;
+        self.stats.from_cache += u64::from(caching == Caching::FromCache);
+        CursorImage {
+            shape: Some(shape),
+            id,
+            caching,
         }
+    }
+
+    /// Shapes sent so far.
+    pub fn stats(&self) -> CursorStats {
+        self.stats
     }
 
     /// Only base messages exist client → server on this channel.
@@ -181,11 +302,12 @@ impl CursorChannel {
         };
         let (x, y) = (clamp16(now.x), clamp16(now.y));
         if shape_changed || (now.visible && !self.sent.visible) {
+            let cursor = self.image(&now, out);
             out.push(&CursorSet {
                 x,
                 y,
                 visible: now.visible,
-                cursor: CursorImage::from_state(&now),
+                cursor,
             });
         } else if !now.visible && self.sent.visible {
             out.push(&CursorHide);
@@ -227,7 +349,7 @@ mod tests {
     fn init_without_shape_is_eleven_bytes() {
         let display = Display::new();
         let mut out = Outbox::new(HeaderMode::Mini);
-        CursorChannel::start(display, &mut out);
+        CursorChannel::start(display, false, &mut out);
         let msgs = sent(&mut out);
         assert_eq!(msgs[0].0, 3);
         assert_eq!(msgs[1], (101, vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]));
@@ -243,7 +365,7 @@ mod tests {
             c.visible = true;
         });
         let mut out = Outbox::new(HeaderMode::Mini);
-        let mut channel = CursorChannel::start(display.clone(), &mut out);
+        let mut channel = CursorChannel::start(display.clone(), false, &mut out);
         let init = &sent(&mut out)[1];
         let expected_cursor = [
             &[0, 0][..],
@@ -296,5 +418,115 @@ mod tests {
         );
         assert!(channel.handle(101, &[]).is_err());
         channel.handle(1, &[1, 0, 0, 0]).unwrap();
+    }
+
+    fn shape(seed: u8) -> Arc<CursorShape> {
+        Arc::new(CursorShape {
+            width: 2,
+            height: 2,
+            hot_x: 0,
+            hot_y: 0,
+            argb: vec![seed; 16],
+        })
+    }
+
+    /// Flags, id and the bytes after the header of a SET's cursor.
+    fn set_cursor(body: &[u8]) -> (u16, u64, &[u8]) {
+        let flags = u16::from_le_bytes([body[5], body[6]]);
+        let id = u64::from_le_bytes(body[7..15].try_into().unwrap());
+        (flags, id, &body[24..])
+    }
+
+    fn show(display: &Display, channel: &mut CursorChannel, out: &mut Outbox, s: Arc<CursorShape>) {
+        display.update_cursor(|c| {
+            c.shape = Some(s);
+            c.visible = true;
+        });
+        channel.cursor_changed();
+        channel.pump(out);
+        // The client acknowledges every message (one ACK per window).
+        channel.handle(1, &[1, 0, 0, 0]).unwrap();
+        channel.handle(2, &[]).unwrap();
+    }
+
+    #[test]
+    fn shapes_are_sent_once_then_from_the_client_cache() {
+        let display = Display::new();
+        display.update_cursor(|c| {
+            c.shape = Some(shape(1));
+            c.visible = true;
+        });
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = CursorChannel::start(display.clone(), true, &mut out);
+        let init = sent(&mut out).remove(1);
+        assert_eq!(init.0, cursor_msg::INIT);
+        let flags = u16::from_le_bytes([init.1[9], init.1[10]]);
+        let first_id = u64::from_le_bytes(init.1[11..19].try_into().unwrap());
+        assert_eq!(flags, CURSOR_FLAG_CACHE_ME);
+        assert_eq!(init.1[28..], [1; 16]);
+
+        // Another shape (an equal copy of it is the same shape): cached too.
+        show(&display, &mut channel, &mut out, shape(2));
+        let msgs = sent(&mut out);
+        let (flags, second_id, data) = set_cursor(&msgs[0].1);
+        assert_eq!(
+            (msgs.len(), flags, data),
+            (1, CURSOR_FLAG_CACHE_ME, &[2; 16][..])
+        );
+        assert_ne!(second_id, first_id);
+        show(&display, &mut channel, &mut out, shape(2));
+        assert!(sent(&mut out).is_empty(), "an equal shape is no change");
+
+        // Back to the first: by id, no pixels.
+        show(&display, &mut channel, &mut out, shape(1));
+        let msgs = sent(&mut out);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            set_cursor(&msgs[0].1),
+            (CURSOR_FLAG_FROM_CACHE, first_id, &[][..])
+        );
+        assert_eq!(
+            channel.stats(),
+            CursorStats {
+                shapes: 3,
+                from_cache: 1
+            }
+        );
+
+        // The cache holds 256 shapes: 254 more fill it, and the next one
+        // pushes out the least recently used (shape 2), which the client
+        // is told to drop first.
+        let other = |n: u16| {
+            Arc::new(CursorShape {
+                width: 3,
+                height: 1,
+                hot_x: 0,
+                hot_y: 0,
+                argb: [n.to_le_bytes(); 6].concat(),
+            })
+        };
+        for n in 0..254 {
+            show(&display, &mut channel, &mut out, other(n));
+        }
+        assert!(sent(&mut out).iter().all(|m| m.0 == cursor_msg::SET));
+        let extra = other(254);
+        show(&display, &mut channel, &mut out, extra);
+        let msgs = sent(&mut out);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(
+            msgs[0],
+            (cursor_msg::INVAL_ONE, second_id.to_le_bytes().to_vec())
+        );
+        assert_eq!(set_cursor(&msgs[1].1).0, CURSOR_FLAG_CACHE_ME);
+        show(&display, &mut channel, &mut out, shape(2));
+        let msgs = sent(&mut out);
+        assert_eq!(
+            msgs[0],
+            (cursor_msg::INVAL_ONE, first_id.to_le_bytes().to_vec())
+        );
+        assert_eq!(
+            set_cursor(&msgs[1].1),
+            (CURSOR_FLAG_CACHE_ME, second_id, &[2; 16][..])
+        );
     }
 }

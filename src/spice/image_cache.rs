@@ -6,9 +6,11 @@
 //!   here too); least recently used entries are evicted, and each eviction
 //!   must reach the client as `INVAL_LIST` ([`InvalList`]) before the id is
 //!   used again.
-//! * [`PaletteCache`], [`CursorCache`]: the same by item count (128 palettes
-//!   and 256 cursor shapes, spice-server's sizes; evictions are
-//!   `INVAL_PALETTE` / cursor `INVAL_ONE`).
+//! * [`CursorCache`]: the same by item count (256 cursor shapes,
+//!   spice-server's size; evictions are the cursor channel's `INVAL_ONE`).
+//!   There is no palette cache: the display channel sends pieces of the
+//!   rendered 32-bit surface, never palette bitmaps, so no palette ever
+//!   reaches the client.
 //! * [`SessionImages`]: what a client session shares between its display
 //!   channels (spice-gtk keeps one image cache and one GLZ window per
 //!   session): GLZ windows and pixmap caches by the ids in DISPLAY_INIT.
@@ -33,8 +35,6 @@ pub const MAX_PIXMAP_CACHE_PIXELS: u64 = 1 << 28;
 /// Most entries we track for one cache (bounds our memory whatever the
 /// client says).
 pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
-/// spice-server's palette cache size (entries).
-pub const PALETTE_CACHE_ENTRIES: u64 = 128;
 /// spice-server's cursor cache size (entries).
 pub const CURSOR_CACHE_ENTRIES: u64 = 256;
 
@@ -150,15 +150,6 @@ pub fn pixmap_cache(client_pixels: i64) -> PixmapCache {
     )
 }
 
-/// A client's palette cache (entries of size 1).
-pub struct PaletteCache(pub Lru);
-
-impl Default for PaletteCache {
-    fn default() -> Self {
-        PaletteCache(Lru::new(PALETTE_CACHE_ENTRIES))
-    }
-}
-
 /// A client's cursor shape cache (entries of size 1).
 pub struct CursorCache(pub Lru);
 
@@ -200,19 +191,6 @@ impl Encode for InvalAllPixmaps {
     const TYPE: u16 = display_msg::INVAL_ALL_PIXMAPS;
     fn encode(&self, w: &mut Writer) {
         w.u8(0);
-    }
-}
-
-/// `INVAL_PALETTE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalPalette {
-    pub id: u64,
-}
-
-impl Encode for InvalPalette {
-    const TYPE: u16 = display_msg::INVAL_PALETTE;
-    fn encode(&self, w: &mut Writer) {
-        w.u64(self.id);
     }
 }
 
@@ -403,7 +381,6 @@ mod tests {
             [2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]
         );
         assert_eq!(InvalAllPixmaps.body(), [0]);
-        assert_eq!(InvalPalette { id: 1 }.body(), [1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

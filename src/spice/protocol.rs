@@ -96,7 +96,6 @@ pub mod display_msg {
     pub const RESET: u16 = 103;
     pub const INVAL_LIST: u16 = 105;
     pub const INVAL_ALL_PIXMAPS: u16 = 106;
-    pub const INVAL_PALETTE: u16 = 107;
     pub const INVAL_ALL_PALETTES: u16 = 108;
     pub const STREAM_CREATE: u16 = 122;
     pub const STREAM_DATA: u16 = 123;
@@ -121,6 +120,7 @@ pub mod cursor_msg {
     pub const SET: u16 = 103;
     pub const MOVE: u16 = 104;
     pub const HIDE: u16 = 105;
+    pub const INVAL_ONE: u16 = 107;
 }
 
 pub mod inputs_msg {

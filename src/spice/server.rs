@@ -28,7 +28,7 @@ use super::image_cache::SessionImages;
 use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
 use super::main_channel::{MainChannel, MainSetup};
-use super::protocol::{channel, common_cap, inputs_cap, mouse_mode, LinkError};
+use super::protocol::{channel, common_cap, inputs_cap, main_cap, mouse_mode, LinkError};
 use super::ticket::{TicketKey, TicketPolicy};
 use super::video_stream::MmClock;
 use super::wire::{next_frame, Caps, HeaderMode};
@@ -61,7 +61,7 @@ pub struct Shared {
     pub compression: Mutex<CompressionOptions>,
 }
 
-/// What the display channels sent since the server started.
+/// What the display and cursor channels sent since the server started.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SentTotals {
     /// Images and their bytes per encoding, in the order of
@@ -72,6 +72,10 @@ pub struct SentTotals {
     pub streams: u64,
     pub stream_frames: u64,
     pub stream_bytes: u64,
+    /// Cursor shapes sent, and how many of them as ids of the client's
+    /// cursor cache.
+    pub cursor_shapes: u64,
+    pub cursor_shapes_from_cache: u64,
 }
 
 impl SentTotals {
@@ -85,6 +89,12 @@ impl SentTotals {
         self.streams += streams.started;
         self.stream_frames += streams.frames;
         self.stream_bytes += streams.bytes;
+    }
+
+    fn add_cursor(&mut self, cursor: &CursorChannel) {
+        let stats = cursor.stats();
+        self.cursor_shapes += stats.shapes;
+        self.cursor_shapes_from_cache += stats.from_cache;
     }
 }
 
@@ -125,6 +135,8 @@ pub struct EventLoop {
     session: Option<u32>,
     /// The current session's caches and GLZ windows.
     session_images: Arc<SessionImages>,
+    /// Whether the current session's client keeps a cursor cache.
+    session_caches_cursors: bool,
     guest_leds: KeyboardLeds,
     /// The session's mouse mode, as its inputs channel and the sink know it.
     mouse_mode: u16,
@@ -161,6 +173,7 @@ impl EventLoop {
             next_token: FIRST_CONNECTION,
             session: None,
             session_images: Arc::new(SessionImages::default()),
+            session_caches_cursors: false,
             guest_leds: KeyboardLeds::default(),
             mouse_mode: mouse_mode::SERVER,
             epoch: Instant::now(),
@@ -483,6 +496,7 @@ impl EventLoop {
             self.session = Some(id);
             // A new client session: its caches and GLZ window start empty.
             self.session_images = Arc::new(SessionImages::default());
+            self.session_caches_cursors = client_caches_cursors(&req);
             id
         } else {
             match self.session {
@@ -562,7 +576,11 @@ impl EventLoop {
             ),
             channel::CURSOR => Channel::Cursor(
                 index,
-                CursorChannel::start(self.setup.displays[index].display().clone(), &mut outbox),
+                CursorChannel::start(
+                    self.setup.displays[index].display().clone(),
+                    self.session_caches_cursors,
+                    &mut outbox,
+                ),
             ),
             _ => {
                 let mut inputs =
@@ -766,6 +784,7 @@ impl EventLoop {
                 match channel {
                     Channel::Inputs(inputs) => inputs.release_all(),
                     Channel::Display(_, display) => self.closed_sent.add(display),
+                    Channel::Cursor(_, cursor) => self.closed_sent.add_cursor(cursor),
                     Channel::Main(_) if self.session == Some(*session) => {
                         self.session = None;
                         let s = *session;
@@ -785,14 +804,20 @@ impl EventLoop {
     fn publish_status(&self) {
         let (mut clients, mut busy, mut sent) = (0, false, self.closed_sent);
         for conn in self.connections.values() {
-            if let State::Open {
-                channel: Channel::Display(_, d),
-                ..
-            } = &conn.state
-            {
-                clients += 1;
-                busy |= d.has_work() || conn.has_output();
-                sent.add(d);
+            match &conn.state {
+                State::Open {
+                    channel: Channel::Display(_, d),
+                    ..
+                } => {
+                    clients += 1;
+                    busy |= d.has_work() || conn.has_output();
+                    sent.add(d);
+                }
+                State::Open {
+                    channel: Channel::Cursor(_, c),
+                    ..
+                } => sent.add_cursor(c),
+                _ => {}
             }
         }
         let mut status = self
@@ -808,6 +833,17 @@ impl EventLoop {
         drop(status);
         self.setup.shared.status_changed.notify_all();
     }
+}
+
+/// Whether the client of this main channel link keeps a cursor cache.
+/// No capability says so. spice-html5 has none (it ignores the cursor
+/// flags: a shape sent as a cache id would come out empty), and it is
+/// also the one client whose main channel does not advertise
+/// `NAME_AND_UUID`; spice-gtk (remote-viewer, spicy, spice-glib) does, and
+/// caches cursors. A client we cannot tell gets whole shapes, which
+/// every client shows.
+fn client_caches_cursors(main_link: &LinkRequest) -> bool {
+    main_link.channel_caps.has(main_cap::NAME_AND_UUID)
 }
 
 /// Our channel caps for a requested channel; `None` if it does not exist.

@@ -54,7 +54,8 @@ pub struct VmControl {
 }
 
 /// The SPICE server's part of `status`: its compression options and what
-/// its display channels sent (images and bytes per encoding, streams).
+/// its channels sent (images and bytes per encoding, streams, cursor
+/// shapes).
 fn spice_status(spice: &SpiceControl) -> Value {
     let sent = spice.sent();
     let per_method = |counts: &[u64; 6]| -> serde_json::Map<String, Value> {
@@ -72,6 +73,8 @@ fn spice_status(spice: &SpiceControl) -> Value {
             "streams": sent.streams,
             "stream_frames": sent.stream_frames,
             "stream_bytes": sent.stream_bytes,
+            "cursor_shapes": sent.cursor_shapes,
+            "cursor_shapes_from_cache": sent.cursor_shapes_from_cache,
         },
     })
 }

@@ -106,7 +106,7 @@ impl Surface {
 }
 
 /// A cursor image: ARGB (B, G, R, A bytes), `width`×`height`, hot spot inside it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CursorShape {
     pub width: u16,
     pub height: u16,
