@@ -484,3 +484,61 @@ fn a_client_like_spice_html5_gets_whole_cursor_shapes() {
         assert_eq!(set[24..], [v; 64]);
     }
 }
+
+#[test]
+fn pictures_that_come_back_are_drawn_from_the_client_cache_exactly() {
+    if !have("/usr/bin/python3") || !have(SPICY) {
+        return;
+    }
+    let t = start_server(640, 480, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .args([script, "127.0.0.1", &t.port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |prefix: &str| -> String {
+        loop {
+            let line = lines.next().expect("client output").unwrap();
+            assert!(!line.starts_with("ERROR"), "{line}");
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    };
+    wait_for("MARK");
+    let dump = temp_path("cache-dump.raw");
+    // Two pictures, each shown twice: the second time from the cache.
+    for seed in [1, 2, 1, 2] {
+        paint(&t.display, seed);
+        let want = t.display.head(0).unwrap().pixels.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            writeln!(stdin, "DUMP {}", dump.display()).unwrap();
+            wait_for("DUMPED");
+            let got = std::fs::read(&dump).unwrap();
+            let same = got.len() == want.len()
+                && got
+                    .chunks_exact(4)
+                    .zip(want.chunks_exact(4))
+                    .all(|(a, b)| a[..3] == b[..3]);
+            if same {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "seed {seed}: the client's picture differs"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let sent = t.server.control().sent();
+    assert!(sent.images_from_cache >= 2, "{sent:?}");
+    writeln!(stdin, "QUIT").unwrap();
+    drop(stdin);
+    let _ = wait_with_timeout(child, Duration::from_secs(10));
+    let _ = std::fs::remove_file(dump);
+}

@@ -69,7 +69,7 @@ impl Write for Stream {
 /// An open channel of a session.
 pub enum Channel {
     Main(MainChannel),
-    Display(usize, DisplayChannel),
+    Display(usize, Box<DisplayChannel>),
     Cursor(usize, CursorChannel),
     Inputs(InputsChannel),
 }

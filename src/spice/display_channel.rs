@@ -17,10 +17,11 @@
 //! raw, per the `--spice` options and the client's PREFERRED_COMPRESSION.
 //! Updates are taken from the region a few rectangles at a time and
 //! compressed together, on several cores when large. The first full
-//! picture after a (re)sync is always lossless. Translating QXL drawables
-//! into SPICE draw operations would add messages next to [`DrawCopy`] and
-//! a second source of work next to the damage region; guest-cacheable
-//! images go through [`crate::spice::image_cache::CachedImages`].
+//! picture after a (re)sync is always lossless. A picture the client's
+//! pixmap cache holds (the same pixels, sent before) goes as its id
+//! ([`crate::spice::image_cache::CachedImages`]). Translating QXL
+//! drawables into SPICE draw operations would add messages next to
+//! [`DrawCopy`] and a second source of work next to the damage region.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ use devices::display::{Display, Rect, Surface};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
 use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request};
-use super::image_cache::{PixmapCache, SessionImages};
+use super::image_cache::{CacheStep, CachedImages, InvalList, SessionImages, MIN_CACHED_PIXELS};
 use super::protocol::{display_cap, display_msg};
 use super::region::Region;
 use super::video_stream::{MmClock, StreamReport, VideoStreams};
@@ -312,7 +313,13 @@ pub struct DisplayChannel {
     pacer: UpdatePacer,
     compressor: Box<Compressor>,
     session: Arc<SessionImages>,
-    pixmap_cache: Option<Arc<std::sync::Mutex<PixmapCache>>>,
+    /// This connection's number in the session (GLZ, pixmap cache).
+    owner: u32,
+    /// The client's pixmap cache, once DISPLAY_INIT named it (and no other
+    /// display connection of the session uses it).
+    cached: Option<CachedImages>,
+    /// Draws sent as ids of the client's pixmap cache.
+    from_cache: u64,
     next_image_id: u64,
     streams: Box<VideoStreams>,
     clock: MmClock,
@@ -351,8 +358,10 @@ impl DisplayChannel {
             pending: Region::new(),
             pacer: UpdatePacer::default(),
             compressor: Box::new(Compressor::new(setup.compression, traits)),
+            owner: setup.session.new_owner(),
             session: setup.session,
-            pixmap_cache: None,
+            cached: None,
+            from_cache: 0,
             next_image_id: 1,
             streams,
             clock: setup.clock,
@@ -388,11 +397,11 @@ impl DisplayChannel {
                             "display channel: GLZ window {glz_window_size} px is too small; no GLZ"
                         );
                     }
-                    self.compressor.set_glz(glz, self.session.new_owner());
-                    self.pixmap_cache = Some(
-                        self.session
-                            .pixmap_cache(pixmap_cache_id, pixmap_cache_size),
-                    );
+                    self.compressor.set_glz(glz, self.owner);
+                    self.cached = self
+                        .session
+                        .claim_pixmap_cache(pixmap_cache_id, pixmap_cache_size, self.owner)
+                        .map(CachedImages::new);
                 }
             }
             DisplayMessage::PreferredCompression(c) => {
@@ -523,18 +532,83 @@ impl DisplayChannel {
             if rects.is_empty() {
                 break;
             }
-            let requests = rects
-                .iter()
-                .map(|&rect| self.request(&head, rect, true))
+            let draws = rects
+                .into_iter()
+                .map(|rect| (rect, self.request(&head, rect, true)))
                 .collect();
             drop(head);
-            for (rect, image) in rects.into_iter().zip(self.compressor.compress(requests)) {
-                out.push(&DrawCopy {
-                    surface_id: 0,
-                    dest: rect,
-                    image,
-                });
-            }
+            self.send_draws(draws, out);
+        }
+    }
+
+    /// Queues a `DRAW_COPY` of each request's picture to its rect: as an
+    /// id when the client's pixmap cache holds the picture, else
+    /// compressed (in parallel) and, if it fits, kept in the cache; each
+    /// after the cache evictions it causes.
+    fn send_draws(&mut self, draws: Vec<(Rect, Request)>, out: &mut Outbox) {
+        enum Plan {
+            Cached(Image),
+            Encode { cache_flags: u8, evicted: Vec<u64> },
+        }
+        let mut plans = Vec::with_capacity(draws.len());
+        let mut requests = Vec::with_capacity(draws.len());
+        for (rect, mut request) in draws {
+            let area = u64::from(request.width) * u64::from(request.height);
+            let step = match &self.cached {
+                Some(cached) if area >= MIN_CACHED_PIXELS => {
+                    let id = cached.content_id(request.width, request.height, &request.pixels);
+                    let step = cached.step(id, request.width, request.height, !request.lossy_ok);
+                    if matches!(step, CacheStep::Send { flags, .. } if flags != 0) {
+                        request.id = id;
+                    }
+                    step
+                }
+                _ => CacheStep::Send {
+                    flags: 0,
+                    evicted: Vec::new(),
+                },
+            };
+            plans.push((
+                rect,
+                match step {
+                    CacheStep::Hit(image) => Plan::Cached(image),
+                    CacheStep::Send { flags, evicted } => {
+                        requests.push(request);
+                        Plan::Encode {
+                            cache_flags: flags,
+                            evicted,
+                        }
+                    }
+                },
+            ));
+        }
+        let mut encoded = self.compressor.compress(requests).into_iter();
+        for (rect, plan) in plans {
+            let image = match plan {
+                Plan::Cached(image) => {
+                    self.from_cache += 1;
+                    image
+                }
+                Plan::Encode {
+                    cache_flags,
+                    evicted,
+                } => {
+                    let mut image = encoded.next().expect("one image per request");
+                    if let (true, Some(cached)) = (cache_flags != 0, &self.cached) {
+                        image.flags |= cache_flags;
+                        cached.sent(image.id, image.data.is_lossy());
+                    }
+                    for ids in evicted.chunks(InvalList::MAX_IDS) {
+                        out.push(&InvalList { ids: ids.to_vec() });
+                    }
+                    image
+                }
+            };
+            out.push(&DrawCopy {
+                surface_id: 0,
+                dest: rect,
+                image,
+            });
         }
     }
 
@@ -583,9 +657,9 @@ impl DisplayChannel {
         }
         let bounds = head.bounds();
         if bounds.area() <= MAX_FULL_IMAGE_PIXELS {
-            let message = self.draw(&head, bounds);
+            let draw = (bounds, self.request(&head, bounds, false));
             drop(head);
-            out.push(&message);
+            self.send_draws(vec![draw], out);
         } else {
             drop(head);
             self.pending.add(bounds);
@@ -605,21 +679,6 @@ impl DisplayChannel {
         }
     }
 
-    /// One lossless `DRAW_COPY` of `rect` (the full picture after a sync).
-    fn draw(&mut self, head: &Surface, rect: Rect) -> DrawCopy {
-        let request = self.request(head, rect, false);
-        let image = self
-            .compressor
-            .compress(vec![request])
-            .pop()
-            .expect("one image per request");
-        DrawCopy {
-            surface_id: 0,
-            dest: rect,
-            image,
-        }
-    }
-
     /// Image counts and bytes per encoding so far.
     pub fn stats(&self) -> &super::codec::policy::Stats {
         &self.compressor.stats
@@ -630,10 +689,15 @@ impl DisplayChannel {
         self.streams.stats
     }
 
-    /// The client's pixmap cache (after DISPLAY_INIT), for guest-cacheable
-    /// images.
-    pub fn pixmap_cache(&self) -> Option<Arc<std::sync::Mutex<PixmapCache>>> {
-        self.pixmap_cache.clone()
+    /// Draws sent as ids of the client's pixmap cache so far.
+    pub fn from_cache(&self) -> u64 {
+        self.from_cache
+    }
+}
+
+impl Drop for DisplayChannel {
+    fn drop(&mut self) {
+        self.session.release_pixmap_cache(self.owner);
     }
 }
 
@@ -661,6 +725,9 @@ pub(crate) mod tests {
         pub stream_frames: usize,
         /// The multimedia time of the last frame.
         pub frame_mm_time: Option<u32>,
+        /// The pixmap cache: id → BGRX pixels, and draws taken from it.
+        pub cache: std::collections::HashMap<u64, Vec<u8>>,
+        pub from_cache: usize,
     }
 
     impl ClientCanvas {
@@ -668,12 +735,19 @@ pub(crate) mod tests {
         /// the test decoders; the X byte is taken from the decoders (0).
         fn decode_image(&mut self, image: &[u8], iw: usize, ih: usize) -> Vec<u8> {
             let mut img = Reader::new(image);
-            img.u64("").unwrap();
+            let id = img.u64("").unwrap();
             let ty = img.u8("").unwrap();
             self.image_types.push(ty);
-            img.u8("").unwrap();
+            let flags = img.u8("").unwrap();
             let (w, h) = (img.u32("").unwrap() as usize, img.u32("").unwrap() as usize);
             assert_eq!((w, h), (iw, ih));
+            if ty == 103 || ty == 106 {
+                // As spice-gtk, which would wait forever for a missing id.
+                self.from_cache += 1;
+                let data = self.cache.get(&id).expect("a cached id").clone();
+                assert_eq!(data.len(), w * h * 4);
+                return data;
+            }
             let rest = img.rest();
             let sized = |r: &[u8]| {
                 let n = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
@@ -707,6 +781,9 @@ pub(crate) mod tests {
                 other => panic!("image type {other}"),
             };
             assert_eq!(data.len(), w * h * 4);
+            if flags & (1 | 4) != 0 {
+                self.cache.insert(id, data.clone());
+            }
             data
         }
 
@@ -775,6 +852,14 @@ pub(crate) mod tests {
                     assert!(self.streams.remove(&id).is_some(), "unknown stream {id}");
                 }
                 126 => self.streams.clear(),
+                105 => {
+                    for _ in 0..r.u16("").unwrap() {
+                        assert_eq!(r.u8("").unwrap(), 1, "pixmap");
+                        let id = r.u64("").unwrap();
+                        assert!(self.cache.remove(&id).is_some(), "dropped {id} it had not");
+                    }
+                }
+                106 => self.cache.clear(),
                 319 => {}
                 304 => {
                     let (width, _) = self.size.expect("draw before surface");
@@ -1046,17 +1131,19 @@ pub(crate) mod tests {
     }
 
     /// Every image compression mode: the client's picture is exact, the
-    /// first picture and the updates use the expected image types.
+    /// first picture and the updates use the expected image types, and
+    /// pictures that come back are drawn from the client's pixmap cache
+    /// (type 103).
     #[test]
     fn every_compression_mode_gives_the_exact_picture() {
         use crate::spice::codec::policy::ImageCompression as C;
         for (mode, caps, want) in [
-            (C::AutoGlz, 0x3bf, &[1u8, 102][..]),
-            (C::AutoLz, 0x3bf, &[1, 101]),
-            (C::Quic, 0x3bf, &[1]),
-            (C::Glz, 0x3bf, &[102]),
-            (C::Lz, 0x3bf, &[101]),
-            (C::Off, 0x3bf, &[0]),
+            (C::AutoGlz, 0x3bf, &[1u8, 102, 103][..]),
+            (C::AutoLz, 0x3bf, &[1, 101, 103]),
+            (C::Quic, 0x3bf, &[1, 103]),
+            (C::Glz, 0x3bf, &[102, 103]),
+            (C::Lz, 0x3bf, &[101, 103]),
+            (C::Off, 0x3bf, &[0, 103]),
         ] {
             let display = Display::new();
             display.resize(0, 320, 200);
@@ -1103,7 +1190,68 @@ pub(crate) mod tests {
             types.sort();
             types.dedup();
             assert_eq!(types, want, "{mode:?}");
+            // The last update repeats the first: both halves from the cache.
+            assert_eq!(
+                (canvas.from_cache, channel.from_cache()),
+                (2, 2),
+                "{mode:?}"
+            );
         }
+    }
+
+    /// A client cache that holds one half of the picture: every picture
+    /// put in it pushes the last one out (INVAL_LIST first, which the
+    /// canvas checks names held ids), and the picture stays exact.
+    #[test]
+    fn a_small_pixmap_cache_evicts_before_it_fills() {
+        let display = Display::new();
+        display.resize(0, 320, 200);
+        paint_mixed(&display, 1);
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = DisplayChannel::start(
+            display.clone(),
+            0,
+            &Caps(vec![0x3bf]),
+            ImageSetup::default(),
+            &mut out,
+            Instant::now(),
+        );
+        let mut canvas = ClientCanvas::default();
+        let mut init = Writer::new();
+        init.u8(1).i64(160 * 200).u8(1).i32(3145728);
+        channel.handle(101, &init.into_bytes()).unwrap();
+        channel.pump(&mut out);
+        canvas.apply_stream(&out.take_bytes());
+        let mut now = Instant::now();
+        for (seed, half) in [(2, 0), (2, 1), (3, 0), (2, 0)] {
+            paint_mixed(&display, seed);
+            channel.damage(Rect::new(half * 160, 0, half * 160 + 160, 200));
+            now += MIN_UPDATE_INTERVAL;
+            channel.pump_at(&mut out, now);
+            let types = canvas.apply_stream(&out.take_bytes());
+            channel.handle(2, &[]).unwrap();
+            // Each picture evicts the one cached before it (none at first).
+            let invals = types
+                .iter()
+                .filter(|&&t| t == display_msg::INVAL_LIST)
+                .count();
+            assert_eq!(
+                invals,
+                usize::from(canvas.draws > 2),
+                "{seed} {half}: {types:?}"
+            );
+            let shown = display.head(0).unwrap().pixels.clone();
+            for y in 0..200 {
+                let row = (y * 320 + half as usize * 160) * 4;
+                assert_eq!(
+                    canvas.pixels[row..row + 640],
+                    shown[row..row + 640],
+                    "{seed} {half} row {y}"
+                );
+            }
+        }
+        assert_eq!(canvas.from_cache, 0, "nothing came back while it was held");
+        assert_eq!(canvas.cache.len(), 1);
     }
 
     /// A change after a quiet spell is drawn at once; changes that follow

@@ -15,9 +15,12 @@
 //!   channels (spice-gtk keeps one image cache and one GLZ window per
 //!   session): GLZ windows and pixmap caches by the ids in DISPLAY_INIT.
 //!
-//! [`CachedImages`] is how a channel sends an image the guest marked
-//! cacheable (QXL image id + `QXL_IMAGE_CACHE`): once with `CACHE_ME`,
-//! then as `FROM_CACHE` while the client still has it.
+//! [`CachedImages`] is how a display channel sends an image once: the
+//! first time with `CACHE_ME`, then as `FROM_CACHE` while the client still
+//! has it. Guests give no ids to what the display channel sends (pieces of
+//! the rendered picture), so an image's id is a keyed hash of its pixels
+//! ([`CachedImages::content_id`]): a picture that comes back (a menu
+//! closing, a window raised again, a slide shown twice) costs a few bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use super::channel::Encode;
 use super::codec::glz::GlzDictionary;
 use super::codec::image::{Image, ImageData, IMAGE_FLAG_CACHE_ME, IMAGE_FLAG_CACHE_REPLACE_ME};
+use super::codec::pixel_bytes;
 use super::protocol::display_msg;
 use super::wire::Writer;
 
@@ -194,11 +198,17 @@ impl Encode for InvalAllPixmaps {
     }
 }
 
+/// A session's pixmap cache and the display connection using it.
+struct SharedPixmapCache {
+    cache: Arc<Mutex<PixmapCache>>,
+    user: Option<u32>,
+}
+
 /// What a session's display channels share.
 #[derive(Default)]
 pub struct SessionImages {
     glz: Mutex<HashMap<u8, Arc<Mutex<GlzDictionary>>>>,
-    pixmaps: Mutex<HashMap<u8, Arc<Mutex<PixmapCache>>>>,
+    pixmaps: Mutex<HashMap<u8, SharedPixmapCache>>,
     next_owner: AtomicU32,
 }
 
@@ -215,12 +225,40 @@ impl SessionImages {
         Some(d)
     }
 
-    /// The pixmap cache with this id (sized by the first asker).
-    pub fn pixmap_cache(&self, id: u8, pixels: i64) -> Arc<Mutex<PixmapCache>> {
+    /// The pixmap cache with this id (sized by the first asker) for display
+    /// connection `owner`, or None while another connection uses it: one
+    /// user at a time, so that no connection evicts an image another one
+    /// is about to name (spice-server makes the channels wait for each
+    /// other instead).
+    pub fn claim_pixmap_cache(
+        &self,
+        id: u8,
+        pixels: i64,
+        owner: u32,
+    ) -> Option<Arc<Mutex<PixmapCache>>> {
         let mut map = self.pixmaps.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id)
-            .or_insert_with(|| Arc::new(Mutex::new(pixmap_cache(pixels))))
-            .clone()
+        let shared = map.entry(id).or_insert_with(|| SharedPixmapCache {
+            cache: Arc::new(Mutex::new(pixmap_cache(pixels))),
+            user: None,
+        });
+        match shared.user {
+            Some(other) if other != owner => None,
+            _ => {
+                shared.user = Some(owner);
+                Some(shared.cache.clone())
+            }
+        }
+    }
+
+    /// Display connection `owner` closed: its pixmap cache may be claimed
+    /// again (the mirror stays, as the client's cache does).
+    pub fn release_pixmap_cache(&self, owner: u32) {
+        let mut map = self.pixmaps.lock().unwrap_or_else(|p| p.into_inner());
+        for shared in map.values_mut() {
+            if shared.user == Some(owner) {
+                shared.user = None;
+            }
+        }
     }
 
     /// A number no other display connection of this session has (GLZ
@@ -230,12 +268,17 @@ impl SessionImages {
     }
 }
 
-/// Sends guest-cacheable images once: the first time with `CACHE_ME`
-/// (after the evictions it causes, as an `INVAL_LIST`), then as
-/// `FROM_CACHE`. Ids are the guest's (QXL `(unique << 32) | group`).
+/// Sends images once: the first time with `CACHE_ME` (after the
+/// evictions it causes, as an `INVAL_LIST`), then as `FROM_CACHE`.
 pub struct CachedImages {
     cache: Arc<Mutex<PixmapCache>>,
+    /// The key of [`CachedImages::content_id`].
+    seed: u64,
 }
+
+/// Images smaller than this are not cached: their draw costs about what
+/// the cache's `CACHE_ME` and eviction bookkeeping would.
+pub const MIN_CACHED_PIXELS: u64 = 32 * 32;
 
 /// What to send for one image.
 #[derive(Debug, PartialEq, Eq)]
@@ -249,11 +292,25 @@ pub enum CacheStep {
 
 impl CachedImages {
     pub fn new(cache: Arc<Mutex<PixmapCache>>) -> CachedImages {
-        CachedImages { cache }
+        CachedImages {
+            cache,
+            seed: rand::random(),
+        }
     }
 
-    /// Decides for image `id` of `width`×`height` marked cacheable by the
-    /// guest. `lossless_wanted`: a lossy cached copy will not do.
+    /// The id of a `width`×`height` picture of these pixels: a hash keyed
+    /// with a random seed, so no guest can make two pictures share an id
+    /// on purpose. Kept to 53 bits because spice-html5 reads ids as
+    /// JavaScript numbers: a lookup among the at most 65536 cached
+    /// pictures matches a different picture by accident with a chance
+    /// under 2^-37.
+    pub fn content_id(&self, width: u32, height: u32, pixels: &[u32]) -> u64 {
+        let seed = self.seed ^ (u64::from(width) << 32 | u64::from(height));
+        xxhash_rust::xxh3::xxh3_64_with_seed(pixel_bytes(pixels), seed) & ((1 << 53) - 1)
+    }
+
+    /// Decides for image `id` of `width`×`height`. `lossless_wanted`: a
+    /// lossy cached copy will not do.
     pub fn step(&self, id: u64, width: u32, height: u32, lossless_wanted: bool) -> CacheStep {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.touch(id) {
@@ -326,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn guest_cacheable_images_are_sent_once() {
+    fn images_are_sent_once() {
         let images = CachedImages::new(Arc::new(Mutex::new(pixmap_cache(3 * 100 * 100))));
         let first = images.step(0x5_0000_0001, 100, 100, false);
         assert_eq!(
@@ -390,8 +447,36 @@ mod tests {
         let a = s.glz(1, 3 << 20).unwrap();
         let b = s.glz(1, 5).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        let p = s.pixmap_cache(1, 1000);
-        assert!(Arc::ptr_eq(&p, &s.pixmap_cache(1, 5)));
-        assert_ne!(s.new_owner(), s.new_owner());
+        let (first, second) = (s.new_owner(), s.new_owner());
+        assert_ne!(first, second);
+        // One display connection at a time uses a pixmap cache.
+        let p = s.claim_pixmap_cache(1, 1000, first).unwrap();
+        assert_eq!(p.lock().unwrap().capacity(), 1000);
+        assert!(s.claim_pixmap_cache(1, 5, second).is_none());
+        assert!(Arc::ptr_eq(&p, &s.claim_pixmap_cache(1, 5, first).unwrap()));
+        s.release_pixmap_cache(first);
+        assert!(Arc::ptr_eq(
+            &p,
+            &s.claim_pixmap_cache(1, 5, second).unwrap()
+        ));
+        assert!(
+            s.claim_pixmap_cache(2, 5, first).is_some(),
+            "another cache id"
+        );
+    }
+
+    #[test]
+    fn content_ids_follow_the_pixels_and_the_size() {
+        let cache = Arc::new(Mutex::new(pixmap_cache(1000)));
+        let (a, b) = (CachedImages::new(cache.clone()), CachedImages::new(cache));
+        let pixels: Vec<u32> = (0..64).collect();
+        let id = a.content_id(8, 8, &pixels);
+        assert_eq!(id, a.content_id(8, 8, &pixels.clone()));
+        assert!(id < 1 << 53, "exact as a JavaScript number");
+        assert_ne!(id, a.content_id(16, 4, &pixels), "same bytes, other shape");
+        let mut changed = pixels.clone();
+        changed[63] ^= 1;
+        assert_ne!(id, a.content_id(8, 8, &changed));
+        assert_ne!(id, b.content_id(8, 8, &pixels), "keys differ per channel");
     }
 }

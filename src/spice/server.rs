@@ -68,6 +68,8 @@ pub struct SentTotals {
     /// [`super::codec::policy::STATS_METHODS`].
     pub images: [u64; 6],
     pub image_bytes: [u64; 6],
+    /// Draws sent as ids of the client's pixmap cache (no image data).
+    pub images_from_cache: u64,
     /// Video streams started, their frames and bytes.
     pub streams: u64,
     pub stream_frames: u64,
@@ -85,6 +87,7 @@ impl SentTotals {
             self.images[m] += images.images[m];
             self.image_bytes[m] += images.bytes_out[m];
         }
+        self.images_from_cache += display.from_cache();
         let streams = display.stream_stats();
         self.streams += streams.started;
         self.stream_frames += streams.frames;
@@ -556,7 +559,7 @@ impl EventLoop {
             )),
             channel::DISPLAY => Channel::Display(
                 index,
-                DisplayChannel::start(
+                Box::new(DisplayChannel::start(
                     self.setup.displays[index].display().clone(),
                     SHOWN_HEAD,
                     &req.channel_caps,
@@ -572,7 +575,7 @@ impl EventLoop {
                     },
                     &mut outbox,
                     now,
-                ),
+                )),
             ),
             channel::CURSOR => Channel::Cursor(
                 index,

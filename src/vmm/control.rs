@@ -70,6 +70,7 @@ fn spice_status(spice: &SpiceControl) -> Value {
         "sent": {
             "images": per_method(&sent.images),
             "image_bytes": per_method(&sent.image_bytes),
+            "images_from_cache": sent.images_from_cache,
             "streams": sent.streams,
             "stream_frames": sent.stream_frames,
             "stream_bytes": sent.stream_bytes,
