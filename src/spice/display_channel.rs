@@ -30,7 +30,9 @@ use devices::display::{Display, Rect, Surface};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
 use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request};
-use super::image_cache::{CacheStep, CachedImages, InvalList, SessionImages, MIN_CACHED_PIXELS};
+use super::image_cache::{
+    CacheStep, CachedImages, InvalAllPixmaps, InvalList, SessionImages, MIN_CACHED_PIXELS,
+};
 use super::protocol::{display_cap, display_msg};
 use super::region::Region;
 use super::video_stream::{MmClock, StreamReport, VideoStreams};
@@ -320,6 +322,8 @@ pub struct DisplayChannel {
     cached: Option<CachedImages>,
     /// Draws sent as ids of the client's pixmap cache.
     from_cache: u64,
+    /// The client's pixmap cache must be emptied at the next sync.
+    empty_client_cache: bool,
     next_image_id: u64,
     streams: Box<VideoStreams>,
     clock: MmClock,
@@ -362,6 +366,7 @@ impl DisplayChannel {
             session: setup.session,
             cached: None,
             from_cache: 0,
+            empty_client_cache: false,
             next_image_id: 1,
             streams,
             clock: setup.clock,
@@ -402,6 +407,7 @@ impl DisplayChannel {
                         .session
                         .claim_pixmap_cache(pixmap_cache_id, pixmap_cache_size, self.owner)
                         .map(CachedImages::new);
+                    self.empty_client_cache = self.cached.as_ref().is_some_and(|c| c.take_over());
                 }
             }
             DisplayMessage::PreferredCompression(c) => {
@@ -619,6 +625,9 @@ impl DisplayChannel {
         self.pending.clear();
         if self.streams.reset() {
             out.push(&StreamDestroyAll {});
+        }
+        if std::mem::take(&mut self.empty_client_cache) {
+            out.push(&InvalAllPixmaps);
         }
         let display = self.display.clone();
         let Some(head) = display.head(self.head) else {
@@ -1252,6 +1261,50 @@ pub(crate) mod tests {
         }
         assert_eq!(canvas.from_cache, 0, "nothing came back while it was held");
         assert_eq!(canvas.cache.len(), 1);
+    }
+
+    /// A display connection that takes over a session's pixmap cache
+    /// empties the client's first: what the previous one queued may never
+    /// have arrived. Until it closes, a second connection gets no cache.
+    #[test]
+    fn a_new_display_connection_starts_the_pixmap_cache_afresh() {
+        let display = Display::new();
+        display.resize(0, 320, 200);
+        paint_mixed(&display, 1);
+        let setup = ImageSetup::default();
+        let connect = |out: &mut Outbox| {
+            let mut channel = DisplayChannel::start(
+                display.clone(),
+                0,
+                &Caps(vec![0x3bf]),
+                setup.clone(),
+                out,
+                Instant::now(),
+            );
+            channel.handle(101, &display_init()).unwrap();
+            channel.pump(out);
+            channel
+        };
+        let mut canvas = ClientCanvas::default();
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let first = connect(&mut out);
+        canvas.apply_stream(&out.take_bytes());
+        assert_eq!(canvas.cache.len(), 1, "the first picture is cached");
+        let mut out2 = Outbox::new(HeaderMode::Mini);
+        let second = connect(&mut out2);
+        assert!(second.cached.is_none(), "the cache is in use");
+        drop(second);
+        drop(first);
+        let mut out3 = Outbox::new(HeaderMode::Mini);
+        let _third = connect(&mut out3);
+        let types = canvas.apply_stream(&out3.take_bytes());
+        let inval_all = types
+            .iter()
+            .position(|&t| t == display_msg::INVAL_ALL_PIXMAPS);
+        let draw = types.iter().position(|&t| t == display_msg::DRAW_COPY);
+        assert!(inval_all.is_some() && inval_all < draw, "{types:?}");
+        assert_eq!((canvas.from_cache, canvas.cache.len()), (0, 1));
+        assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
     }
 
     /// A change after a quiet spell is drawn at once; changes that follow

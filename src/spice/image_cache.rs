@@ -342,6 +342,17 @@ impl CachedImages {
         }
     }
 
+    /// Starts over with an empty cache when an earlier display connection
+    /// left entries: some may never have reached the client (still queued
+    /// when it closed), and naming one of those would hang it. True if the
+    /// client must be told to empty its cache (`INVAL_ALL_PIXMAPS`).
+    pub fn take_over(&self) -> bool {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let left = !cache.is_empty();
+        cache.clear();
+        left
+    }
+
     /// The image sent for a `Send` step turned out lossy (or lossless).
     pub fn sent(&self, id: u64, lossy: bool) {
         self.cache
