@@ -706,6 +706,11 @@ impl DisplayChannel {
 
 impl Drop for DisplayChannel {
     fn drop(&mut self) {
+        tracing::debug!(
+            "display channel closed: {} images encoded, {} drawn from the client's pixmap cache",
+            self.compressor.stats.images.iter().sum::<u64>(),
+            self.from_cache
+        );
         self.session.release_pixmap_cache(self.owner);
     }
 }
