@@ -173,35 +173,16 @@ fn spice_glib_client_sees_updates_and_sends_keys() {
         return;
     }
     let t = start_server(640, 480, "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .args([script, "127.0.0.1", &t.port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut wait_for = |prefix: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let line = lines.next().expect("client output").unwrap();
-            assert!(!line.starts_with("ERROR"), "{line}");
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-        panic!("no {prefix}");
-    };
-    assert_eq!(wait_for("PRIMARY"), "PRIMARY 640 480 2560");
-    assert_eq!(wait_for("INVALIDATE"), "INVALIDATE 0 0 640 480");
-    assert_eq!(wait_for("MARK"), "MARK 1");
+    let mut client = GlibClient::connect(t.port);
+    assert_eq!(client.wait_for("PRIMARY"), "PRIMARY 640 480 2560");
+    assert_eq!(client.wait_for("INVALIDATE"), "INVALIDATE 0 0 640 480");
+    assert_eq!(client.wait_for("MARK"), "MARK 1");
     let expect = |x: u32, y: u32| {
         let p = t.display.head(0).unwrap().pixel(x, y);
         format!("PIXEL {x} {y} 0x{:06x}", p & 0xffffff)
     };
-    writeln!(stdin, "PIXEL 123 45").unwrap();
-    assert_eq!(wait_for("PIXEL"), expect(123, 45));
+    client.send("PIXEL 123 45");
+    assert_eq!(client.wait_for("PIXEL"), expect(123, 45));
 
     // Change the picture server-side: the update arrives, exactly.
     t.display.draw(0, |s| {
@@ -212,15 +193,15 @@ fn spice_glib_client_sees_updates_and_sends_keys() {
         }
         Some(Rect::new(200, 100, 260, 150))
     });
-    assert_eq!(wait_for("INVALIDATE"), "INVALIDATE 200 100 60 50");
-    writeln!(stdin, "PIXEL 230 120").unwrap();
-    assert_eq!(wait_for("PIXEL"), "PIXEL 230 120 0x332211");
-    writeln!(stdin, "PIXEL 199 120").unwrap();
-    assert_eq!(wait_for("PIXEL"), expect(199, 120));
+    assert_eq!(client.wait_for("INVALIDATE"), "INVALIDATE 200 100 60 50");
+    client.send("PIXEL 230 120");
+    assert_eq!(client.wait_for("PIXEL"), "PIXEL 230 120 0x332211");
+    client.send("PIXEL 199 120");
+    assert_eq!(client.wait_for("PIXEL"), expect(199, 120));
 
     // Keys go to the input sink as set-1 scancodes.
-    writeln!(stdin, "KEY 0x1e").unwrap();
-    wait_for("KEYSENT");
+    client.send("KEY 0x1e");
+    client.wait_for("KEYSENT");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let log = t.input.0.lock().unwrap().clone();
@@ -230,9 +211,7 @@ fn spice_glib_client_sees_updates_and_sends_keys() {
         assert!(Instant::now() < deadline, "keys not received: {log:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    writeln!(stdin, "QUIT").unwrap();
-    drop(stdin);
-    let _ = wait_with_timeout(child, Duration::from_secs(10));
+    drop(client);
 }
 
 #[test]
@@ -491,35 +470,15 @@ fn pictures_that_come_back_are_drawn_from_the_client_cache_exactly() {
         return;
     }
     let t = start_server(640, 480, "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .args([script, "127.0.0.1", &t.port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut wait_for = |prefix: &str| -> String {
-        loop {
-            let line = lines.next().expect("client output").unwrap();
-            assert!(!line.starts_with("ERROR"), "{line}");
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    };
-    wait_for("MARK");
-    let dump = temp_path("cache-dump.raw");
+    let mut client = GlibClient::connect(t.port);
+    client.wait_for("MARK");
     // Two pictures, each shown twice: the second time from the cache.
     for seed in [1, 2, 1, 2] {
         paint(&t.display, seed);
         let want = t.display.head(0).unwrap().pixels.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            writeln!(stdin, "DUMP {}", dump.display()).unwrap();
-            wait_for("DUMPED");
-            let got = std::fs::read(&dump).unwrap();
+            let got = client.dump("cache-dump.raw");
             let same = got.len() == want.len()
                 && got
                     .chunks_exact(4)
@@ -537,8 +496,5 @@ fn pictures_that_come_back_are_drawn_from_the_client_cache_exactly() {
     }
     let sent = t.server.control().sent();
     assert!(sent.images_from_cache >= 2, "{sent:?}");
-    writeln!(stdin, "QUIT").unwrap();
-    drop(stdin);
-    let _ = wait_with_timeout(child, Duration::from_secs(10));
-    let _ = std::fs::remove_file(dump);
+    drop(client);
 }

@@ -7,10 +7,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use devices::display::{Display, Rect};
 use support::*;
 
@@ -124,59 +120,6 @@ fn spicy_screenshot_is_exact_in_every_lossless_mode() {
     }
 }
 
-/// A spice-glib client session: lines out, commands in.
-struct GlibClient {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl GlibClient {
-    fn start(port: u16) -> GlibClient {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .args([script, "127.0.0.1", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        GlibClient {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn wait_for(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let line = self.lines.next().expect("client output").unwrap();
-            assert!(!line.starts_with("ERROR"), "{line}");
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-        panic!("no {prefix}");
-    }
-
-    fn dump(&mut self, name: &str) -> Vec<u8> {
-        let path = temp_path(name);
-        writeln!(self.stdin, "DUMP {}", path.display()).unwrap();
-        self.wait_for("DUMPED");
-        std::fs::read(path).unwrap()
-    }
-}
-
-impl Drop for GlibClient {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "QUIT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The colour bytes (the X byte is the client's business).
 fn rgb(bgrx: &[u8]) -> Vec<u8> {
     bgrx.chunks_exact(4)
@@ -210,7 +153,7 @@ fn spice_glib_sees_jpeg_updates_within_30_db_and_exact_lossless_ones() {
     ] {
         let t = start_server(640, 400, options);
         paint_mixed(&t.display, 1);
-        let mut client = GlibClient::start(t.port);
+        let mut client = GlibClient::connect(t.port);
         assert_eq!(client.wait_for("PRIMARY"), "PRIMARY 640 400 2560");
         client.wait_for("MARK");
         // The first picture is always lossless.

@@ -932,6 +932,18 @@ pub(crate) mod tests {
         });
     }
 
+    /// A display channel of head 0 for a client with the usual caps.
+    fn open_channel(display: &Arc<Display>, setup: ImageSetup, out: &mut Outbox) -> DisplayChannel {
+        DisplayChannel::start(
+            display.clone(),
+            0,
+            &Caps(vec![0x3bf]),
+            setup,
+            out,
+            Instant::now(),
+        )
+    }
+
     fn display_init() -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(1).i64(20971520).u8(1).i32(3145728);
@@ -1059,14 +1071,7 @@ pub(crate) mod tests {
         display.resize(0, 40, 30);
         paint(&display, 1);
         let mut out = Outbox::new(HeaderMode::Mini);
-        let mut channel = DisplayChannel::start(
-            display.clone(),
-            0,
-            &Caps(vec![0x3bf]),
-            ImageSetup::default(),
-            &mut out,
-            Instant::now(),
-        );
+        let mut channel = open_channel(&display, ImageSetup::default(), &mut out);
         let mut canvas = ClientCanvas::default();
         assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![3]);
         channel.pump(&mut out);
@@ -1222,14 +1227,7 @@ pub(crate) mod tests {
         display.resize(0, 320, 200);
         paint_mixed(&display, 1);
         let mut out = Outbox::new(HeaderMode::Mini);
-        let mut channel = DisplayChannel::start(
-            display.clone(),
-            0,
-            &Caps(vec![0x3bf]),
-            ImageSetup::default(),
-            &mut out,
-            Instant::now(),
-        );
+        let mut channel = open_channel(&display, ImageSetup::default(), &mut out);
         let mut canvas = ClientCanvas::default();
         let mut init = Writer::new();
         init.u8(1).i64(160 * 200).u8(1).i32(3145728);
@@ -1278,14 +1276,7 @@ pub(crate) mod tests {
         paint_mixed(&display, 1);
         let setup = ImageSetup::default();
         let connect = |out: &mut Outbox| {
-            let mut channel = DisplayChannel::start(
-                display.clone(),
-                0,
-                &Caps(vec![0x3bf]),
-                setup.clone(),
-                out,
-                Instant::now(),
-            );
+            let mut channel = open_channel(&display, setup.clone(), out);
             channel.handle(101, &display_init()).unwrap();
             channel.pump(out);
             channel

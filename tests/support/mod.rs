@@ -4,10 +4,10 @@
 //! timeout.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Lines, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -375,4 +375,71 @@ pub fn animate(display: &Display, frame: u32) {
         }
         Some(Rect::new(x as i32, 0, (x + band) as i32, s.height as i32))
     });
+}
+
+/// tests/spice/glib_client.py (spice-glib from Python) connected to a
+/// server: reads its event lines, sends it commands.
+pub struct GlibClient {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl GlibClient {
+    pub fn connect(port: u16) -> GlibClient {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .args([script, "127.0.0.1", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        GlibClient {
+            child: Some(child),
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next line starting with `prefix` (within 30 s; an ERROR line
+    /// fails the test).
+    pub fn wait_for(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let line = self.lines.next().expect("client output").unwrap();
+            assert!(!line.starts_with("ERROR"), "{line}");
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        panic!("no {prefix}");
+    }
+
+    pub fn send(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("client running");
+        writeln!(stdin, "{command}").unwrap();
+    }
+
+    /// The client's primary surface (B, G, R, X rows), through a file.
+    pub fn dump(&mut self, name: &str) -> Vec<u8> {
+        let path = temp_path(name);
+        self.send(&format!("DUMP {}", path.display()));
+        self.wait_for("DUMPED");
+        let picture = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(path);
+        picture
+    }
+}
+
+impl Drop for GlibClient {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "QUIT");
+        }
+        if let Some(child) = self.child.take() {
+            let _ = wait_with_timeout(child, Duration::from_secs(10));
+        }
+    }
 }
