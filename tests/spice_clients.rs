@@ -464,16 +464,10 @@ fn a_client_like_spice_html5_gets_whole_cursor_shapes() {
     }
 }
 
-#[test]
-fn pictures_that_come_back_are_drawn_from_the_client_cache_exactly() {
-    if !have("/usr/bin/python3") || !have(SPICY) {
-        return;
-    }
-    let t = start_server(640, 480, "");
-    let mut client = GlibClient::connect(t.port);
-    client.wait_for("MARK");
-    // Two pictures, each shown twice: the second time from the cache.
-    for seed in [1, 2, 1, 2] {
+/// Paints `seeds` one after the other; after each, waits until the
+/// spice-glib client's picture equals the display's (colour bytes).
+fn show_each_exactly(t: &TestServer, client: &mut GlibClient, seeds: &[u32]) {
+    for &seed in seeds {
         paint(&t.display, seed);
         let want = t.display.head(0).unwrap().pixels.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -489,12 +483,43 @@ fn pictures_that_come_back_are_drawn_from_the_client_cache_exactly() {
             }
             assert!(
                 Instant::now() < deadline,
-                "seed {seed}: the client's picture differs"
+                "seed {seed}: the client's picture differs (a draw from an id it \
+                 does not hold would leave spice-gtk waiting)"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+#[test]
+fn pictures_that_come_back_are_drawn_from_the_client_cache_exactly() {
+    if !have("/usr/bin/python3") || !have(SPICY) {
+        return;
+    }
+    let t = start_server(640, 480, "");
+    let mut client = GlibClient::connect(t.port);
+    client.wait_for("MARK");
+    // Two pictures, each shown twice: the second time from the cache.
+    show_each_exactly(&t, &mut client, &[1, 2, 1, 2]);
     let sent = t.server.control().sent();
     assert!(sent.images_from_cache >= 2, "{sent:?}");
-    drop(client);
+}
+
+#[test]
+fn a_small_client_cache_evicts_and_the_picture_stays_exact() {
+    if !have("/usr/bin/python3") || !have(SPICY) {
+        return;
+    }
+    let t = start_server(640, 480, "");
+    // 700000 pixels: two 640x480 pictures (307200 pixels each, in pieces)
+    // fit, three do not. Every picture after the second makes the server
+    // drop the least recently shown (INVAL_LIST) before sending it: 1
+    // joins the first picture, 2 drops that, 1 comes from the cache, 3
+    // drops 2, 2 (dropped) drops 1, 1 (dropped) drops 3. A draw naming a dropped id would leave spice-gtk
+    // waiting for it, and the picture would never match.
+    let mut client = GlibClient::connect_with(t.port, &["--cache-size=2800000"]);
+    client.wait_for("MARK");
+    show_each_exactly(&t, &mut client, &[1, 2, 1, 3, 2, 1]);
+    let sent = t.server.control().sent();
+    assert!(sent.images_from_cache >= 2, "{sent:?}");
 }

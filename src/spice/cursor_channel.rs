@@ -11,8 +11,8 @@
 //! switches between a handful of shapes all the time). A shape's id is a
 //! keyed hash of the shape itself, as guests give none (Linux's qxl driver
 //! sends `unique` 0, so spice-server never caches its cursors). The server
-//! mirrors the client's cache ([`CursorCache`], 256 shapes, least recently
-//! used evicted with `INVAL_ONE`).
+//! mirrors the client's cache ([`CursorCache`]: 256 shapes of up to 64×64,
+//! fewer of bigger ones; least recently used evicted with `INVAL_ONE`).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -103,7 +103,11 @@ impl ShapeCache {
         if self.held.0.touch(id).is_some() {
             return (id, Caching::FromCache, Vec::new());
         }
-        match self.held.0.insert(id, 1, false) {
+        match self
+            .held
+            .0
+            .insert(id, CursorCache::cost(shape.width, shape.height), false)
+        {
             Some(evicted) => (id, Caching::CacheMe, evicted),
             None => (id, Caching::Uncached, Vec::new()),
         }
@@ -528,5 +532,38 @@ mod tests {
             set_cursor(&msgs[1].1),
             (CURSOR_FLAG_CACHE_ME, second_id, &[2; 16][..])
         );
+    }
+
+    #[test]
+    fn big_shapes_take_more_of_the_cursor_cache() {
+        // 512×512 shapes: four fill the 256 × 64×64 pixels the client is
+        // asked to hold, so the fifth pushes the first out.
+        let big = |v: u8| {
+            Arc::new(CursorShape {
+                width: 512,
+                height: 512,
+                hot_x: 0,
+                hot_y: 0,
+                argb: vec![v; 512 * 512 * 4],
+            })
+        };
+        let display = Display::new();
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = CursorChannel::start(display.clone(), true, &mut out);
+        let _ = sent(&mut out);
+        let mut ids = Vec::new();
+        for v in 1..=4 {
+            show(&display, &mut channel, &mut out, big(v));
+            let msgs = sent(&mut out);
+            assert_eq!(msgs.len(), 1, "{v}: no eviction yet");
+            ids.push(set_cursor(&msgs[0].1).1);
+        }
+        show(&display, &mut channel, &mut out, big(5));
+        let msgs = sent(&mut out);
+        assert_eq!(
+            msgs[0],
+            (cursor_msg::INVAL_ONE, ids[0].to_le_bytes().to_vec())
+        );
+        assert_eq!(set_cursor(&msgs[1].1).0, CURSOR_FLAG_CACHE_ME);
     }
 }

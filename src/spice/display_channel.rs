@@ -244,12 +244,26 @@ pub fn server_caps() -> Caps {
 
 /// What a display channel needs beyond its Display: the compression
 /// options, the client session's shared image state, and the server's
-/// multimedia clock (stream frames are stamped with it).
-#[derive(Clone, Default)]
+/// multimedia clock (stream frames are stamped with it); whether the
+/// client's pixmap cache may be used (not spice-html5's; see
+/// `server::client_keeps_caches`).
+#[derive(Clone)]
 pub struct ImageSetup {
     pub compression: CompressionOptions,
     pub session: Arc<SessionImages>,
+    pub client_caches: bool,
     pub clock: MmClock,
+}
+
+impl Default for ImageSetup {
+    fn default() -> Self {
+        ImageSetup {
+            compression: CompressionOptions::default(),
+            session: Arc::default(),
+            client_caches: true,
+            clock: MmClock::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,13 +331,14 @@ pub struct DisplayChannel {
     session: Arc<SessionImages>,
     /// This connection's number in the session (GLZ, pixmap cache).
     owner: u32,
-    /// The client's pixmap cache, once DISPLAY_INIT named it (and no other
-    /// display connection of the session uses it).
+    /// The client's pixmap cache as DISPLAY_INIT named it (id, pixels),
+    /// if the client is one whose cache we use.
+    pixmap_cache: Option<(u8, i64)>,
+    /// That cache, once claimed (no other display connection of the
+    /// session uses it; tried again at each sync).
     cached: Option<CachedImages>,
     /// Draws sent as ids of the client's pixmap cache.
     from_cache: u64,
-    /// The client's pixmap cache must be emptied at the next sync.
-    empty_client_cache: bool,
     next_image_id: u64,
     streams: Box<VideoStreams>,
     clock: MmClock,
@@ -364,9 +379,9 @@ impl DisplayChannel {
             compressor: Box::new(Compressor::new(setup.compression, traits)),
             owner: setup.session.new_owner(),
             session: setup.session,
+            pixmap_cache: setup.client_caches.then_some((0, 0)),
             cached: None,
             from_cache: 0,
-            empty_client_cache: false,
             next_image_id: 1,
             streams,
             clock: setup.clock,
@@ -403,11 +418,9 @@ impl DisplayChannel {
                         );
                     }
                     self.compressor.set_glz(glz, self.owner);
-                    self.cached = self
-                        .session
-                        .claim_pixmap_cache(pixmap_cache_id, pixmap_cache_size, self.owner)
-                        .map(CachedImages::new);
-                    self.empty_client_cache = self.cached.as_ref().is_some_and(|c| c.take_over());
+                    if self.pixmap_cache.is_some() {
+                        self.pixmap_cache = Some((pixmap_cache_id, pixmap_cache_size));
+                    }
                 }
             }
             DisplayMessage::PreferredCompression(c) => {
@@ -547,6 +560,23 @@ impl DisplayChannel {
         }
     }
 
+    /// Takes the client's pixmap cache if no other display connection of
+    /// the session has it (any more). Entries an earlier connection left
+    /// may never have reached the client (still queued when it closed):
+    /// the client is told to empty its cache, and the mirror starts over.
+    fn claim_pixmap_cache(&mut self, out: &mut Outbox) {
+        let (None, Some((id, pixels))) = (&self.cached, self.pixmap_cache) else {
+            return;
+        };
+        self.cached = self
+            .session
+            .claim_pixmap_cache(id, pixels, self.owner)
+            .map(CachedImages::new);
+        if self.cached.as_ref().is_some_and(|c| c.take_over()) {
+            out.push(&InvalAllPixmaps);
+        }
+    }
+
     /// Queues a `DRAW_COPY` of each request's picture to its rect: as an
     /// id when the client's pixmap cache holds the picture, else
     /// compressed (in parallel) and, if it fits, kept in the cache; each
@@ -626,9 +656,7 @@ impl DisplayChannel {
         if self.streams.reset() {
             out.push(&StreamDestroyAll {});
         }
-        if std::mem::take(&mut self.empty_client_cache) {
-            out.push(&InvalAllPixmaps);
-        }
+        self.claim_pixmap_cache(out);
         let display = self.display.clone();
         let Some(head) = display.head(self.head) else {
             if self.client_surface.take().is_some() {
@@ -1301,6 +1329,36 @@ pub(crate) mod tests {
         assert!(inval_all.is_some() && inval_all < draw, "{types:?}");
         assert_eq!((canvas.from_cache, canvas.cache.len()), (0, 1));
         assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
+    }
+
+    /// A client whose pixmap cache we do not use (spice-html5) gets every
+    /// picture whole, repeated or not, and nothing marked for caching.
+    #[test]
+    fn a_client_without_a_usable_cache_gets_whole_pictures() {
+        let display = Display::new();
+        display.resize(0, 320, 200);
+        paint_mixed(&display, 1);
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let setup = ImageSetup {
+            client_caches: false,
+            ..ImageSetup::default()
+        };
+        let mut channel = open_channel(&display, setup, &mut out);
+        channel.handle(101, &display_init()).unwrap();
+        channel.pump(&mut out);
+        let mut canvas = ClientCanvas::default();
+        canvas.apply_stream(&out.take_bytes());
+        let mut now = Instant::now();
+        for seed in [2, 2, 1] {
+            paint_mixed(&display, seed);
+            channel.damage(display.head(0).unwrap().bounds());
+            now += MIN_UPDATE_INTERVAL;
+            channel.pump_at(&mut out, now);
+            canvas.apply_stream(&out.take_bytes());
+            channel.handle(2, &[]).unwrap();
+            assert_eq!(canvas.pixels, display.head(0).unwrap().pixels, "{seed}");
+        }
+        assert_eq!((canvas.from_cache, canvas.cache.len()), (0, 0));
     }
 
     /// A change after a quiet spell is drawn at once; changes that follow

@@ -6,8 +6,10 @@
 //!   here too); least recently used entries are evicted, and each eviction
 //!   must reach the client as `INVAL_LIST` ([`InvalList`]) before the id is
 //!   used again.
-//! * [`CursorCache`]: the same by item count (256 cursor shapes,
-//!   spice-server's size; evictions are the cursor channel's `INVAL_ONE`).
+//! * [`CursorCache`]: the same for cursor shapes, each counted as at least
+//!   64×64 pixels, 256 of those (spice-server's count) and so at most 4 MiB
+//!   of client memory whatever shapes a guest sets; evictions are the
+//!   cursor channel's `INVAL_ONE`.
 //!   There is no palette cache: the display channel sends pieces of the
 //!   rendered 32-bit surface, never palette bitmaps, so no palette ever
 //!   reaches the client.
@@ -41,6 +43,8 @@ pub const MAX_PIXMAP_CACHE_PIXELS: u64 = 1 << 28;
 pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
 /// spice-server's cursor cache size (entries).
 pub const CURSOR_CACHE_ENTRIES: u64 = 256;
+/// What a cursor shape costs in the cursor cache at least (pixels).
+pub const CURSOR_MIN_COST: u64 = 64 * 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -154,12 +158,19 @@ pub fn pixmap_cache(client_pixels: i64) -> PixmapCache {
     )
 }
 
-/// A client's cursor shape cache (entries of size 1).
+/// A client's cursor shape cache, in pixels.
 pub struct CursorCache(pub Lru);
 
 impl Default for CursorCache {
     fn default() -> Self {
-        CursorCache(Lru::new(CURSOR_CACHE_ENTRIES))
+        CursorCache(Lru::new(CURSOR_CACHE_ENTRIES * CURSOR_MIN_COST))
+    }
+}
+
+impl CursorCache {
+    /// What a `width`×`height` shape costs.
+    pub fn cost(width: u16, height: u16) -> u64 {
+        (u64::from(width) * u64::from(height)).max(CURSOR_MIN_COST)
     }
 }
 
@@ -298,15 +309,13 @@ impl CachedImages {
         }
     }
 
-    /// The id of a `width`×`height` picture of these pixels: a hash keyed
-    /// with a random seed, so no guest can make two pictures share an id
-    /// on purpose. Kept to 53 bits because spice-html5 reads ids as
-    /// JavaScript numbers: a lookup among the at most 65536 cached
-    /// pictures matches a different picture by accident with a chance
-    /// under 2^-37.
+    /// The id of a `width`×`height` picture of these pixels: a 64-bit hash
+    /// keyed with a random seed, so no guest can make two pictures share an
+    /// id on purpose; a lookup among the at most 65536 cached pictures
+    /// matches a different picture by accident with a chance under 2^-48.
     pub fn content_id(&self, width: u32, height: u32, pixels: &[u32]) -> u64 {
         let seed = self.seed ^ (u64::from(width) << 32 | u64::from(height));
-        xxhash_rust::xxh3::xxh3_64_with_seed(pixel_bytes(pixels), seed) & ((1 << 53) - 1)
+        xxhash_rust::xxh3::xxh3_64_with_seed(pixel_bytes(pixels), seed)
     }
 
     /// Decides for image `id` of `width`×`height`. `lossless_wanted`: a
@@ -329,7 +338,9 @@ impl CachedImages {
                 flags: IMAGE_FLAG_CACHE_REPLACE_ME,
                 evicted: Vec::new(),
             },
-            None => match cache.insert(id, u64::from(width) * u64::from(height), false) {
+            // Lossy until `sent` says how it was encoded: a lossless draw
+            // before that (in the same batch) sends it again.
+            None => match cache.insert(id, u64::from(width) * u64::from(height), true) {
                 Some(evicted) => CacheStep::Send {
                     flags: IMAGE_FLAG_CACHE_ME,
                     evicted,
@@ -483,7 +494,6 @@ mod tests {
         let pixels: Vec<u32> = (0..64).collect();
         let id = a.content_id(8, 8, &pixels);
         assert_eq!(id, a.content_id(8, 8, &pixels.clone()));
-        assert!(id < 1 << 53, "exact as a JavaScript number");
         assert_ne!(id, a.content_id(16, 4, &pixels), "same bytes, other shape");
         let mut changed = pixels.clone();
         changed[63] ^= 1;

@@ -138,8 +138,9 @@ pub struct EventLoop {
     session: Option<u32>,
     /// The current session's caches and GLZ windows.
     session_images: Arc<SessionImages>,
-    /// Whether the current session's client keeps a cursor cache.
-    session_caches_cursors: bool,
+    /// Whether the current session's client keeps the caches we name by
+    /// hashed ids (cursor shapes, pictures).
+    session_client_caches: bool,
     guest_leds: KeyboardLeds,
     /// The session's mouse mode, as its inputs channel and the sink know it.
     mouse_mode: u16,
@@ -176,7 +177,7 @@ impl EventLoop {
             next_token: FIRST_CONNECTION,
             session: None,
             session_images: Arc::new(SessionImages::default()),
-            session_caches_cursors: false,
+            session_client_caches: false,
             guest_leds: KeyboardLeds::default(),
             mouse_mode: mouse_mode::SERVER,
             epoch: Instant::now(),
@@ -499,7 +500,7 @@ impl EventLoop {
             self.session = Some(id);
             // A new client session: its caches and GLZ window start empty.
             self.session_images = Arc::new(SessionImages::default());
-            self.session_caches_cursors = client_caches_cursors(&req);
+            self.session_client_caches = client_keeps_caches(&req);
             id
         } else {
             match self.session {
@@ -571,6 +572,7 @@ impl EventLoop {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner()),
                         session: self.session_images.clone(),
+                        client_caches: self.session_client_caches,
                         clock: MmClock::new(self.epoch),
                     },
                     &mut outbox,
@@ -581,7 +583,7 @@ impl EventLoop {
                 index,
                 CursorChannel::start(
                     self.setup.displays[index].display().clone(),
-                    self.session_caches_cursors,
+                    self.session_client_caches,
                     &mut outbox,
                 ),
             ),
@@ -838,14 +840,17 @@ impl EventLoop {
     }
 }
 
-/// Whether the client of this main channel link keeps a cursor cache.
-/// No capability says so. spice-html5 has none (it ignores the cursor
-/// flags: a shape sent as a cache id would come out empty), and it is
-/// also the one client whose main channel does not advertise
-/// `NAME_AND_UUID`; spice-gtk (remote-viewer, spicy, spice-glib) does, and
-/// caches cursors. A client we cannot tell gets whole shapes, which
-/// every client shows.
-fn client_caches_cursors(main_link: &LinkRequest) -> bool {
+/// Whether the client of this main channel link keeps a cursor cache and
+/// a pixmap cache that take any 64-bit id. No capability says so.
+/// spice-html5 falls short: it has no cursor cache (it ignores the cursor
+/// flags: a shape sent as a cache id would come out empty), its pixmap
+/// cache reads ids as 32-bit numbers (`(hi << 32) | lo` in JavaScript)
+/// and keeps a JPEG only once the browser has decoded it. It is also the
+/// one client whose main channel does not advertise `NAME_AND_UUID`;
+/// spice-gtk (remote-viewer, spicy, spice-glib) does, and has both caches.
+/// A client we cannot tell gets whole shapes and pictures, which every
+/// client shows.
+fn client_keeps_caches(main_link: &LinkRequest) -> bool {
     main_link.channel_caps.has(main_cap::NAME_AND_UUID)
 }
 

@@ -2,8 +2,11 @@
 """TEST ONLY: a headless spice-glib client driven over stdin/stdout.
 
 Usage: /usr/bin/python3 glib_client.py HOST PORT [PASSWORD] [--lifetime=SECONDS]
+                                        [--cache-size=BYTES]
 
-It quits after SECONDS (default 60), so a forgotten client never lingers.
+It quits after SECONDS (default 60), so a forgotten client never lingers. --cache-size sets
+the session's pixmap cache (spice-glib's cache-size property; the server is told a quarter of
+it in pixels).
 
 Prints one line per event:
   PRIMARY <width> <height> <stride>
@@ -23,11 +26,11 @@ import gi
 gi.require_version("SpiceClientGLib", "2.0")
 from gi.repository import GLib, GObject, SpiceClientGLib  # noqa: E402
 
-options = [a for a in sys.argv[1:] if a.startswith("--lifetime=")]
-args = [a for a in sys.argv[1:] if a not in options]
+options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
 host, port = args[0], args[1]
 password = args[2] if len(args) > 2 else None
-lifetime = int(options[-1].split("=", 1)[1]) if options else 60
+lifetime = int(options.get("lifetime", 60))
 
 loop = GLib.MainLoop()
 state = {"data": None, "stride": 0, "width": 0, "height": 0, "inputs": None}
@@ -108,6 +111,8 @@ session.set_property("host", host)
 session.set_property("port", port)
 if password is not None:
     session.set_property("password", password)
+if "cache-size" in options:
+    session.set_property("cache-size", int(options["cache-size"]))
 GObject.Object.connect(session, "channel-new", on_channel_new)
 if not session.connect():
     say("ERROR", "connect")

@@ -387,9 +387,16 @@ pub struct GlibClient {
 
 impl GlibClient {
     pub fn connect(port: u16) -> GlibClient {
+        Self::connect_with(port, &[])
+    }
+
+    /// With extra options of the script (e.g. `--cache-size=BYTES`).
+    pub fn connect_with(port: u16, options: &[&str]) -> GlibClient {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
+        let port = port.to_string();
         let mut child = Command::new("/usr/bin/python3")
-            .args([script, "127.0.0.1", &port.to_string()])
+            .args([script, "127.0.0.1", &port])
+            .args(options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -422,9 +429,11 @@ impl GlibClient {
         writeln!(stdin, "{command}").unwrap();
     }
 
-    /// The client's primary surface (B, G, R, X rows), through a file.
+    /// The client's primary surface (B, G, R, X rows), through a file
+    /// named after `name` and this client (tests run side by side).
     pub fn dump(&mut self, name: &str) -> Vec<u8> {
-        let path = temp_path(name);
+        let client = self.child.as_ref().map_or(0, |c| c.id());
+        let path = temp_path(&format!("{client}-{name}"));
         self.send(&format!("DUMP {}", path.display()));
         self.wait_for("DUMPED");
         let picture = std::fs::read(&path).unwrap();
