@@ -331,8 +331,9 @@ pub struct DisplayChannel {
     session: Arc<SessionImages>,
     /// This connection's number in the session (GLZ, pixmap cache).
     owner: u32,
-    /// The client's pixmap cache as DISPLAY_INIT named it (id, pixels),
-    /// if the client is one whose cache we use.
+    /// Whether the client is one whose pixmap cache we use.
+    client_caches: bool,
+    /// Its pixmap cache as DISPLAY_INIT named it (id, pixels).
     pixmap_cache: Option<(u8, i64)>,
     /// That cache, once claimed (no other display connection of the
     /// session uses it; tried again at each sync).
@@ -379,7 +380,8 @@ impl DisplayChannel {
             compressor: Box::new(Compressor::new(setup.compression, traits)),
             owner: setup.session.new_owner(),
             session: setup.session,
-            pixmap_cache: setup.client_caches.then_some((0, 0)),
+            client_caches: setup.client_caches,
+            pixmap_cache: None,
             cached: None,
             from_cache: 0,
             next_image_id: 1,
@@ -418,7 +420,7 @@ impl DisplayChannel {
                         );
                     }
                     self.compressor.set_glz(glz, self.owner);
-                    if self.pixmap_cache.is_some() {
+                    if self.client_caches {
                         self.pixmap_cache = Some((pixmap_cache_id, pixmap_cache_size));
                     }
                 }
