@@ -975,9 +975,32 @@ pub(crate) mod tests {
     }
 
     fn display_init() -> Vec<u8> {
+        display_init_with_cache(20971520)
+    }
+
+    /// DISPLAY_INIT naming a pixmap cache of this many pixels.
+    fn display_init_with_cache(pixels: i64) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(1).i64(20971520).u8(1).i32(3145728);
+        w.u8(1).i64(pixels).u8(1).i32(3145728);
         w.into_bytes()
+    }
+
+    /// A 320×200 mixed picture served to a client that sent `init`, its
+    /// first picture applied to a canvas.
+    fn mixed_client(
+        setup: ImageSetup,
+        init: &[u8],
+    ) -> (Arc<Display>, DisplayChannel, Outbox, ClientCanvas) {
+        let display = Display::new();
+        display.resize(0, 320, 200);
+        paint_mixed(&display, 1);
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = open_channel(&display, setup, &mut out);
+        channel.handle(101, init).unwrap();
+        channel.pump(&mut out);
+        let mut canvas = ClientCanvas::default();
+        canvas.apply_stream(&out.take_bytes());
+        (display, channel, out, canvas)
     }
 
     #[test]
@@ -1253,17 +1276,8 @@ pub(crate) mod tests {
     /// canvas checks names held ids), and the picture stays exact.
     #[test]
     fn a_small_pixmap_cache_evicts_before_it_fills() {
-        let display = Display::new();
-        display.resize(0, 320, 200);
-        paint_mixed(&display, 1);
-        let mut out = Outbox::new(HeaderMode::Mini);
-        let mut channel = open_channel(&display, ImageSetup::default(), &mut out);
-        let mut canvas = ClientCanvas::default();
-        let mut init = Writer::new();
-        init.u8(1).i64(160 * 200).u8(1).i32(3145728);
-        channel.handle(101, &init.into_bytes()).unwrap();
-        channel.pump(&mut out);
-        canvas.apply_stream(&out.take_bytes());
+        let (display, mut channel, mut out, mut canvas) =
+            mixed_client(ImageSetup::default(), &display_init_with_cache(160 * 200));
         let mut now = Instant::now();
         for (seed, half) in [(2, 0), (2, 1), (3, 0), (2, 0)] {
             paint_mixed(&display, seed);
@@ -1337,19 +1351,11 @@ pub(crate) mod tests {
     /// picture whole, repeated or not, and nothing marked for caching.
     #[test]
     fn a_client_without_a_usable_cache_gets_whole_pictures() {
-        let display = Display::new();
-        display.resize(0, 320, 200);
-        paint_mixed(&display, 1);
-        let mut out = Outbox::new(HeaderMode::Mini);
         let setup = ImageSetup {
             client_caches: false,
             ..ImageSetup::default()
         };
-        let mut channel = open_channel(&display, setup, &mut out);
-        channel.handle(101, &display_init()).unwrap();
-        channel.pump(&mut out);
-        let mut canvas = ClientCanvas::default();
-        canvas.apply_stream(&out.take_bytes());
+        let (display, mut channel, mut out, mut canvas) = mixed_client(setup, &display_init());
         let mut now = Instant::now();
         for seed in [2, 2, 1] {
             paint_mixed(&display, seed);
