@@ -207,6 +207,12 @@ fn main() {
     if quick {
         set.truncate(2);
     }
+    println!(
+        "JPEG: pictures of {} pixels or more are coded in bands on {} encoder threads \
+         (MB/s is wall time).\n",
+        jpeg::MIN_BANDED_PIXELS,
+        saffron::spice::codec::parallel::workers()
+    );
     println!("| image | codec | MB/s | ratio | bytes |");
     println!("|---|---|---:|---:|---:|");
     let mut heuristic = Vec::new();

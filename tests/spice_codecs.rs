@@ -194,3 +194,83 @@ fn spice_glib_sees_jpeg_updates_within_30_db_and_exact_lossless_ones() {
         }
     }
 }
+
+/// A large video to spice-glib: 800x480 frames, so each is coded in bands
+/// on the encoder pool and joined with restart markers (pictures of
+/// `jpeg::MIN_BANDED_PIXELS` or more, with two or more encoder threads).
+/// While the last frame is held (redrawn unchanged at the video's rate,
+/// so the stream goes on), the client must show it within 30 dB, and not
+/// exactly: it came from the stream, not from a lossless redraw.
+#[test]
+fn spice_glib_shows_a_large_video_stream_within_30_db() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    if !have("/usr/bin/python3") || !have(SPICY) {
+        return;
+    }
+    let workers = saffron::spice::codec::parallel::workers();
+    eprintln!("encoder threads: {workers} (frames are coded in bands with 2 or more)");
+    let t = start_server(1024, 768, "streaming-video=all");
+    let mut client = GlibClient::connect(t.port);
+    client.wait_for("PRIMARY");
+    client.wait_for("MARK");
+    let video = Rect::new(100, 120, 900, 600);
+    let draw = |display: &Display, frame: u32| {
+        display.draw(0, |s| {
+            let mut rng = Rng(u64::from(frame) + 1);
+            for y in video.top as u32..video.bottom as u32 {
+                for x in video.left as u32..video.right as u32 {
+                    let p = photo_pixel(x + 7 * frame, y + 3 * frame, 2, &mut rng);
+                    s.row_mut(y)[(x * 4) as usize..(x * 4 + 4) as usize].copy_from_slice(&p);
+                }
+            }
+            Some(video)
+        });
+    };
+    const FRAMES: u32 = 60;
+    let (playing, holding) = (AtomicBool::new(true), AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut frame = 0;
+            while playing.load(Ordering::Relaxed) {
+                draw(&t.display, frame.min(FRAMES));
+                frame += 1;
+                holding.store(frame > FRAMES, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        let start = Instant::now();
+        while !holding.load(Ordering::Relaxed) {
+            assert!(start.elapsed() < Duration::from_secs(60), "video too slow");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // A second of the held frame.
+        std::thread::sleep(Duration::from_secs(1));
+        let got = client.dump("video.raw");
+        playing.store(false, Ordering::Relaxed);
+        let want = t.display.head(0).unwrap().pixels.clone();
+        let in_video = |picture: &[u8]| -> Vec<u8> {
+            (video.top..video.bottom)
+                .flat_map(|y| {
+                    let row = y as usize * 1024 * 4;
+                    picture[row + video.left as usize * 4..row + video.right as usize * 4].to_vec()
+                })
+                .collect()
+        };
+        let (got, want) = (in_video(&got), in_video(&want));
+        let sent = t.server.control().sent();
+        let p = psnr(&got, &want);
+        eprintln!(
+            "large video stream: {} frames, {} KiB; the held frame at {p:.1} dB on spice-glib",
+            sent.stream_frames,
+            sent.stream_bytes / 1024
+        );
+        assert!(sent.streams >= 1 && sent.stream_frames >= 20, "{sent:?}");
+        assert!(p >= 30.0, "held frame at {p:.1} dB");
+        assert!(
+            rgb(&got) != rgb(&want),
+            "the held frame is exact: not from the stream?"
+        );
+    });
+}

@@ -4,10 +4,17 @@
 //! The JPEG itself is baseline JFIF from the jpeg-encoder crate; the
 //! picture is always sent top-down (the JPEG_ALPHA TOP_DOWN flag is set
 //! and the alpha plane is coded in the same order).
+//!
+//! A large picture is cut into bands of whole MCU rows that the encoder
+//! pool codes at once; their scans are joined into one JPEG with a restart
+//! marker between bands (a restart resets exactly what encoding a band on
+//! its own starts from), so the client decodes the same pixels as from
+//! one piece.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
-use super::{lz, Bitmap, BitmapFormat, CodecError};
+use super::{lz, parallel, Bitmap, BitmapFormat, CodecError};
 
 /// spice-server's default quality.
 pub const DEFAULT_QUALITY: u8 = 85;
@@ -137,24 +144,172 @@ fn jpeg_of(
     );
     let mut out = Vec::with_capacity(bgra.len() / 8);
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
-    if chroma == Chroma::Full {
-        encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
-    }
+    encoder.set_sampling_factor(match chroma {
+        Chroma::Full => jpeg_encoder::SamplingFactor::R_4_4_4,
+        // (jpeg-encoder's own default keeps full chroma from quality 90.)
+        Chroma::Subsampled => jpeg_encoder::SamplingFactor::R_4_2_0,
+    });
     encoder
         .encode(bgra, w, h, jpeg_encoder::ColorType::Bgra)
         .map_err(|e| CodecError::Encoder(e.to_string()))?;
     Ok(out)
 }
 
-/// A JPEG of the picture (alpha ignored).
+/// A JPEG of the picture (alpha ignored); a large one is coded in bands
+/// on the encoder pool ([`in_bands`]).
 pub fn encode(bitmap: &Bitmap, quality: u8, chroma: Chroma) -> Result<Vec<u8>, CodecError> {
-    jpeg_of(
-        &top_down_bgra(bitmap)?,
-        bitmap.width,
-        bitmap.height,
-        quality,
-        chroma,
-    )
+    let bgra = top_down_bgra(bitmap)?;
+    let (width, height) = (bitmap.width, bitmap.height);
+    let mcu_rows = band_mcu_rows(width, height, chroma, parallel::workers());
+    if mcu_rows >= height.div_ceil(chroma.mcu_size()) {
+        return jpeg_of(&bgra, width, height, quality, chroma);
+    }
+    in_bands(&bgra, width, height, quality, chroma, mcu_rows)
+}
+
+/// Pictures of fewer pixels are one JPEG coded on the caller: handing
+/// them to the pool costs more than it saves.
+pub const MIN_BANDED_PIXELS: u64 = parallel::MIN_PARALLEL_PIXELS;
+/// A band has at least this many pixels (its own headers, tables and
+/// restart marker are then a small part of its work).
+pub const MIN_BAND_PIXELS: u64 = 32 * 1024;
+
+impl Chroma {
+    /// The side of an MCU in pixels: one 8×8 block of each component, or
+    /// with 2×2 subsampled chroma, four luma blocks and one of each chroma.
+    fn mcu_size(self) -> u32 {
+        match self {
+            Chroma::Full => 8,
+            Chroma::Subsampled => 16,
+        }
+    }
+}
+
+/// MCU rows per band for a picture to be coded on `workers` threads: two
+/// bands per worker (so that a worker finishing early takes another), no
+/// band under [`MIN_BAND_PIXELS`], and at most 65535 MCUs per band (the
+/// largest restart interval). All rows in one band if the picture is
+/// under [`MIN_BANDED_PIXELS`] or there is one worker.
+fn band_mcu_rows(width: u32, height: u32, chroma: Chroma, workers: usize) -> u32 {
+    let mcu = chroma.mcu_size();
+    let (mcu_cols, all_rows) = (width.div_ceil(mcu), height.div_ceil(mcu));
+    let pixels = u64::from(width) * u64::from(height);
+    if workers < 2 || pixels < MIN_BANDED_PIXELS {
+        return all_rows;
+    }
+    let bands = (workers as u32 * 2).min((pixels / MIN_BAND_PIXELS).max(1) as u32);
+    let rows = all_rows.div_ceil(bands);
+    rows.clamp(1, (u32::from(u16::MAX) / mcu_cols.max(1)).max(1))
+}
+
+/// The picture (top-down B, G, R, A rows) coded as bands of `mcu_rows`
+/// MCU rows each on the encoder pool, joined into one JPEG.
+fn in_bands(
+    bgra: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+    chroma: Chroma,
+    mcu_rows: u32,
+) -> Result<Vec<u8>, CodecError> {
+    let band_height = mcu_rows * chroma.mcu_size();
+    let bands: Vec<Range<u32>> = (0..height)
+        .step_by(band_height as usize)
+        .map(|top| top..(top + band_height).min(height))
+        .collect();
+    let row_bytes = width as usize * 4;
+    let pieces = parallel::map(&bands, u64::from(width) * u64::from(height), |rows| {
+        let bytes = rows.start as usize * row_bytes..rows.end as usize * row_bytes;
+        jpeg_of(&bgra[bytes], width, rows.len() as u32, quality, chroma)
+    });
+    let pieces = pieces.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let restart_interval = u16::try_from(mcu_rows * width.div_ceil(chroma.mcu_size()))
+        .map_err(|_| CodecError::BadSize { width, height })?;
+    join_bands(&pieces, height, restart_interval)
+}
+
+/// Where the parts of a baseline JPEG from jpeg-encoder are.
+struct JpegParts<'a> {
+    /// Everything before the start-of-scan segment.
+    tables: &'a [u8],
+    /// Offset of the frame height in `tables` (in the SOF0 segment).
+    height_at: usize,
+    /// The start-of-scan segment.
+    scan_header: &'a [u8],
+    /// The entropy-coded data, up to the end-of-image marker.
+    scan: &'a [u8],
+}
+
+const SOF0: u8 = 0xc0;
+const SOS: u8 = 0xda;
+const DRI: u8 = 0xdd;
+const RST0: u8 = 0xd0;
+const EOI: u8 = 0xd9;
+
+fn parts(jpeg: &[u8]) -> Result<JpegParts<'_>, CodecError> {
+    let bad = |what: &str| CodecError::Encoder(format!("unexpected JPEG layout: {what}"));
+    if !jpeg.starts_with(&[0xff, 0xd8]) || !jpeg.ends_with(&[0xff, EOI]) {
+        return Err(bad("no SOI/EOI"));
+    }
+    let mut at = 2;
+    let mut height_at = None;
+    loop {
+        let Some(&[0xff, marker, hi, lo]) = jpeg.get(at..at + 4) else {
+            return Err(bad("truncated segment"));
+        };
+        let end = at + 2 + usize::from(u16::from_be_bytes([hi, lo]));
+        if end > jpeg.len() - 2 {
+            return Err(bad("segment past the end"));
+        }
+        match marker {
+            SOF0 => height_at = Some(at + 5),
+            SOS => {
+                return Ok(JpegParts {
+                    tables: &jpeg[..at],
+                    height_at: height_at.ok_or_else(|| bad("no SOF0 before SOS"))?,
+                    scan_header: &jpeg[at..end],
+                    scan: &jpeg[end..jpeg.len() - 2],
+                });
+            }
+            _ => {}
+        }
+        at = end;
+    }
+}
+
+/// One JPEG of `height` rows from band JPEGs of the same width, quality
+/// and chroma (so the same tables), each band `restart_interval` MCUs
+/// (the last may have fewer): the first band's tables with the whole
+/// height and a restart interval, then every band's scan, restart
+/// markers between them.
+fn join_bands(
+    bands: &[Vec<u8>],
+    height: u32,
+    restart_interval: u16,
+) -> Result<Vec<u8>, CodecError> {
+    let parts = bands
+        .iter()
+        .map(|b| parts(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = parts.first() else {
+        return Err(CodecError::Encoder("no bands to join".into()));
+    };
+    let height = u16::try_from(height).map_err(|_| CodecError::BadSize { width: 0, height })?;
+    let size = parts.iter().map(|p| p.scan.len() + 2).sum::<usize>();
+    let mut out = Vec::with_capacity(first.tables.len() + 6 + first.scan_header.len() + size);
+    out.extend_from_slice(first.tables);
+    out[first.height_at..first.height_at + 2].copy_from_slice(&height.to_be_bytes());
+    out.extend([0xff, DRI, 0, 4]);
+    out.extend(restart_interval.to_be_bytes());
+    out.extend_from_slice(first.scan_header);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.extend([0xff, RST0 + ((i - 1) % 8) as u8]);
+        }
+        out.extend_from_slice(part.scan);
+    }
+    out.extend([0xff, EOI]);
+    Ok(out)
 }
 
 /// JPEG_ALPHA payload: `(jpeg_size, jpeg bytes followed by the LZ alpha)`.
@@ -268,6 +423,66 @@ mod tests {
         let b = Bitmap::rgb32(bands.width, bands.height, &bands.bgrx).unwrap();
         let sub = encode(&b, MIN_QUALITY, Chroma::Subsampled).unwrap();
         assert!(psnr(&decode(&sub), &bands.bgrx, 4) < 30.0);
+    }
+
+    /// Restart markers in a JPEG's entropy-coded data (byte stuffing
+    /// keeps `FF D0..D7` out of it otherwise).
+    fn restart_markers(jpeg: &[u8]) -> usize {
+        jpeg.windows(2)
+            .filter(|w| w[0] == 0xff && (RST0..RST0 + 8).contains(&w[1]))
+            .count()
+    }
+
+    /// Bands joined with restart markers decode to exactly the pixels of
+    /// the picture coded in one piece, whatever the band height, for both
+    /// chroma samplings, odd sizes and a last band of fewer rows.
+    #[test]
+    fn banded_jpeg_decodes_to_the_pixels_of_one_piece() {
+        for (width, height, chroma) in [
+            (301, 233, Chroma::Full),
+            (300, 250, Chroma::Subsampled),
+            (37, 70, Chroma::Subsampled),
+            (64, 9, Chroma::Full),
+        ] {
+            let img = colour_bands(width, height);
+            let whole = decode(&jpeg_of(&img.bgrx, width, height, 75, chroma).unwrap());
+            let all_rows = height.div_ceil(chroma.mcu_size());
+            for mcu_rows in [1, 2, 3, all_rows - 1].into_iter().filter(|&r| r >= 1) {
+                let banded = in_bands(&img.bgrx, width, height, 75, chroma, mcu_rows).unwrap();
+                let bands = all_rows.div_ceil(mcu_rows) as usize;
+                assert_eq!(restart_markers(&banded), bands - 1, "{width}x{height}");
+                assert!(
+                    decode(&banded) == whole,
+                    "{width}x{height} {chroma:?} in bands of {mcu_rows} MCU rows"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bands_are_two_per_worker_within_the_limits() {
+        // 1080p, full chroma: 135 MCU rows in 4 bands for 2 workers.
+        assert_eq!(band_mcu_rows(1920, 1080, Chroma::Full, 2), 34);
+        assert_eq!(band_mcu_rows(1920, 1080, Chroma::Subsampled, 8), 5);
+        // One worker, or a small picture: one piece.
+        assert_eq!(band_mcu_rows(1920, 1080, Chroma::Full, 1), 135);
+        assert_eq!(band_mcu_rows(320, 240, Chroma::Full, 8), 30);
+        // Bands keep MIN_BAND_PIXELS: 480x300 is 4 bands, not 16.
+        assert_eq!(band_mcu_rows(480, 300, Chroma::Full, 8), 10);
+        // A restart interval holds at most 65535 MCUs.
+        assert_eq!(band_mcu_rows(65535, 1024, Chroma::Full, 2), 7);
+    }
+
+    /// The public encoder bands a large picture when there are workers,
+    /// and the result is a valid JPEG of the whole picture.
+    #[test]
+    fn large_pictures_are_encoded_in_bands() {
+        let img = colour_bands(640, 480);
+        let b = Bitmap::rgb32(640, 480, &img.bgrx).unwrap();
+        let jpeg = encode(&b, 80, Chroma::Full).unwrap();
+        let bands = 480u32.div_ceil(8 * band_mcu_rows(640, 480, Chroma::Full, parallel::workers()));
+        assert_eq!(restart_markers(&jpeg), bands as usize - 1);
+        assert!(psnr(&decode(&jpeg), &img.bgrx, 4) >= 30.0);
     }
 
     #[test]
