@@ -74,6 +74,8 @@ pub struct SentTotals {
     pub streams: u64,
     pub stream_frames: u64,
     pub stream_bytes: u64,
+    /// Due stream frames not sent because they showed what the last did.
+    pub stream_frames_unchanged: u64,
     /// Cursor shapes sent, and how many of them as ids of the client's
     /// cursor cache.
     pub cursor_shapes: u64,
@@ -92,6 +94,7 @@ impl SentTotals {
         self.streams += streams.started;
         self.stream_frames += streams.frames;
         self.stream_bytes += streams.bytes;
+        self.stream_frames_unchanged += streams.unchanged;
     }
 
     fn add_cursor(&mut self, cursor: &CursorChannel) {

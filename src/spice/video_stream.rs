@@ -25,6 +25,10 @@
 //! edges keep full chroma), judged on a stream's first frame and every
 //! [`RATE_WINDOW`]th after it.
 //!
+//! A due frame that shows what the last frame sent did (a paused player
+//! or a compositor redrawing the same picture) is not sent, except once
+//! per [`UNCHANGED_FRAME_RESEND`].
+//!
 //! A stream that is not redrawn for [`STREAM_IDLE`], or slows down to
 //! less than video rate, ends: `STREAM_DESTROY`, then its area is sent
 //! again losslessly, so the picture the client is left with is exact.
@@ -79,6 +83,10 @@ pub const STREAM_IDLE: Duration = Duration::from_secs(1);
 /// A running stream ends after this many slow frames in a row (each more
 /// than [`FRAME_MAX_GAP`] after the one before).
 pub const SLOW_FRAMES_TO_END: u32 = 3;
+/// A due frame showing what the last one sent did is skipped, but one
+/// goes at least this often (a client that dropped the last frame, e.g.
+/// as late, is left with an older one for at most this long).
+pub const UNCHANGED_FRAME_RESEND: Duration = Duration::from_secs(1);
 /// Streams at once per display channel.
 pub const MAX_STREAMS: usize = 4;
 /// Candidates tracked at once (the least recently redrawn goes first).
@@ -239,6 +247,8 @@ pub struct Frame {
     chroma: jpeg::Chroma,
     rect: Rect,
     pixels: Vec<u32>,
+    /// A keyed hash of `pixels`: the next frame with the same is unchanged.
+    content: u64,
 }
 
 /// Damage that overlaps and keeps coming: maybe a video.
@@ -312,6 +322,8 @@ struct Stream {
     clean_windows: u32,
     frames: u64,
     bytes: u64,
+    /// The content hash of the last frame sent, and when it went.
+    last_sent: Option<(u64, Instant)>,
 }
 
 impl Stream {
@@ -344,6 +356,7 @@ impl Stream {
             clean_windows: 0,
             frames: 0,
             bytes: 0,
+            last_sent: None,
         }
     }
 
@@ -374,12 +387,19 @@ impl Stream {
     }
 }
 
+/// The keyed hash of a frame's pixels (`rect`'s, top-down rows).
+fn content_hash(seed: u64, rect: Rect, pixels: &[u32]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(pixel_bytes(pixels), seed ^ ((rect.width() as u64) << 32))
+}
+
 /// Totals over a display channel's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamStats {
     pub started: u64,
     pub frames: u64,
     pub bytes: u64,
+    /// Due frames not sent because they showed what the last one did.
+    pub unchanged: u64,
 }
 
 /// The video streams of one display channel and their detection.
@@ -392,6 +412,9 @@ pub struct VideoStreams {
     candidates: Vec<Candidate>,
     streams: Vec<Stream>,
     next_unique_id: u32,
+    /// The key of the frames' content hashes (random: no guest can make
+    /// two different frames look the same).
+    content_seed: u64,
     pub stats: StreamStats,
 }
 
@@ -404,6 +427,7 @@ impl VideoStreams {
             candidates: Vec::new(),
             streams: Vec::new(),
             next_unique_id: 1,
+            content_seed: rand::random(),
             stats: StreamStats::default(),
         }
     }
@@ -536,6 +560,17 @@ impl VideoStreams {
                 continue;
             }
             let pixels = head.copy_rect(s.rect);
+            let content = content_hash(self.content_seed, s.rect, &pixels);
+            if let Some((last, at)) = s.last_sent {
+                if last == content && now < at + UNCHANGED_FRAME_RESEND {
+                    // The guest redrew the same picture (a paused player,
+                    // a compositor's repeated frame): the client has it.
+                    s.due = false;
+                    s.next_frame_at = now + s.frame_interval();
+                    self.stats.unchanged += 1;
+                    continue;
+                }
+            }
             if s.frames % u64::from(RATE_WINDOW) == 0 {
                 let (w, h) = (s.rect.width() as u32, s.rect.height() as u32);
                 s.chroma = jpeg::chroma_for(pixel_bytes(&pixels), w, h);
@@ -546,6 +581,7 @@ impl VideoStreams {
                 chroma: s.chroma,
                 rect: s.rect,
                 pixels,
+                content,
             });
         }
         frames
@@ -689,6 +725,7 @@ impl VideoStreams {
             };
             s.frames += 1;
             s.bytes += jpeg.len() as u64;
+            s.last_sent = Some((frame.content, now));
             self.stats.frames += 1;
             self.stats.bytes += jpeg.len() as u64;
             tracing::debug!(
@@ -830,6 +867,7 @@ mod tests {
         let mut lossless = Region::new();
         let mut chroma = Vec::new();
         for frame in 0..60u32 {
+            surface.row_mut(149)[0] = frame as u8; // every frame differs
             if streams.active() == 1 && chroma.len() == 2 {
                 for y in 0..150 {
                     for (x, p) in surface.row_mut(y)[..800].chunks_exact_mut(4).enumerate() {
@@ -851,6 +889,56 @@ mod tests {
             .iter()
             .all(|c| *c == jpeg::Chroma::Subsampled));
         assert_eq!(chroma[window], jpeg::Chroma::Full);
+    }
+
+    /// A picture redrawn unchanged (a paused player) keeps the stream but
+    /// sends a frame only once per [`UNCHANGED_FRAME_RESEND`]; a changed
+    /// picture goes at once.
+    #[test]
+    fn unchanged_frames_go_once_a_second() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
+        let mut surface = Surface::new(320, 240).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        let area = Rect::new(0, 0, 200, 150);
+        let mut lossless = Region::new();
+        let t0 = Instant::now();
+        let mut t = t0;
+        let mut step = |streams: &mut VideoStreams, surface: &Surface, t: Instant| {
+            streams.damage(area, t, &mut lossless);
+            let frames = streams.pump(surface, t, &mut lossless, &mut out, &mut |_| true);
+            let n = frames.len();
+            streams.send(frames, t, 0, &mut out);
+            out.take_bytes();
+            n
+        };
+        let mut picture = 0u8;
+        while streams.active() == 0 {
+            picture += 1;
+            surface.row_mut(10)[40] = picture;
+            t += Duration::from_millis(40);
+            step(&mut streams, &surface, t);
+            assert!(t < t0 + Duration::from_secs(5), "no stream");
+        }
+        let (frames, unchanged) = (streams.stats.frames, streams.stats.unchanged);
+        // 2.48 s of the same picture, redrawn every 40 ms.
+        for _ in 0..62 {
+            t += Duration::from_millis(40);
+            step(&mut streams, &surface, t);
+        }
+        assert_eq!(streams.active(), 1, "the held picture keeps its stream");
+        // The stream's first frame (taken once the guest stopped drawing),
+        // then one a second.
+        assert_eq!(streams.stats.frames - frames, 3, "one frame a second");
+        // (Here a frame settles 8 ms after its damage, between steps: a
+        // due frame is looked at every other step.)
+        assert!(streams.stats.unchanged - unchanged >= 25);
+        surface.row_mut(10)[40] = picture + 1;
+        t += Duration::from_millis(40);
+        assert_eq!(
+            step(&mut streams, &surface, t),
+            1,
+            "a new picture goes at once"
+        );
     }
 
     /// A client without room: the due frame waits, its deadline moves a
@@ -888,13 +976,17 @@ mod tests {
     #[test]
     fn a_frame_drawn_in_bands_goes_as_one_frame() {
         let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
-        let surface = Surface::new(320, 240).unwrap();
+        let mut surface = Surface::new(320, 240).unwrap();
         let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
         // (Overlapping, so that detection sees one area.)
         let (top, bottom) = (Rect::new(0, 0, 200, 100), Rect::new(0, 50, 200, 150));
         let mut lossless = Region::new();
         let mut t = Instant::now();
+        let mut drawn = 0u8;
         let mut pump = |streams: &mut VideoStreams, lossless: &mut Region, t: Instant| {
+            // Every frame taken shows a new picture.
+            drawn = drawn.wrapping_add(1);
+            surface.row_mut(0)[0] = drawn;
             let frames = streams.pump(&surface, t, lossless, &mut out, &mut |_| true);
             let n = frames.len();
             streams.send(frames, t, 0, &mut out);
@@ -951,12 +1043,26 @@ mod tests {
             let room = !rng.next().is_multiple_of(4);
             let frames = streams.pump(&surface, now, &mut lossless, &mut out, &mut |_| room);
             let framed: Vec<Rect> = frames.iter().map(|f| f.rect).collect();
+            // Streams with a frame due, or whose last frame sent shows
+            // their area as it is now (the surface here never changes).
+            let settled: Vec<Rect> = streams
+                .streams
+                .iter()
+                .filter(|s| {
+                    s.due
+                        || s.last_sent.is_some_and(|(content, _)| {
+                            let now = surface.copy_rect(s.rect);
+                            content == content_hash(streams.content_seed, s.rect, &now)
+                        })
+                })
+                .map(|s| s.rect)
+                .collect();
             for py in (rect.top..rect.bottom).step_by(7) {
                 for px in (rect.left..rect.right).step_by(7) {
                     let p = Rect::new(px, py, px + 1, py + 1);
                     let covered = lossless.rects().iter().any(|r| r.contains(&p))
                         || framed.iter().any(|r| r.contains(&p))
-                        || streams.streams.iter().any(|s| s.rect.contains(&p) && s.due);
+                        || settled.iter().any(|r| r.contains(&p));
                     assert!(covered, "{p:?} of {rect:?} lost");
                 }
             }

@@ -74,6 +74,7 @@ fn spice_status(spice: &SpiceControl) -> Value {
             "streams": sent.streams,
             "stream_frames": sent.stream_frames,
             "stream_bytes": sent.stream_bytes,
+            "stream_frames_unchanged": sent.stream_frames_unchanged,
             "cursor_shapes": sent.cursor_shapes,
             "cursor_shapes_from_cache": sent.cursor_shapes_from_cache,
         },
