@@ -158,8 +158,11 @@ fn jpeg_of(
 /// A JPEG of the picture (alpha ignored); a large one is coded in bands
 /// on the encoder pool ([`in_bands`]).
 pub fn encode(bitmap: &Bitmap, quality: u8, chroma: Chroma) -> Result<Vec<u8>, CodecError> {
-    let bgra = top_down_bgra(bitmap)?;
     let (width, height) = (bitmap.width, bitmap.height);
+    if width > u32::from(u16::MAX) || height > u32::from(u16::MAX) {
+        return Err(CodecError::BadSize { width, height });
+    }
+    let bgra = top_down_bgra(bitmap)?;
     let mcu_rows = band_mcu_rows(width, height, chroma, parallel::workers());
     if mcu_rows >= height.div_ceil(chroma.mcu_size()) {
         return jpeg_of(&bgra, width, height, quality, chroma);
@@ -225,7 +228,7 @@ fn in_bands(
     let pieces = pieces.into_iter().collect::<Result<Vec<_>, _>>()?;
     let restart_interval = u16::try_from(mcu_rows * width.div_ceil(chroma.mcu_size()))
         .map_err(|_| CodecError::BadSize { width, height })?;
-    join_bands(&pieces, height, restart_interval)
+    join_bands(&pieces, width, height, restart_interval)
 }
 
 /// Where the parts of a baseline JPEG from jpeg-encoder are.
@@ -284,6 +287,7 @@ fn parts(jpeg: &[u8]) -> Result<JpegParts<'_>, CodecError> {
 /// markers between them.
 fn join_bands(
     bands: &[Vec<u8>],
+    width: u32,
     height: u32,
     restart_interval: u16,
 ) -> Result<Vec<u8>, CodecError> {
@@ -294,7 +298,7 @@ fn join_bands(
     let Some(first) = parts.first() else {
         return Err(CodecError::Encoder("no bands to join".into()));
     };
-    let height = u16::try_from(height).map_err(|_| CodecError::BadSize { width: 0, height })?;
+    let height = u16::try_from(height).map_err(|_| CodecError::BadSize { width, height })?;
     let size = parts.iter().map(|p| p.scan.len() + 2).sum::<usize>();
     let mut out = Vec::with_capacity(first.tables.len() + 6 + first.scan_header.len() + size);
     out.extend_from_slice(first.tables);
@@ -457,6 +461,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// JPEG sizes are 16-bit: a taller (legal) bitmap is refused before
+    /// any band is coded.
+    #[test]
+    fn pictures_over_65535_rows_are_refused() {
+        let data = vec![0u8; 2 * 70_000 * 4];
+        let b = Bitmap::rgb32(2, 70_000, &data).unwrap();
+        assert!(matches!(
+            encode(&b, 80, Chroma::Full),
+            Err(CodecError::BadSize {
+                width: 2,
+                height: 70_000
+            })
+        ));
     }
 
     #[test]
