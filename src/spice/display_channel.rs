@@ -496,13 +496,22 @@ impl DisplayChannel {
         }
         if self.streams.has_work(now) {
             let display = self.display.clone();
-            let frames = match display.head(self.head) {
+            let (frames, exact) = match display.head(self.head) {
                 Some(head) if self.client_surface == Some((head.width, head.height)) => {
                     let ack = &mut self.ack;
-                    self.streams
+                    let frames = self
+                        .streams
                         .pump(&head, now, &mut self.pending, out, &mut |o| {
                             o.queued_bytes() < OUTBOX_LOW_WATER && ack.may_send(o)
-                        })
+                        });
+                    // Still pictures of streams, drawn exactly over them.
+                    let exact: Vec<(Rect, Request)> = self
+                        .streams
+                        .take_exact()
+                        .into_iter()
+                        .map(|rect| (rect, self.request(&head, rect, false)))
+                        .collect();
+                    (frames, exact)
                 }
                 // Gone or resized: sync (its event is on the way too).
                 _ => {
@@ -511,6 +520,7 @@ impl DisplayChannel {
                 }
             };
             self.streams.send(frames, now, self.clock.at(now), out);
+            self.send_draws(exact, out);
         }
         if self.pending.is_empty() || !self.pacer.may_send(now) {
             return;
@@ -1661,6 +1671,66 @@ pub(crate) mod tests {
         assert!(canvas.streams.is_empty());
         assert_eq!(canvas.pixels, picture);
         assert_eq!(channel.next_deadline(), None);
+    }
+
+    /// A paused player that keeps redrawing its last frame: the client
+    /// gets that picture exactly once it has stayed for STILL_TO_EXACT,
+    /// drawn over the stream, which lives on; the next new frame streams
+    /// at once.
+    #[test]
+    fn a_paused_video_becomes_exact_and_streams_again_when_it_plays() {
+        use crate::spice::codec::testimages;
+        use crate::spice::video_stream::{SAME_FRAME, STILL_TO_EXACT};
+        let StreamRig {
+            display,
+            mut channel,
+            mut out,
+            mut canvas,
+            t: t0,
+        } = StreamRig::new(320, 240, 0x3bf, raw_setup());
+        let video = Rect::new(32, 16, 32 + 192, 16 + 144);
+        let mut t = t0;
+        let mut play = |frame: u32, t: Instant, canvas: &mut ClientCanvas| {
+            let photo = testimages::photo(192, 144, frame);
+            paint_rect(&display, video, &photo.bgrx);
+            channel.damage_at(video, t);
+            channel.pump_at(&mut out, t);
+            channel.pump_at(&mut out, t + SAME_FRAME);
+            read_all(&mut channel, &mut out, canvas)
+        };
+        for frame in 0..30 {
+            t += Duration::from_millis(40);
+            play(frame, t, &mut canvas);
+        }
+        assert_eq!(canvas.streams.len(), 1);
+        let picture = || display.head(0).unwrap().pixels.clone();
+        assert!(psnr(&canvas.pixels, &picture(), 320, video) < 99.0);
+        // Paused: frame 29 redrawn every 40 ms.
+        let paused = t;
+        let mut frames_while_paused = 0;
+        while t < paused + STILL_TO_EXACT + Duration::from_secs(2) {
+            t += Duration::from_millis(40);
+            let types = play(29, t, &mut canvas);
+            frames_while_paused += types.iter().filter(|&&m| m == 123).count();
+            if canvas.pixels == picture() {
+                assert!(t >= paused + STILL_TO_EXACT);
+                assert!(types.contains(&304), "a lossless draw: {types:?}");
+                break;
+            }
+        }
+        assert_eq!(canvas.pixels, picture(), "the paused picture is exact");
+        assert_eq!(canvas.streams.len(), 1, "the stream lives on");
+        assert!(frames_while_paused <= 6, "{frames_while_paused} frames");
+        // Nothing more while paused.
+        for _ in 0..50 {
+            t += Duration::from_millis(40);
+            assert!(!play(29, t, &mut canvas).contains(&123));
+        }
+        assert_eq!(canvas.pixels, picture());
+        // Playing again: a frame at once.
+        t += Duration::from_millis(40);
+        assert!(play(30, t, &mut canvas).contains(&123));
+        assert!(psnr(&canvas.pixels, &picture(), 320, video) < 99.0);
     }
 
     /// Copies `rect` of `from` into `to` (BGRX pictures `width` wide).

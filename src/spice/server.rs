@@ -76,6 +76,8 @@ pub struct SentTotals {
     pub stream_bytes: u64,
     /// Due stream frames not sent because they showed what the last did.
     pub stream_frames_unchanged: u64,
+    /// Still stream pictures sent losslessly over their stream.
+    pub stream_stills_made_exact: u64,
     /// Cursor shapes sent, and how many of them as ids of the client's
     /// cursor cache.
     pub cursor_shapes: u64,
@@ -95,6 +97,7 @@ impl SentTotals {
         self.stream_frames += streams.frames;
         self.stream_bytes += streams.bytes;
         self.stream_frames_unchanged += streams.unchanged;
+        self.stream_stills_made_exact += streams.still_exact;
     }
 
     fn add_cursor(&mut self, cursor: &CursorChannel) {

@@ -27,7 +27,10 @@
 //!
 //! A due frame that shows what the last frame sent did (a paused player
 //! or a compositor redrawing the same picture) is not sent, except once
-//! per [`UNCHANGED_FRAME_RESEND`].
+//! per [`UNCHANGED_FRAME_RESEND`]; once the picture has stayed for
+//! [`STILL_TO_EXACT`], its area goes losslessly instead ([`VideoStreams::take_exact`])
+//! and no frame follows until it changes. The stream lives on, so a
+//! player that resumes streams again at once.
 //!
 //! A stream that is not redrawn for [`STREAM_IDLE`], or slows down to
 //! less than video rate, ends: `STREAM_DESTROY`, then its area is sent
@@ -87,6 +90,12 @@ pub const SLOW_FRAMES_TO_END: u32 = 3;
 /// goes at least this often (a client that dropped the last frame, e.g.
 /// as late, is left with an older one for at most this long).
 pub const UNCHANGED_FRAME_RESEND: Duration = Duration::from_secs(1);
+/// A stream whose picture stayed the same this long while the guest kept
+/// redrawing it (a paused player) has its area sent once losslessly, in
+/// place of a resent frame (so at least [`UNCHANGED_FRAME_RESEND`] after
+/// the last frame, which the client has shown by then); it then sends no
+/// frames until the picture changes.
+pub const STILL_TO_EXACT: Duration = Duration::from_secs(5);
 /// Streams at once per display channel.
 pub const MAX_STREAMS: usize = 4;
 /// Candidates tracked at once (the least recently redrawn goes first).
@@ -324,6 +333,10 @@ struct Stream {
     bytes: u64,
     /// The content hash of the last frame sent, and when it went.
     last_sent: Option<(u64, Instant)>,
+    /// Since when due frames have shown the last frame's picture, and
+    /// whether the client got that picture losslessly since.
+    still_since: Option<Instant>,
+    exact: bool,
 }
 
 impl Stream {
@@ -357,6 +370,8 @@ impl Stream {
             frames: 0,
             bytes: 0,
             last_sent: None,
+            still_since: None,
+            exact: false,
         }
     }
 
@@ -400,6 +415,8 @@ pub struct StreamStats {
     pub bytes: u64,
     /// Due frames not sent because they showed what the last one did.
     pub unchanged: u64,
+    /// Still stream pictures sent losslessly.
+    pub still_exact: u64,
 }
 
 /// The video streams of one display channel and their detection.
@@ -415,6 +432,8 @@ pub struct VideoStreams {
     /// The key of the frames' content hashes (random: no guest can make
     /// two different frames look the same).
     content_seed: u64,
+    /// Areas of still streams to send losslessly ([`Self::take_exact`]).
+    exact: Vec<Rect>,
     pub stats: StreamStats,
 }
 
@@ -428,6 +447,7 @@ impl VideoStreams {
             streams: Vec::new(),
             next_unique_id: 1,
             content_seed: rand::random(),
+            exact: Vec::new(),
             stats: StreamStats::default(),
         }
     }
@@ -561,13 +581,29 @@ impl VideoStreams {
             }
             let pixels = head.copy_rect(s.rect);
             let content = content_hash(self.content_seed, s.rect, &pixels);
-            if let Some((last, at)) = s.last_sent {
-                if last == content && now < at + UNCHANGED_FRAME_RESEND {
-                    // The guest redrew the same picture (a paused player,
-                    // a compositor's repeated frame): the client has it.
+            if let Some((_, at)) = s.last_sent.filter(|(last, _)| *last == content) {
+                // The guest redrew the same picture (a paused player, a
+                // compositor's repeated frame): the client has it, lossy
+                // until it gets it exact once the picture has stayed.
+                let still_since = *s.still_since.get_or_insert(now);
+                let resend_due = now >= at + UNCHANGED_FRAME_RESEND;
+                let skip = if s.exact || !resend_due {
+                    self.stats.unchanged += 1;
+                    true
+                } else if now >= still_since + STILL_TO_EXACT {
+                    // In place of a resent frame: the client has shown
+                    // the last frame by now, and no frame will follow.
+                    s.exact = true;
+                    self.exact.push(s.rect);
+                    self.stats.still_exact += 1;
+                    true
+                } else {
+                    // Resent (the client may have dropped it as late).
+                    false
+                };
+                if skip {
                     s.due = false;
                     s.next_frame_at = now + s.frame_interval();
-                    self.stats.unchanged += 1;
                     continue;
                 }
             }
@@ -725,6 +761,10 @@ impl VideoStreams {
             };
             s.frames += 1;
             s.bytes += jpeg.len() as u64;
+            if s.last_sent.is_none_or(|(last, _)| last != frame.content) {
+                s.still_since = None;
+                s.exact = false;
+            }
             s.last_sent = Some((frame.content, now));
             self.stats.frames += 1;
             self.stats.bytes += jpeg.len() as u64;
@@ -750,11 +790,19 @@ impl VideoStreams {
         }
     }
 
+    /// Areas of streams whose still picture the client is to get
+    /// losslessly now (over the stream: no frame follows until the
+    /// picture changes).
+    pub fn take_exact(&mut self) -> Vec<Rect> {
+        std::mem::take(&mut self.exact)
+    }
+
     /// Forgets every stream (the surface is going away or being resent
     /// whole); returns whether the client had any, so that the caller
     /// sends `STREAM_DESTROY_ALL`.
     pub fn reset(&mut self) -> bool {
         self.candidates.clear();
+        self.exact.clear();
         !std::mem::take(&mut self.streams).is_empty()
     }
 
@@ -939,6 +987,67 @@ mod tests {
             1,
             "a new picture goes at once"
         );
+    }
+
+    /// A picture that stays for [`STILL_TO_EXACT`] while redrawn goes
+    /// once losslessly (at least a resend interval after the last frame),
+    /// then nothing while it stays; the stream lives on, and a changed
+    /// picture streams again at once.
+    #[test]
+    fn a_still_picture_goes_exact_once() {
+        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
+        let mut surface = Surface::new(320, 240).unwrap();
+        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
+        let area = Rect::new(0, 0, 200, 150);
+        let mut lossless = Region::new();
+        let t0 = Instant::now();
+        let mut t = t0;
+        let mut step = |streams: &mut VideoStreams, surface: &Surface, t: Instant| {
+            streams.damage(area, t, &mut lossless);
+            let frames = streams.pump(surface, t, &mut lossless, &mut out, &mut |_| true);
+            let n = frames.len();
+            streams.send(frames, t, 0, &mut out);
+            out.take_bytes();
+            (n, streams.take_exact())
+        };
+        let mut picture = 0u8;
+        while streams.active() == 0 {
+            picture += 1;
+            surface.row_mut(10)[40] = picture;
+            t += Duration::from_millis(40);
+            step(&mut streams, &surface, t);
+            assert!(t < t0 + Duration::from_secs(5), "no stream");
+        }
+        // 12 s of the same picture, redrawn every 40 ms.
+        let held = t;
+        let (mut exact_at, mut last_frame) = (Vec::new(), t);
+        for _ in 0..300 {
+            t += Duration::from_millis(40);
+            let (frames, exact) = step(&mut streams, &surface, t);
+            if frames > 0 {
+                last_frame = t;
+            }
+            if !exact.is_empty() {
+                assert_eq!(exact, vec![area]);
+                exact_at.push(t);
+            }
+        }
+        assert_eq!(exact_at.len(), 1, "the still picture goes exact once");
+        let exact = exact_at[0];
+        assert!(exact >= held + STILL_TO_EXACT && exact < held + STILL_TO_EXACT * 2);
+        assert!(last_frame < exact && exact >= last_frame + UNCHANGED_FRAME_RESEND);
+        assert_eq!(streams.active(), 1, "the stream lives on");
+        assert_eq!(streams.stats.still_exact, 1);
+        // The picture changes: a frame at once, and lossy again until it
+        // stays once more.
+        surface.row_mut(10)[40] = picture + 1;
+        t += Duration::from_millis(40);
+        assert_eq!(step(&mut streams, &surface, t).0, 1);
+        for _ in 0..200 {
+            t += Duration::from_millis(40);
+            step(&mut streams, &surface, t);
+        }
+        assert_eq!(streams.stats.still_exact, 2);
     }
 
     /// A client without room: the due frame waits, its deadline moves a

@@ -75,6 +75,7 @@ fn spice_status(spice: &SpiceControl) -> Value {
             "stream_frames": sent.stream_frames,
             "stream_bytes": sent.stream_bytes,
             "stream_frames_unchanged": sent.stream_frames_unchanged,
+            "stream_stills_made_exact": sent.stream_stills_made_exact,
             "cursor_shapes": sent.cursor_shapes,
             "cursor_shapes_from_cache": sent.cursor_shapes_from_cache,
         },
