@@ -504,13 +504,16 @@ impl DisplayChannel {
                         .pump(&head, now, &mut self.pending, out, &mut |o| {
                             o.queued_bytes() < OUTBOX_LOW_WATER && ack.may_send(o)
                         });
-                    // Still pictures of streams, drawn exactly over them.
-                    let exact: Vec<(Rect, Request)> = self
-                        .streams
-                        .take_exact()
-                        .into_iter()
-                        .map(|rect| (rect, self.request(&head, rect, false)))
-                        .collect();
+                    // Still pictures of streams, drawn exactly over them
+                    // (in pieces as any update).
+                    let mut exact = Vec::new();
+                    for rect in self.streams.take_exact() {
+                        let mut area = Region::new();
+                        area.add(rect);
+                        while let Some(piece) = area.take(MAX_UPDATE_PIXELS) {
+                            exact.push((piece, self.request(&head, piece, false)));
+                        }
+                    }
                     (frames, exact)
                 }
                 // Gone or resized: sync (its event is on the way too).
@@ -776,6 +779,8 @@ pub(crate) mod tests {
         glz: reference::GlzWindow,
         /// Video streams: id → where their frames go.
         pub streams: std::collections::HashMap<u32, Rect>,
+        /// Streams clipped to nothing (their frames draw nowhere).
+        pub hidden_streams: std::collections::HashSet<u32>,
         pub stream_frames: usize,
         /// The multimedia time of the last frame.
         pub frame_mm_time: Option<u32>,
@@ -893,19 +898,41 @@ pub(crate) mod tests {
                         (dest.width() as u32, dest.height() as u32)
                     );
                     let (width, _) = self.size.expect("frame before surface");
-                    for (k, px) in rgb.chunks_exact(3).enumerate() {
+                    self.stream_frames += 1;
+                    // (A hidden stream's frames draw nowhere.)
+                    let shown = !self.hidden_streams.contains(&id);
+                    for (k, px) in rgb.chunks_exact(3).enumerate().filter(|_| shown) {
                         let (x, y) = (k % dest.width() as usize, k / dest.width() as usize);
                         let at =
                             ((dest.top as usize + y) * width as usize + dest.left as usize + x) * 4;
                         self.pixels[at..at + 4].copy_from_slice(&[px[2], px[1], px[0], 0]);
                     }
-                    self.stream_frames += 1;
+                }
+                124 => {
+                    let id = r.u32("").unwrap();
+                    assert!(
+                        self.streams.contains_key(&id),
+                        "clip of unknown stream {id}"
+                    );
+                    match r.u8("").unwrap() {
+                        0 => self.hidden_streams.remove(&id),
+                        1 => {
+                            assert_eq!(r.u32("").unwrap(), 0, "only hiding clips are sent");
+                            self.hidden_streams.insert(id)
+                        }
+                        other => panic!("clip type {other}"),
+                    };
+                    assert!(r.rest().is_empty());
                 }
                 125 => {
                     let id = r.u32("").unwrap();
                     assert!(self.streams.remove(&id).is_some(), "unknown stream {id}");
+                    self.hidden_streams.remove(&id);
                 }
-                126 => self.streams.clear(),
+                126 => {
+                    self.streams.clear();
+                    self.hidden_streams.clear();
+                }
                 105 => {
                     for _ in 0..r.u16("").unwrap() {
                         assert_eq!(r.u8("").unwrap(), 1, "pixmap");
@@ -1690,19 +1717,21 @@ pub(crate) mod tests {
         } = StreamRig::new(320, 240, 0x3bf, raw_setup());
         let video = Rect::new(32, 16, 32 + 192, 16 + 144);
         let mut t = t0;
-        let mut play = |frame: u32, t: Instant, canvas: &mut ClientCanvas| {
-            let photo = testimages::photo(192, 144, frame);
-            paint_rect(&display, video, &photo.bgrx);
-            channel.damage_at(video, t);
-            channel.pump_at(&mut out, t);
-            channel.pump_at(&mut out, t + SAME_FRAME);
-            read_all(&mut channel, &mut out, canvas)
-        };
+        let mut play =
+            |frame: u32, t: Instant, channel: &mut DisplayChannel, canvas: &mut ClientCanvas| {
+                let photo = testimages::photo(192, 144, frame);
+                paint_rect(&display, video, &photo.bgrx);
+                channel.damage_at(video, t);
+                channel.pump_at(&mut out, t);
+                channel.pump_at(&mut out, t + SAME_FRAME);
+                read_all(channel, &mut out, canvas)
+            };
         for frame in 0..30 {
             t += Duration::from_millis(40);
-            play(frame, t, &mut canvas);
+            play(frame, t, &mut channel, &mut canvas);
         }
         assert_eq!(canvas.streams.len(), 1);
+        let stream = *canvas.streams.keys().next().unwrap();
         let picture = || display.head(0).unwrap().pixels.clone();
         assert!(psnr(&canvas.pixels, &picture(), 320, video) < 99.0);
         // Paused: frame 29 redrawn every 40 ms.
@@ -1710,27 +1739,36 @@ pub(crate) mod tests {
         let mut frames_while_paused = 0;
         while t < paused + STILL_TO_EXACT + Duration::from_secs(2) {
             t += Duration::from_millis(40);
-            let types = play(29, t, &mut canvas);
+            let types = play(29, t, &mut channel, &mut canvas);
             frames_while_paused += types.iter().filter(|&&m| m == 123).count();
             if canvas.pixels == picture() {
                 assert!(t >= paused + STILL_TO_EXACT);
-                assert!(types.contains(&304), "a lossless draw: {types:?}");
+                // The stream is hidden first: frames the client still
+                // holds cannot draw over the exact picture.
+                assert_eq!(types.first(), Some(&124), "{types:?}");
+                assert!(types[1..].iter().all(|&m| m == 304), "{types:?}");
                 break;
             }
         }
         assert_eq!(canvas.pixels, picture(), "the paused picture is exact");
-        assert_eq!(canvas.streams.len(), 1, "the stream lives on");
+        assert!(canvas.hidden_streams.contains(&stream));
+        assert_eq!(canvas.streams.keys().collect::<Vec<_>>(), vec![&stream]);
+        assert_eq!(channel.stream_stats().started, 1, "the stream lives on");
         assert!(frames_while_paused <= 6, "{frames_while_paused} frames");
         // Nothing more while paused.
         for _ in 0..50 {
             t += Duration::from_millis(40);
-            assert!(!play(29, t, &mut canvas).contains(&123));
+            assert!(!play(29, t, &mut channel, &mut canvas).contains(&123));
         }
         assert_eq!(canvas.pixels, picture());
-        // Playing again: a frame at once.
+        // Playing again: the stream is shown again, with a frame at once.
         t += Duration::from_millis(40);
-        assert!(play(30, t, &mut canvas).contains(&123));
+        let types = play(30, t, &mut channel, &mut canvas);
+        let shown = types.iter().position(|&m| m == 124).expect("STREAM_CLIP");
+        assert_eq!(types.get(shown + 1), Some(&123), "{types:?}");
+        assert!(canvas.hidden_streams.is_empty());
         assert!(psnr(&canvas.pixels, &picture(), 320, video) < 99.0);
+        assert_eq!(channel.stream_stats().started, 1);
     }
 
     /// Copies `rect` of `from` into `to` (BGRX pictures `width` wide).

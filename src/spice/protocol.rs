@@ -99,6 +99,7 @@ pub mod display_msg {
     pub const INVAL_ALL_PALETTES: u16 = 108;
     pub const STREAM_CREATE: u16 = 122;
     pub const STREAM_DATA: u16 = 123;
+    pub const STREAM_CLIP: u16 = 124;
     pub const STREAM_DESTROY: u16 = 125;
     pub const STREAM_DESTROY_ALL: u16 = 126;
     pub const DRAW_COPY: u16 = 304;

@@ -28,9 +28,11 @@
 //! A due frame that shows what the last frame sent did (a paused player
 //! or a compositor redrawing the same picture) is not sent, except once
 //! per [`UNCHANGED_FRAME_RESEND`]; once the picture has stayed for
-//! [`STILL_TO_EXACT`], its area goes losslessly instead ([`VideoStreams::take_exact`])
-//! and no frame follows until it changes. The stream lives on, so a
-//! player that resumes streams again at once.
+//! [`STILL_TO_EXACT`], the stream is hidden ([`StreamClip`]: frames the
+//! client still holds draw nowhere), its area goes losslessly instead
+//! ([`VideoStreams::take_exact`]), and no frame follows until it changes,
+//! when the stream is shown again. The stream lives on, so a player that
+//! resumes streams again at once.
 //!
 //! A stream that is not redrawn for [`STREAM_IDLE`], or slows down to
 //! less than video rate, ends: `STREAM_DESTROY`, then its area is sent
@@ -199,6 +201,33 @@ impl Encode for StreamData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamDestroy {
     pub id: u32,
+}
+
+/// `STREAM_CLIP`: where the stream's frames may draw: everywhere (clip
+/// none) or, hidden, nowhere (a rectangle list of none). A client draws a
+/// frame when its multimedia time comes, clipped as things are then, so a
+/// hidden stream's frames still queued there cannot cover what is drawn
+/// over the stream meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamClip {
+    pub id: u32,
+    pub hidden: bool,
+}
+
+/// `SPICE_CLIP_TYPE_RECTS`.
+const CLIP_RECTS: u8 = 1;
+
+impl Encode for StreamClip {
+    const TYPE: u16 = display_msg::STREAM_CLIP;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.id);
+        if self.hidden {
+            w.u8(CLIP_RECTS);
+            w.u32(0);
+        } else {
+            w.u8(CLIP_NONE);
+        }
+    }
 }
 
 impl Encode for StreamDestroy {
@@ -591,9 +620,15 @@ impl VideoStreams {
                     self.stats.unchanged += 1;
                     true
                 } else if now >= still_since + STILL_TO_EXACT {
-                    // In place of a resent frame: the client has shown
-                    // the last frame by now, and no frame will follow.
+                    // In place of a resent frame (the client has most
+                    // likely shown the last frame by now; hidden, any
+                    // frame still queued there draws nothing), and no
+                    // frame follows until the picture changes.
                     s.exact = true;
+                    out.push(&StreamClip {
+                        id: s.id,
+                        hidden: true,
+                    });
                     self.exact.push(s.rect);
                     self.stats.still_exact += 1;
                     true
@@ -638,7 +673,10 @@ impl VideoStreams {
     fn end(&mut self, i: usize, lossless: &mut Region, out: &mut Outbox) {
         let s = self.streams.swap_remove(i);
         out.push(&StreamDestroy { id: s.id });
-        lossless.add(s.rect);
+        if !s.exact || s.due {
+            // (An exact still the client has needs nothing more.)
+            lossless.add(s.rect);
+        }
         self.candidates
             .retain(|c| c.area().intersect(&s.rect).is_empty());
         tracing::info!(
@@ -762,6 +800,12 @@ impl VideoStreams {
             s.frames += 1;
             s.bytes += jpeg.len() as u64;
             if s.last_sent.is_none_or(|(last, _)| last != frame.content) {
+                if s.exact {
+                    out.push(&StreamClip {
+                        id: s.id,
+                        hidden: false,
+                    });
+                }
                 s.still_since = None;
                 s.exact = false;
             }
@@ -868,6 +912,17 @@ mod tests {
         assert_eq!(data, [3, 0, 0, 0, 4, 3, 2, 1, 2, 0, 0, 0, 0xff, 0xd8]);
         assert_eq!(<StreamData as Encode>::TYPE, 123);
         assert_eq!(StreamDestroy { id: 2 }.body(), [2, 0, 0, 0]);
+        let hide = StreamClip {
+            id: 2,
+            hidden: true,
+        };
+        assert_eq!(hide.body(), [2, 0, 0, 0, 1, 0, 0, 0, 0]);
+        let show = StreamClip {
+            id: 2,
+            hidden: false,
+        };
+        assert_eq!(show.body(), [2, 0, 0, 0, 0]);
+        assert_eq!(<StreamClip as Encode>::TYPE, 124);
         assert_eq!(<StreamDestroy as Encode>::TYPE, 125);
         let report = StreamActivateReport {
             id: 1,
