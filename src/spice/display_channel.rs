@@ -1625,6 +1625,9 @@ pub(crate) mod tests {
         }
     }
 
+    /// Where the stream tests play 192x144 photos on a 320x240 head.
+    const PHOTO_VIDEO: Rect = Rect::new(32, 16, 32 + 192, 16 + 144);
+
     #[test]
     fn a_photo_redrawn_at_video_rate_streams_as_mjpeg_then_ends_exact() {
         use crate::spice::codec::testimages;
@@ -1638,7 +1641,7 @@ pub(crate) mod tests {
         } = StreamRig::new(320, 240, 0x3bf, raw_setup());
         // 25 fps of different photos in one place, and text-like updates
         // elsewhere at the same rate.
-        let video = Rect::new(32, 16, 32 + 192, 16 + 144);
+        let video = PHOTO_VIDEO;
         let text = Rect::new(240, 200, 320, 240);
         let mut t = t0;
         let mut types = Vec::new();
@@ -1708,41 +1711,33 @@ pub(crate) mod tests {
     fn a_paused_video_becomes_exact_and_streams_again_when_it_plays() {
         use crate::spice::codec::testimages;
         use crate::spice::video_stream::{SAME_FRAME, STILL_TO_EXACT};
-        let StreamRig {
-            display,
-            mut channel,
-            mut out,
-            mut canvas,
-            t: t0,
-        } = StreamRig::new(320, 240, 0x3bf, raw_setup());
-        let video = Rect::new(32, 16, 32 + 192, 16 + 144);
-        let mut t = t0;
-        let mut play =
-            |frame: u32, t: Instant, channel: &mut DisplayChannel, canvas: &mut ClientCanvas| {
-                let photo = testimages::photo(192, 144, frame);
-                paint_rect(&display, video, &photo.bgrx);
-                channel.damage_at(video, t);
-                channel.pump_at(&mut out, t);
-                channel.pump_at(&mut out, t + SAME_FRAME);
-                read_all(channel, &mut out, canvas)
-            };
+        let mut rig = StreamRig::new(320, 240, 0x3bf, raw_setup());
+        let video = PHOTO_VIDEO;
+        // Photo `frame` drawn into the video area 40 ms on; message types.
+        let play = |rig: &mut StreamRig, frame: u32| {
+            rig.t += Duration::from_millis(40);
+            let photo = testimages::photo(192, 144, frame);
+            paint_rect(&rig.display, video, &photo.bgrx);
+            rig.channel.damage_at(video, rig.t);
+            rig.channel.pump_at(&mut rig.out, rig.t);
+            rig.channel.pump_at(&mut rig.out, rig.t + SAME_FRAME);
+            read_all(&mut rig.channel, &mut rig.out, &mut rig.canvas)
+        };
+        let picture = |rig: &StreamRig| rig.display.head(0).unwrap().pixels.clone();
         for frame in 0..30 {
-            t += Duration::from_millis(40);
-            play(frame, t, &mut channel, &mut canvas);
+            play(&mut rig, frame);
         }
-        assert_eq!(canvas.streams.len(), 1);
-        let stream = *canvas.streams.keys().next().unwrap();
-        let picture = || display.head(0).unwrap().pixels.clone();
-        assert!(psnr(&canvas.pixels, &picture(), 320, video) < 99.0);
+        assert_eq!(rig.canvas.streams.len(), 1);
+        let stream = *rig.canvas.streams.keys().next().unwrap();
+        assert!(psnr(&rig.canvas.pixels, &picture(&rig), 320, video) < 99.0);
         // Paused: frame 29 redrawn every 40 ms.
-        let paused = t;
+        let paused = rig.t;
         let mut frames_while_paused = 0;
-        while t < paused + STILL_TO_EXACT + Duration::from_secs(2) {
-            t += Duration::from_millis(40);
-            let types = play(29, t, &mut channel, &mut canvas);
+        while rig.t < paused + STILL_TO_EXACT + Duration::from_secs(2) {
+            let types = play(&mut rig, 29);
             frames_while_paused += types.iter().filter(|&&m| m == 123).count();
-            if canvas.pixels == picture() {
-                assert!(t >= paused + STILL_TO_EXACT);
+            if rig.canvas.pixels == picture(&rig) {
+                assert!(rig.t >= paused + STILL_TO_EXACT);
                 // The stream is hidden first: frames the client still
                 // holds cannot draw over the exact picture.
                 assert_eq!(types.first(), Some(&124), "{types:?}");
@@ -1750,25 +1745,27 @@ pub(crate) mod tests {
                 break;
             }
         }
-        assert_eq!(canvas.pixels, picture(), "the paused picture is exact");
-        assert!(canvas.hidden_streams.contains(&stream));
-        assert_eq!(canvas.streams.keys().collect::<Vec<_>>(), vec![&stream]);
-        assert_eq!(channel.stream_stats().started, 1, "the stream lives on");
+        assert_eq!(
+            rig.canvas.pixels,
+            picture(&rig),
+            "the paused picture is exact"
+        );
+        assert!(rig.canvas.hidden_streams.contains(&stream));
+        assert_eq!(rig.canvas.streams.keys().collect::<Vec<_>>(), vec![&stream]);
+        assert_eq!(rig.channel.stream_stats().started, 1, "the stream lives on");
         assert!(frames_while_paused <= 6, "{frames_while_paused} frames");
         // Nothing more while paused.
         for _ in 0..50 {
-            t += Duration::from_millis(40);
-            assert!(!play(29, t, &mut channel, &mut canvas).contains(&123));
+            assert!(!play(&mut rig, 29).contains(&123));
         }
-        assert_eq!(canvas.pixels, picture());
+        assert_eq!(rig.canvas.pixels, picture(&rig));
         // Playing again: the stream is shown again, with a frame at once.
-        t += Duration::from_millis(40);
-        let types = play(30, t, &mut channel, &mut canvas);
+        let types = play(&mut rig, 30);
         let shown = types.iter().position(|&m| m == 124).expect("STREAM_CLIP");
         assert_eq!(types.get(shown + 1), Some(&123), "{types:?}");
-        assert!(canvas.hidden_streams.is_empty());
-        assert!(psnr(&canvas.pixels, &picture(), 320, video) < 99.0);
-        assert_eq!(channel.stream_stats().started, 1);
+        assert!(rig.canvas.hidden_streams.is_empty());
+        assert!(psnr(&rig.canvas.pixels, &picture(&rig), 320, video) < 99.0);
+        assert_eq!(rig.channel.stream_stats().started, 1);
     }
 
     /// Copies `rect` of `from` into `to` (BGRX pictures `width` wide).

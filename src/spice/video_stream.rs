@@ -994,54 +994,84 @@ mod tests {
         assert_eq!(chroma[window], jpeg::Chroma::Full);
     }
 
+    /// A stream of the top left 200x150 of a 320x240 picture, started by
+    /// frames 40 ms apart that each show a new picture.
+    struct HeldVideo {
+        streams: VideoStreams,
+        surface: Surface,
+        out: Outbox,
+        lossless: Region,
+        picture: u8,
+        t: Instant,
+    }
+
+    impl HeldVideo {
+        const AREA: Rect = Rect::new(0, 0, 200, 150);
+
+        fn started() -> HeldVideo {
+            let mut v = HeldVideo {
+                streams: VideoStreams::new(StreamingVideo::All, true, false),
+                surface: Surface::new(320, 240).unwrap(),
+                out: Outbox::new(crate::spice::wire::HeaderMode::Mini),
+                lossless: Region::new(),
+                picture: 0,
+                t: Instant::now(),
+            };
+            let t0 = v.t;
+            while v.streams.active() == 0 {
+                v.change();
+                v.step();
+                assert!(v.t < t0 + Duration::from_secs(5), "no stream");
+            }
+            v
+        }
+
+        /// The guest draws a new picture (it goes out at the next step).
+        fn change(&mut self) {
+            self.picture = self.picture.wrapping_add(1);
+            self.surface.row_mut(10)[40] = self.picture;
+        }
+
+        /// 40 ms on, the guest redraws the area: the frames sent, and the
+        /// areas to send exactly.
+        fn step(&mut self) -> (usize, Vec<Rect>) {
+            self.t += Duration::from_millis(40);
+            let (t, streams) = (self.t, &mut self.streams);
+            streams.damage(Self::AREA, t, &mut self.lossless);
+            let frames = streams.pump(
+                &self.surface,
+                t,
+                &mut self.lossless,
+                &mut self.out,
+                &mut |_| true,
+            );
+            let n = frames.len();
+            streams.send(frames, t, 0, &mut self.out);
+            self.out.take_bytes();
+            (n, streams.take_exact())
+        }
+    }
+
     /// A picture redrawn unchanged (a paused player) keeps the stream but
     /// sends a frame only once per [`UNCHANGED_FRAME_RESEND`]; a changed
     /// picture goes at once.
     #[test]
     fn unchanged_frames_go_once_a_second() {
-        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
-        let mut surface = Surface::new(320, 240).unwrap();
-        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
-        let area = Rect::new(0, 0, 200, 150);
-        let mut lossless = Region::new();
-        let t0 = Instant::now();
-        let mut t = t0;
-        let mut step = |streams: &mut VideoStreams, surface: &Surface, t: Instant| {
-            streams.damage(area, t, &mut lossless);
-            let frames = streams.pump(surface, t, &mut lossless, &mut out, &mut |_| true);
-            let n = frames.len();
-            streams.send(frames, t, 0, &mut out);
-            out.take_bytes();
-            n
-        };
-        let mut picture = 0u8;
-        while streams.active() == 0 {
-            picture += 1;
-            surface.row_mut(10)[40] = picture;
-            t += Duration::from_millis(40);
-            step(&mut streams, &surface, t);
-            assert!(t < t0 + Duration::from_secs(5), "no stream");
-        }
-        let (frames, unchanged) = (streams.stats.frames, streams.stats.unchanged);
+        let mut v = HeldVideo::started();
+        let (frames, unchanged) = (v.streams.stats.frames, v.streams.stats.unchanged);
         // 2.48 s of the same picture, redrawn every 40 ms.
         for _ in 0..62 {
-            t += Duration::from_millis(40);
-            step(&mut streams, &surface, t);
+            v.step();
         }
-        assert_eq!(streams.active(), 1, "the held picture keeps its stream");
+        assert_eq!(v.streams.active(), 1, "the held picture keeps its stream");
         // The stream's first frame (taken once the guest stopped drawing),
         // then one a second.
-        assert_eq!(streams.stats.frames - frames, 3, "one frame a second");
+        assert_eq!(v.streams.stats.frames - frames, 3, "one frame a second");
         // (Here a frame settles 8 ms after its damage, between steps: a
         // due frame is looked at every other step.)
-        assert!(streams.stats.unchanged - unchanged >= 25);
-        surface.row_mut(10)[40] = picture + 1;
-        t += Duration::from_millis(40);
-        assert_eq!(
-            step(&mut streams, &surface, t),
-            1,
-            "a new picture goes at once"
-        );
+        assert!(v.streams.stats.unchanged - unchanged >= 25);
+        v.change();
+        assert_eq!(v.step().0, 1, "a new picture goes at once");
     }
 
     /// A picture that stays for [`STILL_TO_EXACT`] while redrawn goes
@@ -1050,59 +1080,34 @@ mod tests {
     /// picture streams again at once.
     #[test]
     fn a_still_picture_goes_exact_once() {
-        let mut streams = VideoStreams::new(StreamingVideo::All, true, false);
-        let mut surface = Surface::new(320, 240).unwrap();
-        let mut out = Outbox::new(crate::spice::wire::HeaderMode::Mini);
-        let area = Rect::new(0, 0, 200, 150);
-        let mut lossless = Region::new();
-        let t0 = Instant::now();
-        let mut t = t0;
-        let mut step = |streams: &mut VideoStreams, surface: &Surface, t: Instant| {
-            streams.damage(area, t, &mut lossless);
-            let frames = streams.pump(surface, t, &mut lossless, &mut out, &mut |_| true);
-            let n = frames.len();
-            streams.send(frames, t, 0, &mut out);
-            out.take_bytes();
-            (n, streams.take_exact())
-        };
-        let mut picture = 0u8;
-        while streams.active() == 0 {
-            picture += 1;
-            surface.row_mut(10)[40] = picture;
-            t += Duration::from_millis(40);
-            step(&mut streams, &surface, t);
-            assert!(t < t0 + Duration::from_secs(5), "no stream");
-        }
+        let mut v = HeldVideo::started();
         // 12 s of the same picture, redrawn every 40 ms.
-        let held = t;
-        let (mut exact_at, mut last_frame) = (Vec::new(), t);
+        let held = v.t;
+        let (mut exact_at, mut last_frame) = (Vec::new(), v.t);
         for _ in 0..300 {
-            t += Duration::from_millis(40);
-            let (frames, exact) = step(&mut streams, &surface, t);
+            let (frames, exact) = v.step();
             if frames > 0 {
-                last_frame = t;
+                last_frame = v.t;
             }
             if !exact.is_empty() {
-                assert_eq!(exact, vec![area]);
-                exact_at.push(t);
+                assert_eq!(exact, vec![HeldVideo::AREA]);
+                exact_at.push(v.t);
             }
         }
         assert_eq!(exact_at.len(), 1, "the still picture goes exact once");
         let exact = exact_at[0];
         assert!(exact >= held + STILL_TO_EXACT && exact < held + STILL_TO_EXACT * 2);
         assert!(last_frame < exact && exact >= last_frame + UNCHANGED_FRAME_RESEND);
-        assert_eq!(streams.active(), 1, "the stream lives on");
-        assert_eq!(streams.stats.still_exact, 1);
+        assert_eq!(v.streams.active(), 1, "the stream lives on");
+        assert_eq!(v.streams.stats.still_exact, 1);
         // The picture changes: a frame at once, and lossy again until it
         // stays once more.
-        surface.row_mut(10)[40] = picture + 1;
-        t += Duration::from_millis(40);
-        assert_eq!(step(&mut streams, &surface, t).0, 1);
+        v.change();
+        assert_eq!(v.step().0, 1);
         for _ in 0..200 {
-            t += Duration::from_millis(40);
-            step(&mut streams, &surface, t);
+            v.step();
         }
-        assert_eq!(streams.stats.still_exact, 2);
+        assert_eq!(v.streams.stats.still_exact, 2);
     }
 
     /// A client without room: the due frame waits, its deadline moves a
