@@ -226,9 +226,14 @@ fn in_bands(
         jpeg_of(&bgra[bytes], width, rows.len() as u32, quality, chroma)
     });
     let pieces = pieces.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let restart_interval = u16::try_from(mcu_rows * width.div_ceil(chroma.mcu_size()))
-        .map_err(|_| CodecError::BadSize { width, height })?;
-    join_bands(&pieces, width, height, restart_interval)
+    let too_big = |_| CodecError::BadSize { width, height };
+    let restart_interval =
+        u16::try_from(mcu_rows * width.div_ceil(chroma.mcu_size())).map_err(too_big)?;
+    join_bands(
+        &pieces,
+        u16::try_from(height).map_err(too_big)?,
+        restart_interval,
+    )
 }
 
 /// Where the parts of a baseline JPEG from jpeg-encoder are.
@@ -287,8 +292,7 @@ fn parts(jpeg: &[u8]) -> Result<JpegParts<'_>, CodecError> {
 /// markers between them.
 fn join_bands(
     bands: &[Vec<u8>],
-    width: u32,
-    height: u32,
+    height: u16,
     restart_interval: u16,
 ) -> Result<Vec<u8>, CodecError> {
     let parts = bands
@@ -298,7 +302,6 @@ fn join_bands(
     let Some(first) = parts.first() else {
         return Err(CodecError::Encoder("no bands to join".into()));
     };
-    let height = u16::try_from(height).map_err(|_| CodecError::BadSize { width, height })?;
     let size = parts.iter().map(|p| p.scan.len() + 2).sum::<usize>();
     let mut out = Vec::with_capacity(first.tables.len() + 6 + first.scan_header.len() + size);
     out.extend_from_slice(first.tables);
