@@ -139,25 +139,61 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
     10.0 * (255.0f64 * 255.0 / (sum / n).max(1e-9)).log10()
 }
 
+/// The slow link's speed: 4 Mbit/s, well under the 10 Mibit/s under which
+/// the network test calls a link slow.
+const SLOW_LINK_BYTES_PER_SECOND: u64 = 500_000;
+
+/// The result of the connected client's network test, once it is over.
+fn wait_for_network_test(t: &TestServer) -> saffron::spice::net_test::LinkEstimate {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(link) = t.server.control().client_link() {
+            return link;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the network test did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// JPEG updates where `jpeg-wan-compression` allows them: always, or (auto)
+/// when the session's network test finds a slow link; over a fast link, or
+/// with `never`, every update is exact.
 #[test]
 fn spice_glib_sees_jpeg_updates_within_30_db_and_exact_lossless_ones() {
     if !have("/usr/bin/python3") || !have(SPICY) {
         return;
     }
-    for (options, lossy) in [
-        ("jpeg-wan-compression=always", true),
+    // (options, over a slow link, JPEG expected)
+    for (options, slow, lossy) in [
+        ("jpeg-wan-compression=always", false, true),
         (
             "image-compression=auto_glz,jpeg-wan-compression=never",
+            true,
             false,
         ),
+        // jpeg-wan-compression=auto: as the network test finds the link.
+        ("image-compression=auto_glz", false, false),
+        ("image-compression=auto_glz", true, true),
     ] {
+        eprintln!("{options}, {} link", if slow { "slow" } else { "fast" });
         let t = start_server(640, 400, options);
         paint_mixed(&t.display, 1);
-        let mut client = GlibClient::connect(t.port);
+        let port = if slow {
+            slow_link(t.port, SLOW_LINK_BYTES_PER_SECOND)
+        } else {
+            t.port
+        };
+        let mut client = GlibClient::connect(port);
         assert_eq!(client.wait_for("PRIMARY"), "PRIMARY 640 400 2560");
         client.wait_for("MARK");
         // The first picture is always lossless.
         assert!(rgb(&client.dump("first.raw")) == rgb(&t.display.head(0).unwrap().pixels));
+        let link = wait_for_network_test(&t);
+        eprintln!("network test: {link:?}");
+        assert_eq!(link.low_bandwidth(), slow, "{link:?}");
         // A new photo in the left third: an update (JPEG when allowed).
         t.display.draw(0, |s| {
             let mut rng = Rng(99);

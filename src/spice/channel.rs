@@ -143,17 +143,21 @@ impl Encode for SetAck {
     }
 }
 
-/// `PING`: the client echoes `id` and `timestamp` in a `PONG`.
+/// `PING`: the client echoes `id` and `timestamp` in a `PONG`. `payload`
+/// zero bytes follow (the network test times a large one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ping {
     pub id: u32,
     pub timestamp: u64,
+    pub payload: u32,
 }
 
 impl Encode for Ping {
     const TYPE: u16 = base::PING;
     fn encode(&self, w: &mut Writer) {
-        w.u32(self.id).u64(self.timestamp);
+        w.u32(self.id)
+            .u64(self.timestamp)
+            .zeros(self.payload as usize);
     }
 }
 
@@ -406,10 +410,19 @@ mod tests {
         assert_eq!(
             Ping {
                 id: 1,
-                timestamp: 2
+                timestamp: 2,
+                payload: 0,
             }
             .body(),
             [1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]
         );
+        let large = Ping {
+            id: 1,
+            timestamp: 2,
+            payload: 1000,
+        }
+        .body();
+        assert_eq!(large.len(), 12 + 1000);
+        assert!(large[12..].iter().all(|b| *b == 0));
     }
 }

@@ -253,6 +253,8 @@ pub struct ImageSetup {
     pub session: Arc<SessionImages>,
     pub client_caches: bool,
     pub clock: MmClock,
+    /// The session's network test found a slow link (so far).
+    pub low_bandwidth: bool,
 }
 
 impl Default for ImageSetup {
@@ -262,6 +264,7 @@ impl Default for ImageSetup {
             session: Arc::default(),
             client_caches: true,
             clock: MmClock::default(),
+            low_bandwidth: false,
         }
     }
 }
@@ -357,7 +360,7 @@ impl DisplayChannel {
     ) -> DisplayChannel {
         let traits = ClientTraits {
             lz4: client_caps.has(display_cap::LZ4_COMPRESSION),
-            low_bandwidth: false,
+            low_bandwidth: setup.low_bandwidth,
         };
         // A client without MULTI_CODEC knows MJPEG only; one with it says so.
         let mjpeg =
@@ -744,6 +747,13 @@ impl DisplayChannel {
     /// Draws sent as ids of the client's pixmap cache so far.
     pub fn from_cache(&self) -> u64 {
         self.from_cache
+    }
+
+    /// The session's network test says whether the client's link is slow:
+    /// the `auto` settings of `jpeg-wan-compression` and
+    /// `zlib-glz-wan-compression` follow it from the next image on.
+    pub fn set_low_bandwidth(&mut self, low: bool) {
+        self.compressor.client.low_bandwidth = low;
     }
 }
 

@@ -1,7 +1,8 @@
 //! The main channel (type 1): session set-up and control.
 //!
 //! On link the server sends `INIT` (session id, mouse modes, agent state,
-//! multimedia clock) and a `PING`; the client answers `ATTACH_CHANNELS`, we
+//! multimedia clock) and the network test's `PING`s ([`super::net_test`]:
+//! is the client on a slow link?); the client answers `ATTACH_CHANNELS`, we
 //! send `CHANNELS_LIST`, and it opens the other channels with the session
 //! id as their connection id. Mouse modes: client mode is offered while an
 //! absolute pointer is available (the guest's tablet driver runs) and is
@@ -14,6 +15,7 @@
 
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox, Ping};
 use super::config::MousePolicy;
+use super::net_test::{LinkEstimate, NetTest, TestPing};
 use super::protocol::{main_msg, mouse_mode};
 use super::wire::{Reader, Writer};
 
@@ -184,16 +186,19 @@ pub struct MainChannel {
     mouse_mode: u16,
     agent_messages_unpaid: u32,
     next_ping_id: u32,
+    net_test: NetTest,
 }
 
 impl MainChannel {
-    /// Queues `INIT` and a first `PING`.
+    /// Queues `INIT` and the network test's `PING`s.
     pub fn start(setup: MainSetup, out: &mut Outbox, now_ns: u64) -> MainChannel {
-        let channel = MainChannel {
+        let (net_test, pings) = NetTest::start(1, now_ns);
+        let mut channel = MainChannel {
             mouse_mode: initial_mouse_mode(&setup),
             setup,
             agent_messages_unpaid: 0,
             next_ping_id: 1,
+            net_test,
         };
         out.push(&MainInit {
             session_id: channel.setup.session_id,
@@ -205,8 +210,7 @@ impl MainChannel {
             multi_media_time: channel.setup.mm_time_now.wrapping_sub(MM_TIME_DELTA),
             ram_hint: 0,
         });
-        let mut channel = channel;
-        channel.ping(out, now_ns);
+        channel.queue_pings(&pings, out, now_ns);
         channel
     }
 
@@ -237,12 +241,20 @@ impl MainChannel {
         self.mouse_mode
     }
 
-    pub fn ping(&mut self, out: &mut Outbox, now_ns: u64) {
-        out.push(&Ping {
-            id: self.next_ping_id,
-            timestamp: now_ns,
-        });
-        self.next_ping_id = self.next_ping_id.wrapping_add(1);
+    /// What the network test found (`None` until it is over).
+    pub fn link(&self) -> Option<LinkEstimate> {
+        self.net_test.result()
+    }
+
+    fn queue_pings(&mut self, pings: &[TestPing], out: &mut Outbox, now_ns: u64) {
+        for p in pings {
+            out.push(&Ping {
+                id: p.id,
+                timestamp: now_ns,
+                payload: p.payload,
+            });
+            self.next_ping_id = p.id.wrapping_add(1);
+        }
     }
 
     pub fn handle(
@@ -254,8 +266,27 @@ impl MainChannel {
     ) -> Result<(), ChannelError> {
         match MainMessage::decode(msg_type, body)? {
             MainMessage::Base(BaseMessage::Pong { id, timestamp }) => {
-                let rtt = now_ns.saturating_sub(timestamp);
-                tracing::debug!("main channel: pong {id}, round trip {} µs", rtt / 1000);
+                if !self.net_test.awaits(id) {
+                    tracing::debug!("main channel: pong {id} (not awaited)");
+                    return Ok(());
+                }
+                let again = self.net_test.pong(id, timestamp, now_ns, self.next_ping_id);
+                self.queue_pings(&again, out, now_ns);
+                if let Some(link) = self.net_test.result() {
+                    tracing::info!(
+                        "main channel: network test: latency {:.1} ms, {}{}",
+                        link.latency.as_secs_f64() * 1000.0,
+                        link.bits_per_second
+                            .map_or("rate too fast to measure".into(), |b| {
+                                format!("{:.1} Mbit/s", b as f64 / 1e6)
+                            }),
+                        if link.low_bandwidth() {
+                            " (a slow link: JPEG and ZLIB_GLZ allowed in their auto mode)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
             MainMessage::Base(_) | MainMessage::ClientInfo { .. } => {}
             MainMessage::AttachChannels => out.push(&ChannelsList(self.setup.channels.clone())),
@@ -354,10 +385,47 @@ mod tests {
                 0, 0x58, 0x02, 0, 0, 0, 0, 0, 0
             ]
         );
-        assert_eq!(sent[1].0, 4);
+        // The network test: two empty pings and a large one.
+        let pings: Vec<(u16, usize)> = sent[1..].iter().map(|(t, b)| (*t, b.len())).collect();
+        assert_eq!(pings, [(4, 12), (4, 12), (4, 12 + 250 * 1024)]);
         main.handle(104, &[], &mut out, 6).unwrap();
         let sent = frames(&mut out);
         assert_eq!(sent, vec![(104, vec![3, 0, 0, 0, 2, 0, 3, 0, 4, 0])]);
+    }
+
+    /// A `PONG` for the ping in `frame` (the client echoes id and timestamp).
+    fn pong(frame: &(u16, Vec<u8>)) -> Vec<u8> {
+        assert_eq!(frame.0, 4);
+        frame.1[..12].to_vec()
+    }
+
+    #[test]
+    fn the_network_test_finds_a_slow_link() {
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let ms = 1_000_000;
+        let mut main = MainChannel::start(setup(false), &mut out, 0);
+        let sent = frames(&mut out);
+        main.handle(3, &pong(&sent[1]), &mut out, 20 * ms).unwrap();
+        main.handle(3, &pong(&sent[2]), &mut out, 20 * ms).unwrap();
+        assert!(main.link().is_none());
+        // 250 KiB in 500 ms: 4 Mbit/s, slow; measured once more.
+        main.handle(3, &pong(&sent[3]), &mut out, 520 * ms).unwrap();
+        assert!(main.link().is_none());
+        let again = frames(&mut out);
+        assert_eq!(again.len(), 2);
+        main.handle(3, &pong(&again[0]), &mut out, 540 * ms)
+            .unwrap();
+        main.handle(3, &pong(&again[1]), &mut out, 1040 * ms)
+            .unwrap();
+        let link = main.link().unwrap();
+        assert_eq!(link.latency.as_millis(), 20);
+        assert_eq!(link.bits_per_second, Some(250 * 1024 * 8 * 2));
+        assert!(link.low_bandwidth());
+        // Late or repeated answers change nothing.
+        main.handle(3, &pong(&again[1]), &mut out, 9000 * ms)
+            .unwrap();
+        assert_eq!(main.link(), Some(link));
+        assert!(frames(&mut out).is_empty());
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! * Wire: [`wire`] (marshalling, framing), [`protocol`] (numbers),
 //!   [`link`] + [`ticket`] (handshake, RSA/OAEP password check),
 //!   [`channel`] (outbox, ACK window, base messages).
-//! * Channels: [`main_channel`], [`display_channel`], [`cursor_channel`],
+//! * Channels: [`main_channel`] (with the session's [`net_test`]: is the
+//!   client on a slow link?), [`display_channel`], [`cursor_channel`],
 //!   [`inputs_channel`]; each is a sans-IO state machine with typed
 //!   messages (`encode()` for ours, `decode()` for the client's).
 //! * Runtime: [`server`] (event loop, sessions), [`connection`],
@@ -41,6 +42,7 @@ pub mod image_cache;
 pub mod inputs_channel;
 pub mod link;
 pub mod main_channel;
+pub mod net_test;
 pub mod protocol;
 pub mod region;
 pub mod server;
@@ -332,6 +334,16 @@ impl SpiceControl {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .sent
+    }
+
+    /// What the connected client's network test found (`None` without a
+    /// client, or until the test is over).
+    pub fn client_link(&self) -> Option<net_test::LinkEstimate> {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .client_link
     }
 }
 

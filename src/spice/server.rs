@@ -28,6 +28,7 @@ use super::image_cache::SessionImages;
 use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
 use super::main_channel::{MainChannel, MainSetup};
+use super::net_test::LinkEstimate;
 use super::protocol::{channel, common_cap, inputs_cap, main_cap, mouse_mode, LinkError};
 use super::ticket::{TicketKey, TicketPolicy};
 use super::video_stream::MmClock;
@@ -120,6 +121,9 @@ pub struct LoopStatus {
     pub display_busy: bool,
     /// Sent so far, by open and closed display channels.
     pub sent: SentTotals,
+    /// What the current session's network test found (`None` without a
+    /// session, or until its test is over).
+    pub client_link: Option<LinkEstimate>,
 }
 
 /// Everything the loop needs.
@@ -150,6 +154,8 @@ pub struct EventLoop {
     guest_leds: KeyboardLeds,
     /// The session's mouse mode, as its inputs channel and the sink know it.
     mouse_mode: u16,
+    /// The session's network test result, as its display channels know it.
+    client_link: Option<LinkEstimate>,
     epoch: Instant,
     /// What closed display channels sent.
     closed_sent: SentTotals,
@@ -186,6 +192,7 @@ impl EventLoop {
             session_client_caches: false,
             guest_leds: KeyboardLeds::default(),
             mouse_mode: mouse_mode::SERVER,
+            client_link: None,
             epoch: Instant::now(),
             closed_sent: SentTotals::default(),
         })
@@ -247,6 +254,7 @@ impl EventLoop {
                 }
             }
             self.sync_mouse_mode();
+            self.sync_client_link();
             self.pump_and_flush();
             self.expire();
             self.reap();
@@ -504,9 +512,11 @@ impl EventLoop {
                 id = rand::random();
             }
             self.session = Some(id);
-            // A new client session: its caches and GLZ window start empty.
+            // A new client session: its caches and GLZ window start empty,
+            // and its link is not known until its network test is over.
             self.session_images = Arc::new(SessionImages::default());
             self.session_client_caches = client_keeps_caches(&req);
+            self.client_link = None;
             id
         } else {
             match self.session {
@@ -580,6 +590,7 @@ impl EventLoop {
                         session: self.session_images.clone(),
                         client_caches: self.session_client_caches,
                         clock: MmClock::new(self.epoch),
+                        low_bandwidth: self.client_link.is_some_and(|l| l.low_bandwidth()),
                     },
                     &mut outbox,
                     now,
@@ -622,15 +633,9 @@ impl EventLoop {
         let Some(session) = self.session else {
             return;
         };
-        let mode = self.connections.values().find_map(|c| match &c.state {
-            State::Open {
-                session: s,
-                channel: Channel::Main(main),
-                ..
-            } if *s == session => Some(main.mouse_mode()),
-            _ => None,
-        });
-        let Some(mode) = mode else { return };
+        let Some(mode) = self.session_main(session).map(|m| m.mouse_mode()) else {
+            return;
+        };
         if mode == self.mouse_mode {
             return;
         }
@@ -648,6 +653,44 @@ impl EventLoop {
             }
         }
         self.setup.input.mouse_mode(mode == mouse_mode::CLIENT);
+    }
+
+    /// Follows the session's network test (its main channel runs it) into
+    /// its display channels' compression choices.
+    fn sync_client_link(&mut self) {
+        let Some(session) = self.session else {
+            return;
+        };
+        let link = self.session_main(session).and_then(|m| m.link());
+        if link.is_none() || link == self.client_link {
+            return;
+        }
+        self.client_link = link;
+        let low = link.is_some_and(|l| l.low_bandwidth());
+        for conn in self.connections.values_mut() {
+            if let State::Open {
+                session: s,
+                channel: Channel::Display(_, display),
+                ..
+            } = &mut conn.state
+            {
+                if *s == session {
+                    display.set_low_bandwidth(low);
+                }
+            }
+        }
+    }
+
+    /// The main channel of `session`, while it is open.
+    fn session_main(&self, session: u32) -> Option<&MainChannel> {
+        self.connections.values().find_map(|c| match &c.state {
+            State::Open {
+                session: s,
+                channel: Channel::Main(main),
+                ..
+            } if *s == session => Some(main),
+            _ => None,
+        })
     }
 
     /// Every channel except main, in the order clients open them.
@@ -798,6 +841,7 @@ impl EventLoop {
                     Channel::Cursor(_, cursor) => self.closed_sent.add_cursor(cursor),
                     Channel::Main(_) if self.session == Some(*session) => {
                         self.session = None;
+                        self.client_link = None;
                         let s = *session;
                         self.end_session(s, "the main channel closed");
                     }
@@ -841,6 +885,7 @@ impl EventLoop {
         status.display_clients = clients;
         status.display_busy = busy;
         status.sent = sent;
+        status.client_link = self.client_link;
         drop(status);
         self.setup.shared.status_changed.notify_all();
     }

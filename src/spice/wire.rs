@@ -160,6 +160,11 @@ impl Writer {
         self
     }
 
+    pub fn zeros(&mut self, n: usize) -> &mut Self {
+        self.bytes.resize(self.bytes.len() + n, 0);
+        self
+    }
+
     /// Writes a zero pointer and returns where it is, for [`Self::patch_pointer`].
     pub fn pointer_slot(&mut self) -> usize {
         let at = self.bytes.len();

@@ -53,9 +53,9 @@ pub struct VmControl {
     pub spice: Option<SpiceControl>,
 }
 
-/// The SPICE server's part of `status`: its compression options and what
+/// The SPICE server's part of `status`: its compression options, what
 /// its channels sent (images and bytes per encoding, streams, cursor
-/// shapes).
+/// shapes) and what the client's network test found.
 fn spice_status(spice: &SpiceControl) -> Value {
     let sent = spice.sent();
     let per_method = |counts: &[u64; 6]| -> serde_json::Map<String, Value> {
@@ -65,8 +65,16 @@ fn spice_status(spice: &SpiceControl) -> Value {
             .map(|(name, n)| (name.to_string(), json!(n)))
             .collect()
     };
+    let client_link = spice.client_link().map(|link| {
+        json!({
+            "latency_ms": link.latency.as_secs_f64() * 1000.0,
+            "bits_per_second": link.bits_per_second,
+            "low_bandwidth": link.low_bandwidth(),
+        })
+    });
     json!({
         "compression": compression_json(spice.compression()),
+        "client_link": client_link,
         "sent": {
             "images": per_method(&sent.images),
             "image_bytes": per_method(&sent.image_bytes),

@@ -97,6 +97,15 @@ def lossless_round(guest: Guest, api: Api, port: int, mode: str, run: int, tmp: 
     before = sent_images(api)
     with GlibClient(port, lifetime=900) as client:
         client.wait_still(settle=1.5, timeout=120)
+        # The session's network test (its pings went before the channels list): a local
+        # client is on a fast link, so JPEG stays off (jpeg-wan-compression=auto).
+        link = None
+        for _ in range(100):
+            link = api.call("status")["spice"]["client_link"]
+            if link is not None:
+                break
+            time.sleep(0.1)
+        assert link is not None and not link["low_bandwidth"], f"{mode}: network test: {link}"
         started = time.monotonic()
         guest.run(f"sh -e /etc/replay/codecs.sh {run}", timeout=300, check=True)
         workload = time.monotonic() - started
@@ -107,9 +116,12 @@ def lossless_round(guest: Guest, api: Api, port: int, mode: str, run: int, tmp: 
     difference = diff_pictures(dump, shot)
     assert difference is None, f"{mode}: spicy-screenshot's picture differs: {difference}"
     images = delta(before, sent_images(api))
+    rate = link["bits_per_second"]
     print(f"  {mode}: workload {workload:.0f} s; spice-glib (watching) == spicy-screenshot == "
           f"screendump ({dump.width}x{dump.height}); images sent: "
-          f"{ {k: v for k, v in images.items() if v} }")
+          f"{ {k: v for k, v in images.items() if v} }; network test: latency "
+          f"{link['latency_ms']:.1f} ms, "
+          f"{'too fast to measure' if rate is None else f'{rate / 1e6:.0f} Mbit/s'}")
     return images
 
 

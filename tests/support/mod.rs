@@ -1,11 +1,11 @@
 //! Helpers for the SPICE tests with real clients: a server on a random
 //! loopback port serving a synthetic Display, a raw protocol client for
-//! link-level checks, PPM parsing, and running client programs with a
-//! timeout.
+//! link-level checks, a slow link (a throttling proxy), PPM parsing, and
+//! running client programs with a timeout.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Lines, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -105,6 +105,52 @@ pub fn start_server(width: u32, height: u32, options: &str) -> TestServer {
         input,
         port,
     }
+}
+
+/// A slow network link on loopback: a proxy to the server's `port` that
+/// passes what the server sends at `bytes_per_second` at most (in 4 KiB
+/// pieces, without saving up while idle), and what the client sends at
+/// once. Clients connect to the returned port; every connection goes
+/// through it.
+pub fn slow_link(port: u16, bytes_per_second: u64) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let (mut up_from, mut up_to) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut up_from, &mut up_to);
+                let _ = up_to.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || throttled_copy(server, client, bytes_per_second));
+        }
+    });
+    proxy_port
+}
+
+fn throttled_copy(mut from: TcpStream, mut to: TcpStream, bytes_per_second: u64) {
+    let mut buf = [0u8; 4096];
+    let mut next = Instant::now();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        next = next.max(now) + Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }
 
 /// Whether a client program is installed (tests using it are skipped,
