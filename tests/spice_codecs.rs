@@ -348,3 +348,86 @@ fn spice_glib_shows_a_large_video_stream_within_30_db() {
         );
     });
 }
+
+/// A video to spice-glib over a slow link (2 Mbit/s): the stream's frames
+/// keep to the part of the link the network test measured
+/// (`video_stream::LINK_SHARE`), rather than being encoded at up to 25 fps
+/// into socket buffers that the link drains far more slowly (without the
+/// limit, this stream ran at 15-20 fps, 190-350 kB/s, over the 250 kB/s
+/// link); and the client still gets frames.
+#[test]
+fn a_video_stream_keeps_to_a_slow_link() {
+    use saffron::spice::video_stream::LINK_SHARE;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    if !have("/usr/bin/python3") {
+        return;
+    }
+    const LINK_BYTES_PER_SECOND: u64 = 250_000;
+    let t = start_server(400, 300, "streaming-video=all");
+    let mut client = GlibClient::connect(slow_link(t.port, LINK_BYTES_PER_SECOND));
+    client.wait_for("PRIMARY");
+    client.wait_for("MARK");
+    let link = wait_for_network_test(&t);
+    eprintln!("network test: {link:?}");
+    assert!(link.low_bandwidth(), "{link:?}");
+    let video = Rect::new(40, 40, 296, 232);
+    let playing = AtomicBool::new(true);
+    let (first, last) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut frame = 0u32;
+            while playing.load(Ordering::Relaxed) {
+                t.display.draw(0, |s| {
+                    let mut rng = Rng(u64::from(frame) + 1);
+                    for y in video.top as u32..video.bottom as u32 {
+                        for x in video.left as u32..video.right as u32 {
+                            // A grainy photo: frames of about 20 kB.
+                            let mut p = photo_pixel(x + 5 * frame, y + 2 * frame, 3, &mut rng);
+                            for c in &mut p[..3] {
+                                *c = c.saturating_add((rng.next() % 40) as u8).saturating_sub(20);
+                            }
+                            s.row_mut(y)[(x * 4) as usize..(x * 4 + 4) as usize]
+                                .copy_from_slice(&p);
+                        }
+                    }
+                    Some(video)
+                });
+                frame += 1;
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        // Once the stream runs, and the link has carried what went before
+        // it (the picture, and the frames before it became a stream, which
+        // went losslessly: about 7 s at this speed), for 6 s.
+        let start = Instant::now();
+        while t.server.control().sent().stream_frames < 2 {
+            assert!(start.elapsed() < Duration::from_secs(30), "no stream");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_secs(10));
+        let first = (Instant::now(), t.server.control().sent());
+        std::thread::sleep(Duration::from_secs(6));
+        let last = (Instant::now(), t.server.control().sent());
+        playing.store(false, Ordering::Relaxed);
+        (first, last)
+    });
+    let seconds = (last.0 - first.0).as_secs_f64();
+    let frames = last.1.stream_frames - first.1.stream_frames;
+    let bytes = last.1.stream_bytes - first.1.stream_bytes;
+    let rate = bytes as f64 / seconds;
+    eprintln!(
+        "video over a {} kB/s link: {frames} frames in {seconds:.1} s ({:.1} fps), {:.0} kB/s",
+        LINK_BYTES_PER_SECOND / 1000,
+        frames as f64 / seconds,
+        rate / 1000.0
+    );
+    // Within the video's share of the link.
+    assert!(
+        rate <= LINK_BYTES_PER_SECOND as f64 * LINK_SHARE,
+        "{rate:.0} B/s of video for a {LINK_BYTES_PER_SECOND} B/s link"
+    );
+    // The client is still playing: it shows recent frames.
+    assert!(frames >= 6, "{frames} frames");
+    client.wait_for("INVALIDATE");
+}

@@ -33,6 +33,7 @@ use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request
 use super::image_cache::{
     CacheStep, CachedImages, InvalAllPixmaps, InvalList, SessionImages, MIN_CACHED_PIXELS,
 };
+use super::net_test::LinkEstimate;
 use super::protocol::{display_cap, display_msg};
 use super::region::Region;
 use super::video_stream::{MmClock, StreamReport, VideoStreams};
@@ -253,8 +254,8 @@ pub struct ImageSetup {
     pub session: Arc<SessionImages>,
     pub client_caches: bool,
     pub clock: MmClock,
-    /// The session's network test found a slow link (so far).
-    pub low_bandwidth: bool,
+    /// What the session's network test found (`None`: not over yet).
+    pub client_link: Option<LinkEstimate>,
 }
 
 impl Default for ImageSetup {
@@ -264,7 +265,7 @@ impl Default for ImageSetup {
             session: Arc::default(),
             client_caches: true,
             clock: MmClock::default(),
-            low_bandwidth: false,
+            client_link: None,
         }
     }
 }
@@ -360,7 +361,7 @@ impl DisplayChannel {
     ) -> DisplayChannel {
         let traits = ClientTraits {
             lz4: client_caps.has(display_cap::LZ4_COMPRESSION),
-            low_bandwidth: setup.low_bandwidth,
+            low_bandwidth: false,
         };
         // A client without MULTI_CODEC knows MJPEG only; one with it says so.
         let mjpeg =
@@ -370,7 +371,7 @@ impl DisplayChannel {
             mjpeg,
             client_caps.has(display_cap::STREAM_REPORT),
         ));
-        DisplayChannel {
+        let mut channel = DisplayChannel {
             display,
             head,
             ack: AckWindow::start(out),
@@ -390,7 +391,11 @@ impl DisplayChannel {
             next_image_id: 1,
             streams,
             clock: setup.clock,
+        };
+        if let Some(link) = setup.client_link {
+            channel.set_client_link(link);
         }
+        channel
     }
 
     pub fn head(&self) -> u32 {
@@ -749,11 +754,13 @@ impl DisplayChannel {
         self.from_cache
     }
 
-    /// The session's network test says whether the client's link is slow:
-    /// the `auto` settings of `jpeg-wan-compression` and
-    /// `zlib-glz-wan-compression` follow it from the next image on.
-    pub fn set_low_bandwidth(&mut self, low: bool) {
-        self.compressor.client.low_bandwidth = low;
+    /// What the session's network test found: the `auto` settings of
+    /// `jpeg-wan-compression` and `zlib-glz-wan-compression` follow whether
+    /// the link is slow from the next image on, and video streams keep to
+    /// its bit rate from their next frames on.
+    pub fn set_client_link(&mut self, link: LinkEstimate) {
+        self.compressor.client.low_bandwidth = link.low_bandwidth();
+        self.streams.set_link(link.bits_per_second);
     }
 }
 

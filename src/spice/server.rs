@@ -590,7 +590,7 @@ impl EventLoop {
                         session: self.session_images.clone(),
                         client_caches: self.session_client_caches,
                         clock: MmClock::new(self.epoch),
-                        low_bandwidth: self.client_link.is_some_and(|l| l.low_bandwidth()),
+                        client_link: self.client_link,
                     },
                     &mut outbox,
                     now,
@@ -662,11 +662,11 @@ impl EventLoop {
             return;
         };
         let link = self.session_main(session).and_then(|m| m.link());
-        if link.is_none() || link == self.client_link {
+        if link == self.client_link {
             return;
         }
-        self.client_link = link;
-        let low = link.is_some_and(|l| l.low_bandwidth());
+        let Some(link) = link else { return };
+        self.client_link = Some(link);
         for conn in self.connections.values_mut() {
             if let State::Open {
                 session: s,
@@ -675,7 +675,7 @@ impl EventLoop {
             } = &mut conn.state
             {
                 if *s == session {
-                    display.set_low_bandwidth(low);
+                    display.set_client_link(link);
                 }
             }
         }

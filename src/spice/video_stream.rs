@@ -44,6 +44,10 @@
 //! report counts dropped frames), quality goes down a step, and below
 //! [`MIN_QUALITY`] the frame rate does instead; two clean windows in a row
 //! give back the frame rate first, then quality up to [`MAX_QUALITY`].
+//! Where the session's network test measured the link, the frame rate is
+//! also kept where the streams' frames fit in [`LINK_SHARE`] of it (at
+//! their average frame size so far), so that a slow link is not first
+//! flooded and then backed off from.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -118,6 +122,9 @@ pub const QUALITY_STEP: u8 = 10;
 pub const MAX_FPS: u32 = 25;
 pub const MIN_FPS: u32 = 5;
 pub const FPS_STEP: u32 = 5;
+/// The part of the measured link's bit rate the video streams may fill
+/// together (as libspice's MJPEG rate control, 70%).
+pub const LINK_SHARE: f64 = 0.7;
 /// Frames between rate-control decisions.
 pub const RATE_WINDOW: u32 = 15;
 /// The client's stream reports: frames per report and the longest wait.
@@ -360,6 +367,10 @@ struct Stream {
     clean_windows: u32,
     frames: u64,
     bytes: u64,
+    /// The average JPEG size of its frames (bytes; 0 before the first).
+    frame_bytes: u64,
+    /// The frame rate the link allows at that size ([`LINK_SHARE`]).
+    link_fps: u32,
     /// The content hash of the last frame sent, and when it went.
     last_sent: Option<(u64, Instant)>,
     /// Since when due frames have shown the last frame's picture, and
@@ -398,6 +409,8 @@ impl Stream {
             clean_windows: 0,
             frames: 0,
             bytes: 0,
+            frame_bytes: 0,
+            link_fps: MAX_FPS,
             last_sent: None,
             still_since: None,
             exact: false,
@@ -408,8 +421,31 @@ impl Stream {
         Duration::from_secs(1) / self.fps
     }
 
+    /// A frame of `bytes` went: the average frame size, the frame rate the
+    /// link allows for this stream's `bits_per_second` share (`None`:
+    /// unmeasured or too fast to measure) and the frame rate within it.
+    fn sent_frame(&mut self, bytes: u64, bits_per_second: Option<u64>) {
+        self.frame_bytes = if self.frame_bytes == 0 {
+            bytes
+        } else {
+            (self.frame_bytes * 7 + bytes) / 8
+        };
+        self.link_fps = match bits_per_second {
+            Some(bps) => {
+                let fits = bps as f64 * LINK_SHARE / 8.0 / self.frame_bytes.max(1) as f64;
+                (fits as u32).clamp(MIN_FPS, MAX_FPS)
+            }
+            None => MAX_FPS,
+        };
+        self.fps = self.fps.min(self.link_fps);
+    }
+
     /// One rate-control decision: worse after trouble, better after calm.
+    /// While the link holds the frame rate down, quality goes down to
+    /// [`MIN_QUALITY`] (smaller frames, so more of them fit), and does not
+    /// come back up (larger frames would lower the rate again).
     fn adapt(&mut self, trouble: bool) {
+        let link_bound = self.link_fps < MAX_FPS;
         if trouble {
             self.clean_windows = 0;
             if self.quality > MIN_QUALITY {
@@ -417,13 +453,16 @@ impl Stream {
             } else {
                 self.fps = self.fps.saturating_sub(FPS_STEP).max(MIN_FPS);
             }
+        } else if link_bound && self.quality > MIN_QUALITY {
+            self.clean_windows = 0;
+            self.quality = self.quality.saturating_sub(QUALITY_STEP).max(MIN_QUALITY);
         } else {
             self.clean_windows += 1;
             if self.clean_windows >= 2 {
                 self.clean_windows = 0;
-                if self.fps < MAX_FPS {
-                    self.fps = (self.fps + FPS_STEP).min(MAX_FPS);
-                } else {
+                if self.fps < self.link_fps {
+                    self.fps = (self.fps + FPS_STEP).min(self.link_fps);
+                } else if !link_bound {
                     self.quality = (self.quality + QUALITY_STEP / 2).min(MAX_QUALITY);
                 }
             }
@@ -463,6 +502,9 @@ pub struct VideoStreams {
     content_seed: u64,
     /// Areas of still streams to send losslessly ([`Self::take_exact`]).
     exact: Vec<Rect>,
+    /// The client's link as the session's network test measured it (bits
+    /// per second; `None`: not measured, or too fast to measure).
+    link_bps: Option<u64>,
     pub stats: StreamStats,
 }
 
@@ -477,8 +519,16 @@ impl VideoStreams {
             next_unique_id: 1,
             content_seed: rand::random(),
             exact: Vec::new(),
+            link_bps: None,
             stats: StreamStats::default(),
         }
+    }
+
+    /// The session's network test measured the client's link at
+    /// `bits_per_second` (`None`: too fast to measure): the streams share
+    /// [`LINK_SHARE`] of it from their next frames on.
+    pub fn set_link(&mut self, bits_per_second: Option<u64>) {
+        self.link_bps = bits_per_second;
     }
 
     fn enabled(&self) -> bool {
@@ -776,6 +826,10 @@ impl VideoStreams {
     /// with multimedia time `mm_time`.
     pub fn send(&mut self, frames: Vec<Frame>, now: Instant, mm_time: u32, out: &mut Outbox) {
         let pixels: u64 = frames.iter().map(|f| f.rect.area()).sum();
+        // Each stream's share of the link.
+        let share = self
+            .link_bps
+            .map(|bps| bps / self.streams.len().max(1) as u64);
         let jpegs = parallel::map(&frames, pixels, |f| {
             Bitmap::rgb32(
                 f.rect.width() as u32,
@@ -799,6 +853,7 @@ impl VideoStreams {
             };
             s.frames += 1;
             s.bytes += jpeg.len() as u64;
+            s.sent_frame(jpeg.len() as u64, share);
             if s.last_sent.is_none_or(|(last, _)| last != frame.content) {
                 if s.exact {
                     out.push(&StreamClip {
@@ -955,6 +1010,39 @@ mod tests {
         }
         assert_eq!((s.quality, s.fps), (MAX_QUALITY, MAX_FPS));
         assert_eq!(s.frame_interval(), Duration::from_secs(1) / MAX_FPS);
+    }
+
+    /// On a measured link, a stream's frames fit in [`LINK_SHARE`] of it:
+    /// the frame rate drops at once, quality is traded for frame rate, and
+    /// calm windows do not raise either past what the link takes.
+    #[test]
+    fn the_frame_rate_keeps_to_the_measured_link() {
+        let link = Some(4_000_000); // 4 Mbit/s: 350 kB/s for video
+        let mut s = Stream::new(0, 1, Rect::new(0, 0, 480, 270), Instant::now());
+        s.sent_frame(35_000, link);
+        assert_eq!((s.fps, s.link_fps), (10, 10));
+        // Calm: quality goes down (smaller frames) rather than up.
+        s.adapt(false);
+        assert_eq!(s.quality, MIN_QUALITY);
+        // The smaller frames fit 14 a second: the rate comes up to that.
+        for _ in 0..20 {
+            s.sent_frame(24_000, link);
+        }
+        assert_eq!(s.link_fps, 14);
+        for _ in 0..10 {
+            s.adapt(false);
+        }
+        assert_eq!((s.quality, s.fps), (MIN_QUALITY, 14));
+        // Trouble still lowers the rate below the link's.
+        s.adapt(true);
+        assert_eq!(s.fps, 9);
+        // A link too slow for the slowest rate: the slowest rate.
+        s.sent_frame(1_000_000, Some(1_000_000));
+        assert_eq!(s.fps, MIN_FPS);
+        // Unmeasured (or too fast to measure): no limit.
+        let mut u = Stream::new(0, 1, Rect::new(0, 0, 480, 270), Instant::now());
+        u.sent_frame(1_000_000, None);
+        assert_eq!((u.fps, u.link_fps), (MAX_FPS, MAX_FPS));
     }
 
     /// A stream that starts on a blank picture subsamples its chroma (as
