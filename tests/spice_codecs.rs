@@ -361,7 +361,7 @@ fn a_video_stream_keeps_to_a_slow_link() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
-    if !have("/usr/bin/python3") {
+    if !have("/usr/bin/python3") || !have(SPICY) {
         return;
     }
     const LINK_BYTES_PER_SECOND: u64 = 250_000;
@@ -422,10 +422,12 @@ fn a_video_stream_keeps_to_a_slow_link() {
         frames as f64 / seconds,
         rate / 1000.0
     );
-    // Within the video's share of the link.
+    // Within the video's share of the link as measured (the proxy's
+    // first piece goes at once, so that is a little over its rate).
+    let measured = link.bits_per_second.unwrap() as f64 / 8.0;
     assert!(
-        rate <= LINK_BYTES_PER_SECOND as f64 * LINK_SHARE,
-        "{rate:.0} B/s of video for a {LINK_BYTES_PER_SECOND} B/s link"
+        rate <= measured * LINK_SHARE,
+        "{rate:.0} B/s of video for a link measured at {measured:.0} B/s"
     );
     // The client is still playing: it shows recent frames.
     assert!(frames >= 6, "{frames} frames");

@@ -8,10 +8,12 @@
 //! those bytes took; the bit rate follows. Below [`LOW_BANDWIDTH_BPS`] the
 //! link is slow.
 //!
-//! Round trips are measured from when we queued each ping to when its
-//! `PONG` arrives; the timestamp the client echoes must be the one we sent
-//! (it is only a check: a client cannot make a link look faster or slower
-//! than it answers). A client that stalls for a moment while the large
+//! Round trips are measured on our clock, from when we queued each ping to
+//! when its `PONG` arrives (the server handles `PONG`s even while it holds
+//! back a client's requests for unread replies, as it does while the large
+//! ping goes out); the timestamp the client echoes must be the one we sent.
+//! A client can still answer early or late: that only changes how its own
+//! session is compressed. A client that stalls for a moment while the large
 //! ping arrives would look like a slow link, so a slow result is measured
 //! once more and the faster of the two counts. A result that makes no sense
 //! (the large ping came back sooner than the latency) counts as a fast link,

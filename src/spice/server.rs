@@ -29,7 +29,7 @@ use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
 use super::main_channel::{MainChannel, MainSetup};
 use super::net_test::LinkEstimate;
-use super::protocol::{channel, common_cap, inputs_cap, main_cap, mouse_mode, LinkError};
+use super::protocol::{base, channel, common_cap, inputs_cap, main_cap, mouse_mode, LinkError};
 use super::ticket::{TicketKey, TicketPolicy};
 use super::video_stream::MmClock;
 use super::wire::{next_frame, Caps, HeaderMode};
@@ -394,15 +394,17 @@ impl EventLoop {
                     // A client that sends requests but does not read the
                     // replies is not served further until it reads (the
                     // display channel's output is bounded by its own pump,
-                    // and its ACKs must always get through).
-                    if outbox.queued_bytes() > MAX_REPLY_BACKLOG
-                        && !matches!(channel, Channel::Display(..))
-                    {
-                        backlog = true;
-                        break;
-                    }
+                    // and its ACKs must always get through). Its PONGs are
+                    // answers, not requests, and the network test times
+                    // them while its large ping is still going out.
+                    let blocked = outbox.queued_bytes() > MAX_REPLY_BACKLOG
+                        && !matches!(channel, Channel::Display(..));
                     let mode = outbox.mode();
                     let frame = match next_frame(mode, &conn.input, MAX_CLIENT_MESSAGE) {
+                        Ok(Some((header, ..))) if blocked && header.msg_type != base::PONG => {
+                            backlog = true;
+                            break;
+                        }
                         Ok(Some((header, body, used))) => {
                             Some((header.msg_type, body.to_vec(), used))
                         }

@@ -123,8 +123,13 @@ pub const MAX_FPS: u32 = 25;
 pub const MIN_FPS: u32 = 5;
 pub const FPS_STEP: u32 = 5;
 /// The part of the measured link's bit rate the video streams may fill
-/// together (as libspice's MJPEG rate control, 70%).
+/// together (the rest is for the other channels and the link's ups and
+/// downs).
 pub const LINK_SHARE: f64 = 0.7;
+/// Quality goes up again only where the link fits this many frames per
+/// second at the current frame size: a quality step makes frames larger,
+/// and a stream just within the link would then have to slow down.
+pub const LINK_FPS_FOR_QUALITY: u32 = MAX_FPS + MAX_FPS / 4;
 /// Frames between rate-control decisions.
 pub const RATE_WINDOW: u32 = 15;
 /// The client's stream reports: frames per report and the longest wait.
@@ -369,8 +374,9 @@ struct Stream {
     bytes: u64,
     /// The average JPEG size of its frames (bytes; 0 before the first).
     frame_bytes: u64,
-    /// The frame rate the link allows at that size ([`LINK_SHARE`]).
-    link_fps: u32,
+    /// How many frames a second of that size the link takes
+    /// ([`LINK_SHARE`]; `u32::MAX` when it is not measured).
+    link_fits: u32,
     /// The content hash of the last frame sent, and when it went.
     last_sent: Option<(u64, Instant)>,
     /// Since when due frames have shown the last frame's picture, and
@@ -410,7 +416,7 @@ impl Stream {
             frames: 0,
             bytes: 0,
             frame_bytes: 0,
-            link_fps: MAX_FPS,
+            link_fits: u32::MAX,
             last_sent: None,
             still_since: None,
             exact: false,
@@ -430,22 +436,24 @@ impl Stream {
         } else {
             (self.frame_bytes * 7 + bytes) / 8
         };
-        self.link_fps = match bits_per_second {
-            Some(bps) => {
-                let fits = bps as f64 * LINK_SHARE / 8.0 / self.frame_bytes.max(1) as f64;
-                (fits as u32).clamp(MIN_FPS, MAX_FPS)
-            }
-            None => MAX_FPS,
-        };
-        self.fps = self.fps.min(self.link_fps);
+        self.link_fits = bits_per_second.map_or(u32::MAX, |bps| {
+            // (A float to integer cast saturates.)
+            (bps as f64 * LINK_SHARE / 8.0 / self.frame_bytes.max(1) as f64) as u32
+        });
+        self.fps = self.fps.min(self.link_fps());
+    }
+
+    /// The frame rate the link allows.
+    fn link_fps(&self) -> u32 {
+        self.link_fits.clamp(MIN_FPS, MAX_FPS)
     }
 
     /// One rate-control decision: worse after trouble, better after calm.
     /// While the link holds the frame rate down, quality goes down to
-    /// [`MIN_QUALITY`] (smaller frames, so more of them fit), and does not
-    /// come back up (larger frames would lower the rate again).
+    /// [`MIN_QUALITY`] (smaller frames, so more of them fit), and comes back
+    /// up only with room to spare ([`LINK_FPS_FOR_QUALITY`]).
     fn adapt(&mut self, trouble: bool) {
-        let link_bound = self.link_fps < MAX_FPS;
+        let link_bound = self.link_fits < MAX_FPS;
         if trouble {
             self.clean_windows = 0;
             if self.quality > MIN_QUALITY {
@@ -460,9 +468,9 @@ impl Stream {
             self.clean_windows += 1;
             if self.clean_windows >= 2 {
                 self.clean_windows = 0;
-                if self.fps < self.link_fps {
-                    self.fps = (self.fps + FPS_STEP).min(self.link_fps);
-                } else if !link_bound {
+                if self.fps < self.link_fps() {
+                    self.fps = (self.fps + FPS_STEP).min(self.link_fps());
+                } else if self.link_fits >= LINK_FPS_FOR_QUALITY {
                     self.quality = (self.quality + QUALITY_STEP / 2).min(MAX_QUALITY);
                 }
             }
@@ -826,10 +834,10 @@ impl VideoStreams {
     /// with multimedia time `mm_time`.
     pub fn send(&mut self, frames: Vec<Frame>, now: Instant, mm_time: u32, out: &mut Outbox) {
         let pixels: u64 = frames.iter().map(|f| f.rect.area()).sum();
-        // Each stream's share of the link.
-        let share = self
-            .link_bps
-            .map(|bps| bps / self.streams.len().max(1) as u64);
+        // Each stream's share of the link (still pictures made exact send
+        // nothing).
+        let sending = self.streams.iter().filter(|s| !s.exact).count().max(1);
+        let share = self.link_bps.map(|bps| bps / sending as u64);
         let jpegs = parallel::map(&frames, pixels, |f| {
             Bitmap::rgb32(
                 f.rect.width() as u32,
@@ -854,6 +862,8 @@ impl VideoStreams {
             s.frames += 1;
             s.bytes += jpeg.len() as u64;
             s.sent_frame(jpeg.len() as u64, share);
+            // (At the frame rate the link allows from this frame on.)
+            s.next_frame_at = now + s.frame_interval();
             if s.last_sent.is_none_or(|(last, _)| last != frame.content) {
                 if s.exact {
                     out.push(&StreamClip {
@@ -1020,7 +1030,7 @@ mod tests {
         let link = Some(4_000_000); // 4 Mbit/s: 350 kB/s for video
         let mut s = Stream::new(0, 1, Rect::new(0, 0, 480, 270), Instant::now());
         s.sent_frame(35_000, link);
-        assert_eq!((s.fps, s.link_fps), (10, 10));
+        assert_eq!((s.fps, s.link_fps()), (10, 10));
         // Calm: quality goes down (smaller frames) rather than up.
         s.adapt(false);
         assert_eq!(s.quality, MIN_QUALITY);
@@ -1028,7 +1038,7 @@ mod tests {
         for _ in 0..20 {
             s.sent_frame(24_000, link);
         }
-        assert_eq!(s.link_fps, 14);
+        assert_eq!(s.link_fps(), 14);
         for _ in 0..10 {
             s.adapt(false);
         }
@@ -1042,7 +1052,23 @@ mod tests {
         // Unmeasured (or too fast to measure): no limit.
         let mut u = Stream::new(0, 1, Rect::new(0, 0, 480, 270), Instant::now());
         u.sent_frame(1_000_000, None);
-        assert_eq!((u.fps, u.link_fps), (MAX_FPS, MAX_FPS));
+        assert_eq!((u.fps, u.link_fps()), (MAX_FPS, MAX_FPS));
+        // Just within the link at 25 fps: quality stays (a step up would
+        // make the frames too large for 25 a second); with room, it rises.
+        let mut q = Stream::new(0, 1, Rect::new(0, 0, 480, 270), Instant::now());
+        q.quality = MIN_QUALITY;
+        q.sent_frame(13_000, link); // fits 26
+        for _ in 0..10 {
+            q.adapt(false);
+        }
+        assert_eq!((q.quality, q.fps), (MIN_QUALITY, MAX_FPS));
+        for _ in 0..20 {
+            q.sent_frame(10_000, link); // fits 35
+        }
+        for _ in 0..4 {
+            q.adapt(false);
+        }
+        assert!(q.quality > MIN_QUALITY);
     }
 
     /// A stream that starts on a blank picture subsamples its chroma (as
