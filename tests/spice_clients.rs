@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -522,4 +522,47 @@ fn a_small_client_cache_evicts_and_the_picture_stays_exact() {
     show_each_exactly(&t, &mut client, &[1, 2, 1, 3, 2, 1]);
     let sent = t.server.control().sent();
     assert!(sent.images_from_cache >= 2, "{sent:?}");
+}
+
+/// A client on a slow link gets the network test's large ping late (here
+/// it reads it late): the latency comes from its prompt answers to the
+/// empty pings, the link is found slow, measured again, and found slow
+/// again. (On a real slow link the large ping also fills the server's
+/// reply backlog, and the server must still take the answers as they
+/// come; on loopback the kernel takes the whole ping at once, so this
+/// test cannot show that part.)
+#[test]
+fn a_client_that_reads_the_large_ping_late_is_on_a_slow_link() {
+    const LARGE_PING_READ_AFTER: Duration = Duration::from_millis(400);
+    let t = start_server(64, 64, "");
+    let (mut main, _) = RawClient::main_session(t.port, "");
+    // Two rounds (a slow result is measured twice): an empty ping, or two,
+    // then the large one.
+    let mut large = 0;
+    while large < 2 {
+        let mut header = [0u8; 6];
+        main.stream.read_exact(&mut header).unwrap();
+        let msg_type = u16::from_le_bytes([header[0], header[1]]);
+        let size = u32::from_le_bytes(header[2..6].try_into().unwrap()) as usize;
+        assert_eq!(msg_type, 4, "only pings follow INIT");
+        if size > 12 {
+            // The link is slow: the rest comes later.
+            std::thread::sleep(LARGE_PING_READ_AFTER);
+            large += 1;
+        }
+        let mut body = vec![0u8; size];
+        main.stream.read_exact(&mut body).unwrap();
+        main.send(3, &body[..12]); // PONG: id and timestamp
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let link = loop {
+        if let Some(link) = t.server.control().client_link() {
+            break link;
+        }
+        assert!(Instant::now() < deadline, "no network test result");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("network test: {link:?}");
+    assert!(link.latency < Duration::from_millis(100), "{link:?}");
+    assert!(link.low_bandwidth(), "{link:?}");
 }
