@@ -246,6 +246,13 @@ impl MainChannel {
         self.net_test.result()
     }
 
+    /// Time passes: queues the network test's pings when a slow link is
+    /// due to be measured again.
+    pub fn tick(&mut self, out: &mut Outbox, now_ns: u64) {
+        let pings = self.net_test.due(now_ns, self.next_ping_id);
+        self.queue_pings(&pings, out, now_ns);
+    }
+
     fn queue_pings(&mut self, pings: &[TestPing], out: &mut Outbox, now_ns: u64) {
         for p in pings {
             out.push(&Ping {
@@ -426,6 +433,15 @@ mod tests {
             .unwrap();
         assert_eq!(main.link(), Some(link));
         assert!(frames(&mut out).is_empty());
+        // A minute on, the slow link is measured again.
+        main.tick(&mut out, 30_000 * ms);
+        assert!(frames(&mut out).is_empty());
+        main.tick(&mut out, 61_040 * ms);
+        let pings: Vec<(u16, usize)> = frames(&mut out)
+            .iter()
+            .map(|(t, b)| (*t, b.len()))
+            .collect();
+        assert_eq!(pings, [(4, 12), (4, 12 + 250 * 1024)]);
     }
 
     #[test]

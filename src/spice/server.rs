@@ -755,6 +755,7 @@ impl EventLoop {
 
     /// Lets channels produce output where there is room, and writes.
     fn pump_and_flush(&mut self) {
+        let now_ns = self.now_ns();
         for conn in self.connections.values_mut() {
             if conn.closed {
                 continue;
@@ -766,6 +767,7 @@ impl EventLoop {
                 match channel {
                     Channel::Display(_, d) if d.has_work() => d.pump(outbox),
                     Channel::Cursor(_, c) if c.has_work() => c.pump(outbox),
+                    Channel::Main(m) => m.tick(outbox, now_ns),
                     _ => {}
                 }
             }
