@@ -277,9 +277,11 @@ impl MainChannel {
                     tracing::debug!("main channel: pong {id} (not awaited)");
                     return Ok(());
                 }
+                let before = self.net_test.result();
                 let again = self.net_test.pong(id, timestamp, now_ns, self.next_ping_id);
                 self.queue_pings(&again, out, now_ns);
-                if let Some(link) = self.net_test.result() {
+                // (Logged when a measurement ends with a new result.)
+                if let Some(link) = self.net_test.result().filter(|r| Some(*r) != before) {
                     tracing::info!(
                         "main channel: network test: latency {:.1} ms, {}{}",
                         link.latency.as_secs_f64() * 1000.0,
