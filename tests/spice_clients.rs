@@ -554,14 +554,7 @@ fn a_client_that_reads_the_large_ping_late_is_on_a_slow_link() {
         main.stream.read_exact(&mut body).unwrap();
         main.send(3, &body[..12]); // PONG: id and timestamp
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let link = loop {
-        if let Some(link) = t.server.control().client_link() {
-            break link;
-        }
-        assert!(Instant::now() < deadline, "no network test result");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let link = wait_for_network_test(&t);
     eprintln!("network test: {link:?}");
     assert!(link.latency < Duration::from_millis(100), "{link:?}");
     assert!(link.low_bandwidth(), "{link:?}");

@@ -143,21 +143,6 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 /// the network test calls a link slow.
 const SLOW_LINK_BYTES_PER_SECOND: u64 = 500_000;
 
-/// The result of the connected client's network test, once it is over.
-fn wait_for_network_test(t: &TestServer) -> saffron::spice::net_test::LinkEstimate {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Some(link) = t.server.control().client_link() {
-            return link;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the network test did not end"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// JPEG updates where `jpeg-wan-compression` allows them: always, or (auto)
 /// when the session's network test finds a slow link; over a fast link, or
 /// with `never`, every update is exact.

@@ -76,10 +76,8 @@ enum Stage {
 #[derive(Debug)]
 pub struct NetTest {
     stage: Stage,
-    /// The id the next answer of the test must have.
-    expected_id: u32,
-    /// When the awaited pings were queued (ns on the server's clock), by
-    /// id offset from `expected_id`.
+    /// The awaited pings in the order they were sent (answers come in that
+    /// order), with when each was queued (ns on the server's clock).
     sent_at: Vec<(u32, u64)>,
     latency_ns: u64,
     attempts: u32,
@@ -109,7 +107,6 @@ impl NetTest {
         ];
         let test = NetTest {
             stage: Stage::Warmup,
-            expected_id: first_id,
             sent_at: pings.iter().map(|p| (p.id, now_ns)).collect(),
             latency_ns: u64::MAX,
             attempts: 0,
@@ -130,7 +127,7 @@ impl NetTest {
     /// until the new one is in.
     pub fn due(&mut self, now_ns: u64, next_id: u32) -> Vec<TestPing> {
         match self.remeasure_at {
-            Some(at) if self.stage == Stage::Done && now_ns >= at => {
+            Some(at) if now_ns >= at => {
                 self.remeasure_at = None;
                 self.attempts = 0;
                 self.best_bps = None;
@@ -155,14 +152,13 @@ impl NetTest {
             },
         ];
         self.sent_at = pings.iter().map(|p| (p.id, now_ns)).collect();
-        self.expected_id = next_id;
         self.stage = Stage::Latency;
         pings
     }
 
     /// Whether `id` is a ping of this test still awaited.
     pub fn awaits(&self, id: u32) -> bool {
-        self.stage != Stage::Done && self.sent_at.iter().any(|(i, _)| *i == id)
+        self.sent_at.iter().any(|(i, _)| *i == id)
     }
 
     /// A `PONG` for ping `id` with echoed `timestamp` arrived at `now_ns`.
@@ -170,19 +166,18 @@ impl NetTest {
     /// `next_id` on). Answers out of order, or with a timestamp we did not
     /// send, are ignored (logged); the test then waits on.
     pub fn pong(&mut self, id: u32, timestamp: u64, now_ns: u64, next_id: u32) -> Vec<TestPing> {
-        let Some(&(_, sent)) = self.sent_at.iter().find(|(i, _)| *i == id) else {
+        // (None awaited once the test is over.)
+        let Some(&(expected, sent)) = self.sent_at.first() else {
             return Vec::new();
         };
-        if id != self.expected_id || timestamp != sent || self.stage == Stage::Done {
+        if id != expected || timestamp != sent {
             tracing::debug!(
-                "net test: ignoring pong {id} (expected {}, timestamp {timestamp}, sent {sent})",
-                self.expected_id
+                "net test: ignoring pong {id} (expected {expected}, timestamp {timestamp}, sent {sent})"
             );
             return Vec::new();
         }
         let round_trip = now_ns.saturating_sub(sent);
-        self.sent_at.retain(|(i, _)| *i != id);
-        self.expected_id = id.wrapping_add(1);
+        self.sent_at.remove(0);
         match self.stage {
             Stage::Warmup => {
                 self.latency_ns = round_trip;
@@ -208,8 +203,8 @@ impl NetTest {
                 };
                 let estimate = LinkEstimate {
                     latency: Duration::from_nanos(self.latency_ns),
-                    // No sensible figure in any attempt: fast, as libspice.
-                    bits_per_second: if bps.is_none() { None } else { self.best_bps },
+                    // No sensible figure this time: fast, as libspice.
+                    bits_per_second: bps.and(self.best_bps),
                 };
                 if estimate.low_bandwidth() && self.attempts < RATE_ATTEMPTS {
                     // Perhaps the client stalled: measure again.

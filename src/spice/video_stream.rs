@@ -851,6 +851,8 @@ impl VideoStreams {
                 continue;
             };
             s.due = false;
+            let jpeg = jpeg.inspect(|jpeg| s.sent_frame(jpeg.len() as u64, share));
+            // (At the frame rate the link allows from this frame on.)
             s.next_frame_at = now + s.frame_interval();
             let jpeg = match jpeg {
                 Ok(jpeg) => jpeg,
@@ -861,9 +863,6 @@ impl VideoStreams {
             };
             s.frames += 1;
             s.bytes += jpeg.len() as u64;
-            s.sent_frame(jpeg.len() as u64, share);
-            // (At the frame rate the link allows from this frame on.)
-            s.next_frame_at = now + s.frame_interval();
             if s.last_sent.is_none_or(|(last, _)| last != frame.content) {
                 if s.exact {
                     out.push(&StreamClip {

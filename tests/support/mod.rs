@@ -153,6 +153,19 @@ fn throttled_copy(mut from: TcpStream, mut to: TcpStream, bytes_per_second: u64)
     let _ = to.shutdown(Shutdown::Write);
 }
 
+/// The result of the connected client's network test, once it is over
+/// (within 20 s).
+pub fn wait_for_network_test(t: &TestServer) -> saffron::spice::net_test::LinkEstimate {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(link) = t.server.control().client_link() {
+            return link;
+        }
+        assert!(Instant::now() < deadline, "the network test did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Whether a client program is installed (tests using it are skipped,
 /// loudly, if not).
 pub fn have(program: &str) -> bool {
