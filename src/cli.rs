@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use devices::block::{options::HELP as DISK_HELP, DiskOptions};
 use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
 use saffron::replay::Pace;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
@@ -185,6 +186,11 @@ pub struct RunArgs {
     /// format; replay it with `saffron replay FILE`).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// A disk image as a virtio-blk device (repeatable; the first is /dev/vda):
+    /// path=IMG[,format=raw|qcow2][,readonly=on][,serial=ID][,cache=writeback|writethrough|unsafe].
+    #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk, long_help = DISK_HELP)]
+    pub disks: Vec<DiskOptions>,
 }
 
 /// The VGA mode with QXL unless `--vga` says otherwise.
@@ -244,6 +250,7 @@ impl RunArgs {
             spice: self.spice.clone(),
             qxl,
             record: self.record.clone(),
+            disks: self.disks.clone(),
         })
     }
 }
@@ -285,6 +292,10 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 
 pub fn parse_spice(text: &str) -> Result<SpiceConfig, String> {
     SpiceConfig::parse(text)
+}
+
+pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
+    DiskOptions::parse(text)
 }
 
 pub fn parse_display(text: &str) -> Result<DisplayKind, String> {

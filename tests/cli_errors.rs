@@ -140,3 +140,59 @@ fn truncated_recording_is_one_error_line() {
     let (status, err) = saffron(&["replay", path.to_str().unwrap(), "--pace", "fast"]);
     assert_one_line_error(status, &err, 1, "in its message blob of 100 bytes");
 }
+
+fn run_with_disk(disk: &str) -> (i32, String) {
+    let kernel = scratch("fake-elf-disk", b"\x7fELF\x02\x01\x01");
+    saffron(&["run", "--kernel", kernel.to_str().unwrap(), "--disk", disk])
+}
+
+#[test]
+fn bad_disk_options() {
+    for bad in [
+        "",
+        "format=raw",
+        "path=/a,format=vmdk",
+        "path=/a,cache=none",
+        "path=/a,x=1",
+    ] {
+        let (status, err) = run_with_disk(bad);
+        assert_one_line_error(status, &err, 2, "--disk");
+    }
+}
+
+#[test]
+fn missing_disk_image() {
+    let (status, err) = run_with_disk("path=/nonexistent/disk.img");
+    assert_one_line_error(status, &err, 1, "/nonexistent/disk.img: No such file");
+}
+
+#[test]
+fn locked_disk_image() {
+    use std::os::unix::io::AsRawFd;
+    let path = scratch("locked.raw", &[0u8; 4096]);
+    let holder = std::fs::File::open(&path).unwrap();
+    // SAFETY: flock on a file we own.
+    assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let (status, err) = run_with_disk(&format!("path={},format=raw", path.display()));
+    assert_one_line_error(status, &err, 1, "in use by another process");
+    let (status, err) = run_with_disk(&format!("path={},readonly=on", path.display()));
+    assert_one_line_error(status, &err, 1, "locked by a writer");
+}
+
+#[test]
+fn truncated_qcow2_image_is_refused_unmodified() {
+    // A qcow2 header whose tables lie past the end of the file.
+    let mut header = vec![0u8; 104];
+    header[..4].copy_from_slice(b"QFI\xfb");
+    header[4..8].copy_from_slice(&3u32.to_be_bytes());
+    header[20..24].copy_from_slice(&16u32.to_be_bytes());
+    header[24..32].copy_from_slice(&(1u64 << 30).to_be_bytes());
+    header[36..40].copy_from_slice(&8u32.to_be_bytes());
+    header[40..48].copy_from_slice(&0x30000u64.to_be_bytes());
+    header[48..56].copy_from_slice(&0x10000u64.to_be_bytes());
+    header[56..60].copy_from_slice(&1u32.to_be_bytes());
+    let path = scratch("truncated.qcow2", &header);
+    let (status, err) = run_with_disk(path.to_str().unwrap());
+    assert_one_line_error(status, &err, 1, "beyond the end of the file");
+    assert_eq!(std::fs::read(&path).unwrap(), header);
+}

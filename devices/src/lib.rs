@@ -3,6 +3,7 @@
 //! their output (frames, rings) to whoever consumes them through interfaces.
 
 pub mod acpi_pm;
+pub mod block;
 pub mod bus;
 pub mod display;
 pub mod i8042;

@@ -6,6 +6,7 @@ mod boot;
 mod console;
 mod control;
 mod cpu;
+mod disks;
 pub mod display_server;
 mod exit;
 pub mod host;
@@ -68,6 +69,8 @@ pub struct VmConfig {
     pub qxl: Option<QxlConfig>,
     /// Record the QXL device's commands to this file (`--record`).
     pub record: Option<PathBuf>,
+    /// Disk images (`--disk`), the first is /dev/vda.
+    pub disks: Vec<devices::block::DiskOptions>,
 }
 
 pub const MAX_CPUS: u8 = 8;
@@ -108,6 +111,8 @@ pub enum VmError {
     Api(#[from] crate::api::ApiError),
     #[error(transparent)]
     Spice(#[from] saffron::spice::SpiceError),
+    #[error(transparent)]
+    Disk(#[from] devices::block::DiskError),
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
@@ -162,6 +167,7 @@ fn host_memory() -> Option<u64> {
 /// Builds the VM, boots it, and blocks until it ends.
 pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     check_inputs(config)?;
+    let images = disks::open(&config.disks)?;
     // Before any thread starts: only the stats thread takes SIGUSR2.
     stats::block_dump_signal();
     if let Some(available) = host_memory() {
@@ -245,8 +251,15 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         .map_err(|e| device_err("the recording")(format!("{}: {e}", path.display())))?;
         q.control.set_observer(Some(Box::new(recorder)));
     }
+    let disks = disks::attach(
+        images,
+        &ram,
+        interrupts::KvmMsi::new(vm.clone()),
+        &platform.level_lines,
+    )?;
     let mut pci_devices: Vec<(u8, SharedPciDevice)> =
         vec![(input::TABLET_SLOT, tablet.clone() as SharedPciDevice)];
+    pci_devices.extend(disks.pci.iter().cloned());
     if let Some(q) = &qxl {
         pci_devices.push((QXL_SLOT, q.pci.clone()));
     }
@@ -417,6 +430,8 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     if let Some(q) = &qxl {
         q.control.stop();
     }
+    // Each disk's I/O thread finishes its request and flushes the image.
+    drop(disks);
     // Keep guest memory alive until here: vCPU threads may still be running.
     drop(ram);
     Ok(reason)

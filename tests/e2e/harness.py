@@ -35,7 +35,9 @@ API
                                                  run a shell command in the guest, return its exit
                                                  status and output (\\r removed)
     guest.wait_exit(timeout) -> int              the VMM's exit status
-    guest.kill()                                 SIGKILL the VMM (and its process group)
+    guest.kill()                                 SIGKILL the VMM (and its process group);
+                                                 waits at most KILL_WAIT_SECONDS, then reports
+                                                 the VMM as left behind and goes on
     guest.output / guest.stderr                  everything received so far
     guest.save_log(reason)                       write the serial output, the VMM's stderr and
                                                  its command line to the results directory
@@ -82,6 +84,8 @@ RESULTS_DIR = Path(os.environ.get("SAFFRON_RESULTS", REPO / "build" / "nested-re
 READY_MARKER = "SAFFRON-GUEST-READY"      # printed on ttyS0 by the guest's /init
 TTY1_MARKER = "SAFFRON TTY1 MARKER"       # printed on tty1 (the display) by the guest's /init
 DEFAULT_CMDLINE = "console=ttyS0 quiet"
+# How long kill() waits for a VMM to go after SIGKILL before leaving it behind.
+KILL_WAIT_SECONDS = 30
 
 
 class GuestError(Exception):
@@ -162,6 +166,8 @@ class Guest:
     # Names of guests whose VMM exited on its own while no test waited for that (wait_exit),
     # e.g. a triple fault, however the test then failed (run_tests counts it as a stall).
     died_unexpectedly: list[str] = []
+    # VMMs that did not die within KILL_WAIT_SECONDS of SIGKILL (reported, not waited for).
+    left_behind: list[str] = []
 
     def __init__(self, argv: Sequence[str], name: str = "guest"):
         self.argv = list(argv)
@@ -320,7 +326,14 @@ class Guest:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self.proc.wait()
+            try:
+                self.proc.wait(KILL_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                # Seen in the nested machine: a VMM stuck in the kernel outlives SIGKILL for
+                # many minutes. Say so and leave it behind, so the suite goes on.
+                Guest.left_behind.append(f"{self.name} (pid {self.proc.pid})")
+                print(f"[{self.name}] VMM pid {self.proc.pid} still alive {KILL_WAIT_SECONDS} s "
+                      f"after SIGKILL: left behind", flush=True)
         for reader in self._readers:
             reader.join(5)
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):

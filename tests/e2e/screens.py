@@ -291,7 +291,7 @@ class GlibClient:
             self.proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(30)
 
 
 def glib_screenshot(port: int, name: str, settle: float = 1.5, timeout: float = 60) -> Picture:

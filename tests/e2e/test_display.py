@@ -318,7 +318,7 @@ def test_remote_viewer_and_client_faults():
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(delay)
                 client.kill()
-                client.wait()
+                client.wait(30)
             # 20 reconnects in a row, each picture exact.
             for i in range(20):
                 difference = diff_pictures(reference, spice_screenshot(port, "faults-reconnect"))
@@ -347,7 +347,7 @@ def test_remote_viewer_and_client_faults():
                 time.sleep(2)
             stalled.send_signal(signal.SIGCONT)
             stalled.kill()
-            stalled.wait()
+            stalled.wait(30)
             growth = rss_max - rss_before
             print(f"  client stopped 30 s: serial answered {len(answers)} times "
                   f"(slowest {max(answers):.2f} s); saffron RSS {rss_before} KiB before, "

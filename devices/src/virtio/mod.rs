@@ -9,8 +9,10 @@
 //! through [`Queues`], which only hands out chains of live queues and
 //! reports what a misbehaving driver does without flooding the log.
 //!
-//! Devices: [`input`] (virtio-input: the absolute tablet).
+//! Devices: [`input`] (virtio-input: the absolute tablet), [`block`]
+//! (virtio-blk: disks).
 
+pub mod block;
 pub mod input;
 pub mod msix;
 pub mod pci;
@@ -143,6 +145,36 @@ impl<'a> Queues<'a> {
         }
         let memory = self.memory;
         self.queues[usize::from(index)].pop_descriptor_chain(memory)
+    }
+
+    /// Asks the driver not to kick queue `index` (a device that is about to
+    /// look at the queue anyway).
+    pub fn disable_notification(&mut self, index: u16) {
+        if !self.is_live(index) {
+            return;
+        }
+        let memory = self.memory;
+        if let Err(e) = self.queues[usize::from(index)].disable_notification(memory) {
+            self.guest_error(format_args!("queue {index}: used ring unreachable: {e}"));
+            self.failed = true;
+        }
+    }
+
+    /// Asks the driver to kick queue `index` again for new buffers; whether
+    /// buffers arrived meanwhile (then the caller must look again).
+    pub fn enable_notification(&mut self, index: u16) -> bool {
+        if !self.is_live(index) {
+            return false;
+        }
+        let memory = self.memory;
+        match self.queues[usize::from(index)].enable_notification(memory) {
+            Ok(more) => more,
+            Err(e) => {
+                self.guest_error(format_args!("queue {index}: rings unreachable: {e}"));
+                self.failed = true;
+                false
+            }
+        }
     }
 
     /// Returns a chain to the driver with `len` bytes written into it.
