@@ -59,15 +59,9 @@ impl BlockWorker {
             (device.kick_handle(), shape, *device.serial())
         };
         let mut worker = Worker {
-            name: name.to_string(),
             transport,
-            disk,
-            memory,
             kick: kick.clone(),
-            shape,
-            serial,
-            buffer: vec![0; CHUNK],
-            errors: GuestErrors::default(),
+            server: RequestServer::new(name, disk, memory, shape, serial),
         };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
@@ -91,11 +85,17 @@ impl Drop for BlockWorker {
 type Batch = Vec<(u16, Vec<Descriptor>)>;
 
 struct Worker {
-    name: String,
     transport: Transport,
+    kick: Arc<Kick>,
+    server: RequestServer,
+}
+
+/// Serves requests, one chain at a time (the I/O thread's work, usable
+/// on its own by tests and fuzzing).
+pub struct RequestServer {
+    name: String,
     disk: Box<dyn DiskImage>,
     memory: GuestMemory,
-    kick: Arc<Kick>,
     shape: DiskShape,
     serial: [u8; request::ID_SIZE as usize],
     buffer: Vec<u8>,
@@ -107,9 +107,7 @@ impl Worker {
         while self.kick.wait().is_some() {
             self.drain();
         }
-        if let Err(e) = self.disk.flush() {
-            tracing::error!("{}: final flush failed: {e}", self.name);
-        }
+        self.server.final_flush();
     }
 
     /// Serves the queue until it is empty.
@@ -121,7 +119,7 @@ impl Worker {
             }
             let done: Vec<(u16, u32)> = batch
                 .iter()
-                .map(|(head, chain)| (*head, self.serve(chain)))
+                .map(|(head, chain)| (*head, self.server.serve(chain)))
                 .collect();
             self.complete(generation, &done);
         }
@@ -163,9 +161,36 @@ impl Worker {
             queues.notify(0);
         });
     }
+}
+
+impl RequestServer {
+    pub fn new(
+        name: &str,
+        disk: Box<dyn DiskImage>,
+        memory: GuestMemory,
+        shape: DiskShape,
+        serial: [u8; request::ID_SIZE as usize],
+    ) -> Self {
+        RequestServer {
+            name: name.to_string(),
+            disk,
+            memory,
+            shape,
+            serial,
+            buffer: vec![0; CHUNK],
+            errors: GuestErrors::default(),
+        }
+    }
+
+    /// Makes what was written durable before the thread ends.
+    fn final_flush(&mut self) {
+        if let Err(e) = self.disk.flush() {
+            tracing::error!("{}: final flush failed: {e}", self.name);
+        }
+    }
 
     /// Serves one request; the bytes written into its writable buffers.
-    fn serve(&mut self, chain: &[Descriptor]) -> u32 {
+    pub fn serve(&mut self, chain: &[Descriptor]) -> u32 {
         let parsed = if chain.len() > MAX_CHAIN {
             Err(request::Refusal {
                 status_addr: None,
