@@ -9,7 +9,7 @@ use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
 use saffron::replay::Pace;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
-use crate::vmm::{DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
+use crate::vmm::{BootSource, DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -32,7 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boot a Linux kernel in a new virtual machine.
+    /// Boot a virtual machine: a Linux kernel directly, or the disks
+    /// through a BIOS.
     #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
     /// Replay a recording of QXL commands (libspice's SPICE_REPLAY format)
@@ -117,17 +118,30 @@ pub fn parse_speed(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The guest kernel: a bzImage (e.g. /boot/vmlinuz-*) or an ELF vmlinux.
+    /// The guest kernel, booted directly (no BIOS): a bzImage (e.g.
+    /// /boot/vmlinuz-*) or an ELF vmlinux. Without it the VM boots its
+    /// disks through SeaBIOS.
     #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
 
     /// An initial ramdisk (initramfs) for the kernel.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
 
-    /// The kernel command line.
-    #[arg(long, value_name = "STRING", default_value = "console=ttyS0")]
-    pub cmdline: String,
+    /// The kernel command line (default: console=ttyS0).
+    #[arg(long, value_name = "STRING")]
+    pub cmdline: Option<String>,
+
+    /// The firmware: `bios` (SeaBIOS, from the installed seabios package;
+    /// the default without --kernel), `none` (the default with --kernel),
+    /// or the path of a BIOS image.
+    #[arg(long, value_name = "bios|none|PATH")]
+    pub firmware: Option<String>,
+
+    /// With a BIOS: `menu=on[,splash-time=MS]` shows the BIOS's boot menu
+    /// prompt ("Press ESC for boot menu") for MS milliseconds (default 3000).
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_boot)]
+    pub boot: Option<BootMenu>,
 
     /// Guest memory: a number with an optional K, M, G or T suffix (binary
     /// units; a bare number is MiB). At least 64M. Memory beyond 3 GiB is
@@ -237,9 +251,8 @@ impl RunArgs {
             }
         }
         Ok(VmConfig {
-            kernel: self.kernel.clone(),
-            initrd: self.initrd.clone(),
-            cmdline: self.cmdline.clone(),
+            boot_menu: self.boot_menu()?,
+            boot: self.boot_source()?,
             memory: self.memory,
             cpus: self.cpus,
             serial: self.serial.clone(),
@@ -252,6 +265,75 @@ impl RunArgs {
             record: self.record.clone(),
             disks: self.disks.clone(),
         })
+    }
+}
+
+/// `--boot`: whether the BIOS shows its boot menu prompt, and how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootMenu {
+    pub menu: bool,
+    pub splash_ms: u16,
+}
+
+pub fn parse_boot(text: &str) -> Result<BootMenu, String> {
+    let mut boot = BootMenu {
+        menu: false,
+        splash_ms: 3000,
+    };
+    for item in text.split(',') {
+        match item.split_once('=') {
+            Some(("menu", "on")) => boot.menu = true,
+            Some(("menu", "off")) => boot.menu = false,
+            Some(("splash-time", ms)) => {
+                boot.splash_ms = ms
+                    .parse()
+                    .map_err(|_| format!("splash-time={ms}: milliseconds, 0 to 65535"))?
+            }
+            _ => return Err(format!("'{item}' is not menu=on|off or splash-time=MS")),
+        }
+    }
+    Ok(boot)
+}
+
+impl RunArgs {
+    /// The BIOS boot menu's wait, if shown.
+    fn boot_menu(&self) -> Result<Option<u16>, String> {
+        match self.boot {
+            Some(_) if self.kernel.is_some() => {
+                Err("--boot needs a BIOS: it cannot be used with --kernel".into())
+            }
+            Some(BootMenu {
+                menu: true,
+                splash_ms,
+            }) => Ok(Some(splash_ms)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A kernel, or a BIOS (see `--firmware`).
+    fn boot_source(&self) -> Result<BootSource, String> {
+        let firmware = self.firmware.as_deref();
+        match (&self.kernel, firmware) {
+            (Some(kernel), None | Some("none")) => Ok(BootSource::Kernel {
+                kernel: kernel.clone(),
+                initrd: self.initrd.clone(),
+                cmdline: self
+                    .cmdline
+                    .clone()
+                    .unwrap_or_else(|| "console=ttyS0".into()),
+            }),
+            (Some(_), Some(_)) => Err("--kernel with --firmware is not supported yet: boot the \
+                kernel directly (leave out --firmware) or from a disk"
+                .into()),
+            (None, Some("none")) => Err("nothing to boot: --firmware none needs --kernel".into()),
+            (None, _) if self.initrd.is_some() || self.cmdline.is_some() => {
+                Err("--initrd and --cmdline need --kernel".into())
+            }
+            (None, None | Some("bios")) => firmware::bios::default_bios()
+                .map(BootSource::Firmware)
+                .map_err(|e| e.to_string()),
+            (None, Some(path)) => Ok(BootSource::Firmware(PathBuf::from(path))),
+        }
     }
 }
 

@@ -101,11 +101,24 @@ fn malformed_serial() {
 }
 
 #[test]
-fn unknown_flag_and_missing_kernel_flag() {
+fn unknown_flag_and_boot_source_conflicts() {
     let (status, err) = saffron(&["run", "--kernel", "k", "--frobnicate"]);
     assert_one_line_error(status, &err, 2, "--frobnicate");
-    let (status, err) = saffron(&["run"]);
-    assert_one_line_error(status, &err, 2, "--kernel");
+    let (status, err) = saffron(&["run", "--initrd", "i"]);
+    assert_one_line_error(status, &err, 2, "need --kernel");
+    let (status, err) = saffron(&["run", "--firmware", "none"]);
+    assert_one_line_error(status, &err, 2, "nothing to boot");
+    let (status, err) = saffron(&["run", "--kernel", "k", "--firmware", "bios"]);
+    assert_one_line_error(status, &err, 2, "--kernel with --firmware");
+}
+
+#[test]
+fn bad_firmware_images() {
+    let (status, err) = saffron(&["run", "--firmware", "/nonexistent/bios.bin"]);
+    assert_one_line_error(status, &err, 1, "/nonexistent/bios.bin");
+    let odd = scratch("odd-bios.bin", &[0u8; 1000]);
+    let (status, err) = saffron(&["run", "--firmware", odd.to_str().unwrap()]);
+    assert_one_line_error(status, &err, 1, "multiple of 64 KiB");
 }
 
 #[test]
@@ -124,6 +137,8 @@ fn help_documents_every_flag_and_exit_status() {
         "--cpus",
         "--serial",
         "--pvm-guest",
+        "--disk",
+        "--firmware",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

@@ -123,6 +123,14 @@ impl Rtc {
         }
     }
 
+    /// Sets a byte of CMOS memory past the clock registers (what firmware
+    /// reads at start: memory sizes, the CPU count).
+    pub fn set_nvram(&mut self, index: u8, value: u8) {
+        if (0x0e..0x80).contains(&index) {
+            self.cmos[usize::from(index)] = value;
+        }
+    }
+
     fn read_register(&mut self, reg: u8) -> u8 {
         let t = self.now();
         match reg {

@@ -32,7 +32,17 @@ pub struct AcpiTables {
 
 /// Builds the tables for a guest whose tables live at `layout::ACPI_TABLES`.
 pub fn build(config: &AcpiConfig) -> AcpiTables {
-    let base = layout::ACPI_TABLES.start;
+    let tables = build_at(config, layout::ACPI_TABLES.start);
+    assert!(
+        tables.base + tables.bytes.len() as u64 <= layout::ACPI_TABLES.end,
+        "ACPI tables overflow their area"
+    );
+    tables
+}
+
+/// Builds the tables as if loaded at `base` (0: every pointer is an offset
+/// into the blob, for firmware that places them itself).
+pub fn build_at(config: &AcpiConfig, base: u64) -> AcpiTables {
     let mut blob = TableBlob {
         base,
         bytes: Vec::new(),
@@ -58,10 +68,6 @@ pub fn build(config: &AcpiConfig) -> AcpiTables {
     let rsdp = Rsdp::new(OEM_ID, xsdt_addr).to_bytes();
     blob.bytes[rsdp_offset..rsdp_offset + rsdp.len()].copy_from_slice(&rsdp);
 
-    assert!(
-        base + blob.bytes.len() as u64 <= layout::ACPI_TABLES.end,
-        "ACPI tables overflow their area"
-    );
     AcpiTables {
         base,
         rsdp_addr: base + rsdp_offset as u64,

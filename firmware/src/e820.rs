@@ -42,11 +42,40 @@ pub fn memory_map(layout: &MemoryLayout) -> Vec<E820Entry> {
             E820Kind::Ram,
         ),
         E820Entry::new(layout::PCI_ECAM, E820Kind::Reserved),
+        E820Entry::new(layout::KVM_PRIVATE, E820Kind::Reserved),
     ];
     if let Some(high) = &layout.high_ram {
         map.push(E820Entry::new(high.clone(), E820Kind::Ram));
     }
     map
+}
+
+/// The map a BIOS starts from (QEMU's `etc/e820`): RAM from 0 (the BIOS
+/// carves out its own areas and the VGA window) and above 4 GiB, and the
+/// ECAM window reserved.
+pub fn bios_memory_map(layout: &MemoryLayout) -> Vec<E820Entry> {
+    let mut map = vec![
+        E820Entry::new(0..layout.low_ram_end(), E820Kind::Ram),
+        E820Entry::new(layout::PCI_ECAM, E820Kind::Reserved),
+        E820Entry::new(layout::KVM_PRIVATE, E820Kind::Reserved),
+    ];
+    if let Some(high) = &layout.high_ram {
+        map.push(E820Entry::new(high.clone(), E820Kind::Ram));
+    }
+    map
+}
+
+/// The map as fw_cfg's `etc/e820` file: (address u64, length u64, type
+/// u32) per entry, little endian, packed.
+pub fn fw_cfg_bytes(map: &[E820Entry]) -> Vec<u8> {
+    map.iter()
+        .flat_map(|e| {
+            let mut bytes = e.addr.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&e.size.to_le_bytes());
+            bytes.extend_from_slice(&(e.kind as u32).to_le_bytes());
+            bytes
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -78,5 +107,17 @@ mod tests {
         for pair in map.windows(2) {
             assert!(pair[0].addr + pair[0].size <= pair[1].addr, "{pair:?}");
         }
+    }
+
+    #[test]
+    fn bios_map_as_fw_cfg_file() {
+        let l = MemoryLayout::new(5 * GIB, 46).unwrap();
+        let bytes = fw_cfg_bytes(&bios_memory_map(&l));
+        assert_eq!(bytes.len(), 4 * 20);
+        assert_eq!(&bytes[0..8], &0u64.to_le_bytes());
+        assert_eq!(&bytes[8..16], &l.low_ram_end().to_le_bytes());
+        assert_eq!(&bytes[16..20], &1u32.to_le_bytes());
+        assert_eq!(&bytes[76..80], &1u32.to_le_bytes(), "RAM above 4 GiB");
+        assert_eq!(&bytes[36..40], &2u32.to_le_bytes(), "ECAM reserved");
     }
 }

@@ -47,15 +47,23 @@ pub const CMDLINE_MAX_SIZE: usize = 0x1_0000;
 
 /// RAM below 4 GiB ends here at the latest; the rest goes above 4 GiB.
 pub const LOW_RAM_LIMIT: u64 = 0xc000_0000;
-/// The 32-bit PCI MMIO window, for BARs.
-pub const PCI_MMIO32: Range<u64> = 0xc000_0000..0xe000_0000;
+/// The 32-bit PCI MMIO window, for BARs: from the end of low RAM up to the
+/// I/O APIC, as SeaBIOS uses it on an i440fx (it places BARs from the top).
+pub const PCI_MMIO32: Range<u64> = 0xc000_0000..0xfec0_0000;
 /// Where the VGA's linear framebuffer sits while no PCI display device
-/// provides one: the top 16 MiB of the 32-bit PCI window, which BAR
-/// assignment then leaves alone.
+/// provides one: 16 MiB of the 32-bit PCI window that BAR assignment then
+/// leaves alone (it only uses the window below).
 pub const VGA_STANDALONE_FRAMEBUFFER: Range<u64> = 0xdf00_0000..0xe000_0000;
-/// ECAM (memory-mapped PCI configuration space) for bus 0 only.
-pub const PCI_ECAM: Range<u64> = 0xe000_0000..0xe010_0000;
+/// ECAM (memory-mapped PCI configuration space) for bus 0 only, above the
+/// local APIC's window and outside the PCI window (firmware that assigns
+/// BARs itself knows nothing of it).
+pub const PCI_ECAM: Range<u64> = 0xfef0_0000..0xff00_0000;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
+/// KVM's own pages (the identity map page, then three for the TSS), just
+/// below a 256 KiB BIOS image: reserved in every e820 map.
+pub const KVM_PRIVATE: Range<u64> = 0xfffb_c000..0xfffc_0000;
+pub const KVM_IDENTITY_MAP: u64 = KVM_PRIVATE.start;
+pub const KVM_TSS: u64 = KVM_PRIVATE.start + 0x1000;
 pub const LAPIC_START: u64 = 0xfee0_0000;
 /// RAM that does not fit below 4 GiB starts here.
 pub const RAM_ABOVE_4G_START: u64 = 1 << 32;

@@ -135,7 +135,22 @@ impl MemorySlots {
 
 /// Maps every RAM region into the guest.
 pub fn map_ram(vm: &VmFd, slots: &MemorySlots, ram: &GuestRam) -> Result<(), MemoryError> {
-    for region in ram.iter() {
+    map_regions(vm, slots, ram, false)
+}
+
+/// Maps `rom` into the guest read-only: writes exit to the VMM, which
+/// ignores them.
+pub fn map_rom(vm: &VmFd, slots: &MemorySlots, rom: &GuestRam) -> Result<(), MemoryError> {
+    map_regions(vm, slots, rom, true)
+}
+
+fn map_regions(
+    vm: &VmFd,
+    slots: &MemorySlots,
+    memory: &GuestRam,
+    read_only: bool,
+) -> Result<(), MemoryError> {
+    for region in memory.iter() {
         let host_addr = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
             .map_err(|e| MemoryError::Allocate {
@@ -148,7 +163,7 @@ pub fn map_ram(vm: &VmFd, slots: &MemorySlots, ram: &GuestRam) -> Result<(), Mem
                 guest_addr: region.start_addr().0,
                 size: region.len(),
                 host_addr,
-                read_only: false,
+                read_only,
                 log_dirty: false,
             },
         )?;

@@ -2,6 +2,7 @@
 //! controllers, vCPUs, platform devices, PCI), boots a kernel in it and
 //! reports how it ended.
 
+mod bios;
 mod boot;
 mod console;
 mod control;
@@ -48,11 +49,24 @@ pub enum SerialMode {
     None,
 }
 
+/// What the VM boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootSource {
+    /// A Linux kernel, loaded directly (64-bit boot protocol, no BIOS).
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
+    /// A BIOS image (SeaBIOS), which boots from the disks.
+    Firmware(PathBuf),
+}
+
 #[derive(Debug, Clone)]
 pub struct VmConfig {
-    pub kernel: PathBuf,
-    pub initrd: Option<PathBuf>,
-    pub cmdline: String,
+    pub boot: BootSource,
+    /// With a BIOS: show its boot menu prompt for this many milliseconds.
+    pub boot_menu: Option<u16>,
     pub memory: u64,
     pub cpus: u8,
     pub serial: SerialMode,
@@ -139,9 +153,20 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// The kernel and initrd must be readable files: say so before touching KVM.
+/// The kernel and initrd, or the firmware, must be readable files of their
+/// kind: say so before touching KVM.
 fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
-    for path in std::iter::once(&config.kernel).chain(config.initrd.as_ref()) {
+    let (kernel, initrd) = match &config.boot {
+        BootSource::Kernel { kernel, initrd, .. } => (kernel, initrd),
+        BootSource::Firmware(path) => {
+            firmware::bios::BiosImage::load(path).map_err(|e| VmError::Input {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            return Ok(());
+        }
+    };
+    for path in std::iter::once(kernel).chain(initrd.as_ref()) {
         let error = |reason: String| VmError::Input {
             path: path.display().to_string(),
             reason,
@@ -152,7 +177,7 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
             return Err(error("not a regular file".into()));
         }
     }
-    boot::probe_kernel(&config.kernel)?;
+    boot::probe_kernel(kernel)?;
     Ok(())
 }
 
@@ -192,9 +217,9 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let layout = MemoryLayout::new(config.memory, cpu::phys_bits(&supported_cpuid))?;
 
     let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create a VM"))?);
-    vm.set_identity_map_address(0xfffb_c000)
+    vm.set_identity_map_address(layout::KVM_IDENTITY_MAP)
         .map_err(kvm_err("set the identity map address"))?;
-    vm.set_tss_address(0xfffb_d000)
+    vm.set_tss_address(layout::KVM_TSS as usize)
         .map_err(kvm_err("set the TSS address"))?;
     vm.create_irq_chip()
         .map_err(kvm_err("create the in-kernel interrupt controllers"))?;
@@ -273,6 +298,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         PciPlan {
             devices: pci_devices,
             standalone_vga: qxl.is_none() && config.vga.is_some(),
+            bios: matches!(config.boot, BootSource::Firmware(_)),
         },
     )?;
     let vga = match config.vga {
@@ -280,7 +306,12 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
             let framebuffer = match &qxl {
                 Some(q) => vga::Framebuffer::QxlBar0 {
                     link: q.vga.clone(),
-                    base: qxl_bar0_base(&pci.root)?,
+                    // A BIOS places BAR 0 itself; the base only matters to
+                    // a kernel booted directly.
+                    base: match config.boot {
+                        BootSource::Kernel { .. } => qxl_bar0_base(&pci.root)?,
+                        BootSource::Firmware(_) => 0,
+                    },
                     log: vga::BarDirtyLog {
                         mapper: pci.mapper.clone(),
                         pci_slot: QXL_SLOT,
@@ -312,25 +343,35 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         (None, None) => None,
     };
 
-    let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
-        cpus: config.cpus,
-        layout: &layout,
-    });
-    ram.write_slice(&acpi.bytes, GuestAddress(acpi.base))
-        .map_err(|e| device_err("the ACPI tables")(e.to_string()))?;
-    let e820 = firmware::e820::memory_map(&layout);
-    let entry = boot::load(
-        &ram,
-        &boot::BootSpec {
-            kernel: &config.kernel,
-            initrd: config.initrd.as_deref(),
-            cmdline: &config.cmdline,
-            e820: &e820,
-            rsdp_addr: acpi.rsdp_addr,
-            layout: &layout,
-            screen: vga.as_ref().map(|v| v.screen),
-        },
-    )?;
+    let (entry, _bios) = match &config.boot {
+        BootSource::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let spec = KernelBoot {
+                kernel,
+                initrd: initrd.as_deref(),
+                cmdline,
+                cpus: config.cpus,
+                layout: &layout,
+                screen: vga.as_ref().map(|v| v.screen),
+            };
+            (Some(load_kernel(&ram, &spec)?), None)
+        }
+        BootSource::Firmware(path) => {
+            let setup = bios::BiosSetup {
+                path,
+                cpus: config.cpus,
+                layout: &layout,
+                qxl: qxl.is_some(),
+                boot_menu: config.boot_menu,
+            };
+            let rtc = &platform.rtc;
+            let installed = bios::install(&vm, &slots, &ram, &io_bus, rtc, &setup)?;
+            (None, Some(installed))
+        }
+    };
 
     // Keys and pointers from SPICE clients and the control socket.
     let displays: Vec<Arc<devices::display::Display>> = display.iter().cloned().collect();
@@ -362,8 +403,9 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
             id,
             &cpu::topology_cpuid(&supported_cpuid, id, config.cpus),
         )?;
-        if id == 0 {
-            cpu::configure_boot_cpu(&vcpu, &entry)?;
+        // Without a kernel entry the boot CPU starts at the reset vector.
+        if let (0, Some(entry)) = (id, &entry) {
+            cpu::configure_boot_cpu(&vcpu, entry)?;
         }
         vcpus.push(vcpu);
     }
@@ -437,6 +479,39 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     Ok(reason)
 }
 
+/// A kernel to boot directly.
+struct KernelBoot<'a> {
+    kernel: &'a std::path::Path,
+    initrd: Option<&'a std::path::Path>,
+    cmdline: &'a str,
+    cpus: u8,
+    layout: &'a MemoryLayout,
+    screen: Option<linux_loader::loader::bootparam::screen_info>,
+}
+
+/// Writes the ACPI tables where a kernel finds them and loads the kernel.
+fn load_kernel(ram: &memory::GuestRam, spec: &KernelBoot) -> Result<boot::BootEntry, VmError> {
+    let acpi = firmware::acpi::build(&firmware::acpi::AcpiConfig {
+        cpus: spec.cpus,
+        layout: spec.layout,
+    });
+    ram.write_slice(&acpi.bytes, GuestAddress(acpi.base))
+        .map_err(|e| device_err("the ACPI tables")(e.to_string()))?;
+    let e820 = firmware::e820::memory_map(spec.layout);
+    Ok(boot::load(
+        ram,
+        &boot::BootSpec {
+            kernel: spec.kernel,
+            initrd: spec.initrd,
+            cmdline: spec.cmdline,
+            e820: &e820,
+            rsdp_addr: acpi.rsdp_addr,
+            layout: spec.layout,
+            screen: spec.screen,
+        },
+    )?)
+}
+
 /// Where the firmware put QXL's BAR 0 (the VGA's linear framebuffer):
 /// below 4 GiB, as `screen_info` needs.
 fn qxl_bar0_base(root: &Mutex<PciRoot>) -> Result<u64, VmError> {
@@ -463,6 +538,8 @@ struct Platform {
     reset_register: Arc<Mutex<ResetControl>>,
     /// ACPI power management (the power button).
     pm: Arc<Mutex<AcpiPm>>,
+    /// The RTC and its CMOS memory (which a BIOS reads).
+    rtc: Arc<Mutex<devices::rtc::Rtc>>,
 }
 
 impl Platform {
@@ -517,7 +594,12 @@ impl Platform {
             "the i8042",
         )?;
         let rtc = Arc::new(Mutex::new(devices::rtc::Rtc::default()));
-        insert(devices::rtc::PORT, devices::rtc::PORT_COUNT, rtc, "the RTC")?;
+        insert(
+            devices::rtc::PORT,
+            devices::rtc::PORT_COUNT,
+            rtc.clone(),
+            "the RTC",
+        )?;
 
         let pm = Arc::new(Mutex::new(AcpiPm::new(
             level_lines.source(layout::SCI_IRQ),
@@ -547,6 +629,7 @@ impl Platform {
             level_lines,
             reset_register,
             pm,
+            rtc,
         })
     }
 }
@@ -564,6 +647,10 @@ struct PciPlan {
     devices: Vec<(u8, pci::SharedPciDevice)>,
     /// The standalone VGA framebuffer occupies the top of the 32-bit window.
     standalone_vga: bool,
+    /// A BIOS boots the VM: it wants an i440fx host bridge (SeaBIOS uses
+    /// fw_cfg only behind a host bridge it knows) and assigns BARs itself,
+    /// so they start as after a reset (unassigned, decoding off).
+    bios: bool,
 }
 
 /// The PCI root complex: config ports, ECAM, the host bridge, and
@@ -580,7 +667,13 @@ fn attach_pci(
     let PciPlan {
         devices,
         standalone_vga,
+        bios,
     } = plan;
+    let host_bridge = if bios {
+        HostBridge::i440fx()
+    } else {
+        HostBridge::default()
+    };
     let mapper = Arc::new(pci_mapper::KvmBarMapper::new(
         vm.clone(),
         slots.clone(),
@@ -590,7 +683,7 @@ fn attach_pci(
         vec![layout::PCI_MMIO32, layout.pci_mmio64.clone()],
     ));
     let mut root = PciRoot::new(mapper.clone());
-    root.add_device(0, Arc::new(Mutex::new(HostBridge::default())))
+    root.add_device(0, Arc::new(Mutex::new(host_bridge)))
         .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
     for (slot, device) in devices {
         root.add_device(slot, device)
@@ -602,12 +695,14 @@ fn attach_pci(
     } else {
         layout::PCI_MMIO32
     };
-    root.assign_bars(&BarWindows {
-        io: layout::PCI_IO,
-        mmio32,
-        mmio64: layout.pci_mmio64.clone(),
-    })
-    .map_err(|e| device_err("PCI BARs")(e.to_string()))?;
+    if !bios {
+        root.assign_bars(&BarWindows {
+            io: layout::PCI_IO,
+            mmio32,
+            mmio64: layout.pci_mmio64.clone(),
+        })
+        .map_err(|e| device_err("PCI BARs")(e.to_string()))?;
+    }
     let root = Arc::new(Mutex::new(root));
     let ports = pci::ConfigPorts {
         root: root.clone(),
