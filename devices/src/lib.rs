@@ -14,5 +14,7 @@ pub mod qxl;
 pub mod rtc;
 pub mod serial;
 pub mod system;
+#[cfg(test)]
+mod test_util;
 pub mod vga;
 pub mod virtio;

@@ -41,15 +41,23 @@ pub struct BiosImage {
 
 impl BiosImage {
     pub fn load(path: &Path) -> Result<Self, BiosError> {
-        let bytes = std::fs::read(path).map_err(|source| BiosError::Read {
+        let read_error = |source| BiosError::Read {
             path: path.display().to_string(),
             source,
-        })?;
-        let size = bytes.len() as u64;
+        };
+        // The size is checked before anything is read: a huge file is refused.
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
         if !(MIN_SIZE..=MAX_SIZE).contains(&size) || !size.is_multiple_of(MIN_SIZE) {
             return Err(BiosError::Size {
                 path: path.display().to_string(),
                 size,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        if bytes.len() as u64 != size {
+            return Err(BiosError::Size {
+                path: path.display().to_string(),
+                size: bytes.len() as u64,
             });
         }
         Ok(BiosImage { bytes })

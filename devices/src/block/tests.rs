@@ -5,19 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_util::TempDir;
 
 fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("saffron-disk-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+    TempDir::new(&format!("disk-{name}"))
 }
 
 fn options(path: &Path, format: Option<Format>, read_only: bool) -> DiskOptions {
@@ -41,11 +32,18 @@ fn qemu_img(args: &[&str]) {
     );
 }
 
+/// Makes `path` a qcow2 overlay on `backing` (a name next to it) of `format`.
+fn overlay_on(backing: &str, format: &str, path: &Path) {
+    let path = path.to_str().unwrap();
+    qemu_img(&[
+        "create", "-q", "-f", "qcow2", "-b", backing, "-F", format, path,
+    ]);
+}
+
 #[test]
 fn raw_reads_writes_and_holes() {
     let dir = temp_dir("raw");
-    let path = dir.0.join("a.raw");
-    std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+    let path = dir.file("a.raw", &vec![7u8; 1 << 20]);
     let mut disk = open(&options(&path, Some(Format::Raw), false)).unwrap();
     assert_eq!(disk.size(), 1 << 20);
     disk.write_at(4096, &[1; 4096]).unwrap();
@@ -70,8 +68,7 @@ fn raw_reads_writes_and_holes() {
 #[test]
 fn a_guessed_raw_format_cannot_become_qcow2() {
     let dir = temp_dir("guess");
-    let path = dir.0.join("g.img");
-    std::fs::write(&path, vec![0u8; 65536]).unwrap();
+    let path = dir.file("g.img", &vec![0u8; 65536]);
     let mut header = QCOW2_MAGIC.to_vec();
     header.resize(512, 0);
     let mut guessed = open(&options(&path, None, false)).unwrap();
@@ -91,8 +88,7 @@ fn a_guessed_raw_format_cannot_become_qcow2() {
 #[test]
 fn locks_keep_two_writers_apart() {
     let dir = temp_dir("lock");
-    let path = dir.0.join("l.raw");
-    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    let path = dir.file("l.raw", &vec![0u8; 4096]);
     let raw = Some(Format::Raw);
     let writer = open(&options(&path, raw, false)).unwrap();
     let second = open(&options(&path, raw, false)).err().unwrap();
@@ -118,32 +114,22 @@ fn locks_keep_two_writers_apart() {
 #[test]
 fn missing_and_odd_paths() {
     let dir = temp_dir("missing");
-    let error = open(&options(&dir.0.join("nope"), None, false))
+    let error = open(&options(&dir.path().join("nope"), None, false))
         .err()
         .unwrap();
     assert!(error.to_string().contains("No such file"), "{error}");
-    let error = open(&options(&dir.0, None, true)).err().unwrap();
+    let error = open(&options(dir.path(), None, true)).err().unwrap();
     assert!(error.to_string().contains("not a regular file"), "{error}");
 }
 
 #[test]
 fn qcow2_overlay_reads_its_base_and_never_writes_it() {
     let dir = temp_dir("qcow2");
-    let base = dir.0.join("base.raw");
-    let overlay = dir.0.join("overlay.qcow2");
+    let base = dir.path().join("base.raw");
+    let overlay = dir.path().join("overlay.qcow2");
     let content: Vec<u8> = (0..4u32 << 20).map(|i| (i / 4096) as u8).collect();
     std::fs::write(&base, &content).unwrap();
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.raw",
-        "-F",
-        "raw",
-        overlay.to_str().unwrap(),
-    ]);
+    overlay_on("base.raw", "raw", &overlay);
     let mut disk = open(&options(&overlay, None, false)).unwrap();
     assert_eq!(disk.size(), 4 << 20);
     let mut buf = vec![0u8; 8192];
@@ -162,7 +148,7 @@ fn qcow2_overlay_reads_its_base_and_never_writes_it() {
         "the base is never written"
     );
     // qemu-img sees what the guest wrote.
-    let out = dir.0.join("out.raw");
+    let out = dir.path().join("out.raw");
     qemu_img(&[
         "convert",
         "-O",
@@ -181,7 +167,7 @@ fn qcow2_overlay_reads_its_base_and_never_writes_it() {
 #[test]
 fn damaged_qcow2_images_are_refused() {
     let dir = temp_dir("damaged");
-    let good = dir.0.join("good.qcow2");
+    let good = dir.path().join("good.qcow2");
     qemu_img(&["create", "-q", "-f", "qcow2", good.to_str().unwrap(), "16M"]);
     let bytes = std::fs::read(&good).unwrap();
     assert!(open(&options(&good, None, false)).is_ok());
@@ -189,8 +175,7 @@ fn damaged_qcow2_images_are_refused() {
         if cut >= bytes.len() {
             continue;
         }
-        let path = dir.0.join(format!("cut{cut}.qcow2"));
-        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let path = dir.file(&format!("cut{cut}.qcow2"), &bytes[..cut]);
         let result = open(&options(&path, Some(Format::Qcow2), false));
         let error = result
             .err()
@@ -205,8 +190,7 @@ fn damaged_qcow2_images_are_refused() {
     for (at, value) in [(20usize, 40u32), (36, 0x0fff_ffff)] {
         let mut broken = bytes.clone();
         broken[at..at + 4].copy_from_slice(&value.to_be_bytes());
-        let path = dir.0.join(format!("field{at}.qcow2"));
-        std::fs::write(&path, &broken).unwrap();
+        let path = dir.file(&format!("field{at}.qcow2"), &broken);
         assert!(
             open(&options(&path, Some(Format::Qcow2), false)).is_err(),
             "field {at}"
@@ -217,20 +201,10 @@ fn damaged_qcow2_images_are_refused() {
 #[test]
 fn backing_chains_are_bounded() {
     let dir = temp_dir("chain");
-    let a = dir.0.join("a.qcow2");
-    let b = dir.0.join("b.qcow2");
+    let a = dir.path().join("a.qcow2");
+    let b = dir.path().join("b.qcow2");
     qemu_img(&["create", "-q", "-f", "qcow2", a.to_str().unwrap(), "1M"]);
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        "a.qcow2",
-        "-F",
-        "qcow2",
-        b.to_str().unwrap(),
-    ]);
+    overlay_on("a.qcow2", "qcow2", &b);
     assert!(open(&options(&b, None, false)).is_ok());
     // a now names b as its backing file: a loop.
     qemu_img(&[

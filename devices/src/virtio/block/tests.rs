@@ -15,6 +15,7 @@ use super::*;
 use crate::block::{self, DiskOptions};
 use crate::interrupt::{LevelInterrupt, MsiDelivery};
 use crate::pci::PciDevice;
+use crate::test_util::TempDir;
 use crate::virtio::pci::{VirtioPciDevice, Wiring};
 use crate::virtio::{status, GuestMemory, VIRTIO_F_VERSION_1};
 
@@ -348,26 +349,11 @@ struct Rig {
     next_desc: u16,
 }
 
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("saffron-blk-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
 /// A disk of `sectors` sectors, each filled with its number's low byte.
 fn rig(name: &str, sectors: u64, read_only: bool) -> Rig {
-    let dir = temp_dir(name);
-    let file = dir.0.join("disk.raw");
+    let dir = TempDir::new(&format!("blk-{name}"));
     let content: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
-    std::fs::write(&file, content).unwrap();
+    let file = dir.file("disk.raw", &content);
     let mut options = DiskOptions::new(&file);
     options.format = Some(block::Format::Raw);
     options.read_only = read_only;
