@@ -33,6 +33,9 @@ impl DiskImage for MemDisk {
     fn size(&self) -> u64 {
         self.0.len() as u64
     }
+    fn format(&self) -> devices::block::Format {
+        devices::block::Format::Raw
+    }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let r = self.range(offset, buf.len() as u64);
         buf.copy_from_slice(&self.0[r]);

@@ -51,6 +51,8 @@ pub struct VmControl {
     pub input_devices: Arc<SpiceLink>,
     /// The SPICE server, with `--spice`.
     pub spice: Option<SpiceControl>,
+    /// The disks, in `--disk` order.
+    pub disks: Vec<super::disks::DiskStatus>,
 }
 
 /// The SPICE server's part of `status`: its compression options, what
@@ -148,6 +150,7 @@ impl crate::api::Machine for VmControl {
             "vcpus": self.cpus,
             "memory_bytes": self.memory,
             "display": display,
+            "disks": self.disks.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
             "mouse": {
                 "mode": mouse_mode,
                 "tablet_driver": self.input_devices.tablet_driver_ready(),

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use devices::block::{self, DiskImage, DiskOptions};
 use devices::interrupt::MsiDelivery;
 use devices::pci::SharedPciDevice;
+use devices::virtio::block::stats::BlockStats;
 use devices::virtio::block::worker::BlockWorker;
 use devices::virtio::block::VirtioBlock;
 use devices::virtio::pci::{VirtioPciDevice, Wiring};
 use firmware::layout;
+use serde_json::{json, Value};
 
 use super::interrupts::LevelLines;
 use super::{device_err, VmError};
@@ -62,8 +64,45 @@ fn check_size(options: &DiskOptions, size: u64) -> Result<(), VmError> {
 pub struct Disks {
     /// (slot, device) for the PCI bus.
     pub pci: Vec<(u8, SharedPciDevice)>,
+    /// What `status` reports of each.
+    pub status: Vec<DiskStatus>,
     /// Dropped at the end: each thread finishes its request and flushes.
     _workers: Vec<BlockWorker>,
+}
+
+/// A disk as `status` shows it.
+pub struct DiskStatus {
+    name: String,
+    path: String,
+    format: &'static str,
+    read_only: bool,
+    size: u64,
+    serial: Option<String>,
+    slot: u8,
+    stats: Arc<BlockStats>,
+}
+
+impl DiskStatus {
+    pub fn to_json(&self) -> Value {
+        let c = self.stats.counts();
+        json!({
+            "device": self.name,
+            "path": self.path,
+            "format": self.format,
+            "read_only": self.read_only,
+            "size_bytes": self.size,
+            "serial": self.serial,
+            "pci_slot": self.slot,
+            "reads": c.reads,
+            "writes": c.writes,
+            "flushes": c.flushes,
+            "discards": c.discards,
+            "bytes_read": c.bytes_read,
+            "bytes_written": c.bytes_written,
+            "io_errors": c.io_errors,
+            "refused": c.refused,
+        })
+    }
 }
 
 /// Puts each disk in its PCI slot and starts its I/O thread.
@@ -75,13 +114,15 @@ pub fn attach(
 ) -> Result<Disks, VmError> {
     let mut attached = Disks {
         pci: Vec::new(),
+        status: Vec::new(),
         _workers: Vec::new(),
     };
     for (index, disk) in disks.into_iter().enumerate() {
         let slot = FIRST_SLOT + index as u8;
         let gsi = layout::pci_irq_for(slot, 0);
         let o = &disk.options;
-        let device = VirtioBlock::new(disk.image.size(), o.read_only, o.serial.as_deref());
+        let (size, format) = (disk.image.size(), disk.image.format());
+        let device = VirtioBlock::new(size, o.read_only, o.serial.as_deref());
         let wiring = Wiring {
             memory: memory.clone(),
             msi: msi.clone(),
@@ -95,6 +136,16 @@ pub fn attach(
         let name = format!("disk{index}");
         let worker = BlockWorker::spawn(&name, transport.clone(), disk.image, memory.clone())
             .map_err(|e| device_err("a disk's I/O thread")(e.to_string()))?;
+        attached.status.push(DiskStatus {
+            name,
+            path: o.path.display().to_string(),
+            format: format.name(),
+            read_only: o.read_only,
+            size,
+            serial: o.serial.clone(),
+            slot,
+            stats: worker.stats(),
+        });
         attached.pci.push((slot, transport as SharedPciDevice));
         attached._workers.push(worker);
     }

@@ -276,7 +276,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         .map_err(|e| device_err("the recording")(format!("{}: {e}", path.display())))?;
         q.control.set_observer(Some(Box::new(recorder)));
     }
-    let disks = disks::attach(
+    let mut disks = disks::attach(
         images,
         &ram,
         interrupts::KvmMsi::new(vm.clone()),
@@ -443,6 +443,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
                 input: input_controller.clone(),
                 input_devices: spice_link.clone(),
                 spice: _spice.as_ref().map(|s| s.control()),
+                disks: std::mem::take(&mut disks.status),
             }),
         )?),
         None => None,

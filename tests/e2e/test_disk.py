@@ -14,10 +14,13 @@ asking for the same image while the first runs is refused.
 
 import hashlib
 import shutil
+import tempfile
 import subprocess
 import time
+from pathlib import Path
 
 from harness import RESULTS_DIR, Guest, GuestImage, run_tests, saffron_command
+from screens import Api
 
 MIB = 1 << 20
 FILE_BYTES = 1_000_000
@@ -103,6 +106,21 @@ def write_and_sync(guest: Guest):
     guest_lines(guest, "sync")
 
 
+def check_status(api: Api):
+    """`status` lists the disks with their formats and what they did."""
+    disks = api.call("status")["disks"]
+    assert [(d["format"], d["read_only"]) for d in disks] == \
+        [("raw", False), ("qcow2", False), ("raw", True)], disks
+    data, overlay, ro = disks
+    assert data["serial"] == "saffron-data" and data["size_bytes"] == 64 * MIB, data
+    assert data["bytes_written"] >= FILE_BYTES and data["flushes"] > 0, data
+    assert overlay["bytes_written"] >= 65536 and overlay["bytes_read"] >= 16 * 4096, overlay
+    assert ro["writes"] == 0 and ro["bytes_read"] >= 8 * MIB, ro
+    assert all(d["io_errors"] == 0 for d in disks), disks
+    print(f"  status: vda wrote {data['bytes_written']} bytes in {data['writes']} requests, "
+          f"{data['flushes']} flushes, {data['discards']} discards; vdc read {ro['bytes_read']}")
+
+
 def expected_text(size: int, line: str) -> bytes:
     text = (line + "\n").encode()
     return (text * (size // len(text) + 1))[:size]
@@ -135,7 +153,9 @@ def test_disks_read_write_sync_kill():
     directory = RESULTS_DIR / "disk-test"
     data = make_images(directory)
     base_hash, ro_hash = sha256(directory / "base.raw"), sha256(directory / "ro.raw")
-    disks = ["--disk", f"path={data},format=raw,serial=saffron-data",
+    sock = Path(tempfile.mkdtemp()) / "api.sock"
+    disks = ["--api-socket", str(sock),
+             "--disk", f"path={data},format=raw,serial=saffron-data",
              "--disk", f"path={directory / 'overlay.qcow2'}",
              "--disk", f"path={directory / 'ro.raw'},format=raw,readonly=on"]
     with Guest.saffron(GuestImage.default(True), memory="512M", cpus=2, extra_args=disks,
@@ -146,6 +166,7 @@ def test_disks_read_write_sync_kill():
         check_read_only(guest)
         check_second_writer_refused(data)
         write_and_sync(guest)
+        check_status(Api(sock))
         started = time.monotonic()
         guest.kill()
         print(f"  saffron killed with SIGKILL {time.monotonic() - started:.2f} s after sync")

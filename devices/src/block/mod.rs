@@ -24,6 +24,8 @@ use std::path::Path;
 pub trait DiskImage: Send {
     /// Bytes the guest sees.
     fn size(&self) -> u64;
+    /// The image's format.
+    fn format(&self) -> Format;
     /// Fills `buf` from `offset`.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes `buf` at `offset`.

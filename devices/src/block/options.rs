@@ -26,6 +26,16 @@ pub enum Format {
     Qcow2,
 }
 
+impl Format {
+    /// The name `format=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+}
+
 /// When written data reaches the host's storage (`cache=`, QEMU's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheMode {

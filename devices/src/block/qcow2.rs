@@ -67,6 +67,10 @@ impl DiskImage for Qcow2Image {
         self.access.size()
     }
 
+    fn format(&self) -> super::Format {
+        super::Format::Qcow2
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.access.read(buf, offset)
     }

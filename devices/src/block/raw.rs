@@ -88,6 +88,10 @@ impl DiskImage for RawImage {
         self.size
     }
 
+    fn format(&self) -> super::Format {
+        super::Format::Raw
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
     }

@@ -13,6 +13,7 @@
 //! the last two and fails writes with IOERR.
 
 pub mod request;
+pub mod stats;
 pub mod worker;
 
 use std::sync::{Arc, Condvar, Mutex};

@@ -342,7 +342,7 @@ const USED: u64 = 0x3_0000;
 struct Rig {
     transport: worker::Transport,
     mem: GuestMemory,
-    _worker: BlockWorker,
+    worker: BlockWorker,
     file: std::path::PathBuf,
     _dir: TempDir,
     avail: u16,
@@ -371,7 +371,7 @@ fn rig(name: &str, sectors: u64, read_only: bool) -> Rig {
     let mut rig = Rig {
         transport,
         mem,
-        _worker: worker,
+        worker,
         file,
         _dir: dir,
         avail: 0,
@@ -480,6 +480,9 @@ fn reads_and_writes_reach_the_file() {
     // The used length of a read counts the data and the status byte.
     let used_len: u32 = rig.mem.read_obj(GuestAddress(USED + 4 + 4)).unwrap();
     assert_eq!(used_len, 1025);
+    let c = rig.worker.stats().counts();
+    assert_eq!((c.reads, c.writes, c.flushes), (1, 1, 1));
+    assert_eq!((c.bytes_read, c.bytes_written, c.refused), (1024, 512, 0));
 }
 
 #[test]
@@ -535,6 +538,8 @@ fn bad_requests_fail_and_the_disk_is_untouched() {
     // And the device still works.
     assert_eq!(rig.request(TYPE_IN, 1, Some((512, true))), STATUS_OK);
     assert_eq!(rig.file_bytes(), before);
+    let c = rig.worker.stats().counts();
+    assert_eq!((c.refused, c.writes, c.reads), (5, 0, 1), "{c:?}");
 }
 
 #[test]

@@ -18,11 +18,12 @@ use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::request::{self, DiskShape, Operation, Request, Segment};
+use super::stats::{worth_logging, BlockStats};
 use super::{Kick, VirtioBlock, STATUS_IOERR, STATUS_OK};
 use crate::block::DiskImage;
 use crate::bus::lock;
 use crate::virtio::pci::VirtioPciDevice;
-use crate::virtio::{GuestErrors, GuestMemory};
+use crate::virtio::GuestMemory;
 
 /// The block device on its PCI transport.
 pub type Transport = Arc<Mutex<VirtioPciDevice<VirtioBlock>>>;
@@ -38,6 +39,7 @@ const MAX_CHAIN: usize = 2 * super::limits::QUEUE_SIZE as usize;
 /// hand and flushes the image.
 pub struct BlockWorker {
     kick: Arc<Kick>,
+    stats: Arc<BlockStats>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -58,18 +60,26 @@ impl BlockWorker {
             };
             (device.kick_handle(), shape, *device.serial())
         };
+        let server = RequestServer::new(name, disk, memory, shape, serial);
+        let stats = server.stats();
         let mut worker = Worker {
             transport,
             kick: kick.clone(),
-            server: RequestServer::new(name, disk, memory, shape, serial),
+            server,
         };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || worker.run())?;
         Ok(BlockWorker {
             kick,
+            stats,
             thread: Some(thread),
         })
+    }
+
+    /// The disk's counters.
+    pub fn stats(&self) -> Arc<BlockStats> {
+        self.stats.clone()
     }
 }
 
@@ -99,7 +109,7 @@ pub struct RequestServer {
     shape: DiskShape,
     serial: [u8; request::ID_SIZE as usize],
     buffer: Vec<u8>,
-    errors: GuestErrors,
+    stats: Arc<BlockStats>,
 }
 
 impl Worker {
@@ -178,8 +188,12 @@ impl RequestServer {
             shape,
             serial,
             buffer: vec![0; CHUNK],
-            errors: GuestErrors::default(),
+            stats: Arc::default(),
         }
+    }
+
+    pub fn stats(&self) -> Arc<BlockStats> {
+        self.stats.clone()
     }
 
     /// Makes what was written durable before the thread ends.
@@ -206,10 +220,10 @@ impl RequestServer {
                 (Some(request.status), status, written)
             }
             Err(refusal) => {
-                self.errors.report(
-                    &self.name,
-                    format_args!("request refused: {}", refusal.reason),
-                );
+                let n = self.stats.refused();
+                if worth_logging(n) {
+                    tracing::warn!("{}: request #{n} refused: {}", self.name, refusal.reason);
+                }
                 (refusal.status_addr, refusal.status, 0)
             }
         };
@@ -235,10 +249,16 @@ impl RequestServer {
                 .try_for_each(|r| self.disk.write_zeroes(r.offset, r.len, r.unmap))
                 .map(|()| 0),
         };
+        let operation = &request.operation;
+        self.stats
+            .served(operation, request.data_len, result.is_ok());
         match result {
             Ok(written) => (STATUS_OK, written as u32),
             Err(e) => {
-                tracing::warn!("{}: {:?} failed: {e}", self.name, request.operation);
+                let n = self.stats.io_errors();
+                if worth_logging(n) {
+                    tracing::warn!("{}: I/O error #{n} in {operation:?}: {e}", self.name);
+                }
                 (STATUS_IOERR, 0)
             }
         }
