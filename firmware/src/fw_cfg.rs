@@ -179,10 +179,11 @@ impl FwCfg {
         if ctl & control::SELECT != 0 {
             self.select((ctl >> 16) as u16);
         }
-        let ok = if ctl & control::WRITE != 0 {
-            false // nothing is writable
-        } else if ctl & control::READ != 0 {
+        // As QEMU: a read wins over a write, which wins over a skip.
+        let ok = if ctl & control::READ != 0 {
             self.dma_read(address, length as usize)
+        } else if ctl & control::WRITE != 0 {
+            false // nothing is writable
         } else {
             ctl & control::SKIP == 0 || self.skip(length as usize)
         };

@@ -32,6 +32,8 @@ const MAX_CHECKED_TABLE: u64 = 32 << 20;
 pub struct Qcow2Image {
     access: FormatAccess<ImagoFile>,
     cache: CacheMode,
+    /// A flush failed once: no later flush may say data is durable.
+    flush_failed: bool,
 }
 
 impl Qcow2Image {
@@ -53,12 +55,17 @@ impl Qcow2Image {
         Ok(Qcow2Image {
             access: FormatAccess::new(driver),
             cache: options.cache,
+            flush_failed: false,
         })
     }
 
-    fn durable(&self) -> io::Result<()> {
-        self.access.flush()?;
-        self.access.sync()
+    fn durable(&mut self) -> io::Result<()> {
+        if self.flush_failed {
+            return Err(io::Error::other("an earlier flush of this disk failed"));
+        }
+        let result = self.access.flush().and_then(|()| self.access.sync());
+        self.flush_failed = result.is_err();
+        result
     }
 }
 

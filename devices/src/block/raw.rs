@@ -19,6 +19,9 @@ pub struct RawImage {
     /// like another format (a guest could otherwise turn its raw disk into a
     /// qcow2 naming a host file as its backing file at the next start).
     guard_first_sector: bool,
+    /// A flush failed once: the host may have dropped written data, so no
+    /// later flush may say it is durable (as QEMU's file driver does).
+    flush_failed: bool,
 }
 
 impl RawImage {
@@ -43,6 +46,7 @@ impl RawImage {
             size,
             cache: options.cache,
             guard_first_sector,
+            flush_failed: false,
         })
     }
 
@@ -68,11 +72,20 @@ impl RawImage {
         Ok(())
     }
 
-    fn after_write(&self) -> io::Result<()> {
+    fn after_write(&mut self) -> io::Result<()> {
         match self.cache {
-            CacheMode::Writethrough => self.file.sync_data(),
+            CacheMode::Writethrough => self.sync(),
             _ => Ok(()),
         }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if self.flush_failed {
+            return Err(io::Error::other("an earlier flush of this disk failed"));
+        }
+        let result = self.file.sync_data();
+        self.flush_failed = result.is_err();
+        result
     }
 }
 
@@ -110,7 +123,7 @@ impl DiskImage for RawImage {
     fn flush(&mut self) -> io::Result<()> {
         match self.cache {
             CacheMode::Unsafe => Ok(()),
-            _ => self.file.sync_data(),
+            _ => self.sync(),
         }
     }
 

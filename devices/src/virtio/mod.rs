@@ -144,7 +144,27 @@ impl<'a> Queues<'a> {
             return None;
         }
         let memory = self.memory;
-        self.queues[usize::from(index)].pop_descriptor_chain(memory)
+        let queue = &mut self.queues[usize::from(index)];
+        let chain = queue.pop_descriptor_chain(memory);
+        if chain.is_none() {
+            // Nothing popped: fine when the driver has posted nothing new (or
+            // posts it just now), but an available index more than a queue
+            // ahead of ours, or an unreadable ring, means it is broken. The
+            // device gives up (NEEDS_RESET) rather than look again forever.
+            let claimed = queue
+                .avail_idx(memory, std::sync::atomic::Ordering::Acquire)
+                .map(|idx| idx.0)
+                .ok();
+            let next = queue.next_avail();
+            let bogus = claimed.is_none_or(|idx| idx.wrapping_sub(next) > queue.size());
+            if bogus {
+                self.guest_error(format_args!(
+                    "queue {index}: available index {claimed:?} is invalid (next {next})"
+                ));
+                self.failed = true;
+            }
+        }
+        chain
     }
 
     /// Asks the driver not to kick queue `index` (a device that is about to

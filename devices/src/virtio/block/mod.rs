@@ -122,6 +122,10 @@ impl Kick {
     fn generation(&self) -> u64 {
         lock(&self.state).generation
     }
+
+    fn stopping(&self) -> bool {
+        lock(&self.state).stop
+    }
 }
 
 /// The disk as the guest driver sees it.

@@ -286,8 +286,9 @@ fn ranges(
     disk: DiskShape,
 ) -> Checked<Operation> {
     if disk.read_only {
+        // Not offered on a read-only disk: an unsupported request.
         return Err((
-            super::STATUS_IOERR,
+            super::STATUS_UNSUPP,
             "discard or zeroes on a read-only disk".into(),
         ));
     }

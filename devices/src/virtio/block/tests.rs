@@ -208,7 +208,7 @@ fn read_only_disks_refuse_writes() {
     ];
     assert_eq!(refused(&chain, &mem, ro).1, STATUS_IOERR);
     header(&mem, 0x1000, TYPE_DISCARD, 0);
-    assert_eq!(refused(&chain, &mem, ro).1, STATUS_IOERR);
+    assert_eq!(refused(&chain, &mem, ro).1, STATUS_UNSUPP);
     header(&mem, 0x1000, TYPE_IN, 0);
     let chain = [
         d(0x1000, 16, false),
@@ -540,6 +540,35 @@ fn bad_requests_fail_and_the_disk_is_untouched() {
     assert_eq!(rig.file_bytes(), before);
     let c = rig.worker.stats().counts();
     assert_eq!((c.refused, c.writes, c.reads), (5, 0, 1), "{c:?}");
+}
+
+#[test]
+fn a_bogus_available_index_fails_the_device_without_spinning() {
+    let mut rig = rig("bogus-avail", 16, false);
+    assert_eq!(rig.request(TYPE_IN, 0, Some((512, true))), STATUS_OK);
+    // The driver claims 300 new buffers in a queue of 64.
+    rig.mem
+        .write_obj(rig.avail.wrapping_add(300), GuestAddress(AVAIL + 2))
+        .unwrap();
+    rig.reg(crate::virtio::pci::NOTIFY_OFFSET, 0, 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // The I/O thread must let go of the transport, and flag the device.
+        let status = {
+            let mut t = rig.transport.lock().unwrap();
+            let mut b = [0u8];
+            t.read_bar(0, crate::virtio::pci::COMMON_OFFSET + 0x14, &mut b);
+            b[0]
+        };
+        if status & status::DEVICE_NEEDS_RESET != 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status {status:#x}: no NEEDS_RESET"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]

@@ -122,7 +122,7 @@ impl Worker {
 
     /// Serves the queue until it is empty.
     fn drain(&mut self) {
-        loop {
+        while !self.kick.stopping() {
             let (generation, batch) = self.take_batch();
             if batch.is_empty() {
                 return;
@@ -144,12 +144,19 @@ impl Worker {
             let mut batch = Batch::new();
             queues.disable_notification(0);
             loop {
+                let before = batch.len();
                 while batch.len() < MAX_BATCH {
                     let Some(chain) = queues.pop(0) else { break };
                     let head = chain.head_index();
                     batch.push((head, chain.take(MAX_CHAIN + 1).collect()));
                 }
-                if batch.len() >= MAX_BATCH || !queues.enable_notification(0) {
+                // A round that found nothing ends it whatever the ring claims
+                // (pop has failed the device if the claim was bogus).
+                let found = batch.len() > before;
+                if batch.len() >= MAX_BATCH || queues.failed() || !found {
+                    return batch;
+                }
+                if !queues.enable_notification(0) {
                     return batch;
                 }
             }
@@ -205,11 +212,14 @@ impl RequestServer {
 
     /// Serves one request; the bytes written into its writable buffers.
     pub fn serve(&mut self, chain: &[Descriptor]) -> u32 {
-        let parsed = if chain.len() > MAX_CHAIN {
+        // A chain whose last descriptor still names a next one was cut
+        // short (a loop, a bad index or indirect table): its end is unknown.
+        let cut_short = chain.last().is_some_and(|d| d.has_next());
+        let parsed = if chain.len() > MAX_CHAIN || cut_short {
             Err(request::Refusal {
                 status_addr: None,
                 status: STATUS_IOERR,
-                reason: format!("a chain of more than {MAX_CHAIN} descriptors"),
+                reason: format!("a chain cut short or of more than {MAX_CHAIN} descriptors"),
             })
         } else {
             request::parse(chain, &self.memory, self.shape)
