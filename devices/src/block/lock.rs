@@ -13,13 +13,8 @@ use super::DiskError;
 /// Fails when another process holds a conflicting lock, or when the path is
 /// neither a regular file nor a block device.
 pub fn open_locked(path: &Path, read_only: bool) -> Result<File, DiskError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(!read_only)
-        .open(path)
-        .map_err(|e| DiskError::open(path, e))?;
-    let kind = file
-        .metadata()
+    // Looked at before opening: opening a FIFO would block.
+    let kind = std::fs::metadata(path)
         .map_err(|e| DiskError::open(path, e))?
         .file_type();
     if !kind.is_file() && !kind.is_block_device() {
@@ -27,6 +22,11 @@ pub fn open_locked(path: &Path, read_only: bool) -> Result<File, DiskError> {
             path: path.display().to_string(),
         });
     }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .open(path)
+        .map_err(|e| DiskError::open(path, e))?;
     let how = if read_only {
         libc::LOCK_SH
     } else {
