@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from harness import REPO, RESULTS_DIR, Guest, GuestError, run_tests, saffron_binary
-from screens import Api, diff_pictures, glib_screenshot, screendump
+from screens import Api, client_matches_screendump, glib_screenshot
 
 IMAGE = REPO / "build" / "desktop" / "desktop.raw"
 KERNEL = IMAGE.with_suffix(".vmlinuz")
@@ -75,17 +75,9 @@ def check_x_uses_qxl(guest: Guest) -> None:
 
 
 def client_sees_screendump(api: Api, port: int, directory: str, name: str) -> None:
-    difference = "never compared"
-    for attempt in range(5):
-        before = screendump(api, directory, f"{name}-dump")
-        shot = glib_screenshot(port, f"{name}-glib")
-        difference = diff_pictures(before, shot)
-        if difference is None:
-            print(f"  {name}: spice-glib sees the screendump exactly "
-                  f"({shot.width}x{shot.height}, attempt {attempt + 1})")
-            return
-        time.sleep(1)
-    raise AssertionError(f"{name}: spice-glib's picture differs 5 times: {difference}")
+    """A spice-glib client's picture equals the screendump (up to 5 tries)."""
+    client_matches_screendump(api, directory, name,
+                              lambda n: glib_screenshot(port, f"{n}-glib"), attempts=5, pause=1)
 
 
 def test_desktop_boots_through_bios_to_x_with_qxl():

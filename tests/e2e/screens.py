@@ -342,3 +342,22 @@ def still_console(guest: Guest) -> None:
     """Makes tty1 hold still for pixel comparisons: no cursor, no blinking."""
     guest.run("echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null;"
               " printf '\\033[?25l' > /dev/tty1", check=True)
+
+
+def client_matches_screendump(api: Api, directory: str, name: str, shoot, attempts: int,
+                              pause: float = 0.3) -> Picture:
+    """A client's picture (`shoot(name)`) equals a screendump taken just before it; returns
+    the picture. A screen that may change on its own (a blinking text cursor, a clock) can
+    catch the client in another phase, so it is asked again, up to `attempts` times (a real
+    difference fails every time)."""
+    difference = "never compared"
+    for attempt in range(attempts):
+        before = screendump(api, directory, f"{name}-dump")
+        shot = shoot(name)
+        difference = diff_pictures(before, shot)
+        if difference is None:
+            print(f"  {name}: the client sees the screendump exactly "
+                  f"({shot.width}x{shot.height}, attempt {attempt + 1})")
+            return shot
+        time.sleep(pause)
+    raise AssertionError(f"{name}: the client's picture differs {attempts} times: {difference}")
