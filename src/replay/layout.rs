@@ -1,6 +1,6 @@
 //! Lays a recorded command out in device memory the way a guest driver
 //! does: packed little-endian QXL structures (spice-protocol's
-//! `qxl_dev.h`, sizes in /work/notes/spice-replay-format.md §5.3), chunk
+//! `qxl_dev.h`), chunk
 //! lists linked through `QXLDataChunk` headers, null pointers where the
 //! recording had none.
 //!

@@ -1,5 +1,5 @@
 //! A strict, streaming reader of libspice's `SPICE_REPLAY 1` recordings
-//! (/work/notes/spice-replay-format.md §3–§5, validation rules §7).
+//! (libspice-server's record format).
 //!
 //! The file is untrusted. Lines are read with a hard length cap, every
 //! keyword is checked at its position of the grammar, numbers are range

@@ -1,7 +1,7 @@
 //! QXL constants: port numbers, interrupt bits, magics, and the offsets and
 //! sizes of the packed little-endian structures the guest and the device
-//! share (spice-protocol's `qxl_dev.h`, see /work/notes/qxl.md §2, §3, §7 and
-//! Appendix A). Nothing here is SPICE code; these are the numbers of the
+//! share (spice-protocol's `qxl_dev.h`).
+//! Nothing here is SPICE code; these are the numbers of the
 //! device's ABI.
 
 /// PCI identity.
