@@ -69,11 +69,13 @@ pub mod limits {
 /// padding).
 pub const CONFIG_SIZE: usize = 60;
 
-/// The kick the vCPU gives the I/O thread, and the reset generation.
+/// The kick the vCPU gives the I/O thread, the reset generation, and
+/// whether the thread is serving requests (a reset waits for that).
 #[derive(Default)]
 pub struct Kick {
     state: Mutex<KickState>,
     wake: Condvar,
+    idle: Condvar,
 }
 
 #[derive(Default)]
@@ -83,6 +85,9 @@ struct KickState {
     /// Bumped at every device reset: requests taken before it are not
     /// returned to the new driver.
     generation: u64,
+    /// The I/O thread holds requests it took from the queue and may still
+    /// touch their buffers in guest memory.
+    busy: bool,
 }
 
 impl Kick {
@@ -91,10 +96,35 @@ impl Kick {
         self.wake.notify_one();
     }
 
+    /// A device reset: once this returns, the I/O thread no longer touches
+    /// the buffers of requests taken before it (it finishes at most the
+    /// request in hand, then drops the rest), so the driver may reuse them.
+    /// The caller may hold the transport lock: the thread serves requests
+    /// without it.
     fn reset(&self) {
         let mut state = lock(&self.state);
         state.generation += 1;
         state.pending = false;
+        while state.busy {
+            state = self
+                .idle
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// The I/O thread is taking requests (under the transport lock, so no
+    /// reset runs meanwhile); the generation they belong to.
+    fn begin_batch(&self) -> u64 {
+        let mut state = lock(&self.state);
+        state.busy = true;
+        state.generation
+    }
+
+    /// The I/O thread is done with the guest memory of its requests.
+    fn end_batch(&self) {
+        lock(&self.state).busy = false;
+        self.idle.notify_all();
     }
 
     /// Asks the I/O thread to finish.

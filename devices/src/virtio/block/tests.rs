@@ -349,15 +349,52 @@ struct Rig {
     next_desc: u16,
 }
 
+/// An image whose reads take a while, so a test can catch the I/O thread
+/// in the middle of a batch.
+struct Slow(Box<dyn block::DiskImage>);
+impl block::DiskImage for Slow {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn format(&self) -> block::Format {
+        self.0.format()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(offset, buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+    fn discard(&mut self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.0.discard(offset, len)
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64, unmap: bool) -> std::io::Result<()> {
+        self.0.write_zeroes(offset, len, unmap)
+    }
+}
+
 /// A disk of `sectors` sectors, each filled with its number's low byte.
 fn rig(name: &str, sectors: u64, read_only: bool) -> Rig {
+    rig_with(name, sectors, read_only, |image| image)
+}
+
+fn rig_with(
+    name: &str,
+    sectors: u64,
+    read_only: bool,
+    wrap: impl FnOnce(Box<dyn block::DiskImage>) -> Box<dyn block::DiskImage>,
+) -> Rig {
     let dir = TempDir::new(&format!("blk-{name}"));
     let content: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
     let file = dir.file("disk.raw", &content);
     let mut options = DiskOptions::new(&file);
     options.format = Some(block::Format::Raw);
     options.read_only = read_only;
-    let image = block::open(&options).unwrap();
+    let image = wrap(block::open(&options).unwrap());
     let mem = memory();
     let device = VirtioBlock::new(image.size(), read_only, Some("rig"));
     let wiring = Wiring {
@@ -607,4 +644,42 @@ fn many_requests_in_flight() {
             0
         );
     }
+}
+
+#[test]
+fn a_reset_waits_for_the_request_in_hand_and_drops_the_rest() {
+    // Ten 1 MiB reads of different sectors, all into the same 256 KiB (four
+    // segments each): any read served after the reset would change it.
+    const DATA: u64 = 0x20_0000;
+    const LEN: u32 = 256 << 10;
+    let mut rig = rig_with("reset", 4096, false, |image| Box::new(Slow(image)));
+    rig.mem
+        .write_slice(&vec![0xee; LEN as usize], GuestAddress(DATA))
+        .unwrap();
+    for i in 0..10u64 {
+        let hdr = 0x5000 + i * 0x100;
+        header(&rig.mem, hdr, TYPE_IN, i * 7);
+        let mut chain = vec![(hdr, 16, false)];
+        chain.extend([(DATA, LEN, true); 4]);
+        chain.push((hdr + 0x80, 1, true));
+        rig.post(&chain);
+    }
+    // Let the I/O thread take them (it then serves for 200 ms), then reset.
+    std::thread::sleep(Duration::from_millis(5));
+    rig.reg(crate::virtio::pci::COMMON_OFFSET + 0x14, 0, 1);
+    // From here the driver owns its buffers again: nothing may change them.
+    let snapshot = |mem: &GuestMemory| {
+        let mut bytes = vec![0u8; LEN as usize];
+        mem.read_slice(&mut bytes, GuestAddress(DATA)).unwrap();
+        let used: u16 = mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        (bytes, used)
+    };
+    let before = snapshot(&rig.mem);
+    assert!(before.1 < 10, "every read was done before the reset");
+    eprintln!("DEBUG used {} first byte {:#x}", before.1, before.0[0]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        before == snapshot(&rig.mem),
+        "guest memory written after the reset"
+    );
 }

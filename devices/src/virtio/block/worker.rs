@@ -120,17 +120,22 @@ impl Worker {
         self.server.final_flush();
     }
 
-    /// Serves the queue until it is empty.
+    /// Serves the queue until it is empty. A reset in the middle of a batch
+    /// waits for the request in hand; the rest of the batch is dropped.
     fn drain(&mut self) {
         while !self.kick.stopping() {
             let (generation, batch) = self.take_batch();
+            let mut done = Vec::with_capacity(batch.len());
+            for (head, chain) in &batch {
+                if self.kick.generation() != generation {
+                    break;
+                }
+                done.push((*head, self.server.serve(chain)));
+            }
+            self.kick.end_batch();
             if batch.is_empty() {
                 return;
             }
-            let done: Vec<(u16, u32)> = batch
-                .iter()
-                .map(|(head, chain)| (*head, self.server.serve(chain)))
-                .collect();
             self.complete(generation, &done);
         }
     }
@@ -139,7 +144,7 @@ impl Worker {
     /// batch leaves more behind.
     fn take_batch(&self) -> (u64, Batch) {
         let mut transport = lock(&self.transport);
-        let generation = self.kick.generation();
+        let generation = self.kick.begin_batch();
         let batch = transport.with_device(|_, queues| {
             let mut batch = Batch::new();
             queues.disable_notification(0);
