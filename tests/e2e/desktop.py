@@ -23,49 +23,22 @@ read-only raw image, so the image itself is never written:
 - with direct kernel boot of the image's own kernel and initramfs and root=/dev/vda1.
 """
 
+import os
 import random
-import re
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from harness import REPO, RESULTS_DIR, Guest, GuestError, run_tests, saffron_binary
+from desktop_image import INITRD, KERNEL, overlay, saffron_desktop, wait_desktop
+from harness import Guest, run_tests
 from screens import Api, client_matches_screendump, glib_screenshot
 
-IMAGE = REPO / "build" / "desktop" / "desktop.raw"
-KERNEL = IMAGE.with_suffix(".vmlinuz")
-INITRD = IMAGE.with_suffix(".initrd.img")
-READY = "SAFFRON-DESKTOP-READY"
-FAILED = "SAFFRON-DESKTOP-FAILED"
 XORG_LOG = "/home/saffron/.local/share/xorg/Xorg.0.log"
-
-
-def overlay(name: str) -> Path:
-    """A fresh qcow2 overlay on the desktop image."""
-    if not IMAGE.is_file():
-        raise GuestError(f"no {IMAGE}: run guest-drivers/linux/build-desktop-image "
-                         f"{IMAGE.relative_to(REPO)} on the host first")
-    path = RESULTS_DIR / f"{name}.qcow2"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(IMAGE), "-F", "raw",
-                    str(path)], check=True, timeout=60)
-    return path
+CPUS = int(os.environ.get("SAFFRON_DESKTOP_CPUS", "2"))
 
 
 def desktop(name: str, sock: Path, port: int, extra: tuple = ()) -> Guest:
-    argv = [str(saffron_binary()), "run", "--memory", "2G", "--cpus", "2",
-            "--serial", "stdio", "--api-socket", str(sock),
-            "--spice", f"port={port},disable-ticketing",
-            "--disk", f"path={overlay(name)},format=qcow2", *extra]
+    argv = saffron_desktop(overlay(name), port, CPUS, extra=["--api-socket", str(sock), *extra])
     return Guest(argv, name=name)
-
-
-def wait_desktop(guest: Guest, timeout: float = 300) -> float:
-    match = guest.wait_for(f"{READY}|{FAILED}", timeout)
-    assert match.group(0) == READY, "the desktop session did not come up"
-    return time.monotonic() - guest.started
 
 
 def check_x_uses_qxl(guest: Guest) -> None:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import ctypes
 import os
 import re
 import secrets
@@ -102,6 +103,10 @@ class GuestExited(GuestError):
 
 # --------------------------------------------------------------------------------------------
 # The guest image and the VMM command lines
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_SYS_TGKILL = 234      # x86-64
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,24 @@ class Guest:
                 pipe.close()
             except OSError:
                 pass
+
+    def dump_vcpus(self, rounds: int = 2, pause: float = 2) -> None:
+        """Asks a saffron VMM for its vCPUs' registers and exit counts (SIGUSR1 to each vCPU
+        thread; the lines go to its stderr, which save_log keeps), `rounds` times `pause`
+        seconds apart: enough to tell a spinning guest from a halted or stuck one."""
+        if self.proc.poll() is not None or "saffron" not in Path(self.argv[0]).name:
+            return
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        for _ in range(rounds):
+            try:
+                threads = [t.name for t in tasks.iterdir()
+                           if (t / "comm").read_text().startswith("vcpu")]
+            except OSError:
+                return
+            for tid in threads:
+                # tgkill: kill() would hand the signal to any thread of the process.
+                _LIBC.syscall(_SYS_TGKILL, self.proc.pid, int(tid), signal.SIGUSR1)
+            time.sleep(pause)
 
     def save_log(self, reason: str = "") -> Path:
         """Write the serial output (and the VMM's stderr and command) to the results dir."""
