@@ -1,5 +1,9 @@
-//! Opening image files under an `flock`: exclusive for a writer, shared for
-//! readers, never waiting. The lock lives as long as the file stays open.
+//! Opening image files under locks, never waiting; the locks live as long as
+//! the file stays open:
+//! - an `flock`, exclusive for a writer and shared for readers;
+//! - QEMU's byte-range locks (open file description locks, `F_OFD_SETLK`),
+//!   so that saffron and QEMU (or `qemu-img`) keep each other out of an
+//!   image the same way two QEMUs do (see `docs/disk-locking.md`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -43,5 +47,70 @@ pub fn open_locked(path: &Path, read_only: bool) -> Result<File, DiskError> {
         }
         return Err(DiskError::open(path, error));
     }
+    qemu_locks(&file, read_only).map_err(|e| match e {
+        LockError::Conflict => DiskError::Locked {
+            path: path.display().to_string(),
+            by_writer: read_only,
+        },
+        LockError::Io(e) => DiskError::open(path, e),
+    })?;
     Ok(file)
+}
+
+/// QEMU's lock bytes: `PERM_BASE + p` for a permission its holder uses,
+/// `SHARED_BASE + p` for one its holder does not let others have.
+const PERM_BASE: i64 = 100;
+const SHARED_BASE: i64 = 200;
+/// The permissions (QEMU's bit numbers) that matter here.
+const CONSISTENT_READ: i64 = 0;
+const WRITE: i64 = 1;
+
+enum LockError {
+    Conflict,
+    Io(io::Error),
+}
+
+/// Takes the bytes a reader (consistent read; no other writer) or a writer
+/// (consistent read and write; no other writer) takes, then checks that no
+/// other holder's bytes conflict. Taking before checking, as QEMU does, means
+/// two racing openers see each other.
+fn qemu_locks(file: &File, read_only: bool) -> Result<(), LockError> {
+    let mut used = vec![PERM_BASE + CONSISTENT_READ];
+    if !read_only {
+        used.push(PERM_BASE + WRITE);
+    }
+    for &byte in used.iter().chain(&[SHARED_BASE + WRITE]) {
+        ofd(file, libc::F_OFD_SETLK, byte, libc::F_RDLCK).map_err(|e| match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EACCES) => LockError::Conflict,
+            _ => LockError::Io(e),
+        })?;
+    }
+    // Someone refuses what we use, or (since nobody else may write) writes.
+    let mut conflicts: Vec<i64> = used.iter().map(|b| b - PERM_BASE + SHARED_BASE).collect();
+    conflicts.push(PERM_BASE + WRITE);
+    for byte in conflicts {
+        if ofd(file, libc::F_OFD_GETLK, byte, libc::F_WRLCK).map_err(LockError::Io)?
+            != libc::F_UNLCK as i16
+        {
+            return Err(LockError::Conflict);
+        }
+    }
+    Ok(())
+}
+
+/// One `fcntl` on one byte; the lock type it reports (for `F_OFD_GETLK`).
+fn ofd(file: &File, cmd: libc::c_int, byte: i64, kind: libc::c_int) -> io::Result<i16> {
+    let mut lock = libc::flock {
+        l_type: kind as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: byte,
+        l_len: 1,
+        l_pid: 0,
+    };
+    // SAFETY: fcntl with a lock command on a descriptor we own, reading and
+    // writing only the `flock` struct we pass.
+    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut lock) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lock.l_type)
 }

@@ -111,6 +111,86 @@ fn locks_keep_two_writers_apart() {
     drop(r1);
 }
 
+/// Runs a qemu-utils command; its stderr when it fails.
+fn qemu_error(command: &mut Command) -> Option<String> {
+    let out = command
+        .output()
+        .expect("qemu-utils must be installed: run scripts/setup");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `qemu-img convert`: a QEMU reader that lets nobody write meanwhile.
+fn qemu_reader(path: &Path, dir: &TempDir) -> Option<String> {
+    let copy = dir.path().join("copy.raw");
+    qemu_error(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "raw"])
+            .arg(path)
+            .arg(copy),
+    )
+}
+
+/// `qemu-io` reading one sector: a QEMU writer.
+fn qemu_writer(path: &Path) -> Option<String> {
+    qemu_error(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "read 0 512"])
+            .arg(path),
+    )
+}
+
+#[test]
+fn saffron_and_qemu_keep_each_other_out() {
+    let dir = temp_dir("qemu-lock");
+    let path = dir.file("q.raw", &vec![0u8; 4096]);
+    let raw = Some(Format::Raw);
+    // saffron writes: neither a QEMU reader nor a QEMU writer gets in.
+    let writer = open(&options(&path, raw, false)).unwrap();
+    let read = qemu_reader(&path, &dir).expect("a QEMU reader opened a written image");
+    assert!(read.contains("lock"), "{read}");
+    let write = qemu_writer(&path).expect("a QEMU writer opened a written image");
+    assert!(write.contains("lock"), "{write}");
+    drop(writer);
+    // saffron reads: QEMU readers are welcome, writers are not.
+    let reader = open(&options(&path, raw, true)).unwrap();
+    assert_eq!(qemu_reader(&path, &dir), None);
+    assert!(
+        qemu_writer(&path).is_some(),
+        "a QEMU writer beside a reader"
+    );
+    drop(reader);
+    // QEMU writes (qemu-io holds the image open while it sleeps).
+    let mut qemu = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "sleep 20000"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-io (package qemu-utils) must be installed: run scripts/setup");
+    // Opening before it holds its locks would keep it out instead: wait.
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    let held = format!(":{inode} 100 101");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("OFDLCK") && l.ends_with(&held))
+    {
+        assert!(qemu.try_wait().unwrap().is_none(), "qemu-io exited");
+        assert!(std::time::Instant::now() < deadline, "qemu-io took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let refused = open(&options(&path, raw, true)).err();
+    let second = open(&options(&path, raw, false)).err();
+    qemu.kill().unwrap();
+    qemu.wait().unwrap();
+    let refused = refused.expect("saffron read an image qemu-io was writing");
+    assert!(refused.to_string().contains("in use"), "{refused}");
+    assert!(
+        second.is_some(),
+        "saffron wrote an image qemu-io was writing"
+    );
+}
+
 #[test]
 fn missing_and_odd_paths() {
     let dir = temp_dir("missing");
