@@ -333,7 +333,7 @@ impl LevelInterrupt for NoLine {
     fn set_level(&self, _: bool) {}
 }
 
-const QSIZE: u16 = 64;
+const QSIZE: u16 = 256;
 const DESC: u64 = 0x1_0000;
 const AVAIL: u64 = 0x2_0000;
 const USED: u64 = 0x3_0000;
@@ -427,6 +427,8 @@ impl Rig {
     fn start(&mut self) {
         use crate::virtio::pci::COMMON_OFFSET as C;
         self.reg(C + 0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
+        self.reg(C + 0x08, 0, 4);
+        self.reg(C + 0x0c, crate::virtio::VIRTIO_RING_F_EVENT_IDX, 4);
         self.reg(C + 0x08, 1, 4);
         self.reg(C + 0x0c, VIRTIO_F_VERSION_1 >> 32, 4);
         self.reg(
@@ -447,6 +449,30 @@ impl Rig {
 
     /// Posts a chain of (addr, len, writable) and kicks; returns its head.
     fn post(&mut self, buffers: &[(u64, u32, bool)]) -> u16 {
+        let head = self.add(buffers);
+        self.kick();
+        head
+    }
+
+    fn kick(&self) {
+        self.reg(crate::virtio::pci::NOTIFY_OFFSET, 0, 2);
+    }
+
+    /// Kicks only if the device asked for it (EVENT_IDX: the available
+    /// index passed its `avail_event` with the last `added` chains).
+    fn kick_if_asked(&self, added: u16) {
+        let event: u16 = self
+            .mem
+            .read_obj(GuestAddress(USED + 4 + 8 * u64::from(QSIZE)))
+            .unwrap();
+        let new = self.avail;
+        if new.wrapping_sub(event).wrapping_sub(1) < added {
+            self.kick();
+        }
+    }
+
+    /// Posts a chain without kicking; returns its head.
+    fn add(&mut self, buffers: &[(u64, u32, bool)]) -> u16 {
         let head = self.next_desc;
         for (i, &(addr, len, write)) in buffers.iter().enumerate() {
             let index = (head + i as u16) % QSIZE;
@@ -465,7 +491,6 @@ impl Rig {
         self.mem
             .write_obj(self.avail, GuestAddress(AVAIL + 2))
             .unwrap();
-        self.reg(crate::virtio::pci::NOTIFY_OFFSET, 0, 2);
         head
     }
 
@@ -682,4 +707,29 @@ fn a_reset_waits_for_the_request_in_hand_and_drops_the_rest() {
         before == snapshot(&rig.mem),
         "guest memory written after the reset"
     );
+}
+
+#[test]
+fn a_full_batch_then_an_empty_queue_leaves_kicks_armed() {
+    // A driver that kicks only when EVENT_IDX asks, as Linux does: exactly
+    // one full batch, then one more request.
+    let mut rig = rig("armed", 256, false);
+    let read = |rig: &mut Rig, i: u64| {
+        let hdr = 0x5000 + i * 0x100;
+        header(&rig.mem, hdr, TYPE_IN, i);
+        rig.add(&[
+            (hdr, 16, false),
+            (0x10_0000 + i * 512, 512, true),
+            (hdr + 0x80, 1, true),
+        ]);
+    };
+    let full = worker::MAX_BATCH as u64;
+    for i in 0..full {
+        read(&mut rig, i);
+    }
+    rig.kick();
+    rig.wait_used(full as u16);
+    read(&mut rig, full);
+    rig.kick_if_asked(1);
+    rig.wait_used(full as u16 + 1);
 }

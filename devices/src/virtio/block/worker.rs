@@ -140,8 +140,12 @@ impl Worker {
         }
     }
 
-    /// Takes requests from the queue; notifications stay off while a full
-    /// batch leaves more behind.
+    /// Takes requests from the queue. Notifications stay off while a full
+    /// batch may leave more behind (the thread comes back for them); a batch
+    /// that is not full re-arms them first and then looks once more, so a
+    /// request the driver adds meanwhile is either taken or kicked. Every
+    /// return that is not a full batch leaves them armed: with EVENT_IDX the
+    /// driver kicks only past the index armed last.
     fn take_batch(&self) -> (u64, Batch) {
         let mut transport = lock(&self.transport);
         let generation = self.kick.begin_batch();
@@ -155,13 +159,13 @@ impl Worker {
                     let head = chain.head_index();
                     batch.push((head, chain.take(MAX_CHAIN + 1).collect()));
                 }
+                if batch.len() >= MAX_BATCH || queues.failed() {
+                    return batch;
+                }
                 // A round that found nothing ends it whatever the ring claims
                 // (pop has failed the device if the claim was bogus).
                 let found = batch.len() > before;
-                if batch.len() >= MAX_BATCH || queues.failed() || !found {
-                    return batch;
-                }
-                if !queues.enable_notification(0) {
+                if !queues.enable_notification(0) || !found {
                     return batch;
                 }
             }
