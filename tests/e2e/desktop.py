@@ -4,16 +4,15 @@
 Runs inside the nested machine (real KVM), from the repository root:
     tests/nested/run --timeout 1800 -- /usr/bin/python3 tests/e2e/desktop.py [TEST...]
 
-Not part of tests/run-all yet (hence not named test_*.py): in the nested machine, desktop
-boots (systemd, Xorg, 1-2 minutes each) die far more often than the small test guest's: of 15
-saffron boots with 2 vCPUs on 2026-12-06, 4 reached the desktop, 10 ended in a guest triple
-fault (at random points: before the first kernel message, in systemd, after login) and 1 hung;
-QEMU as the inner VMM did the same (1 of 2 reached it), and the outer machine panicked once and
-wedged three times. With 1 vCPU, 2 of 2 boots reached it before the outer machine wedged.
+Not part of tests/run-all yet (hence not named test_*.py): in the nested machine saffron's
+desktop boots die far more often than QEMU's. Measured on 2026-12-06 with tests/bench/desktop:
+saffron 0 of about 16 boots (SeaBIOS or direct kernel boot, 1 or 2 vCPUs: guest triple faults,
+hangs with a vCPU making no exits, panics of the outer kernel), QEMU 4 of 5 on the same image.
 Until that is understood, running these in CI would fail it at random.
+$SAFFRON_DESKTOP_CPUS sets the guest's vCPUs (default 2; tests/nested/run passes SAFFRON_*).
 
 Needs on the host first: `cargo build --release` and
-`guest-drivers/linux/build-desktop-image build/desktop/desktop.raw` (tests/run-all does both).
+`guest-drivers/linux/build-desktop-image build/desktop/desktop.raw`.
 
 Each boot runs on a qcow2 overlay (made with qemu-img in the results directory) over the
 read-only raw image, so the image itself is never written:

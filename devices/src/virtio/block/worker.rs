@@ -94,6 +94,15 @@ impl Drop for BlockWorker {
 
 type Batch = Vec<(u16, Vec<Descriptor>)>;
 
+/// Tells the kick the batch is over when dropped.
+struct BatchEnd<'a>(&'a Kick);
+
+impl Drop for BatchEnd<'_> {
+    fn drop(&mut self) {
+        self.0.end_batch();
+    }
+}
+
 struct Worker {
     transport: Transport,
     kick: Arc<Kick>,
@@ -125,6 +134,8 @@ impl Worker {
     fn drain(&mut self) {
         while !self.kick.stopping() {
             let (generation, batch) = self.take_batch();
+            // Ends the batch even if serving panics, so a reset never waits forever.
+            let busy = BatchEnd(&self.kick);
             let mut done = Vec::with_capacity(batch.len());
             for (head, chain) in &batch {
                 if self.kick.generation() != generation {
@@ -132,7 +143,7 @@ impl Worker {
                 }
                 done.push((*head, self.server.serve(chain)));
             }
-            self.kick.end_batch();
+            drop(busy);
             if batch.is_empty() {
                 return;
             }
