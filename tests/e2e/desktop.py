@@ -6,8 +6,9 @@ Runs inside the nested machine (real KVM), from the repository root:
 
 Not part of tests/run-all yet (hence not named test_*.py): in the nested machine saffron's
 desktop boots die far more often than QEMU's. Measured on 2026-12-06 with tests/bench/desktop:
-saffron 0 of about 16 boots (SeaBIOS or direct kernel boot, 1 or 2 vCPUs: guest triple faults,
-hangs with a vCPU making no exits, panics of the outer kernel), QEMU 4 of 5 on the same image.
+saffron 0 of 18 boots (SeaBIOS or direct kernel boot, 1 or 2 vCPUs: guest triple faults,
+hangs with a vCPU making no exits, panics of the outer kernel), but 2 of 3 with XSAVE taken out
+of the outer machine's CPU (SAFFRON_NESTED_CPU); QEMU 5 of 7 on the same image.
 Until that is understood, running these in CI would fail it at random.
 $SAFFRON_DESKTOP_CPUS sets the guest's vCPUs (default 2; tests/nested/run passes SAFFRON_*).
 
