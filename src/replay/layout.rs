@@ -1,6 +1,6 @@
 //! Lays a recorded command out in device memory the way a guest driver
 //! does: packed little-endian QXL structures (spice-protocol's
-//! `qxl_dev.h`), chunk
+//! `qxl_dev.h`, sizes in docs/qxl.md Appendix A), chunk
 //! lists linked through `QXLDataChunk` headers, null pointers where the
 //! recording had none.
 //!

@@ -1,5 +1,5 @@
 //! Record and replay real QXL command streams in libspice's
-//! `SPICE_REPLAY 1` format.
+//! `SPICE_REPLAY 1` format (docs/replay-format.md).
 //!
 //! ```text
 //!  file ─► reader (strict grammar, caps) ─► model::Event ─► player (pacing, summary)

@@ -1,5 +1,5 @@
 //! The events of a libspice `SPICE_REPLAY 1` recording as owned Rust values
-//! (libspice-server's record format).
+//! (libspice-server's record format, docs/replay-format.md §3–§5).
 //!
 //! The shapes follow the recorded QXL structures closely (rectangles keep
 //! QXL's top/left/bottom/right order, chunk lists keep their chunk

@@ -1,5 +1,6 @@
 //! A strict, streaming reader of libspice's `SPICE_REPLAY 1` recordings
-//! (libspice-server's record format).
+//! (libspice-server's record format, docs/replay-format.md §3–§5;
+//! errors and skipped events §7.1).
 //!
 //! The file is untrusted. Lines are read with a hard length cap, every
 //! keyword is checked at its position of the grammar, numbers are range

@@ -7,7 +7,7 @@
 //! same copy of guest memory the renderer used (spice's recorder reads
 //! guest memory before validation, and a second time). Refused commands
 //! are not recorded. Device messages are written with the numbers
-//! spice-server uses for the same QXL port (§3.1 of the format notes); a
+//! spice-server uses for the same QXL port (docs/replay-format.md §3.2); a
 //! primary create is written with the surface's contents as the device
 //! shows them (always with KEEP_DATA, so a replay starts from that
 //! picture).

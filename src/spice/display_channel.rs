@@ -1059,7 +1059,8 @@ pub(crate) mod tests {
 
     #[test]
     fn draw_copy_matches_the_validated_layout() {
-        // notes/spice-protocol.md §3.9, without the clip: 2×2 image at (10,20).
+        // The worked example of docs/spice-protocol.md §4.8: a 2×2 image at
+        // (10,20), clip none.
         let message = DrawCopy {
             surface_id: 0,
             dest: Rect::new(10, 20, 12, 22),

@@ -287,8 +287,8 @@ impl Linker {
 mod tests {
     use super::*;
 
-    /// The bytes spice-gtk 0.42 sends to link its main channel (validated
-    /// in notes/spice-protocol.md §1.3).
+    /// The bytes spice-gtk 0.42 sends to link its main channel (decoded
+    /// in docs/spice-protocol.md §1.3).
     const SPICE_GTK_MAIN_LINK: [u8; 42] = [
         0x52, 0x45, 0x44, 0x51, 2, 0, 0, 0, 2, 0, 0, 0, 0x1a, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0,
         0, 1, 0, 0, 0, 0x12, 0, 0, 0, 0x0d, 0, 0, 0, 0x0f, 0, 0, 0,

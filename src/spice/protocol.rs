@@ -1,6 +1,7 @@
 //! SPICE protocol numbers: channel types, link errors, capability bits and
 //! message types (from spice-protocol's `enums.h` / `protocol.h`, as
-//! documented in notes/spice-protocol.md).
+//! documented in docs/spice-protocol.md: capabilities §1.5, link errors
+//! §1.7, channel types §2.3, messages §2.4 and §3-§9, mouse modes §3.4).
 
 /// Channel types (`SPICE_CHANNEL_*`).
 pub mod channel {

@@ -1,5 +1,5 @@
 //! The QXL device's configuration: BAR sizes and revision, with the rules
-//! that keep them consistent (qxl.md §1.3), and the `--qxl` option syntax.
+//! that keep them consistent (docs/qxl.md §1.3), and the `--qxl` option syntax.
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;

@@ -1,5 +1,5 @@
 //! Converts guest cursor images (QXLCursor types ALPHA, MONO, COLOR4..32)
-//! into the display's ARGB cursor shapes (qxl.md §7.11). Pixels the ARGB
+//! into the display's ARGB cursor shapes (docs/qxl.md §7.11). Pixels the ARGB
 //! format cannot express ("invert the screen") become opaque black.
 
 use super::commands::CursorImage;

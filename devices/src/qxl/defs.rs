@@ -1,6 +1,7 @@
 //! QXL constants: port numbers, interrupt bits, magics, and the offsets and
 //! sizes of the packed little-endian structures the guest and the device
-//! share (spice-protocol's `qxl_dev.h`).
+//! share (spice-protocol's `qxl_dev.h`; docs/qxl.md §2, §3, §7 and
+//! Appendix A).
 //! Nothing here is SPICE code; these are the numbers of the
 //! device's ABI.
 
@@ -74,7 +75,7 @@ pub fn sync_equivalent(port: u8) -> u8 {
     }
 }
 
-/// Ports that are processed even in VGA mode (§5.2 step 3).
+/// Ports that are processed even in VGA mode (docs/qxl.md §5.2 step 3).
 pub fn allowed_in_vga_mode(port: u8) -> bool {
     matches!(
         port,

@@ -1,4 +1,4 @@
-//! The QXL device's state machine (qxl.md §5, §7): port commands, modes,
+//! The QXL device's state machine (docs/qxl.md §5, §7): port commands, modes,
 //! memslots, the primary and off-screen surfaces, ring processing, command
 //! execution, releases and interrupts.
 //!
@@ -313,7 +313,7 @@ impl QxlCore {
 
     // ---- ports ------------------------------------------------------------------------
 
-    /// A byte written to I/O port `port` of the device (§5.2).
+    /// A byte written to I/O port `port` of the device (docs/qxl.md §5.2).
     pub fn io_write(&mut self, port: u8, value: u8, bars: &BarLayout) {
         QxlStats::add(&self.stats.port_writes, 1);
         if self.guest_bug && port != IO_RESET && port != IO_UPDATE_IRQ {
@@ -439,7 +439,7 @@ impl QxlCore {
         }
     }
 
-    /// `QXL_IO_CREATE_PRIMARY` (§5.5).
+    /// `QXL_IO_CREATE_PRIMARY` (docs/qxl.md §5.5).
     fn create_primary(&mut self, value: u8) {
         if value != 0 {
             self.set_guest_bug(format_args!("QXL_IO_CREATE_PRIMARY with value {value}"));

@@ -1,4 +1,4 @@
-//! QXL interrupts (qxl.md §6): cause bits in `int_pending` (RAM header,
+//! QXL interrupts (docs/qxl.md §6): cause bits in `int_pending` (RAM header,
 //! set by the device, cleared by the guest with an atomic exchange), enabled
 //! by `int_mask`; the INTx line is `(int_pending & int_mask) != 0`, evaluated
 //! whenever the device raises a cause and when the guest writes

@@ -1,4 +1,4 @@
-//! Memslots and QXLPHYSICAL translation (qxl.md §4).
+//! Memslots and QXLPHYSICAL translation (docs/qxl.md §4).
 //!
 //! A guest address is `slot id (8 bits) | generation (8 bits) | offset (48
 //! bits)`; the offset is relative to the slot's start. Slots may only cover

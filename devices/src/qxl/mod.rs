@@ -1,6 +1,6 @@
 //! The QXL paravirtual display device (Red Hat 1b36:0100), as the guest's
 //! own drivers (Linux `qxl`, Windows QXL-WDDM-DOD) drive it (layouts from
-//! spice-protocol's `qxl_dev.h`).
+//! spice-protocol's `qxl_dev.h`). Facts and numbers: docs/qxl.md.
 //!
 //! ```text
 //!  vCPU threads                      display worker thread (one per device)

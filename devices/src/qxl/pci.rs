@@ -1,7 +1,7 @@
 //! The QXL PCI function: identity, the BAR layout Linux's and Windows'
 //! drivers expect, and the I/O BAR routed to the worker's front end.
 //!
-//! BAR layout (qxl.md §1.3). NOTE: issue 3 calls BAR 0 "VRAM (surfaces)" and
+//! BAR layout (docs/qxl.md §1.3). NOTE: issue 3 calls BAR 0 "VRAM (surfaces)" and
 //! BAR 1 "RAM (QXLRam header, rings, primary)", which is backwards: the
 //! guest drivers read the ROM's `ram_header_offset` as an offset into BAR 0
 //! (Linux: `qdev->vram_base + rom->ram_header_offset`; its "vram" is BAR 0)

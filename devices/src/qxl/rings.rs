@@ -1,4 +1,4 @@
-//! The three rings of the RAM header (qxl.md §3.2, §3.3, §7.3): the command
+//! The three rings of the RAM header (docs/qxl.md §3.2, §3.3, §7.3): the command
 //! and cursor rings the guest produces and the device consumes, and the
 //! release ring the device produces and the guest consumes.
 //!
@@ -125,7 +125,8 @@ impl Ring {
     }
 }
 
-/// The device's side of the release ring: chains of released ids (§7.3).
+/// The device's side of the release ring: chains of released ids
+/// (docs/qxl.md §7.3).
 #[derive(Debug, Default)]
 pub struct ReleaseRing {
     /// `QXLReleaseInfo` of the last id put in the open chain.

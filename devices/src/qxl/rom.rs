@@ -1,5 +1,5 @@
 //! The QXLRom (BAR 2): device parameters the guest driver reads at probe
-//! time, followed by the mode list (qxl.md §2). The guest cannot write it;
+//! time, followed by the mode list (docs/qxl.md §2). The guest cannot write it;
 //! the device rewrites it on every reset.
 
 use super::config::QxlConfig;

@@ -1,6 +1,6 @@
 //! Surfaces: the primary (surface 0, created through the I/O ports and shown
 //! on the display) and off-screen surfaces (created by `QXL_CMD_SURFACE`),
-//! each a validated block of device memory (qxl.md §3.1, §5.5, §7.8).
+//! each a validated block of device memory (docs/qxl.md §3.1, §5.5, §7.8).
 
 use super::defs::{
     surface_format_bpp, MAX_SURFACE_BYTES, SURFACE_FMT_32_ARGB, SURFACE_FMT_32_XRGB,

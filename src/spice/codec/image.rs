@@ -1,5 +1,5 @@
 //! The SPICE `Image` structure on the wire: descriptor (id, type, flags,
-//! size) and the type's payload (notes/spice-protocol.md §5.2).
+//! size) and the type's payload (docs/spice-protocol.md §5.2).
 //!
 //! Pointers inside an image (a bitmap's or LZ_PLT's palette) point after
 //! the pixel data, which is written right after the payload header, so

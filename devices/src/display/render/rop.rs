@@ -1,5 +1,5 @@
 //! Raster operations on whole 32-bit pixels: QXL/SPICE ROP descriptors
-//! (qxl.md §7.6) and Windows ternary ROP3 codes.
+//! (docs/qxl.md §7.6) and Windows ternary ROP3 codes.
 
 /// A ROP descriptor (`SpiceRopd`): which inputs to invert, one operation,
 /// whether to invert the result.

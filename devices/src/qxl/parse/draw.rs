@@ -1,5 +1,5 @@
 //! `QXLDrawable` (native, 191 bytes) and every draw operation: clips,
-//! paths, line attributes, glyph strings, composite parameters (qxl.md §7.5).
+//! paths, line attributes, glyph strings, composite parameters (docs/qxl.md §7.5).
 
 use super::image::Use;
 use super::{check_rect, invalid, Le, ParseError, Parser, MAX_CLIP_RECTS, MAX_SHAPE_BYTES};

@@ -1,5 +1,5 @@
 //! Images (QXLImage: bitmaps and surface references), palettes, brushes and
-//! masks (qxl.md §7.5, §7.7).
+//! masks (docs/qxl.md §7.5, §7.7).
 
 use super::{invalid, Le, ParseError, Parser, MAX_BITMAP_BYTES, MAX_DIMENSION};
 use crate::qxl::commands::{Bitmap, BitmapFormat, Brush, Image, Mask, PixelData};

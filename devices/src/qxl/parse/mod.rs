@@ -1,5 +1,5 @@
 //! Parsing and validating guest commands into the types of
-//! [`super::commands`] (qxl.md §7, hardening §11).
+//! [`super::commands`] (docs/qxl.md §7, hardening §11).
 //!
 //! Rules: every structure is read out of guest memory once (into a small
 //! array) and parsed from that copy; every QXLPHYSICAL is translated through

@@ -1,4 +1,5 @@
-//! Surface, cursor, update and message commands (qxl.md §7.8, §7.11, §7.12).
+//! Surface, cursor, update and message commands (docs/qxl.md §7.8,
+//! §7.10-§7.12).
 
 use super::{check_rect, invalid, Le, ParseError, Parser, MAX_CURSOR_SIDE};
 use crate::qxl::commands::{CursorCmd, CursorImage, SurfaceCmd, UpdateCmd};
