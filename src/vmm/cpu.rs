@@ -24,8 +24,12 @@ pub enum CpuError {
 /// Bits in CPUID leaf 1.
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const EDX_HTT: u32 = 1 << 28;
+/// CPUID 1 ECX: VMX (Intel virtualization).
+const ECX_VMX: u32 = 1 << 5;
 /// CPUID 0x8000_0001 ECX: CmpLegacy (multi-core without HT).
 const ECX_CMP_LEGACY: u32 = 1 << 1;
+/// CPUID 0x8000_0001 ECX: SVM (AMD virtualization).
+const ECX_SVM: u32 = 1 << 2;
 
 /// Bits needed to number `count` things.
 fn id_bits(count: u8) -> u32 {
@@ -33,7 +37,9 @@ fn id_bits(count: u8) -> u32 {
 }
 
 /// Adapts the host-supported CPUID to vCPU `id` of a single-socket machine
-/// with `count` single-threaded cores.
+/// with `count` single-threaded cores. Nested virtualization (VMX, SVM) is
+/// hidden, as QEMU's default CPU models hide it: a guest that loads its own
+/// hypervisor module on it takes paths of the host's KVM few guests take.
 pub fn topology_cpuid(supported: &CpuId, id: u8, count: u8) -> CpuId {
     let mut cpuid = supported.clone();
     let apic_id = u32::from(id);
@@ -45,7 +51,7 @@ pub fn topology_cpuid(supported: &CpuId, id: u8, count: u8) -> CpuId {
                     | (u32::from(count).next_power_of_two() << 16)
                     | (8 << 8) // CLFLUSH line size: 8 × 8 = 64 bytes
                     | (entry.ebx & 0xff);
-                entry.ecx |= ECX_HYPERVISOR;
+                entry.ecx = (entry.ecx | ECX_HYPERVISOR) & !ECX_VMX;
                 if count > 1 {
                     entry.edx |= EDX_HTT;
                 } else {
@@ -84,7 +90,12 @@ pub fn topology_cpuid(supported: &CpuId, id: u8, count: u8) -> CpuId {
                     }
                 }
             }
-            0x8000_0001 if count > 1 => entry.ecx |= ECX_CMP_LEGACY,
+            0x8000_0001 => {
+                entry.ecx &= !ECX_SVM;
+                if count > 1 {
+                    entry.ecx |= ECX_CMP_LEGACY;
+                }
+            }
             0x8000_0008 => {
                 entry.ecx = (entry.ecx & !0xf0ff) | (core_bits << 12) | (u32::from(count) - 1);
             }
@@ -274,6 +285,12 @@ mod tests {
             kvm_cpuid_entry2 {
                 function: 0x1,
                 ebx: 0x0001_0800,
+                ecx: ECX_VMX,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0x8000_0001,
+                ecx: ECX_SVM,
                 ..Default::default()
             },
             kvm_cpuid_entry2 {
@@ -316,6 +333,8 @@ mod tests {
         assert_eq!(leaf(0xb, 1).eax, 2, "two bits of core id");
         assert_eq!(leaf(0xb, 0).edx, 2);
         assert_eq!(leaf(0x8000_0008, 0).ecx & 0xff, 2);
+        assert_eq!(leaf(1, 0).ecx & ECX_VMX, 0, "no nested VMX");
+        assert_eq!(leaf(0x8000_0001, 0).ecx, ECX_CMP_LEGACY, "no nested SVM");
     }
 
     #[test]
