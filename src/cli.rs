@@ -9,7 +9,7 @@ use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
 use saffron::replay::Pace;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
-use crate::vmm::{BootSource, DirtyTracking, SerialMode, VgaMode, VmConfig, MAX_CPUS};
+use crate::vmm::{BootSource, DirtyTracking, LinuxKernel, SerialMode, VgaMode, VmConfig, MAX_CPUS};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -119,8 +119,9 @@ pub fn parse_speed(text: &str) -> Result<f64, String> {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The guest kernel, booted directly (no BIOS): a bzImage (e.g.
-    /// /boot/vmlinuz-*) or an ELF vmlinux. Without it the VM boots its
-    /// disks through SeaBIOS.
+    /// /boot/vmlinuz-*) or an ELF vmlinux; with `--firmware bios`, a
+    /// bzImage booted through SeaBIOS as QEMU does. Without it the VM boots
+    /// its disks through SeaBIOS.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
 
@@ -134,7 +135,8 @@ pub struct RunArgs {
 
     /// The firmware: `bios` (SeaBIOS, from the installed seabios package;
     /// the default without --kernel), `none` (the default with --kernel),
-    /// or the path of a BIOS image.
+    /// or the path of a BIOS image. With --kernel, the BIOS boots the
+    /// kernel (QEMU's linuxboot option ROM, from its data files).
     #[arg(long, value_name = "bios|none|PATH")]
     pub firmware: Option<String>,
 
@@ -298,9 +300,11 @@ pub fn parse_boot(text: &str) -> Result<BootMenu, String> {
 impl RunArgs {
     /// The BIOS boot menu's wait, if shown.
     fn boot_menu(&self) -> Result<Option<u16>, String> {
+        let direct =
+            self.kernel.is_some() && matches!(self.firmware.as_deref(), None | Some("none"));
         match self.boot {
-            Some(_) if self.kernel.is_some() => {
-                Err("--boot needs a BIOS: it cannot be used with --kernel".into())
+            Some(_) if direct => {
+                Err("--boot needs a BIOS: add --firmware bios to boot the kernel through it".into())
             }
             Some(BootMenu {
                 menu: true,
@@ -310,29 +314,31 @@ impl RunArgs {
         }
     }
 
-    /// A kernel, or a BIOS (see `--firmware`).
+    /// A kernel, a BIOS (see `--firmware`), or a kernel through a BIOS.
     fn boot_source(&self) -> Result<BootSource, String> {
-        let firmware = self.firmware.as_deref();
-        match (&self.kernel, firmware) {
-            (Some(kernel), None | Some("none")) => Ok(BootSource::Kernel {
-                kernel: kernel.clone(),
-                initrd: self.initrd.clone(),
-                cmdline: self
-                    .cmdline
-                    .clone()
-                    .unwrap_or_else(|| "console=ttyS0".into()),
-            }),
-            (Some(_), Some(_)) => Err("--kernel with --firmware is not supported yet: boot the \
-                kernel directly (leave out --firmware) or from a disk"
-                .into()),
-            (None, Some("none")) => Err("nothing to boot: --firmware none needs --kernel".into()),
-            (None, _) if self.initrd.is_some() || self.cmdline.is_some() => {
-                Err("--initrd and --cmdline need --kernel".into())
+        let kernel = self.kernel.as_ref().map(|kernel| LinuxKernel {
+            kernel: kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| "console=ttyS0".into()),
+        });
+        if kernel.is_none() && (self.initrd.is_some() || self.cmdline.is_some()) {
+            return Err("--initrd and --cmdline need --kernel".into());
+        }
+        match (self.firmware.as_deref(), kernel) {
+            (None | Some("none"), Some(linux)) => Ok(BootSource::Kernel(linux)),
+            (Some("none"), None) => Err("nothing to boot: --firmware none needs --kernel".into()),
+            (firmware, kernel) => {
+                let bios = match firmware {
+                    None | Some("bios") => {
+                        firmware::bios::default_bios().map_err(|e| e.to_string())?
+                    }
+                    Some(path) => PathBuf::from(path),
+                };
+                Ok(BootSource::Firmware { bios, kernel })
             }
-            (None, None | Some("bios")) => firmware::bios::default_bios()
-                .map(BootSource::Firmware)
-                .map_err(|e| e.to_string()),
-            (None, Some(path)) => Ok(BootSource::Firmware(PathBuf::from(path))),
         }
     }
 }

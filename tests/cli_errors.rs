@@ -108,8 +108,22 @@ fn unknown_flag_and_boot_source_conflicts() {
     assert_one_line_error(status, &err, 2, "need --kernel");
     let (status, err) = saffron(&["run", "--firmware", "none"]);
     assert_one_line_error(status, &err, 2, "nothing to boot");
-    let (status, err) = saffron(&["run", "--kernel", "k", "--firmware", "bios"]);
-    assert_one_line_error(status, &err, 2, "--kernel with --firmware");
+    let (status, err) = saffron(&["run", "--kernel", "k", "--boot", "menu=on"]);
+    assert_one_line_error(status, &err, 2, "--boot needs a BIOS");
+}
+
+#[test]
+fn kernel_through_the_bios_must_be_a_bzimage() {
+    let bios = scratch("bios-64k.bin", &[0u8; 64 * 1024]);
+    let elf = scratch("vmlinux", b"\x7fELF not a bzImage, too short for a header");
+    let (status, err) = saffron(&[
+        "run",
+        "--firmware",
+        bios.to_str().unwrap(),
+        "--kernel",
+        elf.to_str().unwrap(),
+    ]);
+    assert_one_line_error(status, &err, 1, "not a bzImage");
 }
 
 #[test]

@@ -96,6 +96,14 @@ pub fn seabios_file(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// A file of QEMU's installed data files (e.g. `linuxboot_dma.bin`).
+pub fn qemu_file(name: &str) -> Option<PathBuf> {
+    data_dirs()
+        .into_iter()
+        .map(|dir| dir.join("qemu").join(name))
+        .find(|path| path.is_file())
+}
+
 /// The BIOS `--firmware bios` boots.
 pub fn default_bios() -> Result<PathBuf, BiosError> {
     seabios_file("bios-256k.bin").ok_or(BiosError::NotInstalled)

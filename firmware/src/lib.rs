@@ -8,3 +8,4 @@ pub mod bios;
 pub mod e820;
 pub mod fw_cfg;
 pub mod layout;
+pub mod linuxboot;

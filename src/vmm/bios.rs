@@ -11,12 +11,12 @@ use devices::rtc::Rtc;
 use firmware::bios::BiosImage;
 use firmware::fw_cfg::{self, FwCfg};
 use firmware::layout::MemoryLayout;
-use firmware::{acpi, acpi_loader, e820};
+use firmware::{acpi, acpi_loader, e820, linuxboot};
 use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::memory::{self, GuestRam, MemorySlots};
-use super::{device_err, VmError};
+use super::{device_err, LinuxKernel, VmError};
 
 /// The fw_cfg file SeaBIOS runs as the VGA BIOS of QXL (vendor 1b36,
 /// device 0100).
@@ -31,6 +31,8 @@ pub struct BiosSetup<'a> {
     pub qxl: bool,
     /// Show the boot menu prompt for this many milliseconds.
     pub boot_menu: Option<u16>,
+    /// A kernel for the BIOS to boot before the disks.
+    pub kernel: Option<&'a LinuxKernel>,
 }
 
 /// The BIOS as installed; keeps its memory mapped.
@@ -127,10 +129,50 @@ fn fw_cfg_device(ram: &GuestRam, setup: &BiosSetup) -> Result<FwCfg, VmError> {
         device.set_item(fw_cfg::key::BOOT_MENU, 1u16.to_le_bytes().to_vec());
         files.push(("etc/boot-menu-wait", wait_ms.to_le_bytes().to_vec()));
     }
+    if let Some(linux) = setup.kernel {
+        for (selector, data) in kernel_items(linux, layout)? {
+            device.set_item(selector, data);
+        }
+        files.push((linuxboot::ROM_FILE, linuxboot_rom()?));
+        files.push(("bootorder", linuxboot::BOOT_ORDER.as_bytes().to_vec()));
+    }
     for (name, data) in files {
         device.add_file(name, data).map_err(firmware_err)?;
     }
     Ok(device)
+}
+
+/// The fw_cfg items of a kernel the BIOS boots (docs/seabios-platform.md §10).
+fn kernel_items(linux: &LinuxKernel, layout: &MemoryLayout) -> Result<linuxboot::Items, VmError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| VmError::Input {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let kernel = read(&linux.kernel)?;
+    let initrd = linux.initrd.as_deref().map(read).transpose()?;
+    linuxboot::items(
+        &kernel,
+        initrd.as_deref(),
+        &linux.cmdline,
+        layout.low_ram_end(),
+    )
+    .map_err(|e| VmError::Input {
+        path: linux.kernel.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// QEMU's option ROM that loads a kernel from fw_cfg.
+fn linuxboot_rom() -> Result<Vec<u8>, VmError> {
+    let path = firmware::bios::qemu_file(linuxboot::ROM_NAME).ok_or_else(|| {
+        firmware_err(format!(
+            "no {} among QEMU's data files: install qemu-system-data to boot --kernel through the BIOS",
+            linuxboot::ROM_NAME
+        ))
+    })?;
+    std::fs::read(&path).map_err(|e| firmware_err(format!("{}: {e}", path.display())))
 }
 
 /// SeaVGABIOS built for QXL, from the installed SeaBIOS.

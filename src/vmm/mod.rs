@@ -53,13 +53,21 @@ pub enum SerialMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootSource {
     /// A Linux kernel, loaded directly (64-bit boot protocol, no BIOS).
-    Kernel {
-        kernel: PathBuf,
-        initrd: Option<PathBuf>,
-        cmdline: String,
+    Kernel(LinuxKernel),
+    /// A BIOS image (SeaBIOS), which boots the kernel when there is one
+    /// (through QEMU's linuxboot option ROM), else from the disks.
+    Firmware {
+        bios: PathBuf,
+        kernel: Option<LinuxKernel>,
     },
-    /// A BIOS image (SeaBIOS), which boots from the disks.
-    Firmware(PathBuf),
+}
+
+/// A Linux kernel with its initrd and command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxKernel {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
 }
 
 #[derive(Debug, Clone)]
@@ -156,14 +164,17 @@ pub fn human_size(bytes: u64) -> String {
 /// The kernel and initrd, or the firmware, must be readable files of their
 /// kind: say so before touching KVM.
 fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
-    let (kernel, initrd) = match &config.boot {
-        BootSource::Kernel { kernel, initrd, .. } => (kernel, initrd),
-        BootSource::Firmware(path) => {
-            firmware::bios::BiosImage::load(path).map_err(|e| VmError::Input {
-                path: path.display().to_string(),
+    let (LinuxKernel { kernel, initrd, .. }, through_bios) = match &config.boot {
+        BootSource::Kernel(linux) => (linux, false),
+        BootSource::Firmware { bios, kernel } => {
+            firmware::bios::BiosImage::load(bios).map_err(|e| VmError::Input {
+                path: bios.display().to_string(),
                 reason: e.to_string(),
             })?;
-            return Ok(());
+            match kernel {
+                Some(linux) => (linux, true),
+                None => return Ok(()),
+            }
         }
     };
     for path in std::iter::once(kernel).chain(initrd.as_ref()) {
@@ -177,7 +188,18 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
             return Err(error("not a regular file".into()));
         }
     }
-    boot::probe_kernel(kernel)?;
+    if through_bios {
+        let bytes = std::fs::read(kernel).map_err(|e| VmError::Input {
+            path: kernel.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        firmware::linuxboot::check(&bytes).map_err(|e| VmError::Input {
+            path: kernel.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    } else {
+        boot::probe_kernel(kernel)?;
+    }
     Ok(())
 }
 
@@ -298,7 +320,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
         PciPlan {
             devices: pci_devices,
             standalone_vga: qxl.is_none() && config.vga.is_some(),
-            bios: matches!(config.boot, BootSource::Firmware(_)),
+            bios: matches!(config.boot, BootSource::Firmware { .. }),
         },
     )?;
     let vga = match config.vga {
@@ -309,8 +331,8 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
                     // A BIOS places BAR 0 itself; the base only matters to
                     // a kernel booted directly.
                     base: match config.boot {
-                        BootSource::Kernel { .. } => qxl_bar0_base(&pci.root)?,
-                        BootSource::Firmware(_) => 0,
+                        BootSource::Kernel(_) => qxl_bar0_base(&pci.root)?,
+                        BootSource::Firmware { .. } => 0,
                     },
                     log: vga::BarDirtyLog {
                         mapper: pci.mapper.clone(),
@@ -344,24 +366,21 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     };
 
     let (entry, _bios) = match &config.boot {
-        BootSource::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => {
+        BootSource::Kernel(linux) => {
             let spec = KernelBoot {
-                kernel,
-                initrd: initrd.as_deref(),
-                cmdline,
+                kernel: &linux.kernel,
+                initrd: linux.initrd.as_deref(),
+                cmdline: &linux.cmdline,
                 cpus: config.cpus,
                 layout: &layout,
                 screen: vga.as_ref().map(|v| v.screen),
             };
             (Some(load_kernel(&ram, &spec)?), None)
         }
-        BootSource::Firmware(path) => {
+        BootSource::Firmware { bios, kernel } => {
             let setup = bios::BiosSetup {
-                path,
+                path: bios,
+                kernel: kernel.as_ref(),
                 cpus: config.cpus,
                 layout: &layout,
                 qxl: qxl.is_some(),

@@ -15,6 +15,8 @@ mode) and boots the test guest's kernel and initramfs from the disk's ext4 parti
   sees exactly what `screendump` shows, and the screen is not blank;
 - the guest finds the ACPI tables SeaBIOS placed from saffron's table loader (the RSDP in the
   BIOS segment), its disk read-only, both CPUs, its memory; `poweroff -f` ends saffron with 0.
+With --kernel and --firmware bios, SeaBIOS boots the test guest's kernel and initramfs from
+fw_cfg (QEMU's linuxboot option ROM) before the disk, with the command line given.
 """
 
 import random
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, Guest, GuestError, run_tests, saffron_binary
+from harness import REPO, Guest, GuestError, GuestImage, run_tests, saffron_binary
 from screens import Api, client_matches_screendump, screendump, spice_screenshot
 
 BOOT_DISK = REPO / "build" / "guest-linux-boot.raw"
@@ -88,6 +90,29 @@ def test_bios_screen_grub_menu_and_boot():
             seconds = guest.wait_ready(timeout=240)
             print(f"  ready marker {seconds:.1f} s after saffron started")
             check_guest(guest)
+            guest.send("poweroff -f\n")
+            assert guest.wait_exit(timeout=60) == 0
+
+
+def test_kernel_through_the_bios():
+    """--kernel with --firmware bios: SeaBIOS runs QEMU's linuxboot ROM, which loads the kernel
+    and initramfs from fw_cfg, before the bootable disk that is also attached."""
+    image = GuestImage.default()
+    port = random.randint(20000, 60000)
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = Path(tmp) / "api.sock"
+        extra = ("--firmware", "bios", "--kernel", str(image.kernel), "--initrd",
+                 str(image.initrd), "--cmdline", image.cmdline)
+        with bios_guest("bios-kernel", sock, port, extra) as guest:
+            seconds = guest.wait_ready(timeout=240)
+            print(f"  ready marker {seconds:.1f} s after saffron started")
+            assert GRUB_ENTRY not in guest.output, "the disk's GRUB ran, not the kernel"
+            cmdline = guest.run("cat /proc/cmdline", check=True).output.strip()
+            assert cmdline == image.cmdline, cmdline
+            dmesg = guest.run("dmesg | grep -E 'ACPI: RSDP'", timeout=60).output
+            assert re.search(r"ACPI: RSDP 0x00000000000F[0-9A-F]{4}", dmesg), dmesg
+            cpus = guest.run("grep -c ^processor /proc/cpuinfo", check=True).output.strip()
+            assert cpus == "2", f"{cpus} CPUs"
             guest.send("poweroff -f\n")
             assert guest.wait_exit(timeout=60) == 0
 
