@@ -82,6 +82,10 @@ pub enum LinuxBootError {
     InitrdTooLarge { size: u64, max: u64 },
     #[error("the kernel command line is longer than {0} bytes")]
     CmdlineTooLong(usize),
+    #[error(
+        "the kernel ({size} bytes) and initrd do not fit in low RAM: give the guest more memory"
+    )]
+    KernelTooLarge { size: u64 },
 }
 
 /// The fw_cfg items, as (selector, bytes).
@@ -119,8 +123,13 @@ pub fn items(
         (item::CMDLINE_SIZE, le32(cmdline_bytes.len() as u32)),
         (item::CMDLINE_DATA, cmdline_bytes),
     ];
+    let body = &kernel[setup_len..];
+    // The kernel is copied to KERNEL_ADDR: it must end below the initrd
+    // (or below what the BIOS keeps).
+    let mut free_end = low_ram_end.saturating_sub(BIOS_RESERVE);
     if let Some(initrd) = initrd {
         let addr = initrd_addr(&setup, protocol, initrd.len() as u64, low_ram_end)?;
+        free_end = u64::from(addr);
         put32(&mut setup, hdr::RAMDISK_IMAGE, addr);
         put32(&mut setup, hdr::RAMDISK_SIZE, initrd.len() as u32);
         items.extend([
@@ -129,7 +138,11 @@ pub fn items(
             (item::INITRD_DATA, initrd.to_vec()),
         ]);
     }
-    let body = &kernel[setup_len..];
+    if u64::from(KERNEL_ADDR) + body.len() as u64 > free_end {
+        return Err(LinuxBootError::KernelTooLarge {
+            size: body.len() as u64,
+        });
+    }
     items.extend([
         (item::KERNEL_ADDR, le32(KERNEL_ADDR)),
         (item::KERNEL_SIZE, le32(body.len() as u32)),
@@ -288,6 +301,17 @@ mod tests {
         assert!(matches!(
             items(&bzimage(4, 0x20f, 10), Some(&vec![0; 8 << 20]), "", 8 << 20),
             Err(LinuxBootError::InitrdTooLarge { .. })
+        ));
+        // 6 MiB of kernel and 1 MiB of initrd in 8 MiB of low RAM, less
+        // the BIOS's megabyte: they would overlap.
+        assert!(matches!(
+            items(
+                &bzimage(4, 0x20f, 6 << 20),
+                Some(&[0; 1 << 20]),
+                "",
+                8 << 20
+            ),
+            Err(LinuxBootError::KernelTooLarge { .. })
         ));
         let long = "x".repeat(0x7_0000);
         assert!(matches!(
