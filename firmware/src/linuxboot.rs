@@ -273,7 +273,7 @@ mod tests {
         put32(&mut kernel, hdr::INITRD_ADDR_MAX, 0x37ff_ffff);
         let items = items(&kernel, Some(&[1; 4096]), "", 4 << 30).unwrap();
         let addr = get32(find(&items, item::SETUP_DATA), hdr::RAMDISK_IMAGE);
-        assert!(addr < 0x3800_0000 && addr >= 0x37ff_0000);
+        assert!((0x37ff_0000..0x3800_0000).contains(&addr));
     }
 
     #[test]
