@@ -16,7 +16,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::memory::{self, GuestRam, MemorySlots};
-use super::{device_err, LinuxKernel, VmError};
+use super::{device_err, input_err, Cause, LinuxKernel, VmError};
 
 /// The fw_cfg file SeaBIOS runs as the VGA BIOS of QXL (vendor 1b36,
 /// device 0100).
@@ -40,8 +40,8 @@ pub struct Bios {
     _rom: GuestRam,
 }
 
-fn firmware_err(e: impl std::fmt::Display) -> VmError {
-    device_err("the firmware")(e.to_string())
+fn firmware_err(e: impl Into<Cause>) -> VmError {
+    device_err("the firmware")(e)
 }
 
 /// Maps the BIOS, fills the legacy BIOS segment, sets the CMOS fields and
@@ -144,12 +144,7 @@ fn fw_cfg_device(ram: &GuestRam, setup: &BiosSetup) -> Result<FwCfg, VmError> {
 
 /// The fw_cfg items of a kernel the BIOS boots (docs/seabios-platform.md §10).
 fn kernel_items(linux: &LinuxKernel, layout: &MemoryLayout) -> Result<linuxboot::Items, VmError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| VmError::Input {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
-    };
+    let read = |path: &Path| std::fs::read(path).map_err(input_err(path));
     let kernel = read(&linux.kernel)?;
     let initrd = linux.initrd.as_deref().map(read).transpose()?;
     linuxboot::items(
@@ -158,10 +153,7 @@ fn kernel_items(linux: &LinuxKernel, layout: &MemoryLayout) -> Result<linuxboot:
         &linux.cmdline,
         layout.low_ram_end(),
     )
-    .map_err(|e| VmError::Input {
-        path: linux.kernel.display().to_string(),
-        reason: e.to_string(),
-    })
+    .map_err(input_err(&linux.kernel))
 }
 
 /// QEMU's option ROM that loads a kernel from fw_cfg.

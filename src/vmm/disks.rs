@@ -130,12 +130,11 @@ pub fn attach(
             intx_line: gsi as u8,
         };
         let transport = Arc::new(Mutex::new(
-            VirtioPciDevice::new(device, wiring)
-                .map_err(|e| device_err("a disk")(e.to_string()))?,
+            VirtioPciDevice::new(device, wiring).map_err(device_err("a disk"))?,
         ));
         let name = format!("disk{index}");
         let worker = BlockWorker::spawn(&name, transport.clone(), disk.image, memory.clone())
-            .map_err(|e| device_err("a disk's I/O thread")(e.to_string()))?;
+            .map_err(device_err("a disk's I/O thread"))?;
         attached.status.push(DiskStatus {
             name,
             path: o.path.display().to_string(),

@@ -4,6 +4,7 @@
 
 mod bios;
 mod boot;
+mod build;
 mod console;
 mod control;
 mod cpu;
@@ -27,11 +28,10 @@ use std::sync::{Arc, Mutex};
 use devices::acpi_pm::{AcpiPm, GpeBlock, ResetControl, GPE_BLOCK_LEN, PM_BLOCK_LEN};
 use devices::bus::{lock, Bus};
 use devices::i8042::{self, I8042};
-use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot, SharedPciDevice};
-use devices::qxl::{Qxl, QxlConfig};
+use devices::pci::{self, host_bridge::HostBridge, BarWindows, Ecam, PciRoot};
+use devices::qxl::QxlConfig;
 use devices::serial::{self, Serial};
 use firmware::layout::{self, MemoryLayout};
-use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -116,8 +116,8 @@ pub enum VmError {
         what: &'static str,
         source: kvm_ioctls::Error,
     },
-    #[error("cannot set up {what}: {reason}")]
-    Device { what: &'static str, reason: String },
+    #[error("cannot set up {what}: {source}")]
+    Device { what: &'static str, source: Cause },
     #[error("cannot open the serial output file {path}: {source}")]
     SerialFile {
         path: String,
@@ -127,8 +127,8 @@ pub enum VmError {
     TooManyCpus { requested: u8, max: usize },
     #[error("{} of guest memory requested, but this host has only {} of RAM", human_size(*requested), human_size(*available))]
     NotEnoughHostMemory { requested: u64, available: u64 },
-    #[error("cannot read {path}: {reason}")]
-    Input { path: String, reason: String },
+    #[error("cannot read {}: {source}", path.display())]
+    Input { path: PathBuf, source: Cause },
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
     #[error(transparent)]
@@ -141,8 +141,21 @@ fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
     move |source| VmError::Kvm { what, source }
 }
 
-fn device_err(what: &'static str) -> impl Fn(String) -> VmError {
-    move |reason| VmError::Device { what, reason }
+/// What made a device or service fail to set up, kept as its own error.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+fn input_err<E: Into<Cause>>(path: &std::path::Path) -> impl Fn(E) -> VmError + '_ {
+    move |e| VmError::Input {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+fn device_err<E: Into<Cause>>(what: &'static str) -> impl Fn(E) -> VmError {
+    move |e| VmError::Device {
+        what,
+        source: e.into(),
+    }
 }
 
 /// `5368709120` → `5 GiB`, `1536 MiB` → `1.5 GiB`.
@@ -167,10 +180,7 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
     let (LinuxKernel { kernel, initrd, .. }, through_bios) = match &config.boot {
         BootSource::Kernel(linux) => (linux, false),
         BootSource::Firmware { bios, kernel } => {
-            firmware::bios::BiosImage::load(bios).map_err(|e| VmError::Input {
-                path: bios.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            firmware::bios::BiosImage::load(bios).map_err(input_err(bios))?;
             match kernel {
                 Some(linux) => (linux, true),
                 None => return Ok(()),
@@ -178,25 +188,16 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
         }
     };
     for path in std::iter::once(kernel).chain(initrd.as_ref()) {
-        let error = |reason: String| VmError::Input {
-            path: path.display().to_string(),
-            reason,
-        };
-        let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
-        let meta = file.metadata().map_err(|e| error(e.to_string()))?;
+        let error = input_err(path);
+        let file = std::fs::File::open(path).map_err(&error)?;
+        let meta = file.metadata().map_err(&error)?;
         if !meta.is_file() {
-            return Err(error("not a regular file".into()));
+            return Err(input_err(path)("not a regular file"));
         }
     }
     if through_bios {
-        let bytes = std::fs::read(kernel).map_err(|e| VmError::Input {
-            path: kernel.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        firmware::linuxboot::check(&bytes).map_err(|e| VmError::Input {
-            path: kernel.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let bytes = std::fs::read(kernel).map_err(input_err(kernel))?;
+        firmware::linuxboot::check(&bytes).map_err(input_err(kernel))?;
     } else {
         boot::probe_kernel(kernel)?;
     }
@@ -211,291 +212,32 @@ fn host_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Builds the VM, boots it, and blocks until it ends.
+/// Builds the VM, boots it, and blocks until it ends: the steps of
+/// [`build`], each with its own typed errors.
 pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     check_inputs(config)?;
     let images = disks::open(&config.disks)?;
     // Before any thread starts: only the stats thread takes SIGUSR2.
     stats::block_dump_signal();
-    if let Some(available) = host_memory() {
-        if config.memory > available {
-            return Err(VmError::NotEnoughHostMemory {
-                requested: config.memory,
-                available,
-            });
-        }
-    }
-    let kvm = host::open_kvm(config.allow_pvm)?;
-    let max_cpus = kvm.get_max_vcpus();
-    if usize::from(config.cpus) > max_cpus {
-        return Err(VmError::TooManyCpus {
-            requested: config.cpus,
-            max: max_cpus,
-        });
-    }
-    let supported_cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_err("read the supported CPUID"))?;
-    let layout = MemoryLayout::new(config.memory, cpu::phys_bits(&supported_cpuid))?;
+    let machine = build::Machine::create(config)?;
+    let platform = Platform::new(&machine.vm, config, &machine.exit, &machine.io_bus)?;
+    let mut devices = build::Devices::attach(&machine, &platform, config, images)?;
+    let boot = build::boot(&machine, &platform, &devices, config)?;
+    let vcpus = build::create_vcpus(&machine, config, boot.entry.as_ref())?;
+    let services = build::start_services(&machine, &platform, &mut devices, config)?;
+    build::start_vcpus(&machine, vcpus)?;
 
-    let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create a VM"))?);
-    vm.set_identity_map_address(layout::KVM_IDENTITY_MAP)
-        .map_err(kvm_err("set the identity map address"))?;
-    vm.set_tss_address(layout::KVM_TSS as usize)
-        .map_err(kvm_err("set the TSS address"))?;
-    vm.create_irq_chip()
-        .map_err(kvm_err("create the in-kernel interrupt controllers"))?;
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
-    vm.create_pit2(pit)
-        .map_err(kvm_err("create the in-kernel PIT"))?;
-
-    let ram = memory::allocate_ram(&layout)?;
-    let slots = Arc::new(memory::MemorySlots::new(kvm.get_nr_memslots()));
-    memory::map_ram(&vm, &slots, &ram)?;
-
-    let exit = Arc::new(exit::ExitSignal::default());
-    let io_bus = Arc::new(Bus::new());
-    let mmio_bus = Arc::new(Bus::new());
-    let platform = Platform::new(&vm, config, &exit, &io_bus)?;
-    // Input: the PS/2 keyboard and mouse (on the platform) and the tablet;
-    // what they report (LEDs, tablet driver) goes to the SPICE server.
-    let spice_link = Arc::new(input::SpiceLink::default());
-    lock(&platform.i8042).set_led_observer(spice_link.clone());
-    let tablet_gsi = layout::pci_irq_for(input::TABLET_SLOT, 0);
-    let tablet = input::create_tablet(
-        ram.clone(),
-        interrupts::KvmMsi::new(vm.clone()),
-        platform.level_lines.source(tablet_gsi),
-        tablet_gsi,
-        spice_link.clone(),
-    )
-    .map_err(|e| device_err("the tablet")(e.to_string()))?;
-
-    // The display: QXL in slot 2 with the VGA fallback on its BAR 0 (as
-    // QEMU's qxl-vga), or a VGA of its own (`--display none --vga ...`).
-    let mut qxl = match config.qxl {
-        Some(qxl_config) => {
-            let gsi = layout::pci_irq_for(QXL_SLOT, 0);
-            let interrupt = platform.level_lines.source(gsi);
-            let qxl = Qxl::new(qxl_config, interrupt, gsi as u8)
-                .map_err(|e| device_err("the QXL display")(e.to_string()))?;
-            if config.vga.is_some() {
-                // Read when BAR 0 is mapped, i.e. before BAR assignment.
-                qxl.set_bar0_dirty_logging(config.vga_dirty_tracking == DirtyTracking::Kvm);
-            }
-            Some(qxl)
-        }
-        None => None,
-    };
-    if let (Some(path), Some(q)) = (&config.record, &qxl) {
-        let recorder = saffron::replay::Recorder::create(
-            path,
-            devices::qxl::memory::BarMemory::new(q.memory.ram().clone(), q.memory.vram().clone()),
-        )
-        .map_err(|e| device_err("the recording")(format!("{}: {e}", path.display())))?;
-        q.control.set_observer(Some(Box::new(recorder)));
-    }
-    let mut disks = disks::attach(
-        images,
-        &ram,
-        interrupts::KvmMsi::new(vm.clone()),
-        &platform.level_lines,
-    )?;
-    let mut pci_devices: Vec<(u8, SharedPciDevice)> =
-        vec![(input::TABLET_SLOT, tablet.clone() as SharedPciDevice)];
-    pci_devices.extend(disks.pci.iter().cloned());
-    if let Some(q) = &qxl {
-        pci_devices.push((QXL_SLOT, q.pci.clone()));
-    }
-    let pci = attach_pci(
-        &vm,
-        &slots,
-        &io_bus,
-        &mmio_bus,
-        &layout,
-        platform.reset_register.clone(),
-        PciPlan {
-            devices: pci_devices,
-            standalone_vga: qxl.is_none() && config.vga.is_some(),
-            bios: matches!(config.boot, BootSource::Firmware { .. }),
-        },
-    )?;
-    let vga = match config.vga {
-        Some(mode) => {
-            let framebuffer = match &qxl {
-                Some(q) => vga::Framebuffer::QxlBar0 {
-                    link: q.vga.clone(),
-                    // A BIOS places BAR 0 itself; the base only matters to
-                    // a kernel booted directly.
-                    base: match config.boot {
-                        BootSource::Kernel(_) => qxl_bar0_base(&pci.root)?,
-                        BootSource::Firmware { .. } => 0,
-                    },
-                    log: vga::BarDirtyLog {
-                        mapper: pci.mapper.clone(),
-                        pci_slot: QXL_SLOT,
-                        bar: 0,
-                    },
-                },
-                None => vga::Framebuffer::Standalone,
-            };
-            Some(vga::attach(
-                &vm,
-                &slots,
-                &io_bus,
-                mode,
-                config.vga_dirty_tracking,
-                framebuffer,
-            )?)
-        }
-        None => None,
-    };
-    if let Some(q) = qxl.as_mut() {
-        q.spawn_worker()
-            .map_err(|e| device_err("the QXL display worker")(e.to_string()))?;
-    }
-    // The machine's display: head 0 is what the user sees (QXL's picture
-    // or the VGA's, whichever owns it now).
-    let display = match (&qxl, &vga) {
-        (Some(q), _) => Some(q.display.clone()),
-        (None, Some(v)) => Some(v.display.clone()),
-        (None, None) => None,
-    };
-
-    let (entry, _bios) = match &config.boot {
-        BootSource::Kernel(linux) => {
-            let spec = KernelBoot {
-                kernel: &linux.kernel,
-                initrd: linux.initrd.as_deref(),
-                cmdline: &linux.cmdline,
-                cpus: config.cpus,
-                layout: &layout,
-                screen: vga.as_ref().map(|v| v.screen),
-            };
-            (Some(load_kernel(&ram, &spec)?), None)
-        }
-        BootSource::Firmware { bios, kernel } => {
-            let setup = bios::BiosSetup {
-                path: bios,
-                kernel: kernel.as_ref(),
-                cpus: config.cpus,
-                layout: &layout,
-                qxl: qxl.is_some(),
-                boot_menu: config.boot_menu,
-            };
-            let rtc = &platform.rtc;
-            let installed = bios::install(&vm, &slots, &ram, &io_bus, rtc, &setup)?;
-            (None, Some(installed))
-        }
-    };
-
-    // Keys and pointers from SPICE clients and the control socket.
-    let displays: Vec<Arc<devices::display::Display>> = display.iter().cloned().collect();
-    let input_controller = Arc::new(input::InputController::new(
-        platform.i8042.clone(),
-        Some(tablet),
-        displays.clone(),
-    ));
-
-    let totals = Arc::new(stats::ExitTotals::default());
-    let ctx = Arc::new(vcpu::VcpuContext {
-        io_bus,
-        mmio_bus,
-        exit: exit.clone(),
-        totals: totals.clone(),
-    });
-    stats::spawn_dump_thread(stats::VmStats {
-        exits: totals,
-        qxl: qxl.as_ref().map(|q| q.control.clone()),
-    })
-    .map_err(|e| device_err("the stats thread")(e.to_string()))?;
-    let mut vcpus = Vec::new();
-    for id in 0..config.cpus {
-        let vcpu = vm
-            .create_vcpu(u64::from(id))
-            .map_err(kvm_err("create a vCPU"))?;
-        cpu::configure_common(
-            &vcpu,
-            id,
-            &cpu::topology_cpuid(&supported_cpuid, id, config.cpus),
-        )?;
-        // Without a kernel entry the boot CPU starts at the reset vector.
-        if let (0, Some(entry)) = (id, &entry) {
-            cpu::configure_boot_cpu(&vcpu, entry)?;
-        }
-        vcpus.push(vcpu);
-    }
-
-    // One display channel: the machine's display.
-    let _spice = display_server::start(
-        config.spice.as_ref(),
-        display_server::DisplayDevices {
-            displays,
-            input: input_controller.clone(),
-            // Client mouse mode is offered once the tablet's driver runs.
-            tablet: false,
-        },
-    )?;
-    if let Some(server) = &_spice {
-        spice_link.connect(server.notifier());
-    }
-
-    let started = std::time::Instant::now();
-    let _api = match &config.api_socket {
-        Some(path) => Some(crate::api::start(
-            path,
-            Arc::new(control::VmControl {
-                started,
-                cpus: config.cpus,
-                memory: config.memory,
-                exit: exit.clone(),
-                power: platform.pm.clone(),
-                display: display.clone(),
-                scanout: control::Scanout {
-                    qxl: qxl.is_some(),
-                    vga: vga.as_ref().map(|v| v.switch.clone()),
-                },
-                refresher: vga.as_ref().map(|v| v.refresher.clone()),
-                input: input_controller.clone(),
-                input_devices: spice_link.clone(),
-                spice: _spice.as_ref().map(|s| s.control()),
-                disks: std::mem::take(&mut disks.status),
-            }),
-        )?),
-        None => None,
-    };
-
-    let _raw_terminal = match config.serial {
-        SerialMode::Stdio => {
-            let raw = console::RawTerminal::enter();
-            console::spawn_input(platform.serial.clone(), exit.clone())
-                .map_err(|e| device_err("the console")(e.to_string()))?;
-            Some(raw)
-        }
-        _ => None,
-    };
-    if let Some(vga) = &vga {
-        vga::spawn_refresh_thread(vga.refresher.clone())
-            .map_err(|e| device_err("the VGA refresh thread")(e.to_string()))?;
-    }
-    vcpu::install_debug_signal();
-    for (id, vcpu) in vcpus.into_iter().enumerate() {
-        vcpu::spawn(id as u8, vcpu, ctx.clone())
-            .map_err(|e| device_err("a vCPU thread")(e.to_string()))?;
-    }
-
-    let reason = exit.wait();
+    let reason = machine.exit.wait();
     let _ = lock(&platform.serial).flush_output();
-    if let Some(q) = &qxl {
+    if let Some(q) = &devices.qxl {
         q.control.stop();
     }
     // Each disk's I/O thread finishes its request and flushes the image.
-    drop(disks);
+    drop(devices);
+    drop(services);
+    drop(boot);
     // Keep guest memory alive until here: vCPU threads may still be running.
-    drop(ram);
+    drop(machine);
     Ok(reason)
 }
 
@@ -516,7 +258,7 @@ fn load_kernel(ram: &memory::GuestRam, spec: &KernelBoot) -> Result<boot::BootEn
         layout: spec.layout,
     });
     ram.write_slice(&acpi.bytes, GuestAddress(acpi.base))
-        .map_err(|e| device_err("the ACPI tables")(e.to_string()))?;
+        .map_err(device_err("the ACPI tables"))?;
     let e820 = firmware::e820::memory_map(spec.layout);
     Ok(boot::load(
         ram,
@@ -537,7 +279,7 @@ fn load_kernel(ram: &memory::GuestRam, spec: &KernelBoot) -> Result<boot::BootEn
 fn qxl_bar0_base(root: &Mutex<PciRoot>) -> Result<u64, VmError> {
     let region = lock(root)
         .bar_region(QXL_SLOT, 0)
-        .ok_or_else(|| device_err("the VGA")("QXL's BAR 0 was not assigned".into()))?;
+        .ok_or_else(|| device_err("the VGA")("QXL's BAR 0 was not assigned"))?;
     let base = region.range.start;
     if region.range.end > 1 << 32 {
         return Err(device_err("the VGA")(format!(
@@ -574,9 +316,7 @@ impl Platform {
         let level_lines = interrupts::LevelLines::new(vm.clone());
         let insert =
             |base: u64, len: u64, dev: Arc<dyn devices::bus::BusDevice>, what: &'static str| {
-                io_bus
-                    .insert(base, len, dev)
-                    .map_err(|e| device_err(what)(e.to_string()))
+                io_bus.insert(base, len, dev).map_err(device_err(what))
             };
 
         let output: Box<dyn Write + Send> =
@@ -591,8 +331,7 @@ impl Platform {
                 SerialMode::None => Box::new(std::io::sink()),
             };
         let serial = Arc::new(Mutex::new(
-            Serial::new(edge(serial::COM1_IRQ)?, output)
-                .map_err(|e| device_err("the serial port")(e.to_string()))?,
+            Serial::new(edge(serial::COM1_IRQ)?, output).map_err(device_err("the serial port"))?,
         ));
         insert(
             serial::COM1_PORT,
@@ -704,10 +443,10 @@ fn attach_pci(
     ));
     let mut root = PciRoot::new(mapper.clone());
     root.add_device(0, Arc::new(Mutex::new(host_bridge)))
-        .map_err(|e| device_err("the PCI host bridge")(e.to_string()))?;
+        .map_err(device_err("the PCI host bridge"))?;
     for (slot, device) in devices {
         root.add_device(slot, device)
-            .map_err(|e| device_err("a PCI device")(e.to_string()))?;
+            .map_err(device_err("a PCI device"))?;
     }
     // The standalone VGA framebuffer occupies the top of the 32-bit window.
     let mmio32 = if standalone_vga {
@@ -721,7 +460,7 @@ fn attach_pci(
             mmio32,
             mmio64: layout.pci_mmio64.clone(),
         })
-        .map_err(|e| device_err("PCI BARs")(e.to_string()))?;
+        .map_err(device_err("PCI BARs"))?;
     }
     let root = Arc::new(Mutex::new(root));
     let ports = pci::ConfigPorts {
@@ -734,7 +473,7 @@ fn attach_pci(
             pci::CONFIG_PORTS_LEN,
             Arc::new(ports),
         )
-        .map_err(|e| device_err("PCI config ports")(e.to_string()))?;
+        .map_err(device_err("PCI config ports"))?;
     let ecam = &layout::PCI_ECAM;
     mmio_bus
         .insert(
@@ -742,6 +481,6 @@ fn attach_pci(
             ecam.end - ecam.start,
             Arc::new(Ecam(root.clone())),
         )
-        .map_err(|e| device_err("PCI ECAM")(e.to_string()))?;
+        .map_err(device_err("PCI ECAM"))?;
     Ok(AttachedPci { root, mapper })
 }

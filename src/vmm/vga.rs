@@ -244,10 +244,10 @@ pub enum Framebuffer {
     Standalone,
 }
 
-fn device_err(reason: impl ToString) -> VmError {
+fn device_err(e: impl Into<super::Cause>) -> VmError {
     VmError::Device {
         what: "the VGA",
-        reason: reason.to_string(),
+        source: e.into(),
     }
 }
 
