@@ -12,15 +12,22 @@ use crate::spice::channel::Encode;
 use crate::spice::display_channel::DrawCopy;
 use devices::display::Rect;
 
-const HTML5: &str = "/usr/share/spice-html5";
-const NODE: &str = "/usr/bin/node";
+/// node, from PATH.
+const NODE: &str = "node";
+
+/// Where the spice-html5 package put its modules, or None.
+fn html5_dir() -> Option<PathBuf> {
+    let quic = testimages::package_file("spice-html5", "/quic.js")?;
+    quic.parent().map(Path::to_path_buf)
+}
 
 /// A directory with spice-html5's modules and our harness, or None.
 fn harness() -> Option<PathBuf> {
-    if !Path::new(NODE).exists() || !Path::new(HTML5).join("quic.js").exists() {
+    let node_runs = Command::new(NODE).arg("--version").output().is_ok();
+    let Some(html5) = html5_dir().filter(|_| node_runs) else {
         eprintln!("SKIPPED: node or spice-html5 is not installed");
         return None;
-    }
+    };
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "saffron-html5-{}-{}",
@@ -35,7 +42,7 @@ fn harness() -> Option<PathBuf> {
         "spicetype.js",
         "spicedataview.js",
     ] {
-        std::fs::copy(Path::new(HTML5).join(f), dir.join(f)).ok()?;
+        std::fs::copy(html5.join(f), dir.join(f)).ok()?;
     }
     std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).ok()?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/html5_decode.mjs");

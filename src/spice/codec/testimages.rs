@@ -1,7 +1,8 @@
 //! Test pictures for the codec tests: generated ones (noise, photo-like
 //! gradients, desktop-like synthetic scenes, every bitmap format) and
 //! real images found on this machine (PNG/JPEG files shipped by Debian
-//! packages under /usr/share), cropped to keep debug-build tests quick.
+//! packages, found through dpkg's file lists), cropped to keep
+//! debug-build tests quick.
 
 use super::{BitmapFormat, Palette};
 
@@ -110,18 +111,34 @@ pub fn desktop(width: u32, height: u32, seed: u32) -> TestImage {
     }
 }
 
-/// Real pictures from Debian packages, if installed: (path, crop).
-const REAL_IMAGES: &[&str] = &[
-    "/usr/share/doc/nodejs/contributing/doc_img/youtube-stream-status.png",
-    "/usr/share/icons/Adwaita/512x512/places/folder-pictures.png",
-    "/usr/share/doc/valgrind/html/images/kcachegrind_xtree.png",
-    "/usr/share/doc/nodejs/full-white-stripe.jpg",
+/// Real pictures from Debian packages, if installed: (package, the end of
+/// the file's path).
+const REAL_IMAGES: &[(&str, &str)] = &[
+    ("nodejs", "/doc_img/youtube-stream-status.png"),
+    ("adwaita-icon-theme", "/512x512/places/folder-pictures.png"),
+    ("valgrind", "/images/kcachegrind_xtree.png"),
+    ("nodejs", "/full-white-stripe.jpg"),
 ];
 
+/// The installed file of Debian package `package` whose path ends with
+/// `suffix` (from `dpkg -L`), or None.
+pub fn package_file(package: &str, suffix: &str) -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("dpkg")
+        .args(["-L", package])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|line| line.ends_with(suffix))
+        .map(std::path::PathBuf::from)
+        .filter(|path| path.is_file())
+}
+
 /// Decodes a PNG or JPEG file into BGRX (alpha dropped), or None.
-pub fn load(path: &str) -> Option<TestImage> {
+pub fn load(path: &std::path::Path) -> Option<TestImage> {
     let bytes = std::fs::read(path).ok()?;
-    let (width, height, rgb): (u32, u32, Vec<[u8; 3]>) = if path.ends_with(".png") {
+    let png = path.extension().is_some_and(|e| e == "png");
+    let (width, height, rgb): (u32, u32, Vec<[u8; 3]>) = if png {
         let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
         let mut reader = decoder.read_info().ok()?;
@@ -156,7 +173,7 @@ pub fn load(path: &str) -> Option<TestImage> {
         (u32::from(info.width), u32::from(info.height), rgb)
     };
     Some(TestImage {
-        name: path.rsplit('/').next().unwrap_or(path).to_string(),
+        name: path.file_name()?.to_string_lossy().into_owned(),
         width,
         height,
         bgrx: rgb.iter().flat_map(|p| [p[2], p[1], p[0], 0]).collect(),
@@ -183,7 +200,7 @@ pub fn crop(img: &TestImage, w: u32, h: u32) -> TestImage {
 pub fn real_images(max: u32) -> Vec<TestImage> {
     REAL_IMAGES
         .iter()
-        .filter_map(|p| load(p))
+        .filter_map(|(package, suffix)| load(&package_file(package, suffix)?))
         .map(|img| crop(&img, max, max))
         .collect()
 }
