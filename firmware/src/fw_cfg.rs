@@ -36,6 +36,23 @@ pub mod key {
     pub const MAX_CPUS: u16 = 0x0f;
     pub const FILE_DIR: u16 = 0x19;
     pub const FILE_FIRST: u16 = 0x20;
+
+    /// A kernel for the linuxboot option ROM: addresses and sizes are
+    /// little-endian `u32`s (docs/seabios-platform.md §10).
+    pub mod kernel {
+        pub const KERNEL_ADDR: u16 = 0x07;
+        pub const KERNEL_SIZE: u16 = 0x08;
+        pub const INITRD_ADDR: u16 = 0x0a;
+        pub const INITRD_SIZE: u16 = 0x0b;
+        pub const KERNEL_DATA: u16 = 0x11;
+        pub const INITRD_DATA: u16 = 0x12;
+        pub const CMDLINE_ADDR: u16 = 0x13;
+        pub const CMDLINE_SIZE: u16 = 0x14;
+        pub const CMDLINE_DATA: u16 = 0x15;
+        pub const SETUP_ADDR: u16 = 0x16;
+        pub const SETUP_SIZE: u16 = 0x17;
+        pub const SETUP_DATA: u16 = 0x18;
+    }
 }
 
 /// `ID` bits: the port interface and DMA.

@@ -8,7 +8,7 @@
 //! a boot loader does: loader type, heap end, command line address, initrd
 //! address and size.
 
-use crate::fw_cfg::key;
+use crate::fw_cfg::key::kernel as item;
 
 /// Where the ROM puts the parts (QEMU's addresses for a modern bzImage).
 const SETUP_ADDR: u32 = 0x1_0000;
@@ -44,22 +44,6 @@ mod hdr {
 
 /// Oldest boot protocol handled: 2.02 has the 32-bit command line pointer.
 const MIN_PROTOCOL: u16 = 0x202;
-
-/// fw_cfg selectors of the kernel items (QEMU's numbers).
-pub mod item {
-    pub const KERNEL_ADDR: u16 = 0x07;
-    pub const KERNEL_SIZE: u16 = 0x08;
-    pub const INITRD_ADDR: u16 = 0x0a;
-    pub const INITRD_SIZE: u16 = 0x0b;
-    pub const KERNEL_DATA: u16 = 0x11;
-    pub const INITRD_DATA: u16 = 0x12;
-    pub const CMDLINE_ADDR: u16 = 0x13;
-    pub const CMDLINE_SIZE: u16 = 0x14;
-    pub const CMDLINE_DATA: u16 = 0x15;
-    pub const SETUP_ADDR: u16 = 0x16;
-    pub const SETUP_SIZE: u16 = 0x17;
-    pub const SETUP_DATA: u16 = 0x18;
-}
 
 /// The option ROM that loads the kernel (from QEMU's data files) and its
 /// fw_cfg name: SeaBIOS runs every `genroms/` file.
@@ -100,7 +84,7 @@ pub fn items(
     low_ram_end: u64,
 ) -> Result<Items, LinuxBootError> {
     let protocol = check_header(kernel)?;
-    let setup_len = setup_len(kernel)?;
+    let setup_len = setup_len(kernel, kernel.len())?;
     let mut setup = kernel[..setup_len].to_vec();
     // The command line goes up to the setup's heap, below 0x9_0000.
     let max_cmdline = (0x9_0000 - CMDLINE_ADDR) as usize - 1;
@@ -151,14 +135,17 @@ pub fn items(
         (item::SETUP_SIZE, le32(setup_len as u32)),
         (item::SETUP_DATA, setup),
     ]);
-    debug_assert!(items.iter().all(|(k, _)| *k < key::FILE_DIR));
     Ok(items)
 }
 
-/// Whether `kernel` is a bzImage this module can boot.
-pub fn check(kernel: &[u8]) -> Result<(), LinuxBootError> {
-    check_header(kernel)?;
-    setup_len(kernel).map(drop)
+/// Bytes of the file [`check`] needs to see.
+pub const HEADER_LEN: usize = hdr::END;
+
+/// Whether a kernel file of `file_len` bytes that starts with `header`
+/// (at least [`HEADER_LEN`] bytes) is a bzImage this module can boot.
+pub fn check(header: &[u8], file_len: usize) -> Result<(), LinuxBootError> {
+    check_header(header)?;
+    setup_len(header, file_len).map(drop)
 }
 
 /// The boot protocol version, once the header says this is a bzImage we
@@ -178,13 +165,13 @@ fn check_header(kernel: &[u8]) -> Result<u16, LinuxBootError> {
 }
 
 /// Bytes of the real-mode setup: (setup_sects + 1) sectors, 4 when 0.
-fn setup_len(kernel: &[u8]) -> Result<usize, LinuxBootError> {
-    let sects = match kernel[hdr::SETUP_SECTS] {
+fn setup_len(header: &[u8], file_len: usize) -> Result<usize, LinuxBootError> {
+    let sects = match header[hdr::SETUP_SECTS] {
         0 => 4,
         n => usize::from(n),
     };
     let len = (sects + 1) * 512;
-    if len > kernel.len() || !(hdr::END..=MAX_SETUP).contains(&len) {
+    if len > file_len || !(hdr::END..=MAX_SETUP).contains(&len) {
         return Err(LinuxBootError::BadSetup(len));
     }
     Ok(len)

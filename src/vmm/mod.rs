@@ -196,8 +196,16 @@ fn check_inputs(config: &VmConfig) -> Result<(), VmError> {
         }
     }
     if through_bios {
-        let bytes = std::fs::read(kernel).map_err(input_err(kernel))?;
-        firmware::linuxboot::check(&bytes).map_err(input_err(kernel))?;
+        // The header is enough here; the BIOS step reads the whole file.
+        use std::io::Read;
+        let file = std::fs::File::open(kernel).map_err(input_err(kernel))?;
+        let len = file.metadata().map_err(input_err(kernel))?.len();
+        let mut header = Vec::with_capacity(firmware::linuxboot::HEADER_LEN);
+        file.take(firmware::linuxboot::HEADER_LEN as u64)
+            .read_to_end(&mut header)
+            .map_err(input_err(kernel))?;
+        firmware::linuxboot::check(&header, usize::try_from(len).unwrap_or(usize::MAX))
+            .map_err(input_err(kernel))?;
     } else {
         boot::probe_kernel(kernel)?;
     }
