@@ -55,9 +55,14 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
             server.wait_for_display_client();
         }
     }
-    let gate = server
+    // Paced by the client: each frame waits until the display clients
+    // have everything the last one showed.
+    let caught_up = server
         .as_ref()
-        .map(|s| s as &dyn saffron::replay::player::ClientGate);
+        .map(|s| move || s.wait_display_clients_caught_up());
+    let gate = caught_up
+        .as_ref()
+        .map(|f| f as &dyn saffron::replay::player::ClientGate);
     let mut failure = None;
     loop {
         let summary = player

@@ -8,11 +8,8 @@ use std::time::Instant;
 use mio::net::{TcpStream, UnixStream};
 
 use super::channel::Outbox;
-use super::cursor_channel::CursorChannel;
-use super::display_channel::DisplayChannel;
-use super::inputs_channel::InputsChannel;
 use super::link::{LinkRequest, Linker};
-use super::main_channel::MainChannel;
+use super::session::SpiceChannel;
 
 /// Largest client message body accepted on any channel (agent data is the
 /// biggest legitimate one, 2 KiB).
@@ -72,36 +69,6 @@ impl Write for Stream {
     }
 }
 
-/// An open channel of a session.
-pub enum Channel {
-    Main(MainChannel),
-    Display(usize, Box<DisplayChannel>),
-    Cursor(usize, CursorChannel),
-    Inputs(InputsChannel),
-}
-
-impl Channel {
-    pub fn name(&self) -> String {
-        match self {
-            Channel::Main(_) => "main".into(),
-            Channel::Display(i, _) => format!("display {i}"),
-            Channel::Cursor(i, _) => format!("cursor {i}"),
-            Channel::Inputs(_) => "inputs".into(),
-        }
-    }
-
-    /// `(type, id)` as in the link message.
-    pub fn id(&self) -> (u8, u8) {
-        use super::protocol::channel::*;
-        match self {
-            Channel::Main(_) => (MAIN, 0),
-            Channel::Display(i, _) => (DISPLAY, *i as u8),
-            Channel::Cursor(i, _) => (CURSOR, *i as u8),
-            Channel::Inputs(_) => (INPUTS, 0),
-        }
-    }
-}
-
 pub enum State {
     Linking {
         linker: Linker,
@@ -109,7 +76,11 @@ pub enum State {
     },
     Open {
         session: u32,
-        channel: Channel,
+        /// `(type, id)` as in the link message.
+        id: (u8, u8),
+        /// "display 0", "main", ... for logs.
+        name: String,
+        channel: Box<dyn SpiceChannel>,
         outbox: Outbox,
     },
 }
@@ -155,7 +126,7 @@ impl Connection {
     pub fn channel_name(&self) -> String {
         match &self.state {
             State::Linking { .. } => "link".into(),
-            State::Open { channel, .. } => channel.name(),
+            State::Open { name, .. } => name.clone(),
         }
     }
 

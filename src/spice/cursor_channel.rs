@@ -22,8 +22,9 @@ use devices::display::{CursorShape, CursorState, Display};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
 use super::image_cache::CursorCache;
-use super::protocol::cursor_msg;
-use super::wire::Writer;
+use super::protocol::{channel, cursor_msg};
+use super::session::{Changes, ChannelKind, Context, SentTotals, SpiceChannel};
+use super::wire::{Caps, Writer};
 
 /// Largest cursor we forward (clients handle bigger, guests never need it).
 pub const MAX_CURSOR_SIDE: u16 = 512;
@@ -202,6 +203,8 @@ impl Encode for CursorHide {
 /// The server side of one cursor channel connection.
 pub struct CursorChannel {
     display: Arc<Display>,
+    /// Which display's events it takes (its channel id).
+    feed: usize,
     ack: AckWindow,
     /// What the client was last told.
     sent: CursorState,
@@ -219,6 +222,7 @@ impl CursorChannel {
         let state = display.cursor();
         let mut channel = CursorChannel {
             display,
+            feed: 0,
             ack,
             sent: state.clone(),
             dirty: false,
@@ -319,6 +323,53 @@ impl CursorChannel {
             out.push(&CursorMove { x, y });
         }
         self.sent = now;
+    }
+}
+
+/// The cursor channel kind: one per Display.
+pub const KIND: ChannelKind = ChannelKind {
+    channel_type: channel::CURSOR,
+    name: "cursor",
+    count: |server| server.displays.len(),
+    caps: Caps::default,
+    open: |o, out| {
+        let display = o.server.displays[usize::from(o.id)].clone();
+        let mut channel = CursorChannel::start(display, o.session.client_caches, out);
+        channel.feed = usize::from(o.id);
+        Box::new(channel)
+    },
+};
+
+impl SpiceChannel for CursorChannel {
+    fn receive(&mut self, msg_type: u16, body: &[u8], _: &mut Context) -> Result<(), ChannelError> {
+        self.handle(msg_type, body)
+    }
+
+    fn update(&mut self, changes: &Changes, _: &mut Outbox) {
+        if changes
+            .displays
+            .get(self.feed)
+            .is_some_and(|f| f.cursor_changed)
+        {
+            self.cursor_changed();
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.dirty
+    }
+
+    fn pump(&mut self, cx: &mut Context) {
+        CursorChannel::pump(self, cx.out);
+    }
+
+    fn add_sent(&self, sent: &mut SentTotals) {
+        sent.cursor_shapes += self.stats.shapes;
+        sent.cursor_shapes_from_cache += self.stats.from_cache;
+    }
+
+    fn bounds_own_output(&self) -> bool {
+        true
     }
 }
 

@@ -30,13 +30,16 @@ use devices::display::{Display, Rect, Surface};
 
 use super::channel::{AckWindow, BaseMessage, ChannelError, Encode, Outbox};
 use super::codec::policy::{ClientTraits, CompressionOptions, Compressor, Request};
+use super::display_feed::SHOWN_HEAD;
 use super::image_cache::{
     CacheStep, CachedImages, InvalAllPixmaps, InvalList, SessionImages, MIN_CACHED_PIXELS,
 };
+use super::mm_clock::MmClock;
 use super::net_test::LinkEstimate;
-use super::protocol::{display_cap, display_msg};
+use super::protocol::{channel, display_cap, display_msg};
 use super::region::Region;
-use super::video_stream::{MmClock, StreamReport, VideoStreams};
+use super::session::{Changes, ChannelKind, Context, SentTotals, SpiceChannel};
+use super::video_stream::{StreamReport, VideoStreams};
 use super::wire::{Caps, Reader, Writer};
 
 /// The client must send `DISPLAY_INIT` within this time.
@@ -59,11 +62,6 @@ pub const SURFACE_FMT_32_XRGB: u32 = 32;
 pub const SURFACE_FLAG_PRIMARY: u32 = 1;
 const ROPD_OP_PUT: u16 = 1 << 3;
 const CLIP_NONE: u8 = 0;
-
-/// Rect on the wire: top, left, bottom, right.
-pub(super) fn put_rect(w: &mut Writer, r: &Rect) {
-    w.i32(r.top).i32(r.left).i32(r.bottom).i32(r.right);
-}
 
 /// `SURFACE_CREATE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,13 +159,15 @@ impl Encode for DrawCopy {
     const TYPE: u16 = display_msg::DRAW_COPY;
     fn encode(&self, w: &mut Writer) {
         w.u32(self.surface_id);
-        put_rect(w, &self.dest);
+        w.rect(&self.dest);
         w.u8(CLIP_NONE);
         let src_bitmap = w.pointer_slot();
-        put_rect(
-            w,
-            &Rect::new(0, 0, self.image.width as i32, self.image.height as i32),
-        );
+        w.rect(&Rect::new(
+            0,
+            0,
+            self.image.width as i32,
+            self.image.height as i32,
+        ));
         w.u16(ROPD_OP_PUT).u8(0); // scale mode
         w.u8(0).i32(0).i32(0).u32(0); // empty mask
         w.patch_pointer(src_bitmap);
@@ -321,6 +321,8 @@ impl UpdatePacer {
 /// The server side of one display channel connection.
 pub struct DisplayChannel {
     display: Arc<Display>,
+    /// Which display's events it takes (its channel id).
+    feed: usize,
     head: u32,
     ack: AckWindow,
     phase: Phase,
@@ -373,6 +375,7 @@ impl DisplayChannel {
         ));
         let mut channel = DisplayChannel {
             display,
+            feed: 0,
             head,
             ack: AckWindow::start(out),
             phase: Phase::AwaitingInit { since: now },
@@ -761,6 +764,89 @@ impl DisplayChannel {
     pub fn set_client_link(&mut self, link: LinkEstimate) {
         self.compressor.client.low_bandwidth = link.low_bandwidth();
         self.streams.set_link(link.bits_per_second);
+    }
+}
+
+/// The display channel kind: one per Display, showing its first head.
+pub const KIND: ChannelKind = ChannelKind {
+    channel_type: channel::DISPLAY,
+    name: "display",
+    count: |server| server.displays.len(),
+    caps: server_caps,
+    open: |o, out| {
+        let setup = ImageSetup {
+            compression: o.server.compression,
+            session: o.session.images.clone(),
+            client_caches: o.session.client_caches,
+            clock: o.server.clock,
+            client_link: o.session.view.client_link,
+        };
+        let display = o.server.displays[usize::from(o.id)].clone();
+        let mut channel =
+            DisplayChannel::start(display, SHOWN_HEAD, o.client_caps, setup, out, o.now);
+        channel.feed = usize::from(o.id);
+        Box::new(channel)
+    },
+};
+
+impl SpiceChannel for DisplayChannel {
+    fn receive(&mut self, msg_type: u16, body: &[u8], _: &mut Context) -> Result<(), ChannelError> {
+        self.handle(msg_type, body)
+    }
+
+    fn update(&mut self, changes: &Changes, _: &mut Outbox) {
+        if let Some(feed) = changes.displays.get(self.feed) {
+            if feed.head_changed {
+                self.head_changed();
+            }
+            for rect in feed.damage.rects() {
+                self.damage(*rect);
+            }
+        }
+        if let Some(link) = changes.view.and_then(|v| v.client_link) {
+            self.set_client_link(link);
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        DisplayChannel::has_work(self)
+    }
+
+    fn pump(&mut self, cx: &mut Context) {
+        if DisplayChannel::has_work(self) {
+            self.pump_at(cx.out, cx.now);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        DisplayChannel::next_deadline(self)
+    }
+
+    fn overdue(&self, now: Instant) -> bool {
+        self.init_overdue(now)
+    }
+
+    fn add_sent(&self, sent: &mut SentTotals) {
+        let images = self.stats();
+        for m in 0..sent.images.len() {
+            sent.images[m] += images.images[m];
+            sent.image_bytes[m] += images.bytes_out[m];
+        }
+        sent.images_from_cache += self.from_cache;
+        let streams = self.stream_stats();
+        sent.streams += streams.started;
+        sent.stream_frames += streams.frames;
+        sent.stream_bytes += streams.bytes;
+        sent.stream_frames_unchanged += streams.unchanged;
+        sent.stream_stills_made_exact += streams.still_exact;
+    }
+
+    fn bounds_own_output(&self) -> bool {
+        true
+    }
+
+    fn is_display(&self) -> bool {
+        true
     }
 }
 

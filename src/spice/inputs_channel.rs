@@ -17,8 +17,9 @@
 use std::sync::Arc;
 
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox};
-use super::protocol::{inputs_msg, mouse_mode};
-use super::wire::{Reader, Writer};
+use super::protocol::{channel, inputs_cap, inputs_msg, mouse_mode};
+use super::session::{Changes, ChannelKind, Context, SpiceChannel};
+use super::wire::{Caps, Reader, Writer};
 
 /// Mouse buttons held down.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -394,6 +395,41 @@ impl InputsChannel {
             self.buttons = MouseButtons::default();
             self.sink.buttons(self.buttons);
         }
+    }
+}
+
+/// The inputs channel kind: one per server.
+pub const KIND: ChannelKind = ChannelKind {
+    channel_type: channel::INPUTS,
+    name: "inputs",
+    count: |_| 1,
+    caps: || Caps::from_bits(&[inputs_cap::KEY_SCANCODE]),
+    open: |o, out| {
+        let mut channel = InputsChannel::start(o.server.input.clone(), o.server.guest_leds, out);
+        channel.set_mouse_mode(o.session.view.mouse_mode);
+        Box::new(channel)
+    },
+};
+
+impl SpiceChannel for InputsChannel {
+    fn receive(
+        &mut self,
+        msg_type: u16,
+        body: &[u8],
+        cx: &mut Context,
+    ) -> Result<(), ChannelError> {
+        self.handle(msg_type, body, cx.out)
+    }
+
+    fn update(&mut self, changes: &Changes, out: &mut Outbox) {
+        self.set_guest_leds(changes.guest_leds, out);
+        if let Some(view) = changes.view {
+            self.set_mouse_mode(view.mouse_mode);
+        }
+    }
+
+    fn closed(&mut self) {
+        self.release_all();
     }
 }
 

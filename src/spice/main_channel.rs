@@ -16,8 +16,9 @@
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox, Ping};
 use super::config::MousePolicy;
 use super::net_test::{LinkEstimate, NetTest, TestPing};
-use super::protocol::{main_msg, mouse_mode};
-use super::wire::{Reader, Writer};
+use super::protocol::{channel, main_msg, mouse_mode};
+use super::session::{Changes, ChannelKind, Context, SessionView, SpiceChannel};
+use super::wire::{Caps, Reader, Writer};
 
 /// Agent tokens a client starts with (`REDS_AGENT_WINDOW_SIZE`).
 pub const AGENT_TOKENS: u32 = 10;
@@ -330,6 +331,51 @@ impl MainChannel {
             MainMessage::Ignored(t) => tracing::debug!("main channel: ignoring message {t}"),
         }
         Ok(())
+    }
+}
+
+/// The main channel kind: one per server; its link starts a session.
+pub const KIND: ChannelKind = ChannelKind {
+    channel_type: channel::MAIN,
+    name: "main",
+    count: |_| 1,
+    caps: Caps::default,
+    open: |o, out| {
+        let setup = MainSetup {
+            session_id: o.session.id,
+            channels: o.server.channels.clone(),
+            display_channels: o.server.displays.len() as u32,
+            client_mouse_allowed: o.server.client_mouse_allowed,
+            mouse: o.server.mouse,
+            mm_time_now: o.server.clock.at(o.now),
+        };
+        Box::new(MainChannel::start(setup, out, o.now_ns))
+    },
+};
+
+impl SpiceChannel for MainChannel {
+    fn receive(
+        &mut self,
+        msg_type: u16,
+        body: &[u8],
+        cx: &mut Context,
+    ) -> Result<(), ChannelError> {
+        self.handle(msg_type, body, cx.out, cx.now_ns)
+    }
+
+    fn update(&mut self, changes: &Changes, out: &mut Outbox) {
+        self.set_client_mouse_allowed(changes.client_mouse_allowed, out);
+    }
+
+    fn pump(&mut self, cx: &mut Context) {
+        self.tick(cx.out, cx.now_ns);
+    }
+
+    fn decide(&self, view: &mut SessionView) {
+        view.mouse_mode = self.mouse_mode;
+        if let Some(link) = self.link() {
+            view.client_link = Some(link);
+        }
     }
 }
 

@@ -19,6 +19,9 @@
 //!   client on a slow link?), [`display_channel`], [`cursor_channel`],
 //!   [`inputs_channel`]; each is a sans-IO state machine with typed
 //!   messages (`encode()` for ours, `decode()` for the client's).
+//! * The channel interface: [`session`] ([`session::SpiceChannel`], which
+//!   every channel implements, and [`session::ChannelKind`], which
+//!   registers it in [`server::CHANNELS`]); [`mm_clock`] (multimedia time).
 //! * Runtime: [`server`] (event loop, sessions), [`connection`],
 //!   [`display_feed`] (display events), [`region`] (bounded damage).
 //!
@@ -42,10 +45,12 @@ pub mod image_cache;
 pub mod inputs_channel;
 pub mod link;
 pub mod main_channel;
+pub mod mm_clock;
 pub mod net_test;
 pub mod protocol;
 pub mod region;
 pub mod server;
+pub mod session;
 pub mod ticket;
 pub mod video_stream;
 pub mod wire;
@@ -62,7 +67,7 @@ use mio::{Poll, Waker};
 pub use codec::policy::{CompressionOptions, STATS_METHODS};
 pub use config::{MousePolicy, SpiceConfig};
 pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
-pub use server::SentTotals;
+pub use session::SentTotals;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpiceError {
@@ -328,7 +333,7 @@ impl SpiceControl {
     }
 
     /// What the display channels sent so far.
-    pub fn sent(&self) -> server::SentTotals {
+    pub fn sent(&self) -> SentTotals {
         self.shared
             .status
             .lock()
@@ -371,12 +376,6 @@ impl SpiceNotifier {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(allowed);
         let _ = self.waker.wake();
-    }
-}
-
-impl crate::replay::player::ClientGate for SpiceServer {
-    fn wait_caught_up(&self) {
-        self.wait_display_clients_caught_up();
     }
 }
 

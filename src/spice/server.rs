@@ -20,19 +20,29 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::channel::{ChannelError, Notify, Outbox};
 use super::codec::policy::CompressionOptions;
 use super::config::MousePolicy;
-use super::connection::{Channel, Connection, State, Stream, MAX_CLIENT_MESSAGE};
-use super::cursor_channel::CursorChannel;
-use super::display_channel::{self, DisplayChannel, ImageSetup};
-use super::display_feed::{DisplayFeed, SHOWN_HEAD};
+use super::connection::{Connection, State, Stream, MAX_CLIENT_MESSAGE};
+use super::display_feed::DisplayFeed;
 use super::image_cache::SessionImages;
-use super::inputs_channel::{InputSink, InputsChannel, KeyboardLeds};
+use super::inputs_channel::{InputSink, KeyboardLeds};
 use super::link::{self, LinkRequest, LinkStep};
-use super::main_channel::{MainChannel, MainSetup};
+use super::mm_clock::MmClock;
 use super::net_test::LinkEstimate;
-use super::protocol::{base, channel, common_cap, inputs_cap, main_cap, mouse_mode, LinkError};
+use super::protocol::{base, channel, common_cap, main_cap, mouse_mode, LinkError};
+use super::session::{
+    Changes, ChannelKind, Context, Opening, SentTotals, ServerContext, Session, SessionView,
+};
 use super::ticket::{TicketKey, TicketPolicy};
-use super::video_stream::MmClock;
-use super::wire::{next_frame, Caps, HeaderMode};
+use super::wire::{next_frame, HeaderMode};
+use super::{cursor_channel, display_channel, inputs_channel, main_channel};
+
+/// Every channel kind the server offers: main first, then the others in
+/// the order clients should open them. A new channel is one line here.
+pub const CHANNELS: &[ChannelKind] = &[
+    main_channel::KIND,
+    display_channel::KIND,
+    inputs_channel::KIND,
+    cursor_channel::KIND,
+];
 
 pub const WAKER: Token = Token(0);
 const TCP_LISTENER: Token = Token(1);
@@ -60,52 +70,6 @@ pub struct Shared {
     pub status_changed: std::sync::Condvar,
     /// The compression options display channels opened from now on get.
     pub compression: Mutex<CompressionOptions>,
-}
-
-/// What the display and cursor channels sent since the server started.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SentTotals {
-    /// Images and their bytes per encoding, in the order of
-    /// [`super::codec::policy::STATS_METHODS`].
-    pub images: [u64; 6],
-    pub image_bytes: [u64; 6],
-    /// Draws sent as ids of the client's pixmap cache (no image data).
-    pub images_from_cache: u64,
-    /// Video streams started, their frames and bytes.
-    pub streams: u64,
-    pub stream_frames: u64,
-    pub stream_bytes: u64,
-    /// Due stream frames not sent because they showed what the last did.
-    pub stream_frames_unchanged: u64,
-    /// Still stream pictures sent losslessly over their stream.
-    pub stream_stills_made_exact: u64,
-    /// Cursor shapes sent, and how many of them as ids of the client's
-    /// cursor cache.
-    pub cursor_shapes: u64,
-    pub cursor_shapes_from_cache: u64,
-}
-
-impl SentTotals {
-    fn add(&mut self, display: &DisplayChannel) {
-        let images = display.stats();
-        for m in 0..self.images.len() {
-            self.images[m] += images.images[m];
-            self.image_bytes[m] += images.bytes_out[m];
-        }
-        self.images_from_cache += display.from_cache();
-        let streams = display.stream_stats();
-        self.streams += streams.started;
-        self.stream_frames += streams.frames;
-        self.stream_bytes += streams.bytes;
-        self.stream_frames_unchanged += streams.unchanged;
-        self.stream_stills_made_exact += streams.still_exact;
-    }
-
-    fn add_cursor(&mut self, cursor: &CursorChannel) {
-        let stats = cursor.stats();
-        self.cursor_shapes += stats.shapes;
-        self.cursor_shapes_from_cache += stats.from_cache;
-    }
 }
 
 /// The event loop's view of its display clients, published after every
@@ -143,19 +107,13 @@ pub struct LoopSetup {
 
 pub struct EventLoop {
     setup: LoopSetup,
+    /// What channels see of the server.
+    server: ServerContext,
     connections: HashMap<Token, Connection>,
     next_token: usize,
-    session: Option<u32>,
-    /// The current session's caches and GLZ windows.
-    session_images: Arc<SessionImages>,
-    /// Whether the current session's client keeps the caches we name by
-    /// hashed ids (cursor shapes, pictures).
-    session_client_caches: bool,
-    guest_leds: KeyboardLeds,
-    /// The session's mouse mode, as its inputs channel and the sink know it.
-    mouse_mode: u16,
-    /// The session's network test result, as its display channels know it.
-    client_link: Option<LinkEstimate>,
+    session: Option<Session>,
+    /// The mouse mode the input sink was last told.
+    sink_mouse_mode: u16,
     epoch: Instant,
     /// What closed display channels sent.
     closed_sent: SentTotals,
@@ -183,30 +141,36 @@ impl EventLoop {
                 .registry()
                 .register(l, UNIX_LISTENER, Interest::READABLE)?;
         }
+        let epoch = Instant::now();
+        let mut server = ServerContext {
+            displays: setup.displays.iter().map(|f| f.display().clone()).collect(),
+            input: setup.input.clone(),
+            client_mouse_allowed: setup.client_mouse_allowed,
+            mouse: setup.mouse,
+            compression: CompressionOptions::default(),
+            guest_leds: KeyboardLeds::default(),
+            clock: MmClock::new(epoch),
+            channels: Vec::new(),
+        };
+        server.channels = channel_list(&server);
         Ok(EventLoop {
+            epoch,
+            server,
             setup,
             connections: HashMap::new(),
             next_token: FIRST_CONNECTION,
             session: None,
-            session_images: Arc::new(SessionImages::default()),
-            session_client_caches: false,
-            guest_leds: KeyboardLeds::default(),
-            mouse_mode: mouse_mode::SERVER,
-            client_link: None,
-            epoch: Instant::now(),
+            sink_mouse_mode: mouse_mode::SERVER,
             closed_sent: SentTotals::default(),
         })
     }
 
-    /// The earliest time a display channel's video streams need a pump.
+    /// The earliest time a channel needs a pump without an event.
     fn next_deadline(&self) -> Option<Instant> {
         self.connections
             .values()
             .filter_map(|conn| match &conn.state {
-                State::Open {
-                    channel: Channel::Display(_, d),
-                    ..
-                } => d.next_deadline(),
+                State::Open { channel, .. } => channel.next_deadline(),
                 _ => None,
             })
             .min()
@@ -245,7 +209,6 @@ impl EventLoop {
                     _ => {}
                 }
             }
-            self.take_display_events();
             readable.sort_unstable();
             readable.dedup();
             for token in readable {
@@ -253,8 +216,7 @@ impl EventLoop {
                     backlog.push(token);
                 }
             }
-            self.sync_mouse_mode();
-            self.sync_client_link();
+            self.hand_out_changes();
             self.pump_and_flush();
             self.expire();
             self.reap();
@@ -307,54 +269,73 @@ impl EventLoop {
         }
     }
 
-    /// Hands the displays' events since the last turn to the channels.
-    fn take_display_events(&mut self) {
-        let leds = self
-            .setup
-            .shared
-            .leds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(leds) = leds {
-            self.guest_leds = leds;
+    /// Hands what changed since the last pass to the channels: the
+    /// displays' events, the guest's LEDs, whether an absolute pointer
+    /// exists, and what the session's main channel decided.
+    fn hand_out_changes(&mut self) {
+        let shared = &self.setup.shared;
+        if let Some(leds) = shared.leds.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.server.guest_leds = leds;
         }
-        let client_mouse = self
-            .setup
-            .shared
+        let client_mouse = shared
             .client_mouse
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(allowed) = client_mouse {
-            self.setup.client_mouse_allowed = allowed;
+            self.server.client_mouse_allowed = allowed;
         }
         let feeds: Vec<_> = self.setup.displays.iter().map(DisplayFeed::take).collect();
+        let view = self.session_decisions();
+        let current = self.session.as_ref().map(|s| s.id);
         for conn in self.connections.values_mut() {
             let State::Open {
-                channel, outbox, ..
+                session,
+                channel,
+                outbox,
+                ..
             } = &mut conn.state
             else {
                 continue;
             };
-            match channel {
-                Channel::Display(i, display) => {
-                    let feed = &feeds[*i];
-                    if feed.head_changed {
-                        display.head_changed();
-                    }
-                    for rect in feed.damage.rects() {
-                        display.damage(*rect);
-                    }
+            let changes = Changes {
+                displays: &feeds,
+                guest_leds: self.server.guest_leds,
+                client_mouse_allowed: self.server.client_mouse_allowed,
+                view: view.filter(|_| Some(*session) == current),
+            };
+            channel.update(&changes, outbox);
+        }
+    }
+
+    /// What the session's main channel decided, when that changed since
+    /// the last pass; the input sink follows its mouse mode.
+    fn session_decisions(&mut self) -> Option<SessionView> {
+        let session = self.session.as_mut()?;
+        let mut view = session.view;
+        for conn in self.connections.values() {
+            if let State::Open {
+                session: s,
+                channel,
+                ..
+            } = &conn.state
+            {
+                if *s == session.id {
+                    channel.decide(&mut view);
                 }
-                Channel::Cursor(i, cursor) if feeds[*i].cursor_changed => cursor.cursor_changed(),
-                Channel::Inputs(inputs) => inputs.set_guest_leds(self.guest_leds, outbox),
-                Channel::Main(main) => {
-                    main.set_client_mouse_allowed(self.setup.client_mouse_allowed, outbox)
-                }
-                _ => {}
             }
         }
+        if view.mouse_mode != self.sink_mouse_mode {
+            self.sink_mouse_mode = view.mouse_mode;
+            self.server
+                .input
+                .mouse_mode(view.mouse_mode == mouse_mode::CLIENT);
+        }
+        if view == session.view {
+            return None;
+        }
+        session.view = view;
+        Some(view)
     }
 
     /// Reads and handles what a connection sent. Returns true if it has
@@ -397,8 +378,8 @@ impl EventLoop {
                     // and its ACKs must always get through). Its PONGs are
                     // answers, not requests, and the network test times
                     // them while its large ping is still going out.
-                    let blocked = outbox.queued_bytes() > MAX_REPLY_BACKLOG
-                        && !matches!(channel, Channel::Display(..));
+                    let blocked =
+                        outbox.queued_bytes() > MAX_REPLY_BACKLOG && !channel.bounds_own_output();
                     let mode = outbox.mode();
                     let frame = match next_frame(mode, &conn.input, MAX_CLIENT_MESSAGE) {
                         Ok(Some((header, ..))) if blocked && header.msg_type != base::PONG => {
@@ -449,7 +430,6 @@ impl EventLoop {
 
     /// Moves the link stage on; true if it made progress worth repeating.
     fn advance_link(&mut self, token: Token) -> bool {
-        let displays = self.setup.displays.len();
         let Some(conn) = self.connections.get_mut(&token) else {
             return false;
         };
@@ -465,7 +445,7 @@ impl EventLoop {
                 false
             }
             LinkStep::Request(req) => {
-                let Some(channel_caps) = channel_caps(&req, displays) else {
+                let Some(channel_caps) = kind_of(&req, &self.server).map(|k| (k.caps)()) else {
                     log_close(
                         conn,
                         &format!("no channel type {} id {}", req.channel_type, req.channel_id),
@@ -505,54 +485,16 @@ impl EventLoop {
 
     /// The ticket was right: join or start the session and start the channel.
     fn open_channel(&mut self, token: Token, req: LinkRequest) {
-        let session = if req.channel_type == channel::MAIN {
-            if let Some(old) = self.session.take() {
-                self.end_session(old, "another client connected to this VM");
-            }
-            let mut id = rand::random::<u32>();
-            while id == 0 {
-                id = rand::random();
-            }
-            self.session = Some(id);
-            // A new client session: its caches and GLZ window start empty,
-            // and its link is not known until its network test is over.
-            self.session_images = Arc::new(SessionImages::default());
-            self.session_client_caches = client_keeps_caches(&req);
-            self.client_link = None;
-            id
+        let Some(kind) = kind_of(&req, &self.server) else {
+            return;
+        };
+        let joined = if req.channel_type == channel::MAIN {
+            self.start_session(&req)
         } else {
-            match self.session {
-                Some(id) if id == req.connection_id => {
-                    // A channel linked twice replaces the older link.
-                    let wanted = (req.channel_type, req.channel_id);
-                    for (t, other) in self.connections.iter_mut() {
-                        if *t != token {
-                            if let State::Open {
-                                session, channel, ..
-                            } = &other.state
-                            {
-                                if *session == id && channel.id() == wanted {
-                                    tracing::info!(
-                                        "spice: {} replaced by a new link",
-                                        channel.name()
-                                    );
-                                    other.closed = true;
-                                }
-                            }
-                        }
-                    }
-                    id
-                }
-                _ => {
-                    if let Some(conn) = self.connections.get_mut(&token) {
-                        log_close(conn, &format!("unknown session {:#x}", req.connection_id));
-                        conn.raw_out
-                            .extend(link::encode_link_result(LinkError::BadConnectionId));
-                        conn.closing = true;
-                    }
-                    return;
-                }
-            }
+            self.join_session(token, &req)
+        };
+        let Some(session) = joined else {
+            return;
         };
         let mode = if req.common_caps.has(common_cap::MINI_HEADER) {
             HeaderMode::Mini
@@ -560,148 +502,101 @@ impl EventLoop {
             HeaderMode::Full
         };
         let mut outbox = Outbox::new(mode);
-        let now = Instant::now();
-        let now_ns = self.now_ns();
-        let index = req.channel_id as usize;
-        let channel = match req.channel_type {
-            channel::MAIN => Channel::Main(MainChannel::start(
-                MainSetup {
-                    session_id: session,
-                    channels: self.channel_list(),
-                    display_channels: self.setup.displays.len() as u32,
-                    client_mouse_allowed: self.setup.client_mouse_allowed,
-                    mouse: self.setup.mouse,
-                    mm_time_now: MmClock::new(self.epoch).at(now),
-                },
-                &mut outbox,
-                now_ns,
-            )),
-            channel::DISPLAY => Channel::Display(
-                index,
-                Box::new(DisplayChannel::start(
-                    self.setup.displays[index].display().clone(),
-                    SHOWN_HEAD,
-                    &req.channel_caps,
-                    ImageSetup {
-                        compression: *self
-                            .setup
-                            .shared
-                            .compression
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()),
-                        session: self.session_images.clone(),
-                        client_caches: self.session_client_caches,
-                        clock: MmClock::new(self.epoch),
-                        client_link: self.client_link,
-                    },
-                    &mut outbox,
-                    now,
-                )),
-            ),
-            channel::CURSOR => Channel::Cursor(
-                index,
-                CursorChannel::start(
-                    self.setup.displays[index].display().clone(),
-                    self.session_client_caches,
-                    &mut outbox,
-                ),
-            ),
-            _ => {
-                let mut inputs =
-                    InputsChannel::start(self.setup.input.clone(), self.guest_leds, &mut outbox);
-                inputs.set_mouse_mode(self.mouse_mode);
-                Channel::Inputs(inputs)
-            }
+        self.server.compression = *self
+            .setup
+            .shared
+            .compression
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(state) = self.session.as_mut().filter(|s| s.id == session) else {
+            return;
         };
+        let opening = Opening {
+            id: req.channel_id,
+            client_caps: &req.channel_caps,
+            session: state,
+            server: &self.server,
+            now: Instant::now(),
+            now_ns: self.epoch.elapsed().as_nanos() as u64,
+        };
+        let channel = (kind.open)(&opening, &mut outbox);
+        if req.channel_type == channel::MAIN {
+            // The session starts out as its main channel decides.
+            channel.decide(&mut state.view);
+        }
+        let name = kind.channel_name(req.channel_id, &self.server);
         let Some(conn) = self.connections.get_mut(&token) else {
             return;
         };
         tracing::info!(
-            "spice: {} linked {} channel (session {session:#x})",
-            conn.peer,
-            channel.name()
+            "spice: {} linked {name} channel (session {session:#x})",
+            conn.peer
         );
         conn.raw_out.extend(link::encode_link_result(LinkError::Ok));
         conn.state = State::Open {
             session,
+            id: (req.channel_type, req.channel_id),
+            name,
             channel,
             outbox,
         };
     }
 
-    /// Follows the session's mouse mode (its main channel decides) into
-    /// its inputs channels and the input sink.
-    fn sync_mouse_mode(&mut self) {
-        let Some(session) = self.session else {
-            return;
-        };
-        let Some(mode) = self.session_main(session).map(|m| m.mouse_mode()) else {
-            return;
-        };
-        if mode == self.mouse_mode {
-            return;
+    /// A main channel linked: a new session replaces the old one.
+    fn start_session(&mut self, req: &LinkRequest) -> Option<u32> {
+        if let Some(old) = self.session.take() {
+            self.end_session(old.id, "another client connected to this VM");
         }
-        self.mouse_mode = mode;
-        for conn in self.connections.values_mut() {
-            if let State::Open {
-                session: s,
-                channel: Channel::Inputs(inputs),
-                ..
-            } = &mut conn.state
-            {
-                if *s == session {
-                    inputs.set_mouse_mode(mode);
+        let mut id = rand::random::<u32>();
+        while id == 0 {
+            id = rand::random();
+        }
+        // A new client session: its caches and GLZ window start empty,
+        // and its link is not known until its network test is over.
+        self.session = Some(Session {
+            id,
+            images: Arc::new(SessionImages::default()),
+            client_caches: client_keeps_caches(req),
+            view: SessionView {
+                mouse_mode: mouse_mode::SERVER,
+                client_link: None,
+            },
+        });
+        Some(id)
+    }
+
+    /// Another channel linked: it must quote the session's id; a channel
+    /// linked twice replaces the older link.
+    fn join_session(&mut self, token: Token, req: &LinkRequest) -> Option<u32> {
+        match self.session.as_ref().map(|s| s.id) {
+            Some(id) if id == req.connection_id => {
+                let wanted = (req.channel_type, req.channel_id);
+                for (t, other) in self.connections.iter_mut() {
+                    if let State::Open {
+                        session,
+                        id: linked,
+                        name,
+                        ..
+                    } = &other.state
+                    {
+                        if *t != token && *session == id && *linked == wanted {
+                            tracing::info!("spice: {name} replaced by a new link");
+                            other.closed = true;
+                        }
+                    }
                 }
+                Some(id)
+            }
+            _ => {
+                if let Some(conn) = self.connections.get_mut(&token) {
+                    log_close(conn, &format!("unknown session {:#x}", req.connection_id));
+                    conn.raw_out
+                        .extend(link::encode_link_result(LinkError::BadConnectionId));
+                    conn.closing = true;
+                }
+                None
             }
         }
-        self.setup.input.mouse_mode(mode == mouse_mode::CLIENT);
-    }
-
-    /// Follows the session's network test (its main channel runs it) into
-    /// its display channels' compression choices.
-    fn sync_client_link(&mut self) {
-        let Some(session) = self.session else {
-            return;
-        };
-        let link = self.session_main(session).and_then(|m| m.link());
-        if link == self.client_link {
-            return;
-        }
-        let Some(link) = link else { return };
-        self.client_link = Some(link);
-        for conn in self.connections.values_mut() {
-            if let State::Open {
-                session: s,
-                channel: Channel::Display(_, display),
-                ..
-            } = &mut conn.state
-            {
-                if *s == session {
-                    display.set_client_link(link);
-                }
-            }
-        }
-    }
-
-    /// The main channel of `session`, while it is open.
-    fn session_main(&self, session: u32) -> Option<&MainChannel> {
-        self.connections.values().find_map(|c| match &c.state {
-            State::Open {
-                session: s,
-                channel: Channel::Main(main),
-                ..
-            } if *s == session => Some(main),
-            _ => None,
-        })
-    }
-
-    /// Every channel except main, in the order clients open them.
-    fn channel_list(&self) -> Vec<(u8, u8)> {
-        let n = self.setup.displays.len() as u8;
-        let mut list: Vec<(u8, u8)> = (0..n).map(|i| (channel::DISPLAY, i)).collect();
-        list.push((channel::INPUTS, 0));
-        list.extend((0..n).map(|i| (channel::CURSOR, i)));
-        list
     }
 
     /// Tells a session's client why, writes what we can, and closes it.
@@ -710,8 +605,10 @@ impl EventLoop {
         for conn in self.connections.values_mut() {
             let State::Open {
                 session: s,
-                channel,
+                id,
+                name,
                 outbox,
+                ..
             } = &mut conn.state
             else {
                 continue;
@@ -719,7 +616,7 @@ impl EventLoop {
             if *s != session {
                 continue;
             }
-            if let Channel::Main(_) = channel {
+            if id.0 == channel::MAIN {
                 outbox.push(&Notify {
                     timestamp,
                     severity: Notify::SEVERITY_WARN,
@@ -728,7 +625,7 @@ impl EventLoop {
                     message: why.to_string(),
                 });
             }
-            tracing::info!("spice: {}: {why}; closing {}", conn.peer, channel.name());
+            tracing::info!("spice: {}: {why}; closing {name}", conn.peer);
             let _ = conn.flush();
             conn.closed = true;
         }
@@ -745,12 +642,12 @@ impl EventLoop {
         else {
             return Ok(());
         };
-        match channel {
-            Channel::Main(main) => main.handle(msg_type, body, outbox, now_ns),
-            Channel::Display(_, display) => display.handle(msg_type, body),
-            Channel::Cursor(_, cursor) => cursor.handle(msg_type, body),
-            Channel::Inputs(inputs) => inputs.handle(msg_type, body, outbox),
-        }
+        let mut cx = Context {
+            out: outbox,
+            now: Instant::now(),
+            now_ns,
+        };
+        channel.receive(msg_type, body, &mut cx)
     }
 
     /// Lets channels produce output where there is room, and writes.
@@ -760,19 +657,18 @@ impl EventLoop {
             if conn.closed {
                 continue;
             }
-            if let State::Open {
-                channel, outbox, ..
-            } = &mut conn.state
-            {
-                match channel {
-                    Channel::Display(_, d) if d.has_work() => d.pump(outbox),
-                    Channel::Cursor(_, c) if c.has_work() => c.pump(outbox),
-                    Channel::Main(m) => m.tick(outbox, now_ns),
-                    _ => {}
-                }
-            }
-            // Write, then let the display fill the room the write made.
+            // Pump, write, and let the channel fill the room the write made.
             for _ in 0..4 {
+                if let State::Open {
+                    channel, outbox, ..
+                } = &mut conn.state
+                {
+                    channel.pump(&mut Context {
+                        out: outbox,
+                        now: Instant::now(),
+                        now_ns,
+                    });
+                }
                 match conn.flush() {
                     Ok(true) => {
                         if conn.closing {
@@ -786,18 +682,10 @@ impl EventLoop {
                         break;
                     }
                 }
-                let State::Open {
-                    channel: Channel::Display(_, d),
-                    outbox,
-                    ..
-                } = &mut conn.state
-                else {
-                    break;
-                };
-                if !d.has_work() || conn.closed {
+                let busy = matches!(&conn.state, State::Open { channel, .. } if channel.has_work());
+                if !busy || conn.closed {
                     break;
                 }
-                d.pump(outbox);
             }
         }
     }
@@ -808,11 +696,7 @@ impl EventLoop {
         for conn in self.connections.values_mut() {
             let overdue = match &conn.state {
                 State::Linking { .. } => now.duration_since(conn.opened) > LINK_TIMEOUT,
-                State::Open {
-                    channel: Channel::Display(_, d),
-                    ..
-                } => d.init_overdue(now),
-                _ => false,
+                State::Open { channel, .. } => channel.overdue(now),
             };
             if overdue && !conn.closed {
                 log_close(conn, &"timed out");
@@ -836,20 +720,19 @@ impl EventLoop {
             let _ = self.setup.poll.registry().deregister(conn.stream.source());
             conn.stream.shutdown();
             if let State::Open {
-                session, channel, ..
+                session,
+                id,
+                channel,
+                ..
             } = &mut conn.state
             {
-                match channel {
-                    Channel::Inputs(inputs) => inputs.release_all(),
-                    Channel::Display(_, display) => self.closed_sent.add(display),
-                    Channel::Cursor(_, cursor) => self.closed_sent.add_cursor(cursor),
-                    Channel::Main(_) if self.session == Some(*session) => {
-                        self.session = None;
-                        self.client_link = None;
-                        let s = *session;
-                        self.end_session(s, "the main channel closed");
-                    }
-                    _ => {}
+                channel.closed();
+                channel.add_sent(&mut self.closed_sent);
+                let current = self.session.as_ref().map(|s| s.id);
+                if id.0 == channel::MAIN && current == Some(*session) {
+                    self.session = None;
+                    let s = *session;
+                    self.end_session(s, "the main channel closed");
                 }
             }
         }
@@ -863,20 +746,12 @@ impl EventLoop {
     fn publish_status(&self) {
         let (mut clients, mut busy, mut sent) = (0, false, self.closed_sent);
         for conn in self.connections.values() {
-            match &conn.state {
-                State::Open {
-                    channel: Channel::Display(_, d),
-                    ..
-                } => {
+            if let State::Open { channel, .. } = &conn.state {
+                channel.add_sent(&mut sent);
+                if channel.is_display() {
                     clients += 1;
-                    busy |= d.has_work() || conn.has_output();
-                    sent.add(d);
+                    busy |= channel.has_work() || conn.has_output();
                 }
-                State::Open {
-                    channel: Channel::Cursor(_, c),
-                    ..
-                } => sent.add_cursor(c),
-                _ => {}
             }
         }
         let mut status = self
@@ -889,7 +764,7 @@ impl EventLoop {
         status.display_clients = clients;
         status.display_busy = busy;
         status.sent = sent;
-        status.client_link = self.client_link;
+        status.client_link = self.session.as_ref().and_then(|s| s.view.client_link);
         drop(status);
         self.setup.shared.status_changed.notify_all();
     }
@@ -909,13 +784,18 @@ fn client_keeps_caches(main_link: &LinkRequest) -> bool {
     main_link.channel_caps.has(main_cap::NAME_AND_UUID)
 }
 
-/// Our channel caps for a requested channel; `None` if it does not exist.
-fn channel_caps(req: &LinkRequest, displays: usize) -> Option<Caps> {
-    match (req.channel_type, req.channel_id as usize) {
-        (channel::MAIN, 0) => Some(Caps::default()),
-        (channel::DISPLAY, i) if i < displays => Some(display_channel::server_caps()),
-        (channel::CURSOR, i) if i < displays => Some(Caps::default()),
-        (channel::INPUTS, 0) => Some(Caps::from_bits(&[inputs_cap::KEY_SCANCODE])),
-        _ => None,
-    }
+/// The kind of channel a link asks for; `None` if we have no such channel.
+fn kind_of(req: &LinkRequest, server: &ServerContext) -> Option<&'static ChannelKind> {
+    CHANNELS.iter().find(|k| {
+        k.channel_type == req.channel_type && usize::from(req.channel_id) < (k.count)(server)
+    })
+}
+
+/// Every channel except main, in the order clients open them.
+fn channel_list(server: &ServerContext) -> Vec<(u8, u8)> {
+    CHANNELS
+        .iter()
+        .filter(|k| k.channel_type != channel::MAIN)
+        .flat_map(|k| (0..(k.count)(server)).map(|i| (k.channel_type, i as u8)))
+        .collect()
 }

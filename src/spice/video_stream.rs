@@ -58,7 +58,6 @@ use super::channel::{Encode, Outbox};
 use super::codec::classify::{classify, Content};
 use super::codec::policy::StreamingVideo;
 use super::codec::{jpeg, parallel, pixel_bytes, Bitmap};
-use super::display_channel::put_rect;
 use super::protocol::display_msg;
 use super::region::{subtract, Region};
 use super::wire::Writer;
@@ -142,29 +141,6 @@ pub const CODEC_MJPEG: u8 = 1;
 pub const STREAM_FLAG_TOP_DOWN: u8 = 1;
 const CLIP_NONE: u8 = 0;
 
-/// The multimedia clock: milliseconds since the server started, the time
-/// base of the main channel's `multi_media_time` and of stream frames.
-#[derive(Debug, Clone, Copy)]
-pub struct MmClock {
-    epoch: Instant,
-}
-
-impl MmClock {
-    pub fn new(epoch: Instant) -> MmClock {
-        MmClock { epoch }
-    }
-
-    pub fn at(&self, t: Instant) -> u32 {
-        t.saturating_duration_since(self.epoch).as_millis() as u32
-    }
-}
-
-impl Default for MmClock {
-    fn default() -> Self {
-        MmClock::new(Instant::now())
-    }
-}
-
 /// `STREAM_CREATE`: an MJPEG stream of `rect`-sized top-down frames,
 /// shown at `rect` on the primary surface, unclipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +162,7 @@ impl Encode for StreamCreate {
             .u32(height)
             .u32(width)
             .u32(height);
-        put_rect(w, &self.rect);
+        w.rect(&self.rect);
         w.u8(CLIP_NONE);
     }
 }

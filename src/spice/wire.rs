@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use devices::display::Rect;
+
 /// A client message that does not fit the layout it claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireError {
@@ -143,6 +145,11 @@ impl Writer {
     pub fn i32(&mut self, v: i32) -> &mut Self {
         self.bytes.extend_from_slice(&v.to_le_bytes());
         self
+    }
+
+    /// A rectangle as the wire has it: top, left, bottom, right.
+    pub fn rect(&mut self, r: &Rect) -> &mut Self {
+        self.i32(r.top).i32(r.left).i32(r.bottom).i32(r.right)
     }
 
     pub fn u64(&mut self, v: u64) -> &mut Self {
