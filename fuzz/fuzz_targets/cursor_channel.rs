@@ -15,7 +15,9 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     let display = Display::new();
     let mut out = Outbox::new(HeaderMode::Mini);
-    let mut channel = CursorChannel::start(display.clone(), &mut out);
+    // With and without the client's cursor cache.
+    let client_caches = data.first().is_some_and(|b| b & 1 == 1);
+    let mut channel = CursorChannel::start(display.clone(), client_caches, &mut out);
     common::for_each_message(data, |t, body| {
         let result = channel.handle(t, body);
         let b = body.first().copied().unwrap_or(0);

@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::protocol::base;
 use super::wire::{DataHeader, HeaderMode, Reader, WireError, Writer};
@@ -46,12 +48,18 @@ const MAX_SLICES: usize = 64;
 /// Framed messages waiting for the socket. Bodies are kept as they were
 /// encoded (no copy into one big buffer); partial writes resume where they
 /// stopped.
+///
+/// A channel that runs on its own thread frames into a twin
+/// ([`Self::twin`]) and hands the framed pieces over
+/// ([`Self::hand_over`], [`Self::append_framed`]); the two count their
+/// unwritten bytes together, so the channel sees the socket's backlog.
 pub struct Outbox {
     mode: HeaderMode,
     serial: u64,
     chunks: VecDeque<Vec<u8>>,
     front_written: usize,
-    queued: usize,
+    queued: Arc<AtomicUsize>,
+    written: u64,
 }
 
 impl Outbox {
@@ -61,8 +69,34 @@ impl Outbox {
             serial: 0,
             chunks: VecDeque::new(),
             front_written: 0,
-            queued: 0,
+            queued: Arc::default(),
+            written: 0,
         }
+    }
+
+    /// An empty outbox that continues this one's numbering and shares its
+    /// count of unwritten bytes (for a channel on another thread).
+    pub fn twin(&self) -> Outbox {
+        Outbox {
+            mode: self.mode,
+            serial: self.serial,
+            chunks: VecDeque::new(),
+            front_written: 0,
+            queued: self.queued.clone(),
+            written: 0,
+        }
+    }
+
+    /// Takes the framed pieces queued so far (they stay counted as
+    /// unwritten until the twin that gets them writes them).
+    pub fn hand_over(&mut self) -> Vec<Vec<u8>> {
+        debug_assert_eq!(self.front_written, 0, "a twin is never written");
+        self.chunks.drain(..).collect()
+    }
+
+    /// Queues pieces a twin framed and handed over.
+    pub fn append_framed(&mut self, chunks: Vec<Vec<u8>>) {
+        self.chunks.extend(chunks);
     }
 
     pub fn mode(&self) -> HeaderMode {
@@ -71,11 +105,17 @@ impl Outbox {
 
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.queued
+        self.queued.load(Ordering::SeqCst)
     }
 
+    /// Nothing of its own is left to write.
     pub fn is_empty(&self) -> bool {
-        self.queued == 0
+        self.chunks.is_empty()
+    }
+
+    /// Bytes this outbox wrote so far.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Messages queued so far (= the serial of the last one).
@@ -97,7 +137,8 @@ impl Outbox {
             size: u32::try_from(body.len()).unwrap_or(u32::MAX),
         }
         .encode(self.mode, self.serial, &mut header);
-        self.queued += header.len() + body.len();
+        self.queued
+            .fetch_add(header.len() + body.len(), Ordering::SeqCst);
         self.chunks.push_back(header);
         if !body.is_empty() {
             self.chunks.push_back(body);
@@ -135,7 +176,12 @@ impl Outbox {
 
     /// Drops `n` written bytes from the front of the queue.
     fn consume(&mut self, mut n: usize) {
-        self.queued = self.queued.saturating_sub(n);
+        self.written += n as u64;
+        let _ = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                Some(q.saturating_sub(n))
+            });
         while let Some(front) = self.chunks.front() {
             let left = front.len() - self.front_written;
             if n < left {

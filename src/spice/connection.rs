@@ -186,6 +186,14 @@ impl Connection {
         }
     }
 
+    /// Framed bytes written so far.
+    pub fn written(&self) -> u64 {
+        match &self.state {
+            State::Open { outbox, .. } => outbox.written(),
+            State::Linking { .. } => 0,
+        }
+    }
+
     pub fn has_output(&self) -> bool {
         !self.raw_out.is_empty()
             || matches!(&self.state, State::Open { outbox, .. } if !outbox.is_empty())

@@ -41,6 +41,7 @@ use super::region::Region;
 use super::session::{Changes, ChannelKind, Context, SentTotals, SpiceChannel};
 use super::video_stream::{StreamReport, VideoStreams};
 use super::wire::{Caps, Reader, Writer};
+use super::worker::{Threaded, WorkerSetup};
 
 /// The client must send `DISPLAY_INIT` within this time.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -785,7 +786,13 @@ pub const KIND: ChannelKind = ChannelKind {
         let mut channel =
             DisplayChannel::start(display, SHOWN_HEAD, o.client_caps, setup, out, o.now);
         channel.feed = usize::from(o.id);
-        Box::new(channel)
+        // Encoding runs on a thread of its own, not the event loop's.
+        let worker = WorkerSetup {
+            name: format!("spice-display-{}", o.id),
+            waker: o.server.waker.clone(),
+            epoch: o.server.epoch,
+        };
+        Box::new(Threaded::spawn(Box::new(channel), out, worker))
     },
 };
 
@@ -828,17 +835,18 @@ impl SpiceChannel for DisplayChannel {
 
     fn add_sent(&self, sent: &mut SentTotals) {
         let images = self.stats();
-        for m in 0..sent.images.len() {
-            sent.images[m] += images.images[m];
-            sent.image_bytes[m] += images.bytes_out[m];
-        }
-        sent.images_from_cache += self.from_cache;
         let streams = self.stream_stats();
-        sent.streams += streams.started;
-        sent.stream_frames += streams.frames;
-        sent.stream_bytes += streams.bytes;
-        sent.stream_frames_unchanged += streams.unchanged;
-        sent.stream_stills_made_exact += streams.still_exact;
+        sent.add(&SentTotals {
+            images: images.images,
+            image_bytes: images.bytes_out,
+            images_from_cache: self.from_cache,
+            streams: streams.started,
+            stream_frames: streams.frames,
+            stream_bytes: streams.bytes,
+            stream_frames_unchanged: streams.unchanged,
+            stream_stills_made_exact: streams.still_exact,
+            ..SentTotals::default()
+        });
     }
 
     fn bounds_own_output(&self) -> bool {

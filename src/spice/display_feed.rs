@@ -19,7 +19,7 @@ use super::region::Region;
 pub const SHOWN_HEAD: u32 = 0;
 
 /// Events of one Display not yet handed to its channels.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FeedState {
     pub damage: Region,
     pub head_changed: bool,
@@ -27,6 +27,11 @@ pub struct FeedState {
 }
 
 impl FeedState {
+    /// Nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.damage.is_empty() && !self.head_changed && !self.cursor_changed
+    }
+
     pub fn apply(&mut self, event: &DisplayEvent) {
         match event {
             DisplayEvent::Damage { head, rect } if *head == SHOWN_HEAD => self.damage.add(*rect),

@@ -8,8 +8,10 @@
 //!  Display (devices)                                          event loop (1 mio thread)
 //!  draw/resize/cursor  ──►  Subscription ──wake (when it stops  ──►  DisplayFeed → FeedState{Region,flags}
 //!                                          being empty)              → channels per connection:
-//!                                                                    main, display, cursor, inputs
-//!                                             InputSink (VMM)  ◄──── inputs channel
+//!                                                                    main, cursor, inputs; display ─┐
+//!                                             InputSink (VMM)  ◄──── inputs channel                 │
+//!                                display worker thread (one per display connection): encodes, ◄────┘
+//!                                frames into a twin outbox, the loop writes what it framed
 //! ```
 //!
 //! * Wire: [`wire`] (marshalling, framing), [`protocol`] (numbers),
@@ -22,7 +24,8 @@
 //! * The channel interface: [`session`] ([`session::SpiceChannel`], which
 //!   every channel implements, and [`session::ChannelKind`], which
 //!   registers it in [`server::CHANNELS`]); [`mm_clock`] (multimedia time).
-//! * Runtime: [`server`] (event loop, sessions), [`connection`],
+//! * Runtime: [`server`] (event loop, sessions), [`worker`] (a channel
+//!   on a thread of its own: the display channel), [`connection`],
 //!   [`display_feed`] (display events), [`region`] (bounded damage).
 //!
 //! Memory per client is bounded: damage is a region of at most 32
@@ -54,6 +57,7 @@ pub mod session;
 pub mod ticket;
 pub mod video_stream;
 pub mod wire;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

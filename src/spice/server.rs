@@ -150,6 +150,8 @@ impl EventLoop {
             compression: CompressionOptions::default(),
             guest_leds: KeyboardLeds::default(),
             clock: MmClock::new(epoch),
+            epoch,
+            waker: setup.waker.clone(),
             channels: Vec::new(),
         };
         server.channels = channel_list(&server);
@@ -669,7 +671,14 @@ impl EventLoop {
                         now_ns,
                     });
                 }
-                match conn.flush() {
+                let before = conn.written();
+                let flushed = conn.flush();
+                if conn.written() != before {
+                    if let State::Open { channel, .. } = &mut conn.state {
+                        channel.written();
+                    }
+                }
+                match flushed {
                     Ok(true) => {
                         if conn.closing {
                             conn.closed = true;
@@ -694,9 +703,18 @@ impl EventLoop {
     fn expire(&mut self) {
         let now = Instant::now();
         for conn in self.connections.values_mut() {
-            let overdue = match &conn.state {
+            let overdue = match &mut conn.state {
                 State::Linking { .. } => now.duration_since(conn.opened) > LINK_TIMEOUT,
-                State::Open { channel, .. } => channel.overdue(now),
+                State::Open { channel, .. } => {
+                    if let Some(e) = channel.failed() {
+                        if !conn.closed {
+                            log_close(conn, &e);
+                            conn.closed = true;
+                        }
+                        continue;
+                    }
+                    channel.overdue(now)
+                }
             };
             if overdue && !conn.closed {
                 log_close(conn, &"timed out");

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use devices::display::Display;
+use mio::Waker;
 
 use super::channel::{ChannelError, Outbox};
 use super::codec::policy::CompressionOptions;
@@ -60,6 +61,10 @@ pub struct ServerContext {
     /// The guest's keyboard LEDs as last reported.
     pub guest_leds: KeyboardLeds,
     pub clock: MmClock,
+    /// When the server started (ping timestamps count from here).
+    pub epoch: Instant,
+    /// Wakes the event loop (for channels on threads of their own).
+    pub waker: Arc<Waker>,
     /// Every channel except main, in the order clients should open them.
     pub channels: Vec<(u8, u8)>,
 }
@@ -134,6 +139,9 @@ pub trait SpiceChannel: Send {
     /// every pass and whenever a write made room.
     fn pump(&mut self, _cx: &mut Context) {}
 
+    /// The socket took some of the queued bytes.
+    fn written(&mut self) {}
+
     /// When the channel needs a pump without any event.
     fn next_deadline(&self) -> Option<Instant> {
         None
@@ -142,6 +150,12 @@ pub trait SpiceChannel: Send {
     /// Whether the client failed to finish starting the channel in time.
     fn overdue(&self, _now: Instant) -> bool {
         false
+    }
+
+    /// Why the channel must close, when it found out after `receive`
+    /// returned (a channel on its own thread).
+    fn failed(&mut self) -> Option<ChannelError> {
+        None
     }
 
     /// The main channel writes its decisions for the session here.
@@ -186,4 +200,22 @@ pub struct SentTotals {
     /// cursor cache.
     pub cursor_shapes: u64,
     pub cursor_shapes_from_cache: u64,
+}
+
+impl SentTotals {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &SentTotals) {
+        for m in 0..self.images.len() {
+            self.images[m] += other.images[m];
+            self.image_bytes[m] += other.image_bytes[m];
+        }
+        self.images_from_cache += other.images_from_cache;
+        self.streams += other.streams;
+        self.stream_frames += other.stream_frames;
+        self.stream_bytes += other.stream_bytes;
+        self.stream_frames_unchanged += other.stream_frames_unchanged;
+        self.stream_stills_made_exact += other.stream_stills_made_exact;
+        self.cursor_shapes += other.cursor_shapes;
+        self.cursor_shapes_from_cache += other.cursor_shapes_from_cache;
+    }
 }
