@@ -1,8 +1,7 @@
 //! Lays a recorded command out in device memory the way a guest driver
-//! does: packed little-endian QXL structures (spice-protocol's
-//! `qxl_dev.h`, sizes in docs/qxl.md Appendix A), chunk
-//! lists linked through `QXLDataChunk` headers, null pointers where the
-//! recording had none.
+//! does: the QXL structures of [`devices::qxl::abi`] (the same ones the
+//! device parses), chunk lists linked through `QXLDataChunk` headers, null
+//! pointers where the recording had none.
 //!
 //! A command becomes one [`Block`]: its bytes plus the places that hold a
 //! QXLPHYSICAL. Addresses are filled in by [`Block::link`] once the driver
@@ -10,23 +9,12 @@
 //! the same (checked) encoding. Off-screen surface pixels go to the surface
 //! BAR instead ([`Prepared::surface_memory`]).
 
-use super::model::*;
+use core::mem::{offset_of, size_of};
 
-/// Bytes of each structure (packed).
-pub mod size {
-    pub const DRAWABLE: usize = 191;
-    pub const CHUNK_HEADER: usize = 20;
-    pub const IMAGE_BITMAP: usize = 48;
-    pub const IMAGE_SURFACE: usize = 22;
-    pub const IMAGE_QUIC: usize = 22;
-    pub const PALETTE_HEADER: usize = 10;
-    pub const SURFACE_CMD: usize = 41;
-    pub const UPDATE_CMD: usize = 32;
-    pub const CURSOR_CMD: usize = 150;
-    pub const CURSOR_HEADER: usize = 22;
-    pub const MESSAGE_HEADER: usize = 8;
-    pub const TRANSFORM: usize = 24;
-}
+use devices::qxl::abi::*;
+use zerocopy::{FromZeros, Immutable, IntoBytes};
+
+use super::model::*;
 
 /// What a pointer field points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,41 +44,16 @@ impl Block {
         self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
     }
 
-    fn u8(&mut self, at: usize, v: u8) {
-        self.bytes[at] = v;
+    /// Appends `value` (8-byte aligned); returns its offset.
+    fn add<T: IntoBytes + Immutable>(&mut self, value: &T) -> usize {
+        let at = self.alloc(size_of::<T>());
+        self.put(at, value.as_bytes());
+        at
     }
 
-    fn u16(&mut self, at: usize, v: u16) {
-        self.put(at, &v.to_le_bytes());
-    }
-
-    fn u32(&mut self, at: usize, v: u32) {
-        self.put(at, &v.to_le_bytes());
-    }
-
-    fn i32(&mut self, at: usize, v: i32) {
-        self.put(at, &v.to_le_bytes());
-    }
-
-    fn u64(&mut self, at: usize, v: u64) {
-        self.put(at, &v.to_le_bytes());
-    }
-
-    fn rect(&mut self, at: usize, r: &QRect) {
-        self.i32(at, r.top);
-        self.i32(at + 4, r.left);
-        self.i32(at + 8, r.bottom);
-        self.i32(at + 12, r.right);
-    }
-
-    fn point(&mut self, at: usize, p: &QPoint) {
-        self.i32(at, p.x);
-        self.i32(at + 4, p.y);
-    }
-
-    fn point16(&mut self, at: usize, p: &QPoint) {
-        self.u16(at, p.x as i16 as u16);
-        self.u16(at + 2, p.y as i16 as u16);
+    /// Overwrites the structure at `at` (allocated earlier) with `value`.
+    fn set<T: IntoBytes + Immutable>(&mut self, at: usize, value: &T) {
+        self.put(at, value.as_bytes());
     }
 
     fn pointer(&mut self, at: usize, target: Target) {
@@ -110,36 +73,71 @@ impl Block {
                 Target::Local(offset) => local(offset)?,
                 Target::SurfaceMemory => surface?,
             };
-            self.u64(at, addr);
+            self.put(at, &addr.to_le_bytes());
         }
         Some(())
     }
 
     /// Writes a chunk list whose first `QXLDataChunk` header is at
-    /// `first` (already allocated); later chunks are appended.
+    /// `first` (already allocated with room for the first chunk's data);
+    /// later chunks are appended.
     fn chunk_list(&mut self, first: usize, chunks: &Chunks) {
+        const HEADER: usize = size_of::<QxlDataChunk>();
+        const NEXT: usize = offset_of!(QxlDataChunk, next_chunk);
+        const PREV: usize = offset_of!(QxlDataChunk, prev_chunk);
         let empty = Vec::new();
         let head = chunks.first().unwrap_or(&empty);
-        self.u32(first, head.len() as u32);
-        let data = first + size::CHUNK_HEADER;
-        self.put(data, head);
+        self.set(first, &chunk_header(head));
+        self.put(first + HEADER, head);
         let mut previous = first;
         for chunk in chunks.iter().skip(1) {
-            let at = self.alloc(size::CHUNK_HEADER + chunk.len());
-            self.u32(at, chunk.len() as u32);
-            self.pointer(at + 4, Target::Local(previous));
-            self.put(at + size::CHUNK_HEADER, chunk);
-            self.pointer(previous + 12, Target::Local(at));
+            let at = self.alloc(HEADER + chunk.len());
+            self.set(at, &chunk_header(chunk));
+            self.pointer(at + PREV, Target::Local(previous));
+            self.put(at + HEADER, chunk);
+            self.pointer(previous + NEXT, Target::Local(at));
             previous = at;
         }
     }
 
-    /// A structure of `header` bytes followed by an inline chunk list.
-    fn with_chunks(&mut self, header: usize, chunks: &Chunks) -> usize {
+    /// A structure `head` that ends in its first chunk's header (at
+    /// `chunk`), followed by that chunk's data and the rest of the list.
+    fn with_chunks<T: IntoBytes + Immutable>(
+        &mut self,
+        head: &T,
+        chunk: usize,
+        chunks: &Chunks,
+    ) -> usize {
         let first_len = chunks.first().map_or(0, Vec::len);
-        let at = self.alloc(header + size::CHUNK_HEADER + first_len);
-        self.chunk_list(at + header, chunks);
+        let at = self.alloc(size_of::<T>() + first_len);
+        self.set(at, head);
+        self.chunk_list(at + chunk, chunks);
         at
+    }
+}
+
+fn chunk_header(data: &[u8]) -> QxlDataChunk {
+    QxlDataChunk {
+        data_size: (data.len() as u32).into(),
+        ..FromZeros::new_zeroed()
+    }
+}
+
+fn rect(r: &QRect) -> QxlRect {
+    QxlRect::new(r.top, r.left, r.bottom, r.right)
+}
+
+fn point(p: &QPoint) -> QxlPoint {
+    QxlPoint {
+        x: p.x.into(),
+        y: p.y.into(),
+    }
+}
+
+fn point16(p: &QPoint) -> QxlPoint16 {
+    QxlPoint16 {
+        x: (p.x as i16).into(),
+        y: (p.y as i16).into(),
     }
 }
 
@@ -150,15 +148,17 @@ pub enum RingKind {
     Cursor,
 }
 
+/// Off-screen surface memory a command needs: its size, and the initial
+/// pixels (KEEP_DATA).
+pub type SurfaceMemory = (u64, Option<Vec<u8>>);
+
 /// A command ready to be placed.
 #[derive(Debug)]
 pub struct Prepared {
     pub ring: RingKind,
     pub kind: u32,
     pub block: Block,
-    /// Off-screen surface memory this command needs: its size, and the
-    /// initial pixels (KEEP_DATA).
-    pub surface_memory: Option<(u64, Option<Vec<u8>>)>,
+    pub surface_memory: Option<SurfaceMemory>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,84 +182,29 @@ pub fn prepare(command: &Command, id: u64) -> Result<Prepared, LayoutError> {
             (RingKind::Command, command::DRAW)
         }
         Command::Update(u) => {
-            let at = b.alloc(size::UPDATE_CMD);
-            b.u64(at, id);
-            b.rect(at + 8, &u.area);
-            b.u32(at + 24, u.update_id);
-            b.u32(at + 28, u.surface_id);
+            b.add(&QxlUpdateCmd {
+                release_info: id.into(),
+                area: rect(&u.area),
+                update_id: u.update_id.into(),
+                surface_id: u.surface_id.into(),
+            });
             (RingKind::Command, command::UPDATE)
         }
         Command::Message(text) => {
-            let at = b.alloc(size::MESSAGE_HEADER + text.len() + 1);
-            b.u64(at, id);
-            b.put(at + size::MESSAGE_HEADER, text);
+            let at = b.add(&QxlMessage {
+                release_info: id.into(),
+            });
+            let body = b.alloc(text.len() + 1);
+            debug_assert_eq!(body, at + size_of::<QxlMessage>());
+            b.put(body, text);
             (RingKind::Command, command::MESSAGE)
         }
         Command::Surface(s) => {
-            let at = b.alloc(size::SURFACE_CMD);
-            b.u64(at, id);
-            b.u32(at + 8, s.surface_id);
-            b.u32(at + 13, s.flags);
-            match &s.kind {
-                SurfaceCmdKind::Create {
-                    format,
-                    width,
-                    height,
-                    stride,
-                    data,
-                } => {
-                    b.u8(at + 12, 0);
-                    b.u32(at + 17, *format);
-                    b.u32(at + 21, *width);
-                    b.u32(at + 25, *height);
-                    b.i32(at + 29, *stride);
-                    let bytes = u64::from(*height) * u64::from(stride.unsigned_abs());
-                    if bytes > devices::qxl::defs::MAX_SURFACE_BYTES {
-                        return Err(LayoutError::SurfaceSize(bytes));
-                    }
-                    if bytes > 0 {
-                        b.pointer(at + 33, Target::SurfaceMemory);
-                        surface_memory = Some((bytes, data.clone()));
-                    }
-                }
-                SurfaceCmdKind::Destroy => b.u8(at + 12, 1),
-            }
+            surface_memory = surface_cmd(&mut b, s, id)?;
             (RingKind::Command, command::SURFACE)
         }
         Command::Cursor(c) => {
-            let at = b.alloc(size::CURSOR_CMD);
-            b.u64(at, id);
-            match c {
-                CursorCmd::Set {
-                    pos,
-                    visible,
-                    shape,
-                } => {
-                    b.u8(at + 8, 0);
-                    b.point16(at + 9, pos);
-                    b.u8(at + 13, *visible);
-                    let cursor = b.with_chunks(size::CURSOR_HEADER, &shape.chunks);
-                    b.u64(cursor, shape.unique);
-                    b.u16(cursor + 8, shape.kind);
-                    b.u16(cursor + 10, shape.width);
-                    b.u16(cursor + 12, shape.height);
-                    b.u16(cursor + 14, shape.hot_x);
-                    b.u16(cursor + 16, shape.hot_y);
-                    // spice's replayer uses the chunk total, not the recorded size.
-                    b.u32(cursor + 18, chunks_len(&shape.chunks) as u32);
-                    b.pointer(at + 14, Target::Local(cursor));
-                }
-                CursorCmd::Move { pos } => {
-                    b.u8(at + 8, 1);
-                    b.point16(at + 9, pos);
-                }
-                CursorCmd::Hide => b.u8(at + 8, 2),
-                CursorCmd::Trail { length, frequency } => {
-                    b.u8(at + 8, 3);
-                    b.u16(at + 9, *length);
-                    b.u16(at + 11, *frequency);
-                }
-            }
+            cursor_cmd(&mut b, c, id);
             (RingKind::Cursor, command::CURSOR)
         }
     };
@@ -269,6 +214,96 @@ pub fn prepare(command: &Command, id: u64) -> Result<Prepared, LayoutError> {
         block: b,
         surface_memory,
     })
+}
+
+/// A `QXLSurfaceCmd`; returns the surface memory it needs.
+fn surface_cmd(
+    b: &mut Block,
+    s: &SurfaceCmd,
+    id: u64,
+) -> Result<Option<SurfaceMemory>, LayoutError> {
+    let mut cmd = QxlSurfaceCmd {
+        release_info: id.into(),
+        surface_id: s.surface_id.into(),
+        flags: s.flags.into(),
+        ..FromZeros::new_zeroed()
+    };
+    let SurfaceCmdKind::Create {
+        format,
+        width,
+        height,
+        stride,
+        data,
+    } = &s.kind
+    else {
+        cmd.kind = 1;
+        b.add(&cmd);
+        return Ok(None);
+    };
+    cmd.format = (*format).into();
+    cmd.width = (*width).into();
+    cmd.height = (*height).into();
+    cmd.stride = (*stride).into();
+    let at = b.add(&cmd);
+    let bytes = u64::from(*height) * u64::from(stride.unsigned_abs());
+    if bytes > devices::qxl::defs::MAX_SURFACE_BYTES {
+        return Err(LayoutError::SurfaceSize(bytes));
+    }
+    if bytes == 0 {
+        return Ok(None);
+    }
+    b.pointer(at + offset_of!(QxlSurfaceCmd, data), Target::SurfaceMemory);
+    Ok(Some((bytes, data.clone())))
+}
+
+/// A `QXLCursorCmd` (with the device data the device never reads).
+fn cursor_cmd(b: &mut Block, c: &CursorCmd, id: u64) {
+    let mut cmd = QxlCursorCmd {
+        release_info: id.into(),
+        ..FromZeros::new_zeroed()
+    };
+    let mut shape_at = None;
+    match c {
+        CursorCmd::Set {
+            pos,
+            visible,
+            shape,
+        } => {
+            cmd.pos = point16(pos);
+            cmd.visible = *visible;
+            let cursor = QxlCursor {
+                unique: shape.unique.into(),
+                kind: shape.kind.into(),
+                width: shape.width.into(),
+                height: shape.height.into(),
+                hot_x: shape.hot_x.into(),
+                hot_y: shape.hot_y.into(),
+                // spice's replayer uses the chunk total, not the recorded size.
+                data_size: (chunks_len(&shape.chunks) as u32).into(),
+                chunk: QxlDataChunk::new_zeroed(),
+            };
+            shape_at = Some((cursor, shape));
+        }
+        CursorCmd::Move { pos } => {
+            cmd.kind = 1;
+            cmd.pos = point16(pos);
+        }
+        CursorCmd::Hide => cmd.kind = 2,
+        CursorCmd::Trail { length, frequency } => {
+            cmd.kind = 3;
+            cmd.pos = QxlPoint16 {
+                x: (*length as i16).into(),
+                y: (*frequency as i16).into(),
+            };
+        }
+    }
+    let at = b.alloc(CURSOR_CMD_SIZE);
+    b.set(at, &cmd);
+    if let Some((cursor, shape)) = shape_at {
+        let chunk = offset_of!(QxlCursor, chunk);
+        let cursor = b.with_chunks(&cursor, chunk, &shape.chunks);
+        b.pointer(at + offset_of!(QxlCursorCmd, shape), Target::Local(cursor));
+    }
 }
 
 fn drawable(b: &mut Block, d: &Drawable, id: u64) -> Result<(), LayoutError> {
@@ -282,30 +317,38 @@ fn drawable(b: &mut Block, d: &Drawable, id: u64) -> Result<(), LayoutError> {
     else {
         return Err(LayoutError::Compat);
     };
-    let at = b.alloc(size::DRAWABLE);
-    b.u64(at, id);
-    b.u32(at + 8, *surface_id);
-    b.u8(at + 12, d.effect);
-    b.u8(at + 13, d.op.type_number());
-    b.u8(at + 14, *self_bitmap);
-    b.rect(at + 15, self_bitmap_area);
-    b.rect(at + 31, &d.bbox);
+    let mut raw = QxlDrawable {
+        release_info: id.into(),
+        surface_id: (*surface_id).into(),
+        effect: d.effect,
+        kind: d.op.type_number(),
+        self_bitmap: *self_bitmap,
+        self_bitmap_area: rect(self_bitmap_area),
+        bbox: rect(&d.bbox),
+        mm_time: d.mm_time.into(),
+        surfaces_dest: surfaces_dest.map(Into::into),
+        surfaces_rects: std::array::from_fn(|i| rect(&surfaces_rects[i])),
+        ..FromZeros::new_zeroed()
+    };
+    if d.clip.is_some() {
+        raw.clip.kind = 1.into();
+    }
+    let at = b.add(&raw);
     if let Some((num_rects, chunks)) = &d.clip {
-        b.u32(at + 47, 1);
-        let clip = b.with_chunks(4, chunks);
-        b.u32(clip, *num_rects);
-        b.pointer(at + 51, Target::Local(clip));
+        let head = QxlClipRects {
+            num_rects: (*num_rects).into(),
+            chunk: QxlDataChunk::new_zeroed(),
+        };
+        let clip = b.with_chunks(&head, offset_of!(QxlClipRects, chunk), chunks);
+        let field = offset_of!(QxlDrawable, clip) + offset_of!(QxlClip, data);
+        b.pointer(at + field, Target::Local(clip));
     }
-    b.u32(at + 59, d.mm_time);
-    for i in 0..3 {
-        b.i32(at + 63 + 4 * i, surfaces_dest[i]);
-        b.rect(at + 75 + 16 * i, &surfaces_rects[i]);
-    }
-    draw_union(b, at + 123, &d.op);
+    draw_union(b, at + offset_of!(QxlDrawable, u), &d.op);
     Ok(())
 }
 
-/// The op-specific part of a drawable at `u`.
+/// The op-specific part of a drawable at `u`: its structure, with the
+/// pointers of its fields (offsets in the structure) filled in later.
 fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
     match op {
         DrawOp::Nop => {}
@@ -314,9 +357,12 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             rop_descriptor,
             mask,
         } => {
-            put_brush(b, u, brush);
-            b.u16(u + 20, *rop_descriptor);
-            put_qmask(b, u + 22, mask);
+            let fill = QxlFill {
+                brush: put_brush(b, u + offset_of!(QxlFill, brush), brush),
+                rop_descriptor: (*rop_descriptor).into(),
+                mask: put_qmask(b, u + offset_of!(QxlFill, mask), mask),
+            };
+            b.set(u, &fill);
         }
         DrawOp::Opaque {
             src,
@@ -326,22 +372,38 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             scale_mode,
             mask,
         } => {
-            put_image_ptr(b, u, src.as_ref());
-            b.rect(u + 8, src_area);
-            put_brush(b, u + 24, brush);
-            b.u16(u + 44, *rop_descriptor);
-            b.u8(u + 46, *scale_mode);
-            put_qmask(b, u + 47, mask);
+            put_image_ptr(b, u + offset_of!(QxlOpaque, src_bitmap), src.as_ref());
+            let opaque = QxlOpaque {
+                src_bitmap: 0.into(),
+                src_area: rect(src_area),
+                brush: put_brush(b, u + offset_of!(QxlOpaque, brush), brush),
+                rop_descriptor: (*rop_descriptor).into(),
+                scale_mode: *scale_mode,
+                mask: put_qmask(b, u + offset_of!(QxlOpaque, mask), mask),
+            };
+            b.set(u, &opaque);
         }
         DrawOp::Copy(blit) | DrawOp::Blend(blit) => {
-            put_image_ptr(b, u, blit.src.as_ref());
-            b.rect(u + 8, &blit.src_area);
-            b.u16(u + 24, blit.rop_descriptor);
-            b.u8(u + 26, blit.scale_mode);
-            put_qmask(b, u + 27, &blit.mask);
+            put_image_ptr(b, u + offset_of!(QxlCopy, src_bitmap), blit.src.as_ref());
+            let copy = QxlCopy {
+                src_bitmap: 0.into(),
+                src_area: rect(&blit.src_area),
+                rop_descriptor: blit.rop_descriptor.into(),
+                scale_mode: blit.scale_mode,
+                mask: put_qmask(b, u + offset_of!(QxlCopy, mask), &blit.mask),
+            };
+            b.set(u, &copy);
         }
-        DrawOp::CopyBits { src_pos } => b.point(u, src_pos),
-        DrawOp::Blackness(m) | DrawOp::Whiteness(m) | DrawOp::Invers(m) => put_qmask(b, u, m),
+        DrawOp::CopyBits { src_pos } => b.set(
+            u,
+            &QxlCopyBits {
+                src_pos: point(src_pos),
+            },
+        ),
+        DrawOp::Blackness(m) | DrawOp::Whiteness(m) | DrawOp::Invers(m) => {
+            let mask = put_qmask(b, u + offset_of!(QxlMaskOnly, mask), m);
+            b.set(u, &QxlMaskOnly { mask });
+        }
         DrawOp::Rop3 {
             src,
             src_area,
@@ -350,12 +412,16 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             scale_mode,
             mask,
         } => {
-            put_image_ptr(b, u, src.as_ref());
-            b.rect(u + 8, src_area);
-            put_brush(b, u + 24, brush);
-            b.u8(u + 44, *rop3);
-            b.u8(u + 45, *scale_mode);
-            put_qmask(b, u + 46, mask);
+            put_image_ptr(b, u + offset_of!(QxlRop3, src_bitmap), src.as_ref());
+            let rop = QxlRop3 {
+                src_bitmap: 0.into(),
+                src_area: rect(src_area),
+                brush: put_brush(b, u + offset_of!(QxlRop3, brush), brush),
+                rop3: *rop3,
+                scale_mode: *scale_mode,
+                mask: put_qmask(b, u + offset_of!(QxlRop3, mask), mask),
+            };
+            b.set(u, &rop);
         }
         DrawOp::Stroke {
             path,
@@ -365,20 +431,31 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             fore_mode,
             back_mode,
         } => {
-            // QXLPath: data_size, then the first chunk.
-            let p = b.with_chunks(4, path);
-            b.u32(p, chunks_len(path) as u32);
-            b.pointer(u, Target::Local(p));
-            b.u8(u + 8, *attr_flags);
+            let head = QxlPath {
+                data_size: (chunks_len(path) as u32).into(),
+                chunk: QxlDataChunk::new_zeroed(),
+            };
+            let p = b.with_chunks(&head, offset_of!(QxlPath, chunk), path);
+            b.pointer(u + offset_of!(QxlStroke, path), Target::Local(p));
+            let mut attr = QxlLineAttr {
+                flags: *attr_flags,
+                ..FromZeros::new_zeroed()
+            };
             if let Some((nseg, bytes)) = style {
-                b.u8(u + 8 + 3, *nseg);
+                attr.style_nseg = *nseg;
                 let s = b.alloc(bytes.len());
                 b.put(s, bytes);
-                b.pointer(u + 8 + 12, Target::Local(s));
+                let field = offset_of!(QxlStroke, attr) + offset_of!(QxlLineAttr, style);
+                b.pointer(u + field, Target::Local(s));
             }
-            put_brush(b, u + 28, brush);
-            b.u16(u + 48, *fore_mode);
-            b.u16(u + 50, *back_mode);
+            let stroke = QxlStroke {
+                path: 0.into(),
+                attr,
+                brush: put_brush(b, u + offset_of!(QxlStroke, brush), brush),
+                fore_mode: (*fore_mode).into(),
+                back_mode: (*back_mode).into(),
+            };
+            b.set(u, &stroke);
         }
         DrawOp::Text {
             string,
@@ -388,16 +465,23 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             fore_mode,
             back_mode,
         } => {
-            let s = b.with_chunks(8, &string.chunks);
-            b.u32(s, string.data_size);
-            b.u16(s + 4, string.length);
-            b.u16(s + 6, string.flags);
-            b.pointer(u, Target::Local(s));
-            b.rect(u + 8, back_area);
-            put_brush(b, u + 24, fore_brush);
-            put_brush(b, u + 44, back_brush);
-            b.u16(u + 64, *fore_mode);
-            b.u16(u + 66, *back_mode);
+            let head = QxlString {
+                data_size: string.data_size.into(),
+                length: string.length.into(),
+                flags: string.flags.into(),
+                chunk: QxlDataChunk::new_zeroed(),
+            };
+            let s = b.with_chunks(&head, offset_of!(QxlString, chunk), &string.chunks);
+            b.pointer(u + offset_of!(QxlText, string), Target::Local(s));
+            let text = QxlText {
+                string: 0.into(),
+                back_area: rect(back_area),
+                fore_brush: put_brush(b, u + offset_of!(QxlText, fore_brush), fore_brush),
+                back_brush: put_brush(b, u + offset_of!(QxlText, back_brush), back_brush),
+                fore_mode: (*fore_mode).into(),
+                back_mode: (*back_mode).into(),
+            };
+            b.set(u, &text);
         }
         DrawOp::Transparent {
             src,
@@ -405,10 +489,14 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             src_color,
             true_color,
         } => {
-            put_image_ptr(b, u, src.as_ref());
-            b.rect(u + 8, src_area);
-            b.u32(u + 24, *src_color);
-            b.u32(u + 28, *true_color);
+            put_image_ptr(b, u + offset_of!(QxlTransparent, src_bitmap), src.as_ref());
+            let transparent = QxlTransparent {
+                src_bitmap: 0.into(),
+                src_area: rect(src_area),
+                src_color: (*src_color).into(),
+                true_color: (*true_color).into(),
+            };
+            b.set(u, &transparent);
         }
         DrawOp::AlphaBlend {
             alpha_flags,
@@ -416,52 +504,79 @@ fn draw_union(b: &mut Block, u: usize, op: &DrawOp) {
             src,
             src_area,
         } => {
-            b.u16(u, alpha_flags.unwrap_or(0));
-            b.u8(u + 2, *alpha);
-            put_image_ptr(b, u + 3, src.as_ref());
-            b.rect(u + 11, src_area);
+            put_image_ptr(b, u + offset_of!(QxlAlphaBlend, src_bitmap), src.as_ref());
+            let blend = QxlAlphaBlend {
+                alpha_flags: alpha_flags.unwrap_or(0).into(),
+                alpha: *alpha,
+                src_bitmap: 0.into(),
+                src_area: rect(src_area),
+            };
+            b.set(u, &blend);
         }
         DrawOp::Composite(c) => {
-            b.u32(u, c.flags);
-            put_image_ptr(b, u + 4, c.src.as_ref());
-            if let Some(t) = &c.src_transform {
-                let at = b.alloc(size::TRANSFORM);
-                b.put(at, &t[..t.len().min(size::TRANSFORM)]);
-                b.pointer(u + 12, Target::Local(at));
-            }
-            put_image_ptr(b, u + 20, c.mask.as_ref());
-            if let Some(t) = &c.mask_transform {
-                let at = b.alloc(size::TRANSFORM);
-                b.put(at, &t[..t.len().min(size::TRANSFORM)]);
-                b.pointer(u + 28, Target::Local(at));
-            }
-            b.point16(u + 36, &c.src_origin);
-            b.point16(u + 40, &c.mask_origin);
+            put_image_ptr(b, u + offset_of!(QxlComposite, src), c.src.as_ref());
+            put_transform(
+                b,
+                u + offset_of!(QxlComposite, src_transform),
+                &c.src_transform,
+            );
+            put_image_ptr(b, u + offset_of!(QxlComposite, mask), c.mask.as_ref());
+            put_transform(
+                b,
+                u + offset_of!(QxlComposite, mask_transform),
+                &c.mask_transform,
+            );
+            let composite = QxlComposite {
+                flags: c.flags.into(),
+                src_origin: point16(&c.src_origin),
+                mask_origin: point16(&c.mask_origin),
+                ..FromZeros::new_zeroed()
+            };
+            b.set(u, &composite);
         }
     }
 }
 
-/// A `QXLBrush` (20 bytes) at `at`.
-fn put_brush(b: &mut Block, at: usize, brush: &Brush) {
+/// A transform's recorded bytes (at most a `QXLTransform`), pointed at by
+/// the field at `at`.
+fn put_transform(b: &mut Block, at: usize, transform: &Option<Vec<u8>>) {
+    if let Some(t) = transform {
+        let bytes = &t[..t.len().min(size_of::<QxlTransform>())];
+        let data = b.alloc(size_of::<QxlTransform>());
+        b.put(data, bytes);
+        b.pointer(at, Target::Local(data));
+    }
+}
+
+/// A `QXLBrush` for the structure field at `at` (its pattern's pointer
+/// is filled in later).
+fn put_brush(b: &mut Block, at: usize, brush: &Brush) -> QxlBrush {
     match brush {
-        Brush::None => b.u32(at, 0),
-        Brush::Solid(color) => {
-            b.u32(at, 1);
-            b.u32(at + 4, *color);
-        }
+        Brush::None => QxlBrush::new_zeroed(),
+        Brush::Solid(color) => QxlBrush {
+            kind: 1.into(),
+            pattern: u64::from(*color).into(),
+            ..FromZeros::new_zeroed()
+        },
         Brush::Pattern { image, pos } => {
-            b.u32(at, 2);
-            put_image_ptr(b, at + 4, image.as_ref());
-            b.point(at + 12, pos);
+            put_image_ptr(b, at + offset_of!(QxlBrush, pattern), image.as_ref());
+            QxlBrush {
+                kind: 2.into(),
+                pattern: 0.into(),
+                pos: point(pos),
+            }
         }
     }
 }
 
-/// A `QXLQMask` (17 bytes) at `at`.
-fn put_qmask(b: &mut Block, at: usize, mask: &QMask) {
-    b.u8(at, mask.flags);
-    b.point(at + 1, &mask.pos);
-    put_image_ptr(b, at + 9, mask.bitmap.as_ref());
+/// A `QXLQMask` for the structure field at `at`.
+fn put_qmask(b: &mut Block, at: usize, mask: &QMask) -> QxlQMask {
+    put_image_ptr(b, at + offset_of!(QxlQMask, bitmap), mask.bitmap.as_ref());
+    QxlQMask {
+        flags: mask.flags,
+        pos: point(&mask.pos),
+        bitmap: 0.into(),
+    }
 }
 
 /// Writes the image (if any) and points the field at `at` to it.
@@ -473,59 +588,64 @@ fn put_image_ptr(b: &mut Block, at: usize, image: Option<&Image>) {
 }
 
 fn put_image(b: &mut Block, image: &Image) -> usize {
-    let descriptor = |b: &mut Block, at: usize| {
-        b.u64(at, image.id);
-        b.u8(at + 8, image.type_number());
-        b.u8(at + 9, image.flags);
-        b.u32(at + 10, image.width);
-        b.u32(at + 14, image.height);
+    let descriptor = QxlImageDescriptor {
+        id: image.id.into(),
+        kind: image.type_number(),
+        flags: image.flags,
+        width: image.width.into(),
+        height: image.height.into(),
     };
     match &image.body {
         ImageBody::Bitmap(bm) => {
-            let at = b.alloc(size::IMAGE_BITMAP);
-            descriptor(b, at);
-            b.u8(at + 18, bm.format);
-            b.u8(at + 19, bm.flags);
-            b.u32(at + 20, bm.x);
-            b.u32(at + 24, bm.y);
-            b.u32(at + 28, bm.stride);
+            let at = b.add(&QxlBitmapImage {
+                descriptor,
+                format: bm.format,
+                flags: bm.flags,
+                x: bm.x.into(),
+                y: bm.y.into(),
+                stride: bm.stride.into(),
+                palette: 0.into(),
+                data: 0.into(),
+            });
             if let Some(p) = &bm.palette {
-                let pal = b.alloc(size::PALETTE_HEADER + 4 * p.ents.len());
-                b.u64(pal, p.unique);
-                b.u16(pal + 8, p.ents.len() as u16);
-                for (i, e) in p.ents.iter().enumerate() {
-                    b.u32(pal + size::PALETTE_HEADER + 4 * i, *e);
-                }
-                b.pointer(at + 32, Target::Local(pal));
+                let head = QxlPalette {
+                    unique: p.unique.into(),
+                    num_ents: (p.ents.len() as u16).into(),
+                };
+                let pal = b.alloc(size_of::<QxlPalette>() + 4 * p.ents.len());
+                b.set(pal, &head);
+                let ents: Vec<u8> = p.ents.iter().flat_map(|e| e.to_le_bytes()).collect();
+                b.put(pal + size_of::<QxlPalette>(), &ents);
+                b.pointer(at + offset_of!(QxlBitmapImage, palette), Target::Local(pal));
             }
-            if bm.flags & BITMAP_DIRECT != 0 {
-                let len = chunks_len(&bm.data) as usize;
-                let data = b.alloc(len);
+            let data = if bm.flags & BITMAP_DIRECT != 0 {
+                let data = b.alloc(chunks_len(&bm.data) as usize);
                 let mut o = data;
                 for c in &bm.data {
                     b.put(o, c);
                     o += c.len();
                 }
-                b.pointer(at + 40, Target::Local(data));
+                data
             } else {
                 let first_len = bm.data.first().map_or(0, Vec::len);
-                let chunk = b.alloc(size::CHUNK_HEADER + first_len);
+                let chunk = b.alloc(size_of::<QxlDataChunk>() + first_len);
                 b.chunk_list(chunk, &bm.data);
-                b.pointer(at + 40, Target::Local(chunk));
-            }
+                chunk
+            };
+            b.pointer(at + offset_of!(QxlBitmapImage, data), Target::Local(data));
             at
         }
         ImageBody::Quic { data_size, chunks } => {
-            let at = b.with_chunks(size::IMAGE_QUIC, chunks);
-            descriptor(b, at);
-            b.u32(at + 18, *data_size);
-            at
+            let head = QxlQuicImage {
+                descriptor,
+                data_size: (*data_size).into(),
+                chunk: QxlDataChunk::new_zeroed(),
+            };
+            b.with_chunks(&head, offset_of!(QxlQuicImage, chunk), chunks)
         }
-        ImageBody::Surface(id) => {
-            let at = b.alloc(size::IMAGE_SURFACE);
-            descriptor(b, at);
-            b.u32(at + 18, *id);
-            at
-        }
+        ImageBody::Surface(id) => b.add(&QxlSurfaceImage {
+            descriptor,
+            surface_id: (*id).into(),
+        }),
     }
 }

@@ -1,9 +1,9 @@
-//! QXL constants: port numbers, interrupt bits, magics, and the offsets and
-//! sizes of the packed little-endian structures the guest and the device
-//! share (spice-protocol's `qxl_dev.h`; docs/qxl.md §2, §3, §7 and
-//! Appendix A).
-//! Nothing here is SPICE code; these are the numbers of the
-//! device's ABI.
+//! QXL constants: port numbers, interrupt bits, magics, and the offsets of
+//! the ROM and RAM header fields the device keeps (spice-protocol's
+//! `qxl_dev.h`; docs/qxl.md §2, §3, §7 and Appendix A). The structures a
+//! driver writes (commands, images, surface and monitor configs) are
+//! [`super::abi`]'s. Nothing here is SPICE code; these are the numbers of
+//! the device's ABI.
 
 /// PCI identity.
 pub const VENDOR_REDHAT: u16 = 0x1b36;
@@ -207,18 +207,6 @@ pub fn surface_format_bpp(format: u32) -> Option<u32> {
         | SURFACE_FMT_16_565 | SURFACE_FMT_32_ARGB => Some(format & 0x3f),
         _ => None,
     }
-}
-
-/// `QXLSurfaceCreate` (RAM header `create_surface`).
-pub mod surface_create {
-    pub const WIDTH: usize = 0;
-    pub const HEIGHT: usize = 4;
-    pub const STRIDE: usize = 8;
-    pub const FORMAT: usize = 12;
-    pub const FLAGS: usize = 24;
-    pub const TYPE: usize = 28;
-    pub const MEM: usize = 32;
-    pub const SIZE: usize = 40;
 }
 
 /// Largest surface `height * |stride|` spice accepts.

@@ -17,6 +17,11 @@
 
 use std::sync::Arc;
 
+use core::mem::size_of;
+
+use zerocopy::FromBytes;
+
+use super::abi::{QxlHead, QxlMonitorsConfig, QxlSurfaceCreate, QxlUpdateArea};
 use super::commands::{CursorCmd, Rect, SurfaceCmd};
 use super::config::QxlConfig;
 use super::cursor;
@@ -445,22 +450,17 @@ impl QxlCore {
             self.set_guest_bug(format_args!("QXL_IO_CREATE_PRIMARY with value {value}"));
             return;
         }
-        let Some(range) = self.memory.range(
-            Backing::Ram,
-            self.header + ram::CREATE_SURFACE,
-            surface_create::SIZE as u64,
-        ) else {
+        let Some(create) = self
+            .memory
+            .read_struct::<QxlSurfaceCreate>(Backing::Ram, self.header + ram::CREATE_SURFACE)
+        else {
             return;
         };
-        let Some(raw) = self.memory.read_array::<{ surface_create::SIZE }>(range, 0) else {
-            return;
-        };
-        let f = super::parse::Le(&raw);
-        let (width, height) = (f.u32(surface_create::WIDTH), f.u32(surface_create::HEIGHT));
-        let stride = f.i32(surface_create::STRIDE);
-        let format = f.u32(surface_create::FORMAT);
-        let flags = f.u32(surface_create::FLAGS);
-        let mem = f.u64(surface_create::MEM);
+        let (width, height) = (create.width.get(), create.height.get());
+        let stride = create.stride.get();
+        let format = create.format.get();
+        let flags = create.flags.get();
+        let mem = create.mem.get();
         let bytes = u64::from(stride.unsigned_abs()) * u64::from(height);
         let vgamem = self.config.vgamem_size;
         if stride == i32::MIN || bytes > vgamem {
@@ -566,18 +566,14 @@ impl QxlCore {
     /// `QXL_IO_UPDATE_AREA`: everything queued is drawn; the primary's guest
     /// memory gets the area.
     fn update_area(&mut self) {
-        let Some(range) = self
+        let Some(update) = self
             .memory
-            .range(Backing::Ram, self.header + ram::UPDATE_AREA, 20)
+            .read_struct::<QxlUpdateArea>(Backing::Ram, self.header + ram::UPDATE_AREA)
         else {
             return;
         };
-        let Some(raw) = self.memory.read_array::<20>(range, 0) else {
-            return;
-        };
-        let f = super::parse::Le(&raw);
-        let area = f.rect(0);
-        let surface_id = f.u32(16);
+        let area: Rect = update.area.into();
+        let surface_id = update.surface_id.get();
         if surface_id >= NUM_SURFACES {
             self.set_guest_bug(format_args!("update area: surface id {surface_id}"));
             return;
@@ -603,7 +599,7 @@ impl QxlCore {
             return;
         }
         let parser = Parser::new(&self.memory, &self.slots, NUM_SURFACES);
-        let head = match parser.fetch::<4>(addr, "monitors config") {
+        let head: QxlMonitorsConfig = match parser.read(addr, "monitors config") {
             Ok(h) => h,
             Err(e) => {
                 self.bad_command(format_args!("{e}"));
@@ -611,33 +607,32 @@ impl QxlCore {
             }
         };
         // Read once (CVE-2015-3247): count and max_allowed come from this copy.
-        let count = u16::from_le_bytes([head[0], head[1]]);
-        let max_allowed = u16::from_le_bytes([head[2], head[3]]);
+        let (count, max_allowed) = (head.count.get(), head.max_allowed.get());
         if count == 0 || (max_allowed != 0 && count > max_allowed) {
             return;
         }
         let count = count.min(MAX_MONITORS);
-        let range = match parser.translate(addr, 4 + 28 * u64::from(count), "monitors config") {
+        const HEAD: u64 = size_of::<QxlMonitorsConfig>() as u64;
+        let len = size_of::<QxlHead>() * usize::from(count);
+        let range = match parser.translate(addr, HEAD + len as u64, "monitors config") {
             Ok(r) => r,
             Err(e) => {
                 self.bad_command(format_args!("{e}"));
                 return;
             }
         };
-        let mut bytes = vec![0u8; 28 * usize::from(count)];
-        self.memory.read(range, 4, &mut bytes);
-        self.monitors = bytes
-            .chunks_exact(28)
-            .map(|h| {
-                let f = super::parse::Le(h);
-                MonitorHead {
-                    id: f.u32(0),
-                    surface_id: f.u32(4),
-                    width: f.u32(8),
-                    height: f.u32(12),
-                    x: f.u32(16),
-                    y: f.u32(20),
-                }
+        let mut bytes = vec![0u8; len];
+        self.memory.read(range, HEAD, &mut bytes);
+        let heads = <[QxlHead]>::ref_from_bytes(&bytes).unwrap_or(&[]);
+        self.monitors = heads
+            .iter()
+            .map(|h| MonitorHead {
+                id: h.id.get(),
+                surface_id: h.surface_id.get(),
+                width: h.width.get(),
+                height: h.height.get(),
+                x: h.x.get(),
+                y: h.y.get(),
             })
             .collect();
         tracing::debug!("QXL: monitors config {:?}", self.monitors);

@@ -9,9 +9,11 @@
 //! module needs no `unsafe`: a range that does not fit its backing is refused,
 //! never read.
 
+use core::mem::size_of;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use vm_memory::{VolatileMemory, VolatileSlice};
+use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
 use crate::memory::DeviceMemory;
 
@@ -109,6 +111,18 @@ impl BarMemory {
     pub fn read_array<const N: usize>(&self, range: GuestRange, at: u64) -> Option<[u8; N]> {
         let mut out = [0u8; N];
         self.read(range, at, &mut out).then_some(out)
+    }
+
+    /// Copies the structure at `offset` of a BAR out of it (device
+    /// registers such as the RAM header's); `None` if it does not fit.
+    pub fn read_struct<T: FromBytes + IntoBytes + KnownLayout>(
+        &self,
+        backing: Backing,
+        offset: u64,
+    ) -> Option<T> {
+        let range = self.range(backing, offset, size_of::<T>() as u64)?;
+        let mut value = T::new_zeroed();
+        self.read(range, 0, value.as_mut_bytes()).then_some(value)
     }
 
     /// Copies `data` into `range` at `at`; false if it does not fit.

@@ -25,6 +25,7 @@
 //! with [`Qxl::spawn_worker`], hand [`Qxl::display`] to the display server
 //! and [`Qxl::vga`] to the VGA device.
 
+pub mod abi;
 pub mod commands;
 pub mod config;
 pub mod cursor;

@@ -1,8 +1,13 @@
 //! Images (QXLImage: bitmaps and surface references), palettes, brushes and
 //! masks (docs/qxl.md §7.5, §7.7).
 
-use super::{invalid, Le, ParseError, Parser, MAX_BITMAP_BYTES, MAX_DIMENSION};
-use crate::qxl::commands::{Bitmap, BitmapFormat, Brush, Image, Mask, PixelData};
+use core::mem::size_of;
+
+use super::{invalid, ParseError, Parser, MAX_BITMAP_BYTES, MAX_DIMENSION};
+use crate::qxl::abi::{
+    QxlBitmapImage, QxlBrush, QxlImageDescriptor, QxlPalette, QxlQMask, QxlSurfaceImage,
+};
+use crate::qxl::commands::{Bitmap, BitmapFormat, Brush, Image, Mask, PixelData, Point};
 
 const IMAGE_TYPE_BITMAP: u8 = 0;
 const IMAGE_TYPE_QUIC: u8 = 1;
@@ -15,10 +20,6 @@ const BRUSH_NONE: u32 = 0;
 const BRUSH_SOLID: u32 = 1;
 const BRUSH_PATTERN: u32 = 2;
 
-/// Size of a `QXLImage` with a bitmap.
-const IMAGE_BITMAP_SIZE: usize = 48;
-/// Size of a `QXLImage` descriptor plus a surface id.
-const IMAGE_SURFACE_SIZE: usize = 22;
 const MAX_PALETTE: usize = 256;
 
 /// What an image is used as: palettised masks need no palette.
@@ -44,11 +45,11 @@ impl Parser<'_> {
                 Err(invalid(what, "no image"))
             };
         }
-        let descriptor = self.fetch::<IMAGE_SURFACE_SIZE>(addr, what)?;
-        let d = Le(&descriptor);
-        match d.u8(8) {
+        let descriptor: QxlImageDescriptor = self.read(addr, what)?;
+        match descriptor.kind {
             IMAGE_TYPE_SURFACE => {
-                let id = self.check_surface_id(d.u32(18), what)?;
+                let image: QxlSurfaceImage = self.read(addr, what)?;
+                let id = self.check_surface_id(image.surface_id.get(), what)?;
                 Ok(Image::Surface(id))
             }
             IMAGE_TYPE_BITMAP => self.bitmap(addr, usage, what).map(Image::Bitmap),
@@ -61,12 +62,11 @@ impl Parser<'_> {
     }
 
     fn bitmap(&self, addr: u64, usage: Use, what: &'static str) -> Result<Bitmap, ParseError> {
-        let raw = self.fetch::<IMAGE_BITMAP_SIZE>(addr, what)?;
-        let f = Le(&raw);
-        let format = BitmapFormat::from_spice(f.u8(18))
-            .ok_or_else(|| invalid(what, format!("bitmap format {}", f.u8(18))))?;
-        let flags = f.u8(19);
-        let (width, height, stride) = (f.u32(20), f.u32(24), f.u32(28));
+        let f: QxlBitmapImage = self.read(addr, what)?;
+        let format = BitmapFormat::from_spice(f.format)
+            .ok_or_else(|| invalid(what, format!("bitmap format {}", f.format)))?;
+        let flags = f.flags;
+        let (width, height, stride) = (f.x.get(), f.y.get(), f.stride.get());
         if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
             return Err(invalid(what, format!("bitmap size {width}x{height}")));
         }
@@ -84,7 +84,7 @@ impl Parser<'_> {
                 format!("bitmap of {total} bytes is too large"),
             ));
         }
-        let palette_addr = f.u64(32);
+        let palette_addr = f.palette.get();
         let palette = if format.has_palette() && palette_addr != 0 {
             Some(self.palette(palette_addr, what)?)
         } else if format.has_palette() && usage == Use::Source {
@@ -92,7 +92,7 @@ impl Parser<'_> {
         } else {
             None
         };
-        let data_addr = f.u64(40);
+        let data_addr = f.data.get();
         let data = if flags & BITMAP_DIRECT != 0 {
             let mut data = PixelData::default();
             data.push(self.translate(data_addr, total, what)?);
@@ -108,7 +108,7 @@ impl Parser<'_> {
             data
         };
         Ok(Bitmap {
-            id: f.u64(0),
+            id: f.descriptor.id.get(),
             format,
             top_down: flags & BITMAP_TOP_DOWN != 0,
             width,
@@ -120,12 +120,13 @@ impl Parser<'_> {
     }
 
     fn palette(&self, addr: u64, what: &'static str) -> Result<Vec<u32>, ParseError> {
-        let head = self.fetch::<10>(addr, what)?;
-        let count = usize::from(Le(&head).u16(8));
-        let range = self.translate(addr, 10 + 4 * count as u64, what)?;
+        const HEAD: u64 = size_of::<QxlPalette>() as u64;
+        let head: QxlPalette = self.read(addr, what)?;
+        let count = usize::from(head.num_ents.get());
+        let range = self.translate(addr, HEAD + 4 * count as u64, what)?;
         let kept = count.min(MAX_PALETTE);
         let mut bytes = vec![0u8; 4 * kept];
-        if !self.memory.read(range, 10, &mut bytes) {
+        if !self.memory.read(range, HEAD, &mut bytes) {
             return Err(invalid(what, "unreadable palette"));
         }
         Ok(bytes
@@ -134,29 +135,35 @@ impl Parser<'_> {
             .collect())
     }
 
-    /// A `QXLBrush` (20 bytes) copied out of a structure.
+    /// A `QXLBrush` of a structure already copied out of guest memory.
     pub(crate) fn brush(
         &self,
-        raw: &[u8],
+        b: &QxlBrush,
         self_bitmap: bool,
         what: &'static str,
     ) -> Result<Brush, ParseError> {
-        let b = Le(raw);
-        match b.u32(0) {
+        match b.kind.get() {
             BRUSH_NONE => Ok(Brush::None),
-            BRUSH_SOLID => Ok(Brush::Solid(b.u32(4))),
+            // A solid colour is the low half of the pattern field.
+            BRUSH_SOLID => Ok(Brush::Solid(b.pattern.get() as u32)),
             BRUSH_PATTERN => Ok(Brush::Pattern {
-                image: self.image(b.u64(4), self_bitmap, Use::Source, what)?,
-                origin: b.point(12),
+                image: self.image(b.pattern.get(), self_bitmap, Use::Source, what)?,
+                origin: Point {
+                    x: b.pos.x.get(),
+                    y: b.pos.y.get(),
+                },
             }),
             other => Err(invalid(what, format!("brush type {other}"))),
         }
     }
 
-    /// A `QXLQMask` (17 bytes) copied out of a structure; `None` without a bitmap.
-    pub(crate) fn mask(&self, raw: &[u8], what: &'static str) -> Result<Option<Mask>, ParseError> {
-        let m = Le(raw);
-        let addr = m.u64(9);
+    /// A `QXLQMask` of a structure already copied; `None` without a bitmap.
+    pub(crate) fn mask(
+        &self,
+        m: &QxlQMask,
+        what: &'static str,
+    ) -> Result<Option<Mask>, ParseError> {
+        let addr = m.bitmap.get();
         if addr == 0 {
             return Ok(None);
         }
@@ -167,8 +174,11 @@ impl Parser<'_> {
             _ => return Err(invalid(what, "masks must be 1-bit bitmaps")),
         }
         Ok(Some(Mask {
-            invert: m.u8(0) & 1 != 0,
-            origin: m.point(1),
+            invert: m.flags & 1 != 0,
+            origin: Point {
+                x: m.pos.x.get(),
+                y: m.pos.y.get(),
+            },
             image,
         }))
     }

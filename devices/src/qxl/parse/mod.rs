@@ -12,7 +12,12 @@ mod draw;
 mod image;
 mod other;
 
-use super::commands::{PixelData, Point, Rect};
+use core::mem::size_of;
+
+use zerocopy::{FromBytes, IntoBytes, KnownLayout};
+
+use super::abi::QxlDataChunk;
+use super::commands::{PixelData, Rect};
 use super::memory::{BarMemory, GuestRange};
 use super::memslots::{MemSlots, TranslateError};
 
@@ -50,62 +55,8 @@ pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> ParseErr
     }
 }
 
-/// Little-endian fields of a structure copied out of guest memory.
-pub(crate) struct Le<'a>(pub &'a [u8]);
-
-impl Le<'_> {
-    fn bytes<const N: usize>(&self, at: usize) -> [u8; N] {
-        let mut out = [0u8; N];
-        if let Some(src) = self.0.get(at..at + N) {
-            out.copy_from_slice(src);
-        }
-        out
-    }
-    pub fn u8(&self, at: usize) -> u8 {
-        self.0.get(at).copied().unwrap_or(0)
-    }
-    pub fn u16(&self, at: usize) -> u16 {
-        u16::from_le_bytes(self.bytes(at))
-    }
-    pub fn i16(&self, at: usize) -> i16 {
-        i16::from_le_bytes(self.bytes(at))
-    }
-    pub fn u32(&self, at: usize) -> u32 {
-        u32::from_le_bytes(self.bytes(at))
-    }
-    pub fn i32(&self, at: usize) -> i32 {
-        i32::from_le_bytes(self.bytes(at))
-    }
-    pub fn u64(&self, at: usize) -> u64 {
-        u64::from_le_bytes(self.bytes(at))
-    }
-    /// A `QXLRect`: top, left, bottom, right.
-    pub fn rect(&self, at: usize) -> Rect {
-        Rect::new(
-            self.i32(at + 4),
-            self.i32(at),
-            self.i32(at + 12),
-            self.i32(at + 8),
-        )
-    }
-    /// A `QXLPoint`: x, y as i32.
-    pub fn point(&self, at: usize) -> Point {
-        Point {
-            x: self.i32(at),
-            y: self.i32(at + 4),
-        }
-    }
-    /// A `QXLPoint16`.
-    pub fn point16(&self, at: usize) -> Point {
-        Point {
-            x: i32::from(self.i16(at)),
-            y: i32::from(self.i16(at + 2)),
-        }
-    }
-}
-
 /// Size of a `QXLDataChunk` header.
-const CHUNK_HEADER: u64 = 20;
+const CHUNK_HEADER: u64 = size_of::<QxlDataChunk>() as u64;
 
 /// Reads commands out of guest memory.
 pub struct Parser<'a> {
@@ -134,16 +85,20 @@ impl<'a> Parser<'a> {
             .map_err(|source| ParseError::Address { what, source })
     }
 
-    /// Copies the `N`-byte structure at guest address `addr`.
-    pub fn fetch<const N: usize>(
+    /// Copies the structure at guest address `addr` out of guest memory
+    /// (once: everything is parsed from the copy).
+    pub fn read<T: FromBytes + IntoBytes + KnownLayout>(
         &self,
         addr: u64,
         what: &'static str,
-    ) -> Result<[u8; N], ParseError> {
-        let range = self.translate(addr, N as u64, what)?;
-        self.memory
-            .read_array::<N>(range, 0)
-            .ok_or_else(|| invalid(what, "unreadable"))
+    ) -> Result<T, ParseError> {
+        let range = self.translate(addr, size_of::<T>() as u64, what)?;
+        let mut value = T::new_zeroed();
+        if self.memory.read(range, 0, value.as_mut_bytes()) {
+            Ok(value)
+        } else {
+            Err(invalid(what, "unreadable"))
+        }
     }
 
     /// Walks the QXLDataChunk list whose first header is at `addr`: at most
@@ -165,9 +120,8 @@ impl<'a> Parser<'a> {
                     format!("chunk list longer than {MAX_CHUNKS} (a cycle?)"),
                 ));
             }
-            let header = self.fetch::<20>(next, what)?;
-            let header = Le(&header);
-            let size = u64::from(header.u32(0));
+            let header: QxlDataChunk = self.read(next, what)?;
+            let size = u64::from(header.data_size.get());
             if data.len() + size > max_total {
                 return Err(invalid(
                     what,
@@ -178,7 +132,7 @@ impl<'a> Parser<'a> {
             if let Some(piece) = range.sub(CHUNK_HEADER, size) {
                 data.push(piece);
             }
-            next = header.u64(12);
+            next = header.next_chunk.get();
             if next == 0 {
                 return Ok(data);
             }

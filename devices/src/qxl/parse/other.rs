@@ -1,13 +1,11 @@
 //! Surface, cursor, update and message commands (docs/qxl.md §7.8,
 //! §7.10-§7.12).
 
-use super::{check_rect, invalid, Le, ParseError, Parser, MAX_CURSOR_SIDE};
-use crate::qxl::commands::{CursorCmd, CursorImage, SurfaceCmd, UpdateCmd};
+use core::mem::{offset_of, size_of};
 
-const SURFACE_CMD_SIZE: usize = 41;
-const CURSOR_CMD_SIZE: usize = 22;
-const CURSOR_SIZE: usize = 42;
-const UPDATE_CMD_SIZE: usize = 32;
+use super::{check_rect, invalid, ParseError, Parser, MAX_CURSOR_SIDE};
+use crate::qxl::abi::{QxlCursor, QxlCursorCmd, QxlMessage, QxlSurfaceCmd, QxlUpdateCmd};
+use crate::qxl::commands::{CursorCmd, CursorImage, SurfaceCmd, UpdateCmd};
 
 const CURSOR_SET: u8 = 0;
 const CURSOR_MOVE: u8 = 1;
@@ -32,18 +30,17 @@ pub fn cursor_data_size(kind: u16, width: u16, height: u16) -> Option<u64> {
 
 impl Parser<'_> {
     pub fn surface_cmd(&self, addr: u64) -> Result<SurfaceCmd, ParseError> {
-        let raw = self.fetch::<SURFACE_CMD_SIZE>(addr, "surface command")?;
-        let s = Le(&raw);
-        let surface_id = self.check_surface_id(s.u32(8), "surface command")?;
-        match s.u8(12) {
+        let s: QxlSurfaceCmd = self.read(addr, "surface command")?;
+        let surface_id = self.check_surface_id(s.surface_id.get(), "surface command")?;
+        match s.kind {
             0 => Ok(SurfaceCmd::Create {
                 surface_id,
-                keep_data: s.u32(13) & crate::qxl::defs::SURF_FLAG_KEEP_DATA != 0,
-                format: s.u32(17),
-                width: s.u32(21),
-                height: s.u32(25),
-                stride: s.i32(29),
-                data: s.u64(33),
+                keep_data: s.flags.get() & crate::qxl::defs::SURF_FLAG_KEEP_DATA != 0,
+                format: s.format.get(),
+                width: s.width.get(),
+                height: s.height.get(),
+                stride: s.stride.get(),
+                data: s.data.get(),
             }),
             1 => Ok(SurfaceCmd::Destroy { surface_id }),
             other => Err(invalid("surface command", format!("type {other}"))),
@@ -51,23 +48,20 @@ impl Parser<'_> {
     }
 
     pub fn cursor_cmd(&self, addr: u64) -> Result<CursorCmd, ParseError> {
-        let raw = self.fetch::<CURSOR_CMD_SIZE>(addr, "cursor command")?;
-        let c = Le(&raw);
-        match c.u8(8) {
+        let c: QxlCursorCmd = self.read(addr, "cursor command")?;
+        let (x, y) = (c.pos.x.get(), c.pos.y.get());
+        match c.kind {
             CURSOR_SET => Ok(CursorCmd::Set {
-                x: c.i16(9),
-                y: c.i16(11),
-                visible: c.u8(13) != 0,
-                image: self.cursor_image(c.u64(14))?,
+                x,
+                y,
+                visible: c.visible != 0,
+                image: self.cursor_image(c.shape.get())?,
             }),
-            CURSOR_MOVE => Ok(CursorCmd::Move {
-                x: c.i16(9),
-                y: c.i16(11),
-            }),
+            CURSOR_MOVE => Ok(CursorCmd::Move { x, y }),
             CURSOR_HIDE => Ok(CursorCmd::Hide),
             CURSOR_TRAIL => Ok(CursorCmd::Trail {
-                length: c.u16(9),
-                frequency: c.u16(11),
+                length: x as u16,
+                frequency: y as u16,
             }),
             other => Err(invalid("cursor command", format!("type {other}"))),
         }
@@ -76,9 +70,8 @@ impl Parser<'_> {
     fn cursor_image(&self, addr: u64) -> Result<CursorImage, ParseError> {
         const WHAT: &str = "cursor shape";
         // Header read once (CVE-2021-4207): everything below uses this copy.
-        let raw = self.fetch::<CURSOR_SIZE>(addr, WHAT)?;
-        let h = Le(&raw);
-        let (kind, width, height) = (h.u16(8), h.u16(10), h.u16(12));
+        let h: QxlCursor = self.read(addr, WHAT)?;
+        let (kind, width, height) = (h.kind.get(), h.width.get(), h.height.get());
         if width == 0 || height == 0 || width > MAX_CURSOR_SIDE || height > MAX_CURSOR_SIDE {
             return Err(invalid(WHAT, format!("size {width}x{height}")));
         }
@@ -86,7 +79,7 @@ impl Parser<'_> {
             .ok_or_else(|| invalid(WHAT, format!("cursor type {kind}")))?;
         let largest = cursor_data_size(6, MAX_CURSOR_SIDE, MAX_CURSOR_SIDE).unwrap_or(0);
         let chunk = addr
-            .checked_add(22)
+            .checked_add(offset_of!(QxlCursor, chunk) as u64)
             .filter(|a| a >> 48 == addr >> 48)
             .ok_or_else(|| invalid(WHAT, "address overflows its slot"))?;
         let data = self.chunks(chunk, largest, WHAT)?;
@@ -104,30 +97,29 @@ impl Parser<'_> {
             return Err(invalid(WHAT, "unreadable"));
         }
         Ok(CursorImage {
-            unique: h.u64(0),
+            unique: h.unique.get(),
             kind,
             width,
             height,
-            hot_x: h.u16(14),
-            hot_y: h.u16(16),
+            hot_x: h.hot_x.get(),
+            hot_y: h.hot_y.get(),
             data: bytes,
         })
     }
 
     pub fn update_cmd(&self, addr: u64) -> Result<UpdateCmd, ParseError> {
-        let raw = self.fetch::<UPDATE_CMD_SIZE>(addr, "update command")?;
-        let u = Le(&raw);
+        let u: QxlUpdateCmd = self.read(addr, "update command")?;
         Ok(UpdateCmd {
-            area: check_rect(u.rect(8), "update command")?,
-            update_id: u.u32(24),
-            surface_id: self.check_surface_id(u.u32(28), "update command")?,
+            area: check_rect(u.area.into(), "update command")?,
+            update_id: u.update_id.get(),
+            surface_id: self.check_surface_id(u.surface_id.get(), "update command")?,
         })
     }
 
     /// The text of a `QXLMessage` (for the log): up to 256 bytes, to the first NUL.
     pub fn message(&self, addr: u64) -> Result<String, ParseError> {
         let text_addr = addr
-            .checked_add(8)
+            .checked_add(size_of::<QxlMessage>() as u64)
             .filter(|a| a >> 48 == addr >> 48)
             .ok_or_else(|| invalid("message", "address overflows its slot"))?;
         for len in [256u64, 64, 16, 1] {
