@@ -788,6 +788,10 @@ pub const KIND: ChannelKind = ChannelKind {
         channel.feed = usize::from(o.id);
         // Encoding runs on a thread of its own, not the event loop's.
         let worker = WorkerSetup {
+            display: Some((
+                usize::from(o.id),
+                o.server.displays[usize::from(o.id)].clone(),
+            )),
             name: format!("spice-display-{}", o.id),
             waker: o.server.waker.clone(),
             epoch: o.server.epoch,

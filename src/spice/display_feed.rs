@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use devices::display::{Display, DisplayEvent, Subscription};
+use devices::display::{Display, DisplayEvent, EventFilter, Notify, Subscription};
 
 use super::region::Region;
 
@@ -58,16 +58,36 @@ pub struct DisplayFeed {
 }
 
 impl DisplayFeed {
-    /// Subscribes to `display`; `waker` is woken whenever events arrive.
-    pub fn new(display: &Arc<Display>, waker: Arc<mio::Waker>) -> DisplayFeed {
+    /// Subscribes to `display`'s events that `wants` takes; `notify` is
+    /// called whenever some arrive.
+    pub fn new(display: &Arc<Display>, notify: Notify, wants: EventFilter) -> DisplayFeed {
+        DisplayFeed {
+            subscription: display.subscribe_to(notify, wants),
+        }
+    }
+
+    /// The event loop's feed: cursor changes only (display channels have
+    /// feeds of their own, [`Self::shown_head`]); `waker` wakes the loop.
+    pub fn cursor(display: &Arc<Display>, waker: Arc<mio::Waker>) -> DisplayFeed {
         let notify = Box::new(move || {
             if let Err(e) = waker.wake() {
                 tracing::warn!("spice: cannot wake the event loop: {e}");
             }
         });
-        DisplayFeed {
-            subscription: display.subscribe_notified(notify),
-        }
+        DisplayFeed::new(display, notify, |e| {
+            matches!(e, DisplayEvent::Cursor | DisplayEvent::Resync)
+        })
+    }
+
+    /// A display channel's feed: the shown head's pictures.
+    pub fn shown_head(display: &Arc<Display>, notify: Notify) -> DisplayFeed {
+        DisplayFeed::new(display, notify, |e| match e {
+            DisplayEvent::Damage { head, .. }
+            | DisplayEvent::HeadChanged { head, .. }
+            | DisplayEvent::HeadRemoved { head } => *head == SHOWN_HEAD,
+            DisplayEvent::Cursor => false,
+            DisplayEvent::Resync => true,
+        })
     }
 
     pub fn display(&self) -> &Arc<Display> {

@@ -158,13 +158,14 @@ impl SpiceServer {
             client_mouse: Mutex::new(None),
             status: Mutex::new(server::LoopStatus::default()),
             status_changed: std::sync::Condvar::new(),
+            status_waiters: std::sync::atomic::AtomicUsize::new(0),
             compression: Mutex::new(config.compression),
         });
         let mut threads = Vec::new();
         let displays = inputs
             .displays
             .iter()
-            .map(|display| display_feed::DisplayFeed::new(display, waker.clone()))
+            .map(|display| display_feed::DisplayFeed::cursor(display, waker.clone()))
             .collect();
         let event_loop = server::EventLoop::new(server::LoopSetup {
             poll,
@@ -240,6 +241,9 @@ impl SpiceServer {
     ) {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut last_nudge: Option<Instant> = None;
+        let waiters = &self.shared.status_waiters;
+        waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Counted(waiters);
         let mut status = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
         while !done(&status) && !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -297,6 +301,15 @@ impl SpiceServer {
         if let Some(path) = self.unix_path.take() {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Counts a waiter for the time it exists.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

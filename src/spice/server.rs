@@ -68,6 +68,8 @@ pub struct Shared {
     /// What the display clients have left to receive, after each loop pass.
     pub status: Mutex<LoopStatus>,
     pub status_changed: std::sync::Condvar,
+    /// Threads waiting on `status_changed` (the loop notifies only then).
+    pub status_waiters: std::sync::atomic::AtomicUsize,
     /// The compression options display channels opened from now on get.
     pub compression: Mutex<CompressionOptions>,
 }
@@ -655,6 +657,7 @@ impl EventLoop {
     /// Lets channels produce output where there is room, and writes.
     fn pump_and_flush(&mut self) {
         let now_ns = self.now_ns();
+        let now = Instant::now();
         for conn in self.connections.values_mut() {
             if conn.closed {
                 continue;
@@ -667,7 +670,7 @@ impl EventLoop {
                 {
                     channel.pump(&mut Context {
                         out: outbox,
-                        now: Instant::now(),
+                        now,
                         now_ns,
                     });
                 }
@@ -784,7 +787,9 @@ impl EventLoop {
         status.sent = sent;
         status.client_link = self.session.as_ref().and_then(|s| s.view.client_link);
         drop(status);
-        self.setup.shared.status_changed.notify_all();
+        if self.setup.shared.status_waiters.load(Ordering::SeqCst) > 0 {
+            self.setup.shared.status_changed.notify_all();
+        }
     }
 }
 

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::channel::{ChannelError, Outbox};
-use super::display_feed::FeedState;
+use devices::display::Display;
+
+use super::display_feed::{DisplayFeed, FeedState};
 use super::inputs_channel::KeyboardLeds;
 use super::session::{Changes, Context, SentTotals, SessionView, SpiceChannel};
 
@@ -35,14 +37,17 @@ const IDLE_WAIT: Duration = Duration::from_millis(250);
 
 enum Command {
     Message(u16, Vec<u8>),
+    /// The channel's display has events (in its feed).
+    DisplayEvents,
     Changes {
-        displays: Vec<FeedState>,
         guest_leds: KeyboardLeds,
         client_mouse_allowed: bool,
         view: Option<SessionView>,
     },
     /// The socket took some of the queued bytes.
     Room,
+    /// The connection closed.
+    Stop,
 }
 
 /// What the worker tells the proxy.
@@ -61,7 +66,6 @@ struct Shared {
 struct Published {
     /// Framed messages for the connection's outbox.
     framed: Vec<Vec<u8>>,
-    deadline: Option<Instant>,
     sent: SentTotals,
     error: Option<ChannelError>,
 }
@@ -83,6 +87,10 @@ pub struct Threaded {
 
 /// How the worker reaches the loop and tells time.
 pub struct WorkerSetup {
+    /// The display whose shown head the channel follows, and its index
+    /// in [`Changes::displays`]: the worker takes its events itself, so
+    /// drawing never wakes the event loop.
+    pub display: Option<(usize, Arc<Display>)>,
     /// Thread name.
     pub name: String,
     /// Wakes the event loop when there is output.
@@ -99,6 +107,16 @@ impl Threaded {
         let (commands, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let is_display = channel.is_display();
+        let feed = setup.display.map(|(index, display)| {
+            let (tx, shared) = (commands.clone(), shared.clone());
+            let notify = Box::new(move || {
+                shared.pending.fetch_add(1, Ordering::SeqCst);
+                if tx.send(Command::DisplayEvents).is_err() {
+                    shared.pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+            (index, DisplayFeed::shown_head(&display, notify))
+        });
         let worker = Worker {
             channel,
             out: out.twin(),
@@ -106,6 +124,8 @@ impl Threaded {
             shared: shared.clone(),
             waker: setup.waker,
             epoch: setup.epoch,
+            feed,
+            last: (KeyboardLeds::default(), false),
         };
         let started = std::thread::Builder::new()
             .name(setup.name.clone())
@@ -143,14 +163,11 @@ impl SpiceChannel for Threaded {
     }
 
     fn update(&mut self, changes: &Changes, _: &mut Outbox) {
+        // (Display events reach the worker through its own feed.)
         let told = Some((changes.guest_leds, changes.client_mouse_allowed));
-        let news = changes.view.is_some()
-            || told != self.told
-            || changes.displays.iter().any(|f| !f.is_empty());
-        if news {
+        if changes.view.is_some() || told != self.told {
             self.told = told;
             self.send(Command::Changes {
-                displays: changes.displays.to_vec(),
                 guest_leds: changes.guest_leds,
                 client_mouse_allowed: changes.client_mouse_allowed,
                 view: changes.view,
@@ -175,9 +192,7 @@ impl SpiceChannel for Threaded {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        self.shared.published().deadline
-    }
+    // (No deadline for the loop: the worker keeps its channel's own.)
 
     fn overdue(&self, _: Instant) -> bool {
         self.shared.overdue.load(Ordering::SeqCst)
@@ -201,6 +216,13 @@ impl SpiceChannel for Threaded {
     }
 }
 
+impl Drop for Threaded {
+    fn drop(&mut self) {
+        // (The display feed holds a sender too: the worker is told.)
+        let _ = self.commands.send(Command::Stop);
+    }
+}
+
 /// The worker thread's side.
 struct Worker {
     channel: Box<dyn SpiceChannel>,
@@ -209,6 +231,9 @@ struct Worker {
     shared: Arc<Shared>,
     waker: Arc<Waker>,
     epoch: Instant,
+    feed: Option<(usize, DisplayFeed)>,
+    /// What the channel was last told of the rest (for display events).
+    last: (KeyboardLeds, bool),
 }
 
 impl Worker {
@@ -238,6 +263,9 @@ impl Worker {
                 if failed {
                     continue;
                 }
+                if matches!(command, Command::Stop) {
+                    return;
+                }
                 if let Err(e) = self.handle(command) {
                     failed = true;
                     failed_now = true;
@@ -257,20 +285,34 @@ impl Worker {
         match command {
             Command::Message(msg_type, body) => self.channel.receive(msg_type, &body, &mut cx)?,
             Command::Changes {
-                displays,
                 guest_leds,
                 client_mouse_allowed,
                 view,
             } => {
+                self.last = (guest_leds, client_mouse_allowed);
                 let changes = Changes {
-                    displays: &displays,
+                    displays: &[],
                     guest_leds,
                     client_mouse_allowed,
                     view,
                 };
                 self.channel.update(&changes, cx.out);
             }
-            Command::Room => {}
+            Command::DisplayEvents => {
+                let Some((index, feed)) = &self.feed else {
+                    return Ok(());
+                };
+                let mut displays = vec![FeedState::default(); index + 1];
+                displays[*index] = feed.take();
+                let changes = Changes {
+                    displays: &displays,
+                    guest_leds: self.last.0,
+                    client_mouse_allowed: self.last.1,
+                    view: None,
+                };
+                self.channel.update(&changes, cx.out);
+            }
+            Command::Room | Command::Stop => {}
         }
         Ok(())
     }
@@ -290,20 +332,25 @@ impl Worker {
                 now_ns: self.epoch.elapsed().as_nanos() as u64,
             });
         }
+        let has_work = self.channel.has_work();
+        if !has_work {
+            // Nothing left that would need room.
+            self.shared.wants_room.store(false, Ordering::SeqCst);
+        }
         let framed = self.out.hand_over();
-        let output = !framed.is_empty();
         let mut sent = SentTotals::default();
         self.channel.add_sent(&mut sent);
-        {
+        let output = {
             let mut published = self.shared.published();
+            // The loop needs waking only for output it has not been
+            // told of (it takes everything handed over when it wakes).
+            let news = published.framed.is_empty() && !framed.is_empty();
             published.framed.extend(framed);
-            published.deadline = self.channel.next_deadline();
             published.sent = sent;
-        }
+            news
+        };
         let overdue = self.channel.overdue(now);
-        self.shared
-            .has_work
-            .store(self.channel.has_work(), Ordering::SeqCst);
+        self.shared.has_work.store(has_work, Ordering::SeqCst);
         self.shared.overdue.store(overdue, Ordering::SeqCst);
         self.shared.pending.fetch_sub(handled, Ordering::SeqCst);
         // (Not for commands alone: whoever waits for the loop's status
@@ -366,6 +413,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let setup = WorkerSetup {
+            display: None,
             name: "test-worker".into(),
             waker,
             epoch: Instant::now(),

@@ -149,10 +149,14 @@ struct Queue {
 /// being empty; it should only schedule the consumer, e.g. wake its loop.
 pub type Notify = Box<dyn Fn() + Send + Sync>;
 
+/// Which events a subscriber takes (the others are never queued for it).
+pub type EventFilter = fn(&DisplayEvent) -> bool;
+
 struct SubscriberShared {
     queue: Mutex<Queue>,
     ready: Condvar,
     notify: Option<Notify>,
+    wants: EventFilter,
 }
 
 /// A consumer's end: events in order, bounded.
@@ -225,7 +229,7 @@ impl Display {
     }
 
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
-        self.subscribe_with(None)
+        self.subscribe_with(None, |_| true)
     }
 
     /// A subscription whose consumer is told through `notify` whenever its
@@ -233,14 +237,25 @@ impl Display {
     /// drains the queue ([`Subscription::try_next`] until `None`) on each
     /// call misses no event.
     pub fn subscribe_notified(self: &Arc<Self>, notify: Notify) -> Subscription {
-        self.subscribe_with(Some(notify))
+        self.subscribe_with(Some(notify), |_| true)
     }
 
-    fn subscribe_with(self: &Arc<Self>, notify: Option<Notify>) -> Subscription {
+    /// [`Display::subscribe_notified`] to the events `wants` accepts only
+    /// (a consumer that needs the cursor is not woken by every draw).
+    pub fn subscribe_to(self: &Arc<Self>, notify: Notify, wants: EventFilter) -> Subscription {
+        self.subscribe_with(Some(notify), wants)
+    }
+
+    fn subscribe_with(
+        self: &Arc<Self>,
+        notify: Option<Notify>,
+        wants: EventFilter,
+    ) -> Subscription {
         let shared = Arc::new(SubscriberShared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             notify,
+            wants,
         });
         lock(&self.subscribers).push(Arc::downgrade(&shared));
         Subscription {
@@ -255,6 +270,9 @@ impl Display {
             let Some(s) = weak.upgrade() else {
                 return false;
             };
+            if !(s.wants)(&event) {
+                return true;
+            }
             let mut q = lock(&s.queue);
             let was_empty = q.events.is_empty() && !q.overflowed;
             if !q.overflowed && !adds_nothing(&event, q.events.back()) {
