@@ -145,8 +145,13 @@ impl Threaded {
     fn send(&self, command: Command) {
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
         if self.commands.send(command).is_err() {
-            // The worker is gone (it failed to start): nothing waits.
+            // The worker is gone (it failed to start, or died): nothing
+            // waits, and the connection closes.
             self.shared.pending.fetch_sub(1, Ordering::SeqCst);
+            let mut published = self.shared.published();
+            if published.error.is_none() {
+                published.error = Some(ChannelError::Protocol("the channel's thread stopped"));
+            }
         }
     }
 }
