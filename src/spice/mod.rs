@@ -43,21 +43,21 @@ pub mod config;
 pub mod connection;
 pub mod cursor_channel;
 pub mod display_channel;
-pub mod display_feed;
-pub mod image_cache;
+mod display_feed;
+mod image_cache;
 pub mod inputs_channel;
 pub mod link;
 pub mod main_channel;
-pub mod mm_clock;
-pub mod net_test;
+mod mm_clock;
+mod net_test;
 pub mod protocol;
-pub mod region;
-pub mod server;
-pub mod session;
+mod region;
+mod server;
+mod session;
 pub mod ticket;
 pub mod video_stream;
 pub mod wire;
-pub mod worker;
+mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +71,7 @@ use mio::{Poll, Waker};
 pub use codec::policy::{CompressionOptions, STATS_METHODS};
 pub use config::{MousePolicy, SpiceConfig};
 pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
+pub use net_test::LinkEstimate;
 pub use session::SentTotals;
 
 #[derive(Debug, thiserror::Error)]

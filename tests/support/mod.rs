@@ -155,7 +155,7 @@ fn throttled_copy(mut from: TcpStream, mut to: TcpStream, bytes_per_second: u64)
 
 /// The result of the connected client's network test, once it is over
 /// (within 20 s).
-pub fn wait_for_network_test(t: &TestServer) -> saffron::spice::net_test::LinkEstimate {
+pub fn wait_for_network_test(t: &TestServer) -> saffron::spice::LinkEstimate {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(link) = t.server.control().client_link() {
