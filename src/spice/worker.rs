@@ -242,13 +242,17 @@ struct Worker {
 }
 
 impl Worker {
-    /// Runs until the proxy is dropped (the connection closed).
+    /// Runs until the connection closes (`Stop`) or the channel fails.
     fn run(mut self) {
-        let mut failed = false;
+        let mut progressed = false;
         loop {
             let now = Instant::now();
             let wait = match self.channel.next_deadline() {
                 Some(at) if at > now => (at - now).min(IDLE_WAIT),
+                // Due already: at once if the last turn got somewhere (a
+                // long encode outlasted the deadline), else the channel
+                // waits for the client (ACKs, room) and a command wakes it.
+                Some(_) if progressed => Duration::ZERO,
                 _ => IDLE_WAIT,
             };
             let first = match self.rx.recv_timeout(wait) {
@@ -262,22 +266,19 @@ impl Worker {
                 .chain(more.take(MAX_COMMANDS_PER_TURN))
                 .collect();
             let handled = commands.len();
-            let mut failed_now = false;
             for command in commands {
-                // After an error the connection is closing: the rest is dropped.
-                if failed {
-                    continue;
-                }
                 if matches!(command, Command::Stop) {
                     return;
                 }
                 if let Err(e) = self.handle(command) {
-                    failed = true;
-                    failed_now = true;
+                    // The connection closes: report it, and end (the
+                    // rest of the commands are dropped with the thread).
                     self.shared.published().error = Some(e);
+                    self.turn(handled, true);
+                    return;
                 }
             }
-            self.turn(handled, failed_now);
+            progressed = self.turn(handled, false);
         }
     }
 
@@ -324,8 +325,9 @@ impl Worker {
 
     /// Pumps, hands the output over and publishes the state, then counts
     /// the `handled` commands done (after all that, so that the proxy
-    /// never sees neither pending commands nor their effects).
-    fn turn(&mut self, handled: usize, failed: bool) {
+    /// never sees neither pending commands nor their effects). Returns
+    /// whether there was output.
+    fn turn(&mut self, handled: usize, failed: bool) -> bool {
         let now = Instant::now();
         if self.channel.has_work() {
             // Set before pumping: bytes the loop writes after the pump
@@ -345,6 +347,7 @@ impl Worker {
         let framed = self.out.hand_over();
         let mut sent = SentTotals::default();
         self.channel.add_sent(&mut sent);
+        let produced = !framed.is_empty();
         let output = {
             let mut published = self.shared.published();
             // The loop needs waking only for output it has not been
@@ -365,6 +368,23 @@ impl Worker {
                 tracing::warn!("spice: cannot wake the event loop: {e}");
             }
         }
+        produced
+    }
+}
+
+impl Drop for Worker {
+    /// However the thread ends (a panic included), the proxy stops
+    /// waiting for it, and a panic closes the connection.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut published = self.shared.published();
+            if published.error.is_none() {
+                published.error = Some(ChannelError::Protocol("the channel's thread failed"));
+            }
+        }
+        self.shared.pending.store(0, Ordering::SeqCst);
+        self.shared.has_work.store(false, Ordering::SeqCst);
+        let _ = self.waker.wake();
     }
 }
 
@@ -394,6 +414,7 @@ mod tests {
         fn receive(&mut self, t: u16, body: &[u8], cx: &mut Context) -> Result<(), ChannelError> {
             match t {
                 99 => Err(ChannelError::UnknownType(99)),
+                98 => panic!("a channel bug"),
                 1 => {
                     self.fill = true;
                     Ok(())
@@ -484,6 +505,24 @@ mod tests {
         settle(&t);
         assert_eq!(t.failed(), Some(ChannelError::UnknownType(99)));
         assert_eq!(t.failed(), None, "reported once");
+    }
+
+    #[test]
+    fn a_worker_that_panics_fails_the_connection_and_is_not_waited_for() {
+        let out = Outbox::new(HeaderMode::Mini);
+        let (mut t, _poll) = start(&out);
+        let mut sink = Outbox::new(HeaderMode::Mini);
+        t.receive(98, &[], &mut cx(&mut sink)).unwrap();
+        settle(&t);
+        assert!(!t.has_work());
+        assert_eq!(
+            t.failed(),
+            Some(ChannelError::Protocol("the channel's thread failed"))
+        );
+        // Later messages find no worker: the connection fails again.
+        t.receive(7, &[1], &mut cx(&mut sink)).unwrap();
+        assert!(t.failed().is_some());
+        assert!(!t.has_work());
     }
 
     #[test]
