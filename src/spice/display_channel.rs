@@ -779,7 +779,7 @@ pub const KIND: ChannelKind = ChannelKind {
             compression: o.server.compression,
             session: o.session.images.clone(),
             client_caches: o.session.client_caches,
-            clock: o.server.clock,
+            clock: o.server.clock(),
             client_link: o.session.view.client_link,
         };
         let display = o.server.displays[usize::from(o.id)].clone();

@@ -27,11 +27,6 @@ pub struct FeedState {
 }
 
 impl FeedState {
-    /// Nothing happened.
-    pub fn is_empty(&self) -> bool {
-        self.damage.is_empty() && !self.head_changed && !self.cursor_changed
-    }
-
     pub fn apply(&mut self, event: &DisplayEvent) {
         match event {
             DisplayEvent::Damage { head, rect } if *head == SHOWN_HEAD => self.damage.add(*rect),

@@ -347,7 +347,7 @@ pub const KIND: ChannelKind = ChannelKind {
             display_channels: o.server.displays.len() as u32,
             client_mouse_allowed: o.server.client_mouse_allowed,
             mouse: o.server.mouse,
-            mm_time_now: o.server.clock.at(o.now),
+            mm_time_now: o.server.clock().at(o.now),
         };
         Box::new(MainChannel::start(setup, out, o.now_ns))
     },

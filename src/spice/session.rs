@@ -60,13 +60,20 @@ pub struct ServerContext {
     pub compression: CompressionOptions,
     /// The guest's keyboard LEDs as last reported.
     pub guest_leds: KeyboardLeds,
-    pub clock: MmClock,
-    /// When the server started (ping timestamps count from here).
+    /// When the server started: ping timestamps and the multimedia
+    /// clock ([`Self::clock`]) count from here.
     pub epoch: Instant,
     /// Wakes the event loop (for channels on threads of their own).
     pub waker: Arc<Waker>,
     /// Every channel except main, in the order clients should open them.
     pub channels: Vec<(u8, u8)>,
+}
+
+impl ServerContext {
+    /// The multimedia clock (main channel and video streams share it).
+    pub fn clock(&self) -> MmClock {
+        MmClock::new(self.epoch)
+    }
 }
 
 /// What the main channel decides for its session and the other channels

@@ -25,7 +25,6 @@ use super::config::MousePolicy;
 use super::connection::{Connection, State, Stream, MAX_CLIENT_MESSAGE};
 use super::display_feed::DisplayFeed;
 use super::inputs_channel::{InputSink, KeyboardLeds};
-use super::mm_clock::MmClock;
 use super::net_test::LinkEstimate;
 use super::protocol::{base, channel, mouse_mode};
 use super::session::{Changes, ChannelKind, Context, SentTotals, ServerContext, Session};
@@ -116,7 +115,6 @@ pub struct EventLoop {
     session: Option<Session>,
     /// The mouse mode the input sink was last told.
     sink_mouse_mode: u16,
-    epoch: Instant,
     /// What closed display channels sent.
     closed_sent: SentTotals,
 }
@@ -143,7 +141,6 @@ impl EventLoop {
                 .registry()
                 .register(l, UNIX_LISTENER, Interest::READABLE)?;
         }
-        let epoch = Instant::now();
         let mut server = ServerContext {
             displays: setup.displays.iter().map(|f| f.display().clone()).collect(),
             input: setup.input.clone(),
@@ -151,14 +148,12 @@ impl EventLoop {
             mouse: setup.mouse,
             compression: CompressionOptions::default(),
             guest_leds: KeyboardLeds::default(),
-            clock: MmClock::new(epoch),
-            epoch,
+            epoch: Instant::now(),
             waker: setup.waker.clone(),
             channels: Vec::new(),
         };
         server.channels = sessions::channel_list(&server);
         Ok(EventLoop {
-            epoch,
             server,
             setup,
             connections: HashMap::new(),
@@ -181,7 +176,7 @@ impl EventLoop {
     }
 
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.server.epoch.elapsed().as_nanos() as u64
     }
 
     /// Runs until the shared stop flag is set.

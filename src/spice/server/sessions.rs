@@ -137,7 +137,7 @@ impl EventLoop {
             session: state,
             server: &self.server,
             now: Instant::now(),
-            now_ns: self.epoch.elapsed().as_nanos() as u64,
+            now_ns: self.server.epoch.elapsed().as_nanos() as u64,
         };
         let channel = (kind.open)(&opening, &mut outbox);
         if req.channel_type == channel::MAIN {
