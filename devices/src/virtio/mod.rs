@@ -10,12 +10,16 @@
 //! reports what a misbehaving driver does without flooding the log.
 //!
 //! Devices: [`input`] (virtio-input: the absolute tablet), [`block`]
-//! (virtio-blk: disks).
+//! (virtio-blk: disks), [`console`] (virtio-serial: named ports such as
+//! the SPICE agent's).
 
 pub mod block;
+pub mod console;
 pub mod input;
 pub mod msix;
 pub mod pci;
+#[cfg(test)]
+pub mod test_driver;
 
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 
@@ -165,6 +169,19 @@ impl<'a> Queues<'a> {
             }
         }
         chain
+    }
+
+    /// The next available chain; when there is none, asks the driver to
+    /// kick queue `index` for the next one (with EVENT_IDX a driver kicks
+    /// only when the device asked) and looks once more.
+    pub fn pop_or_arm(&mut self, index: u16) -> Option<DescriptorChain<&'a GuestMemory>> {
+        if let Some(chain) = self.pop(index) {
+            return Some(chain);
+        }
+        if self.failed || !self.enable_notification(index) {
+            return None;
+        }
+        self.pop(index)
     }
 
     /// Asks the driver not to kick queue `index` (a device that is about to
