@@ -99,6 +99,7 @@ fn main() {
             displays: vec![display.clone()],
             input: Arc::new(PrintInput),
             tablet: args.iter().any(|a| a == "--tablet"),
+            agent: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -40,6 +40,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
                     displays: vec![player.display()],
                     input: Arc::new(NoInput),
                     tablet: false,
+                    agent: None,
                 },
             )
             .map_err(|e| e.to_string())?;

@@ -300,6 +300,7 @@ fn unix_socket() {
             displays: vec![display.clone()],
             input: std::sync::Arc::new(saffron::spice::NoInput),
             tablet: false,
+            agent: None,
         },
     )
     .unwrap();

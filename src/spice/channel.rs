@@ -33,6 +33,8 @@ pub enum ChannelError {
     UnknownType(u16),
     #[error("{0}")]
     Protocol(&'static str),
+    #[error("agent: {0}")]
+    Agent(#[from] super::agent::AgentError),
 }
 
 impl ChannelError {

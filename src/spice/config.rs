@@ -7,6 +7,8 @@
 //!         [,jpeg-wan-compression=auto|never|always]
 //!         [,zlib-glz-wan-compression=auto|never|always]
 //!         [,streaming-video=off|all|filter]
+//!         [,agent=on|off][,agent-mouse=on|off]
+//!         [,disable-copy-paste][,disable-agent-file-xfer]
 //! ```
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
@@ -23,12 +25,18 @@
 //!   (relative motion, through the PS/2 mouse). Without it both are offered
 //!   once the guest's tablet driver is running, and client mode is the
 //!   starting one; until then, server mode only.
+//! * `agent=off` leaves out the guest agent's port (a virtio-serial port
+//!   `com.redhat.spice.0` for spice-vdagent); `agent-mouse=off` keeps
+//!   client mouse mode off the agent; `disable-copy-paste` and
+//!   `disable-agent-file-xfer` stop clipboard and file transfer messages,
+//!   as QEMU's options of those names.
 //! * The compression options have libspice's names and meanings (see
 //!   [`super::codec::policy`]); defaults auto_glz, auto, auto, filter.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use super::agent::AgentOptions;
 use super::codec::policy::{CompressionOptions, OPTION_NAMES};
 use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
 
@@ -44,6 +52,8 @@ pub struct SpiceConfig {
     pub mouse: MousePolicy,
     /// How images are compressed.
     pub compression: CompressionOptions,
+    /// The guest agent and what it may carry.
+    pub agent: AgentOptions,
 }
 
 /// Which SPICE mouse modes are offered (`mouse=`).
@@ -79,6 +89,14 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
                        areas redrawn at video rates go as MJPEG streams
                        (filter, the default: only photo-like ones; all: any;
                        off: never); lossless again once they stop
+  agent=on|off         the guest agent's port, com.redhat.spice.0 (default on):
+                       spice-vdagent in the guest gives clipboard sharing,
+                       resolution that follows the window, file transfer
+  agent-mouse=on|off   client mouse mode through the agent when there is no
+                       tablet (default on)
+  disable-copy-paste   no clipboard sharing through the agent
+  disable-agent-file-xfer
+                       no file transfer through the agent
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";
@@ -94,6 +112,8 @@ impl SpiceConfig {
         let mut mouse: Option<MousePolicy> = None;
         let mut compression = CompressionOptions::default();
         let mut seen_compression: Vec<&str> = Vec::new();
+        let mut agent = AgentOptions::default();
+        let mut seen_agent: Vec<&str> = Vec::new();
         for item in text.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -161,6 +181,32 @@ impl SpiceConfig {
                         v => return Err(format!("mouse: '{v}' is not client or server")),
                     });
                 }
+                "agent" | "agent-mouse" => {
+                    once(seen_agent.contains(&key))?;
+                    seen_agent.push(key);
+                    let on = match need(value)?.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        v => return Err(format!("{key}: '{v}' is not on or off")),
+                    };
+                    if key == "agent" {
+                        agent.enabled = on;
+                    } else {
+                        agent.mouse = on;
+                    }
+                }
+                "disable-copy-paste" | "disable-agent-file-xfer" => {
+                    if value.is_some() {
+                        return Err(format!("{key} takes no value"));
+                    }
+                    once(seen_agent.contains(&key))?;
+                    seen_agent.push(key);
+                    if key == "disable-copy-paste" {
+                        agent.copy_paste = false;
+                    } else {
+                        agent.file_transfer = false;
+                    }
+                }
                 key if OPTION_NAMES.contains(&key) => {
                     once(seen_compression.contains(&key))?;
                     seen_compression.push(key);
@@ -169,7 +215,7 @@ impl SpiceConfig {
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video)"
+                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer)"
                     ))
                 }
             }
@@ -203,6 +249,7 @@ impl SpiceConfig {
             ticket,
             mouse: mouse.unwrap_or_default(),
             compression,
+            agent,
         })
     }
 }
@@ -216,6 +263,7 @@ fn example(key: &str) -> &'static str {
         "image-compression" => "auto_glz",
         "jpeg-wan-compression" | "zlib-glz-wan-compression" => "auto",
         "streaming-video" => "filter",
+        "agent" | "agent-mouse" => "on",
         _ => "SECRET",
     }
 }
@@ -251,6 +299,20 @@ mod tests {
         let c = SpiceConfig::parse("mouse=server,unix=/tmp/s").unwrap();
         assert_eq!(c.mouse, MousePolicy::Server);
         assert_eq!(c.compression, CompressionOptions::default());
+        assert_eq!(c.agent, AgentOptions::default());
+        let c = SpiceConfig::parse(
+            "port=1,agent=off,agent-mouse=off,disable-copy-paste,disable-agent-file-xfer",
+        )
+        .unwrap();
+        assert_eq!(
+            c.agent,
+            AgentOptions {
+                enabled: false,
+                mouse: false,
+                copy_paste: false,
+                file_transfer: false
+            }
+        );
 
         let c = SpiceConfig::parse(
             "port=1,image-compression=quic,jpeg-wan-compression=always,\
@@ -295,6 +357,13 @@ mod tests {
             ),
             ("port=1,streaming-video=on", "not one of off, all, filter"),
             ("port=1,image-compression=lz,image-compression=glz", "twice"),
+            ("port=1,agent=maybe", "not on or off"),
+            ("port=1,agent=on,agent=off", "twice"),
+            ("port=1,disable-copy-paste=1", "takes no value"),
+            (
+                "port=1,disable-agent-file-xfer,disable-agent-file-xfer",
+                "twice",
+            ),
         ] {
             let e = SpiceConfig::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

@@ -8,11 +8,15 @@
 //! absolute pointer is available (the guest's tablet driver runs) and is
 //! then the starting mode, unless `mouse=` forces one mode; when the
 //! availability changes, the client is told (`MOUSE_MODE`), and requests
-//! for a mode not offered are refused. There is no guest agent
-//! yet: the client is told it is disconnected, agent data is discarded and
-//! its tokens returned. Migration messages are ignored (we never offer
+//! for a mode not offered are refused. The agent's messages go to and come
+//! from the server's [`Agent`] (`super::agent`); without one (`agent=off`)
+//! the client is told it is disconnected, agent data is discarded and its
+//! tokens returned. Migration messages are ignored (we never offer
 //! migration, so clients never start one).
 
+use std::sync::{Arc, Mutex};
+
+use super::agent::{Agent, ToClient, CLIENT_WINDOW};
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox, Ping};
 use super::config::MousePolicy;
 use super::net_test::{LinkEstimate, NetTest, TestPing};
@@ -21,7 +25,7 @@ use super::session::{Changes, ChannelKind, Context, SessionView, SpiceChannel};
 use super::wire::{Caps, Reader, Writer};
 
 /// Agent tokens a client starts with (`REDS_AGENT_WINDOW_SIZE`).
-pub const AGENT_TOKENS: u32 = 10;
+pub const AGENT_TOKENS: u32 = CLIENT_WINDOW;
 /// How many discarded agent messages are paid back at once.
 const AGENT_TOKEN_BATCH: u32 = 5;
 /// The client's multimedia clock starts this far behind ours (ms).
@@ -166,7 +170,7 @@ impl MainMessage {
 }
 
 /// What the main channel is told when it starts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MainSetup {
     pub session_id: u32,
     /// Every other channel, in the order clients should open them.
@@ -178,10 +182,24 @@ pub struct MainSetup {
     pub mouse: MousePolicy,
     /// The server's multimedia clock now (ms).
     pub mm_time_now: u32,
+    /// The guest agent's port (`None` with `agent=off`).
+    pub agent: Option<Arc<Mutex<Agent>>>,
+}
+
+impl std::fmt::Debug for MainChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MainChannel")
+            .field("session_id", &self.setup.session_id)
+            .field("mouse_mode", &self.mouse_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {
+    agent.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The server side of one main channel connection.
-#[derive(Debug)]
 pub struct MainChannel {
     setup: MainSetup,
     mouse_mode: u16,
@@ -194,6 +212,10 @@ impl MainChannel {
     /// Queues `INIT` and the network test's `PING`s.
     pub fn start(setup: MainSetup, out: &mut Outbox, now_ns: u64) -> MainChannel {
         let (net_test, pings) = NetTest::start(1, now_ns);
+        let agent_connected = setup
+            .agent
+            .as_ref()
+            .is_some_and(|a| lock(a).client_arrived(setup.session_id));
         let mut channel = MainChannel {
             mouse_mode: initial_mouse_mode(&setup),
             setup,
@@ -206,7 +228,7 @@ impl MainChannel {
             display_channels_hint: channel.setup.display_channels,
             supported_mouse_modes: u32::from(channel.supported_mouse_modes()),
             current_mouse_mode: u32::from(channel.mouse_mode),
-            agent_connected: 0,
+            agent_connected: agent_connected.into(),
             agent_tokens: AGENT_TOKENS,
             multi_media_time: channel.setup.mm_time_now.wrapping_sub(MM_TIME_DELTA),
             ram_hint: 0,
@@ -311,10 +333,19 @@ impl MainChannel {
                     });
                 }
             }
-            MainMessage::AgentStart { .. } => {
+            MainMessage::AgentStart { tokens } => match &self.setup.agent {
+                Some(agent) => lock(agent).client_start(self.setup.session_id, tokens),
                 // No agent: say so (clients only start one when INIT said
                 // it was connected, so this is a late or confused client).
-                out.push(&AgentDisconnected { error: 0 });
+                None => out.push(&AgentDisconnected { error: 0 }),
+            },
+            MainMessage::AgentData { .. } if self.setup.agent.is_some() => {
+                let agent = self.setup.agent.as_ref().expect("checked");
+                lock(agent).client_data(self.setup.session_id, body)?;
+            }
+            MainMessage::AgentToken { tokens } if self.setup.agent.is_some() => {
+                let agent = self.setup.agent.as_ref().expect("checked");
+                lock(agent).client_tokens(self.setup.session_id, tokens);
             }
             MainMessage::AgentData { .. } => {
                 // Nowhere to deliver it; pay the client's token back so a
@@ -348,6 +379,7 @@ pub const KIND: ChannelKind = ChannelKind {
             client_mouse_allowed: o.server.client_mouse_allowed,
             mouse: o.server.mouse,
             mm_time_now: o.server.clock().at(o.now),
+            agent: o.server.agent.clone(),
         };
         Box::new(MainChannel::start(setup, out, o.now_ns))
     },
@@ -369,6 +401,30 @@ impl SpiceChannel for MainChannel {
 
     fn pump(&mut self, cx: &mut Context) {
         self.tick(cx.out, cx.now_ns);
+        let Some(agent) = &self.setup.agent else {
+            return;
+        };
+        for message in lock(agent).take_for_client(self.setup.session_id) {
+            match message {
+                ToClient::Connected => cx.out.push_raw(main_msg::AGENT_CONNECTED, Vec::new()),
+                ToClient::Disconnected => cx.out.push(&AgentDisconnected { error: 0 }),
+                ToClient::Data(data) => cx.out.push_raw(main_msg::AGENT_DATA_TO_CLIENT, data),
+                ToClient::Tokens(tokens) => cx.out.push(&AgentToken { tokens }),
+            }
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.setup
+            .agent
+            .as_ref()
+            .is_some_and(|a| lock(a).has_output_for_client(self.setup.session_id))
+    }
+
+    fn closed(&mut self) {
+        if let Some(agent) = &self.setup.agent {
+            lock(agent).client_gone(self.setup.session_id);
+        }
     }
 
     fn decide(&self, view: &mut SessionView) {
@@ -424,6 +480,7 @@ mod tests {
             client_mouse_allowed,
             mouse: MousePolicy::Auto,
             mm_time_now: 1000,
+            agent: None,
         }
     }
 

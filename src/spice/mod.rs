@@ -37,6 +37,7 @@
 //! Start it with [`SpiceServer::start`]; the VMM passes its displays, an
 //! [`InputSink`] and whether an absolute pointer (tablet) exists.
 
+pub mod agent;
 pub mod channel;
 pub mod codec;
 pub mod config;
@@ -68,6 +69,7 @@ use std::time::{Duration, Instant};
 use devices::display::Display;
 use mio::{Poll, Waker};
 
+pub use agent::{AgentDevice, AgentOptions, AgentPort, AgentStatus, ClientMonitors};
 pub use codec::policy::{CompressionOptions, STATS_METHODS};
 pub use config::{MousePolicy, SpiceConfig};
 pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
@@ -101,6 +103,9 @@ pub struct ServerInputs {
     /// An absolute pointing device is available from the start (offers
     /// client mouse mode; see [`SpiceNotifier::set_client_mouse_allowed`]).
     pub tablet: bool,
+    /// The guest agent's port (changes reach the server through
+    /// [`SpiceNotifier::agent_port_changed`]).
+    pub agent: Option<AgentDevice>,
 }
 
 /// A running server; dropping it stops it.
@@ -153,6 +158,10 @@ impl SpiceServer {
             }
             None => None,
         };
+        let agent = inputs
+            .agent
+            .filter(|_| config.agent.enabled)
+            .map(|device| Arc::new(Mutex::new(agent::Agent::new(device, config.agent))));
         let shared = Arc::new(server::Shared {
             stop: AtomicBool::new(false),
             leds: Mutex::new(None),
@@ -161,6 +170,9 @@ impl SpiceServer {
             status_changed: std::sync::Condvar::new(),
             status_waiters: std::sync::atomic::AtomicUsize::new(0),
             compression: Mutex::new(config.compression),
+            // The port may have changed before the server existed.
+            agent_changed: AtomicBool::new(true),
+            agent_status: Mutex::new(agent.as_ref().map(|_| AgentStatus::default())),
         });
         let mut threads = Vec::new();
         let displays = inputs
@@ -177,6 +189,7 @@ impl SpiceServer {
             ticket: config.ticket.clone(),
             displays,
             input: inputs.input,
+            agent,
             client_mouse_allowed: inputs.tablet,
             mouse: config.mouse,
             shared: shared.clone(),
@@ -368,6 +381,15 @@ impl SpiceControl {
             .unwrap_or_else(|p| p.into_inner())
             .client_link
     }
+
+    /// The guest agent's state (`None` when the server has no agent port).
+    pub fn agent(&self) -> Option<AgentStatus> {
+        self.shared
+            .agent_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Tells a running server what the VM's input devices did (cheap to
@@ -382,6 +404,13 @@ impl SpiceNotifier {
     /// The guest changed its keyboard LEDs: tell the client.
     pub fn set_keyboard_leds(&self, leds: KeyboardLeds) {
         *self.shared.leds.lock().unwrap_or_else(|p| p.into_inner()) = Some(leds);
+        let _ = self.waker.wake();
+    }
+
+    /// Something changed on the agent's port (it opened or closed, the
+    /// agent wrote, or it took data): the loop looks at it.
+    pub fn agent_port_changed(&self) {
+        self.shared.agent_changed.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
 
@@ -418,6 +447,7 @@ mod tests {
                 displays: Vec::new(),
                 input: Arc::new(NoInput),
                 tablet: false,
+                agent: None,
             },
         )
         .unwrap();

@@ -74,7 +74,10 @@ pub mod main_msg {
     pub const INIT: u16 = 103;
     pub const CHANNELS_LIST: u16 = 104;
     pub const MOUSE_MODE: u16 = 105;
+    pub const AGENT_CONNECTED: u16 = 107;
     pub const AGENT_DISCONNECTED: u16 = 108;
+    /// Server to client (the client's own is [`AGENT_DATA`]).
+    pub const AGENT_DATA_TO_CLIENT: u16 = 109;
     pub const AGENT_TOKEN: u16 = 110;
     // client -> server
     pub const CLIENT_INFO: u16 = 101;

@@ -8,12 +8,13 @@
 //! Adding a channel costs one file that implements both and one line in
 //! the loop's list of kinds (`server::CHANNELS`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use devices::display::Display;
 use mio::Waker;
 
+use super::agent::Agent;
 use super::channel::{ChannelError, Outbox};
 use super::codec::policy::CompressionOptions;
 use super::config::MousePolicy;
@@ -67,6 +68,8 @@ pub struct ServerContext {
     pub waker: Arc<Waker>,
     /// Every channel except main, in the order clients should open them.
     pub channels: Vec<(u8, u8)>,
+    /// The guest agent's port (`None` with `agent=off` or no port).
+    pub agent: Option<Arc<Mutex<Agent>>>,
 }
 
 impl ServerContext {

@@ -14,9 +14,9 @@ use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use super::{
-    attach_pci, bios, boot, console, control, cpu, device_err, disks, display_server, exit, host,
-    host_memory, input, interrupts, kvm_err, load_kernel, memory, qxl_bar0_base, stats, vcpu, vga,
-    BootSource, DirtyTracking, KernelBoot, PciPlan, Platform, SerialMode, VmConfig, VmError,
+    agent, attach_pci, bios, boot, console, control, cpu, device_err, disks, display_server, exit,
+    host, host_memory, input, interrupts, kvm_err, load_kernel, memory, qxl_bar0_base, stats, vcpu,
+    vga, BootSource, DirtyTracking, KernelBoot, PciPlan, Platform, SerialMode, VmConfig, VmError,
     QXL_SLOT,
 };
 
@@ -98,6 +98,8 @@ pub struct Devices {
     /// the SPICE server through this.
     pub spice_link: Arc<input::SpiceLink>,
     pub tablet: input::Tablet,
+    /// The SPICE agent's virtio-serial port (`--spice` with `agent=on`).
+    pub agent_port: Option<AgentPort>,
     pub qxl: Option<Qxl>,
     pub disks: disks::Disks,
     /// The PCI root and its BAR mapper, kept as long as the machine.
@@ -126,6 +128,7 @@ impl Devices {
             spice_link.clone(),
         )
         .map_err(device_err("the tablet"))?;
+        let agent_port = create_agent_port(machine, platform, config)?;
         let mut qxl = create_qxl(platform, config)?;
         let disks = disks::attach(
             images,
@@ -138,6 +141,9 @@ impl Devices {
             tablet.clone() as devices::pci::SharedPciDevice,
         )];
         pci_devices.extend(disks.pci.iter().cloned());
+        if let Some(a) = &agent_port {
+            pci_devices.push((agent::SERIAL_SLOT, a.device.clone()));
+        }
         if let Some(q) = &qxl {
             pci_devices.push((QXL_SLOT, q.pci.clone()));
         }
@@ -167,6 +173,7 @@ impl Devices {
         Ok(Devices {
             spice_link,
             tablet,
+            agent_port,
             qxl,
             disks,
             _pci: pci,
@@ -174,6 +181,35 @@ impl Devices {
             display,
         })
     }
+}
+
+/// The SPICE agent's port and how it reaches the server.
+pub struct AgentPort {
+    pub device: agent::SerialPorts,
+    pub id: devices::virtio::console::PortId,
+    pub link: Arc<agent::PortLink>,
+}
+
+/// The virtio-serial device with the agent's port, when SPICE has an agent.
+fn create_agent_port(
+    machine: &Machine,
+    platform: &Platform,
+    config: &VmConfig,
+) -> Result<Option<AgentPort>, VmError> {
+    if !config.spice.as_ref().is_some_and(|s| s.agent.enabled) {
+        return Ok(None);
+    }
+    let gsi = layout::pci_irq_for(agent::SERIAL_SLOT, 0);
+    let wiring = devices::virtio::pci::Wiring {
+        memory: machine.ram.clone(),
+        msi: interrupts::KvmMsi::new(machine.vm.clone()),
+        intx: platform.level_lines.source(gsi),
+        intx_line: gsi as u8,
+    };
+    let link = Arc::new(agent::PortLink::default());
+    let (device, id) = agent::create(wiring, link.clone())
+        .map_err(device_err("the SPICE agent's virtio-serial port"))?;
+    Ok(Some(AgentPort { device, id, link }))
 }
 
 /// QXL in its slot, with the VGA fallback on its BAR 0 (as QEMU's
@@ -351,10 +387,20 @@ pub fn start_services(
             input: input.clone(),
             // Client mouse mode is offered once the tablet's driver runs.
             tablet: false,
+            agent: devices.agent_port.as_ref().map(|a| {
+                agent::spice_device(
+                    &a.device,
+                    a.id,
+                    devices.qxl.as_ref().map(|q| q.control.clone()),
+                )
+            }),
         },
     )?;
     if let Some(server) = &spice {
         devices.spice_link.connect(server.notifier());
+        if let Some(a) = &devices.agent_port {
+            a.link.connect(server.notifier());
+        }
     }
     let api = match &config.api_socket {
         Some(path) => Some(crate::api::start(

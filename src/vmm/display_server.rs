@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use devices::display::Display;
-use saffron::spice::{InputSink, ServerInputs, SpiceConfig, SpiceError, SpiceServer};
+use saffron::spice::{AgentDevice, InputSink, ServerInputs, SpiceConfig, SpiceError, SpiceServer};
 
 /// The VM's display and input devices, as the SPICE server sees them.
 pub struct DisplayDevices {
@@ -21,6 +21,8 @@ pub struct DisplayDevices {
     /// An absolute pointing device is usable from the start (offers SPICE
     /// client mouse mode); later changes go through the server's notifier.
     pub tablet: bool,
+    /// The guest agent's port, if the VM has one.
+    pub agent: Option<AgentDevice>,
 }
 
 /// Starts the SPICE server if `--spice` was given.
@@ -40,6 +42,7 @@ pub fn start(
             displays: devices.displays,
             input: devices.input,
             tablet: devices.tablet,
+            agent: devices.agent,
         },
     )?;
     if let Some(addr) = server.local_addr() {

@@ -2,6 +2,7 @@
 //! controllers, vCPUs, platform devices, PCI), boots a kernel in it and
 //! reports how it ended.
 
+mod agent;
 mod bios;
 mod boot;
 mod build;

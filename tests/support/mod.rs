@@ -95,6 +95,7 @@ pub fn start_server(width: u32, height: u32, options: &str) -> TestServer {
             displays: vec![display.clone()],
             input: input.clone(),
             tablet: false,
+            agent: None,
         },
     )
     .unwrap();

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::agent::mouse::AgentMouse;
+use super::agent::{Agent, AgentStatus};
 use super::channel::ChannelError;
 use super::codec::policy::CompressionOptions;
 use super::config::MousePolicy;
@@ -71,6 +73,10 @@ pub struct Shared {
     pub status_waiters: std::sync::atomic::AtomicUsize,
     /// The compression options display channels opened from now on get.
     pub compression: Mutex<CompressionOptions>,
+    /// The agent's port changed since the loop last looked.
+    pub agent_changed: AtomicBool,
+    /// The agent's state, published by the loop.
+    pub agent_status: Mutex<Option<AgentStatus>>,
 }
 
 /// The event loop's view of its display clients, published after every
@@ -101,6 +107,7 @@ pub struct LoopSetup {
     pub ticket: TicketPolicy,
     pub displays: Vec<DisplayFeed>,
     pub input: Arc<dyn InputSink>,
+    pub agent: Option<Arc<Mutex<Agent>>>,
     pub client_mouse_allowed: bool,
     pub mouse: MousePolicy,
     pub shared: Arc<Shared>,
@@ -117,6 +124,8 @@ pub struct EventLoop {
     sink_mouse_mode: u16,
     /// What closed display channels sent.
     closed_sent: SentTotals,
+    /// The guest's tablet driver runs (client mouse mode through it).
+    tablet: Arc<AtomicBool>,
 }
 
 fn log_close(conn: &Connection, why: &dyn std::fmt::Display) {
@@ -141,9 +150,19 @@ impl EventLoop {
                 .registry()
                 .register(l, UNIX_LISTENER, Interest::READABLE)?;
         }
+        let tablet = Arc::new(AtomicBool::new(setup.client_mouse_allowed));
+        let input: Arc<dyn InputSink> = match &setup.agent {
+            Some(agent) => Arc::new(AgentMouse::new(
+                setup.input.clone(),
+                agent.clone(),
+                tablet.clone(),
+            )),
+            None => setup.input.clone(),
+        };
         let mut server = ServerContext {
             displays: setup.displays.iter().map(|f| f.display().clone()).collect(),
-            input: setup.input.clone(),
+            input,
+            agent: setup.agent.clone(),
             client_mouse_allowed: setup.client_mouse_allowed,
             mouse: setup.mouse,
             compression: CompressionOptions::default(),
@@ -161,6 +180,7 @@ impl EventLoop {
             session: None,
             sink_mouse_mode: mouse_mode::SERVER,
             closed_sent: SentTotals::default(),
+            tablet,
         })
     }
 
@@ -282,8 +302,10 @@ impl EventLoop {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(allowed) = client_mouse {
-            self.server.client_mouse_allowed = allowed;
+            self.tablet.store(allowed, Ordering::Relaxed);
         }
+        let agent_mouse = self.service_agent();
+        self.server.client_mouse_allowed = self.tablet.load(Ordering::Relaxed) || agent_mouse;
         let feeds: Vec<_> = self.setup.displays.iter().map(DisplayFeed::take).collect();
         let view = self.session_decisions();
         let current = self.session.as_ref().map(|s| s.id);
@@ -305,6 +327,30 @@ impl EventLoop {
             };
             channel.update(&changes, outbox);
         }
+    }
+
+    /// Looks at the agent's port when it changed; whether client mouse
+    /// mode can go through the agent.
+    fn service_agent(&mut self) -> bool {
+        let Some(agent) = &self.setup.agent else {
+            return false;
+        };
+        let mut agent = agent.lock().unwrap_or_else(|p| p.into_inner());
+        if self
+            .setup
+            .shared
+            .agent_changed
+            .swap(false, Ordering::SeqCst)
+        {
+            agent.service();
+            *self
+                .setup
+                .shared
+                .agent_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(agent.status());
+        }
+        agent.carries_mouse()
     }
 
     /// Reads and handles what a connection sent. Returns true if it has
