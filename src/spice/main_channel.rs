@@ -15,6 +15,7 @@
 //! migration, so clients never start one).
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::agent::{Agent, ToClient, CLIENT_WINDOW};
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox, Ping};
@@ -28,6 +29,12 @@ use super::wire::{Caps, Reader, Writer};
 pub const AGENT_TOKENS: u32 = CLIENT_WINDOW;
 /// How many discarded agent messages are paid back at once.
 const AGENT_TOKEN_BATCH: u32 = 5;
+/// A ping goes this long after the last agent message to the client: it
+/// wakes clients (spice-gtk) that queue an agent message without sending
+/// it until the server says something, as a file transfer's cancel.
+const AGENT_QUIET_PING: Duration = Duration::from_millis(200);
+/// Bytes queued for the client above which no agent output is added.
+const AGENT_OUTBOX_LIMIT: usize = 256 << 10;
 /// The client's multimedia clock starts this far behind ours (ms).
 const MM_TIME_DELTA: u32 = 400;
 
@@ -202,6 +209,8 @@ fn lock(agent: &Mutex<Agent>) -> std::sync::MutexGuard<'_, Agent> {
 /// The server side of one main channel connection.
 pub struct MainChannel {
     setup: MainSetup,
+    /// When to ping the client after its agent traffic went quiet.
+    agent_ping_at: Option<Instant>,
     mouse_mode: u16,
     agent_messages_unpaid: u32,
     next_ping_id: u32,
@@ -217,6 +226,7 @@ impl MainChannel {
             .as_ref()
             .is_some_and(|a| lock(a).client_arrived(setup.session_id));
         let mut channel = MainChannel {
+            agent_ping_at: None,
             mouse_mode: initial_mouse_mode(&setup),
             setup,
             agent_messages_unpaid: 0,
@@ -404,7 +414,24 @@ impl SpiceChannel for MainChannel {
         let Some(agent) = &self.setup.agent else {
             return;
         };
-        for message in lock(agent).take_for_client(self.setup.session_id) {
+        // A client that does not read gets no more agent output (the
+        // agent then stops reading its port, and the guest's writes block).
+        if cx.out.queued_bytes() > AGENT_OUTBOX_LIMIT {
+            return;
+        }
+        let messages = lock(agent).take_for_client(self.setup.session_id);
+        if !messages.is_empty() {
+            self.agent_ping_at = Some(cx.now + AGENT_QUIET_PING);
+        } else if self.agent_ping_at.is_some_and(|at| cx.now >= at) {
+            self.agent_ping_at = None;
+            cx.out.push(&Ping {
+                id: self.next_ping_id,
+                timestamp: cx.now_ns,
+                payload: 0,
+            });
+            self.next_ping_id = self.next_ping_id.wrapping_add(1);
+        }
+        for message in messages {
             match message {
                 ToClient::Connected => cx.out.push_raw(main_msg::AGENT_CONNECTED, Vec::new()),
                 ToClient::Disconnected => cx.out.push(&AgentDisconnected { error: 0 }),
@@ -412,6 +439,10 @@ impl SpiceChannel for MainChannel {
                 ToClient::Tokens(tokens) => cx.out.push(&AgentToken { tokens }),
             }
         }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.agent_ping_at
     }
 
     fn has_work(&self) -> bool {

@@ -30,8 +30,10 @@ pub struct PortLink {
 impl PortLink {
     /// From now on, tell this server.
     pub fn connect(&self, notifier: SpiceNotifier) {
-        notifier.agent_port_changed();
         let _ = self.notifier.set(notifier);
+        if let Some(n) = self.notifier.get() {
+            n.agent_port_changed();
+        }
     }
 }
 

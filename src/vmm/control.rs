@@ -57,7 +57,8 @@ pub struct VmControl {
 
 /// The SPICE server's part of `status`: its compression options, what
 /// its channels sent (images and bytes per encoding, streams, cursor
-/// shapes) and what the client's network test found.
+/// shapes), what the client's network test found, and the guest agent
+/// (`null` with `agent=off`).
 fn spice_status(spice: &SpiceControl) -> Value {
     let sent = spice.sent();
     let per_method = |counts: &[u64; 6]| -> serde_json::Map<String, Value> {
@@ -74,9 +75,20 @@ fn spice_status(spice: &SpiceControl) -> Value {
             "low_bandwidth": link.low_bandwidth(),
         })
     });
+    let agent = spice.agent().map(|a| {
+        json!({
+            "connected": a.connected,
+            "caps": a.caps,
+            "messages_from_client": a.messages_from_client,
+            "pieces_to_client": a.pieces_to_client,
+            "discarded": a.discarded,
+            "waiting_for_agent": a.waiting_for_agent,
+        })
+    });
     json!({
         "compression": compression_json(spice.compression()),
         "client_link": client_link,
+        "agent": agent,
         "sent": {
             "images": per_method(&sent.images),
             "image_bytes": per_method(&sent.image_bytes),

@@ -12,14 +12,16 @@
 //!   wait; then the port is not read and the guest's writes block.
 //! - Client to guest: each `AGENT_DATA` (at most 2048 bytes, one token of
 //!   the client's window of 10) is checked and written to the port as one
-//!   chunk; its token is paid back once the guest took it. A client that
+//!   chunk; its token is paid back once the guest took it (in batches of
+//!   5 while messages stream, at once when none waits). A client that
 //!   sends without tokens, oversized data or a broken message stream is
 //!   disconnected; discarded messages (copy and paste or file transfer
 //!   disabled, types that do not go that way) are logged and paid back.
 //! - The server's own messages: the client mouse state (when the agent
 //!   carries client mouse mode) and "client disconnected".
-//! - A monitors config from the client also goes to the display device's
-//!   client monitors config, so a guest without the agent follows too.
+//! - A monitors config from the client (it comes through the agent
+//!   channel, so only while the agent is there) also goes to the display
+//!   device's client monitors config, as libspice gives it to QXL.
 //!
 //! Nothing here grows without bound: the client's window, the five pieces
 //! for the client, one mouse state, one monitors config of at most
@@ -48,8 +50,13 @@ const TOKEN_BATCH: u32 = 5;
 /// Pieces for the client waiting for its tokens before the port is left
 /// unread.
 pub const CLIENT_QUEUE: usize = 5;
+/// Bytes the agent's port is read for in one service (the rest waits for
+/// the next pass of the loop, so a flooding guest cannot hold it).
+const READ_PER_SERVICE: usize = 256 << 10;
 /// Bytes read from the port ahead of parsing.
 const READ_AHEAD: usize = 8 << 10;
+/// Agent state changes waiting for the client at most.
+const MAX_STATE_CHANGES: usize = 8;
 /// Mouse states waiting for the agent.
 const MOUSE_QUEUE: usize = 32;
 /// Send tokens a client may hold.
@@ -141,6 +148,8 @@ pub struct AgentStatus {
     pub messages_from_client: u64,
     pub pieces_to_client: u64,
     pub discarded: u64,
+    /// Bytes waiting for the agent to take them.
+    pub waiting_for_agent: usize,
 }
 
 /// A chunk on its way to the agent.
@@ -163,12 +172,31 @@ struct Client {
     /// Its messages done with and not yet paid back.
     unpaid: u32,
     filter: Filter,
+    /// The client's current message began while the agent listened: its
+    /// pieces go to the agent (else they are dropped, so that no chunk
+    /// without a header reaches a new agent).
+    forwarding: bool,
     out: VecDeque<ToClient>,
     /// Pieces in `out`.
     pieces: usize,
 }
 
 impl Client {
+    /// Queues AGENT_CONNECTED or _DISCONNECTED; of a guest that opens and
+    /// closes the port faster than the client reads, the oldest pairs are
+    /// dropped (the client's view ends the same).
+    fn push_state(&mut self, state: ToClient) {
+        let is_state = |m: &ToClient| matches!(m, ToClient::Connected | ToClient::Disconnected);
+        if self.out.iter().filter(|m| is_state(m)).count() >= MAX_STATE_CHANGES {
+            for _ in 0..2 {
+                if let Some(at) = self.out.iter().position(is_state) {
+                    self.out.remove(at);
+                }
+            }
+        }
+        self.out.push_back(state);
+    }
+
     fn new(session: u32) -> Self {
         Client {
             session,
@@ -177,6 +205,7 @@ impl Client {
             window: CLIENT_WINDOW,
             unpaid: 0,
             filter: Filter::new(Direction::ClientToAgent),
+            forwarding: false,
             out: VecDeque::new(),
             pieces: 0,
         }
@@ -207,6 +236,8 @@ pub struct Agent {
     monitors_config: Vec<u8>,
     status: AgentStatus,
     warnings: u64,
+    /// A service stopped at its read budget: the port has more.
+    more_to_read: bool,
 }
 
 impl Agent {
@@ -228,6 +259,7 @@ impl Agent {
             monitors_config: Vec::new(),
             status: AgentStatus::default(),
             warnings: 0,
+            more_to_read: false,
         }
     }
 
@@ -252,6 +284,11 @@ impl Agent {
         AgentStatus {
             connected: self.attached(),
             caps: self.caps.clone(),
+            waiting_for_agent: self
+                .to_guest
+                .iter()
+                .map(|o| o.bytes.len() - o.written)
+                .sum(),
             ..self.status.clone()
         }
     }
@@ -289,7 +326,7 @@ impl Agent {
         self.reset_stream();
         if let Some(client) = &mut self.client {
             client.started = false;
-            client.out.push_back(ToClient::Connected);
+            client.push_state(ToClient::Connected);
         }
     }
 
@@ -301,7 +338,7 @@ impl Agent {
         self.caps.clear();
         self.reset_stream();
         // What the agent wrote before it closed belongs to a stream that
-        // has ended.
+        // has ended (bounded: the guest's side is closed).
         let mut sink = vec![0u8; READ_AHEAD];
         while self.device.port.read(&mut sink) > 0 {}
         let dropped = self.to_guest.iter().filter(|o| o.from_client).count() as u32;
@@ -310,11 +347,11 @@ impl Agent {
         if let Some(client) = &mut self.client {
             client.unpaid += dropped;
             client.started = false;
-            client.filter.reset();
+            client.forwarding = false;
             client.out.retain(|m| !matches!(m, ToClient::Data(_)));
             client.pieces = 0;
             if !was_broken {
-                client.out.push_back(ToClient::Disconnected);
+                client.push_state(ToClient::Disconnected);
             }
         }
     }
@@ -383,12 +420,17 @@ impl Agent {
     /// Reads the agent's chunks while the client has room for them.
     fn read_from_guest(&mut self) {
         if self.broken {
-            let mut sink = vec![0u8; READ_AHEAD];
-            while self.device.port.read(&mut sink) > 0 {}
+            self.drain_port();
             return;
         }
-        while self.attached && self.room_for_client() {
-            self.fill_inbound();
+        let mut budget = READ_PER_SERVICE;
+        self.more_to_read = false;
+        while self.attached() && self.room_for_client() {
+            if budget == 0 {
+                self.more_to_read = true;
+                return;
+            }
+            budget = budget.saturating_sub(self.fill_inbound());
             if self.chunk_left == 0 {
                 if !self.start_chunk() {
                     return;
@@ -407,14 +449,38 @@ impl Agent {
         }
     }
 
-    fn fill_inbound(&mut self) {
+    /// Reads ahead from the port; how many bytes.
+    fn fill_inbound(&mut self) -> usize {
         let room = READ_AHEAD.saturating_sub(self.inbound.len());
         if room == 0 {
-            return;
+            return 0;
         }
         let mut buf = vec![0u8; room];
         let n = self.device.port.read(&mut buf);
         self.inbound.extend(&buf[..n]);
+        n
+    }
+
+    /// Reads and drops what waits on the port, at most a service's worth;
+    /// the device reports more as it comes.
+    fn drain_port(&mut self) {
+        let mut sink = vec![0u8; READ_AHEAD];
+        let mut budget = READ_PER_SERVICE;
+        self.more_to_read = false;
+        while budget > 0 {
+            let n = self.device.port.read(&mut sink);
+            if n == 0 {
+                return;
+            }
+            budget = budget.saturating_sub(n);
+        }
+        self.more_to_read = true;
+    }
+
+    /// Whether the last service left input on the port (then the loop
+    /// services the agent again on its next pass).
+    pub fn more_to_read(&self) -> bool {
+        self.more_to_read
     }
 
     /// Reads a chunk header; whether one was there.
@@ -442,6 +508,7 @@ impl Agent {
         };
         let listening = self.client.as_ref().is_some_and(|c| c.started);
         if checked.first {
+            tracing::debug!("spice agent: agent message type {}", checked.kind);
             self.message_for_client = listening;
             if checked.kind == kind::ANNOUNCE_CAPABILITIES {
                 self.announced(&mut piece);
@@ -496,6 +563,9 @@ impl Agent {
     /// A session's main channel opened; whether the agent is there (for
     /// `MAIN_INIT`).
     pub fn client_arrived(&mut self, session: u32) -> bool {
+        if let Some(old) = self.client.as_ref().map(|c| c.session) {
+            self.client_gone(old);
+        }
         self.client = Some(Client::new(session));
         self.attached()
     }
@@ -542,7 +612,11 @@ impl Agent {
         client.window -= 1;
         let piece = client.filter.process(data, policy)?;
         self.status.messages_from_client += u64::from(piece.first);
-        if !attached || !client.started {
+        if piece.first {
+            tracing::debug!("spice agent: client message type {}", piece.kind);
+            client.forwarding = attached && client.started;
+        }
+        if !client.forwarding {
             client.unpaid += 1;
             return Ok(());
         }
@@ -583,7 +657,11 @@ impl Agent {
         }
         self.monitors_config.extend_from_slice(data);
         if piece.last {
-            let heads = parse_monitors(&self.monitors_config[MESSAGE_HEADER_SIZE..]);
+            let body = self
+                .monitors_config
+                .get(MESSAGE_HEADER_SIZE..)
+                .unwrap_or(&[]);
+            let heads = parse_monitors(body);
             tracing::info!("spice agent: the client asks for monitors {heads:?}");
             if let Some(monitors) = &self.device.monitors {
                 monitors.client_monitors(&heads);
@@ -599,7 +677,11 @@ impl Agent {
             return Vec::new();
         };
         let mut out = Vec::new();
-        if client.unpaid >= TOKEN_BATCH {
+        // In batches while the client's messages stream in; all of them
+        // once none waits for the agent, so that a client whose count
+        // differs from ours is never left without tokens.
+        let idle = !self.to_guest.iter().any(|o| o.from_client);
+        if client.unpaid >= TOKEN_BATCH || (idle && client.unpaid > 0) {
             client.window += client.unpaid;
             out.push(ToClient::Tokens(client.unpaid));
             client.unpaid = 0;
@@ -626,6 +708,7 @@ impl Agent {
         self.client.as_ref().is_some_and(|c| {
             c.session == session
                 && (c.unpaid >= TOKEN_BATCH
+                    || (c.unpaid > 0 && !self.to_guest.iter().any(|o| o.from_client))
                     || c.out
                         .front()
                         .is_some_and(|m| !matches!(m, ToClient::Data(_)) || c.send_tokens > 0))
@@ -646,11 +729,19 @@ impl Agent {
         // Chunks not yet begun are dropped (the agent forgets the client's
         // half-sent message when told it left); one begun is finished.
         self.to_guest.retain(|o| !o.from_client || o.written > 0);
-        self.to_guest.push_back(Outgoing {
-            bytes: wire::server_message(kind::CLIENT_DISCONNECTED, &[]),
-            written: 0,
-            from_client: false,
-        });
+        let bytes = wire::server_message(kind::CLIENT_DISCONNECTED, &[]);
+        // One is enough while the agent does not read.
+        if !self
+            .to_guest
+            .iter()
+            .any(|o| o.written == 0 && o.bytes == bytes)
+        {
+            self.to_guest.push_back(Outgoing {
+                bytes,
+                written: 0,
+                from_client: false,
+            });
+        }
         self.message_for_client = false;
         self.write_to_guest();
     }

@@ -409,3 +409,56 @@ fn monitors_configs_also_go_to_the_display_device() {
     }
     assert_eq!(result, Err(AgentError::MonitorsConfigTooLarge));
 }
+
+#[test]
+fn pieces_of_a_message_begun_before_the_start_are_dropped() {
+    let mut rig = Rig::new(AgentOptions::default());
+    rig.set_open(true);
+    rig.agent.client_arrived(SESSION);
+    // The first piece of a 2100-byte monitors config before AGENT_START,
+    // the rest after it: nothing reaches the agent or QXL, nothing panics.
+    let m = message(kind::MONITORS_CONFIG, &[0; 2080]);
+    rig.agent.client_data(SESSION, &m[..2048]).unwrap();
+    rig.agent.client_start(SESSION, 10);
+    rig.agent.client_data(SESSION, &m[2048..]).unwrap();
+    assert!(rig.to_agent().is_empty());
+    assert!(rig.monitors.0.lock().unwrap().is_empty());
+    // The next message goes through.
+    let grab = message(kind::CLIPBOARD_GRAB, &1u32.to_le_bytes());
+    rig.agent.client_data(SESSION, &grab).unwrap();
+    assert_eq!(rig.to_agent(), chunk(wire::CLIENT_PORT, &grab));
+}
+
+#[test]
+fn a_new_session_ends_the_old_clients_part() {
+    let mut rig = Rig::connected(AgentOptions::default());
+    rig.to_agent();
+    rig.agent.client_arrived(SESSION + 1);
+    assert_eq!(
+        rig.to_agent(),
+        chunk(wire::SERVER_PORT, &message(kind::CLIENT_DISCONNECTED, &[]))
+    );
+    // The old main channel closing later changes nothing.
+    rig.agent.client_gone(SESSION);
+    assert!(rig.to_agent().is_empty());
+}
+
+#[test]
+fn a_flooding_agent_is_read_a_bounded_amount_per_service() {
+    let mut rig = Rig::new(AgentOptions::default());
+    rig.set_open(true);
+    let reply = chunk(wire::CLIENT_PORT, &message(kind::REPLY, &[0; 8]));
+    let flood: Vec<u8> = reply
+        .iter()
+        .copied()
+        .cycle()
+        .take(reply.len() * 40_000)
+        .collect();
+    rig.guest_writes(&flood);
+    assert!(rig.agent.more_to_read());
+    assert!(!rig.port.from_agent.lock().unwrap().is_empty());
+    while rig.agent.more_to_read() {
+        rig.agent.service();
+    }
+    assert!(rig.port.from_agent.lock().unwrap().is_empty());
+}

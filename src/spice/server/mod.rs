@@ -336,19 +336,20 @@ impl EventLoop {
             return false;
         };
         let mut agent = agent.lock().unwrap_or_else(|p| p.into_inner());
-        if self
-            .setup
-            .shared
-            .agent_changed
-            .swap(false, Ordering::SeqCst)
-        {
+        let shared = &self.setup.shared;
+        if shared.agent_changed.swap(false, Ordering::SeqCst) || agent.more_to_read() {
             agent.service();
-            *self
-                .setup
-                .shared
-                .agent_status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(agent.status());
+            if agent.more_to_read() {
+                let _ = self.setup.waker.wake();
+            }
+        }
+        let status = agent.status();
+        let mut published = shared
+            .agent_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if published.as_ref() != Some(&status) {
+            *published = Some(status);
         }
         agent.carries_mouse()
     }

@@ -14,9 +14,10 @@
 //! [`VirtioConsole::write`] and [`VirtioConsole::set_host_open`] (with the
 //! transport lock held, through `with_device`), and hears about it through
 //! a [`PortObserver`]: the guest opened or closed the port, wrote, or
-//! posted buffers. Nothing is buffered without bound: what the guest
-//! writes waits in at most [`GUEST_BYTES_LIMIT`] bytes per port (then its
-//! transmit queue is left alone and its writes block), and what the host
+//! posted buffers. Nothing is buffered without bound: the guest's writes
+//! are taken while less than [`GUEST_BYTES_LIMIT`] bytes wait per port
+//! (then its transmit queue is left alone and its writes block; one chain
+//! of at most 256 KiB can go past the limit), and what the host
 //! writes goes straight into the buffers the guest posted, so a write
 //! takes only what fits.
 
