@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             _ => MousePolicy::Auto,
         },
         mm_time_now: 0,
+        agent: None,
     };
     let mut main = MainChannel::start(setup, &mut out, 0);
     // Time passes as the input says (each message's first byte, in 10 ms

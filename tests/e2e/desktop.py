@@ -10,7 +10,9 @@ saffron 0 of 18 boots (SeaBIOS or direct kernel boot, 1 or 2 vCPUs: guest triple
 hangs with a vCPU making no exits, panics of the outer kernel), but 2 of 3 with XSAVE taken out
 of the outer machine's CPU (SAFFRON_NESTED_CPU); QEMU 5 of 7 on the same image.
 Until that is understood, running these in CI would fail it at random.
-$SAFFRON_DESKTOP_CPUS sets the guest's vCPUs (default 2; tests/nested/run passes SAFFRON_*).
+$SAFFRON_DESKTOP_CPUS sets the guest's vCPUs (default 2) and $SAFFRON_DESKTOP_MEMORY its memory
+(default 2G); tests/nested/run passes SAFFRON_*. (1G with 1 vCPU did no better on 2026-12-06:
+0 of 2 direct kernel boots, both ending in a guest reset.)
 
 Needs on the host first: `cargo build --release` and
 `guest-drivers/linux/build-desktop-image build/desktop/desktop.raw`.

@@ -12,6 +12,7 @@ The image logs root in on ttyS0, so Guest.run() works once the marker is there.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ KERNEL = IMAGE.with_suffix(".vmlinuz")
 INITRD = IMAGE.with_suffix(".initrd.img")
 READY = "SAFFRON-DESKTOP-READY"
 FAILED = "SAFFRON-DESKTOP-FAILED"
-MEMORY = "2G"
+MEMORY = os.environ.get("SAFFRON_DESKTOP_MEMORY", "2G")
 
 
 def overlay(name: str, directory: Path = RESULTS_DIR) -> Path:

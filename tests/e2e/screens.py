@@ -150,16 +150,22 @@ def read_ppm(path: Path) -> Picture:
                                    for y in range(height)])
 
 
-def write_mask_png(path: Path, mask: list[str]) -> None:
-    """A black/white RGB PNG of a mask ('#' white)."""
-    height, width = len(mask), len(mask[0])
-    raw = b"".join(b"\x00" + b"".join(b"\xff\xff\xff" if c == "#" else b"\x00\x00\x00"
-                                      for c in row) for row in mask)
+def write_png(path: Path, picture: Picture) -> None:
+    """An 8-bit RGB PNG of `picture`."""
+    raw = b"".join(b"\x00" + row for row in picture.rows)
     chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body
                                 + struct.pack(">I", zlib.crc32(kind + body)))
     path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", picture.width, picture.height,
+                                                  8, 2, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def write_mask_png(path: Path, mask: list[str]) -> None:
+    """A black/white RGB PNG of a mask ('#' white)."""
+    rows = [b"".join(b"\xff\xff\xff" if c == "#" else b"\x00\x00\x00" for c in row)
+            for row in mask]
+    write_png(path, Picture(len(mask[0]), len(mask), rows))
 
 
 def crop_mask(picture: Picture, x: int, y: int, w: int, h: int) -> list[str]:

@@ -74,11 +74,11 @@ def keys_for(text: str, caps_lock: bool = False) -> list[str]:
 
 
 class Client:
-    """The spice-glib client process and what it reported."""
+    """A spice-glib client process (by default spice_input_client.py) and what it reported."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, script: Path = CLIENT, env: dict | None = None):
         self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(CLIENT), "127.0.0.1", str(port)],
+            ["/usr/bin/python3", str(script), "127.0.0.1", str(port)], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.cond = threading.Condition()
@@ -93,8 +93,9 @@ class Client:
                 self.cond.notify_all()
 
     def _drain_stderr(self):
-        for _ in self.proc.stderr:
-            pass
+        self.errors: list[str] = []
+        for line in self.proc.stderr:
+            self.errors = (self.errors + [line.rstrip()])[-400:]
 
     def wait(self, pattern: str, timeout: float = 30) -> re.Match:
         """The next line (after the previous match) matching `pattern`."""
@@ -110,7 +111,8 @@ class Client:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
                     raise GuestError(f"client: no {pattern!r} in {timeout} s; it said: "
-                                     f"{self.lines[-20:]}")
+                                     f"{self.lines[-20:]}; on stderr: "
+                                     f"{getattr(self, 'errors', [])[-10:]}")
                 self.cond.wait(min(left, 0.5))
 
     def last(self, prefix: str) -> str | None:
