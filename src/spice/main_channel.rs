@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::agent::{Agent, ToClient, CLIENT_WINDOW};
+use super::agent::{Agent, ToClient, CLIENT_WINDOW, TOKEN_BATCH};
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox, Ping};
 use super::config::MousePolicy;
 use super::net_test::{LinkEstimate, NetTest, TestPing};
@@ -27,8 +27,6 @@ use super::wire::{Caps, Reader, Writer};
 
 /// Agent tokens a client starts with (`REDS_AGENT_WINDOW_SIZE`).
 pub const AGENT_TOKENS: u32 = CLIENT_WINDOW;
-/// How many discarded agent messages are paid back at once.
-const AGENT_TOKEN_BATCH: u32 = 5;
 /// A ping goes this long after the last agent message to the client: it
 /// wakes clients (spice-gtk) that queue an agent message without sending
 /// it until the server says something, as a file transfer's cancel.
@@ -349,26 +347,25 @@ impl MainChannel {
                 // it was connected, so this is a late or confused client).
                 None => out.push(&AgentDisconnected { error: 0 }),
             },
-            MainMessage::AgentData { .. } if self.setup.agent.is_some() => {
-                let agent = self.setup.agent.as_ref().expect("checked");
-                lock(agent).client_data(self.setup.session_id, body)?;
-            }
-            MainMessage::AgentToken { tokens } if self.setup.agent.is_some() => {
-                let agent = self.setup.agent.as_ref().expect("checked");
-                lock(agent).client_tokens(self.setup.session_id, tokens);
-            }
-            MainMessage::AgentData { .. } => {
+            MainMessage::AgentData { .. } => match &self.setup.agent {
+                Some(agent) => lock(agent).client_data(self.setup.session_id, body)?,
                 // Nowhere to deliver it; pay the client's token back so a
                 // client that believes in an agent is not starved.
-                self.agent_messages_unpaid += 1;
-                if self.agent_messages_unpaid >= AGENT_TOKEN_BATCH {
-                    out.push(&AgentToken {
-                        tokens: self.agent_messages_unpaid,
-                    });
-                    self.agent_messages_unpaid = 0;
+                None => {
+                    self.agent_messages_unpaid += 1;
+                    if self.agent_messages_unpaid >= TOKEN_BATCH {
+                        out.push(&AgentToken {
+                            tokens: self.agent_messages_unpaid,
+                        });
+                        self.agent_messages_unpaid = 0;
+                    }
+                }
+            },
+            MainMessage::AgentToken { tokens } => {
+                if let Some(agent) = &self.setup.agent {
+                    lock(agent).client_tokens(self.setup.session_id, tokens);
                 }
             }
-            MainMessage::AgentToken { .. } => {}
             MainMessage::Ignored(t) => tracing::debug!("main channel: ignoring message {t}"),
         }
         Ok(())

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import RESULTS_DIR, TTY1_MARKER, Guest
+from harness import RESULTS_DIR, TTY1_MARKER, Guest, GuestTimeout
 
 
 class Api:
@@ -36,10 +36,12 @@ class Api:
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self.sock.connect(str(path))
                 break
-            except OSError:
+            except OSError as e:
                 self.sock.close()
                 if time.monotonic() > deadline:
-                    raise
+                    # A VMM that has not opened its socket yet is as slow as a stalled guest
+                    # (the nested machine at its worst): run_tests retries it as a stall.
+                    raise GuestTimeout(f"control socket {path}: {e} after {timeout} s") from e
                 time.sleep(0.1)
         self.sock.settimeout(30)
         self.file = self.sock.makefile("rwb")

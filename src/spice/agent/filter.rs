@@ -121,36 +121,17 @@ fn verdict(direction: Direction, t: u32, policy: Policy) -> Verdict {
     if kind::is_file_transfer(t) && !policy.file_transfer {
         return Verdict::Discard("file transfer is disabled");
     }
-    let allowed = match direction {
-        Direction::ClientToAgent => matches!(
-            t,
-            MONITORS_CONFIG
-                | CLIPBOARD
-                | DISPLAY_CONFIG
-                | ANNOUNCE_CAPABILITIES
-                | CLIPBOARD_GRAB
-                | CLIPBOARD_REQUEST
-                | CLIPBOARD_RELEASE
-                | FILE_XFER_START
-                | FILE_XFER_STATUS
-                | FILE_XFER_DATA
-                | MAX_CLIPBOARD
-                | AUDIO_VOLUME_SYNC
-        ),
-        Direction::AgentToClient => matches!(
-            t,
-            REPLY
-                | CLIPBOARD
-                | ANNOUNCE_CAPABILITIES
-                | CLIPBOARD_GRAB
-                | CLIPBOARD_REQUEST
-                | CLIPBOARD_RELEASE
-                | FILE_XFER_START
-                | FILE_XFER_STATUS
-                | FILE_XFER_DATA
-                | AUDIO_VOLUME_SYNC
-        ),
-    };
+    // Clipboard, capabilities, file transfer and volume go both ways.
+    let both_ways = kind::is_clipboard(t)
+        || kind::is_file_transfer(t)
+        || matches!(t, ANNOUNCE_CAPABILITIES | AUDIO_VOLUME_SYNC);
+    let allowed = both_ways
+        || match direction {
+            Direction::ClientToAgent => {
+                matches!(t, MONITORS_CONFIG | DISPLAY_CONFIG | MAX_CLIPBOARD)
+            }
+            Direction::AgentToClient => t == REPLY,
+        };
     if allowed {
         Verdict::Pass
     } else if (1..END).contains(&t) {

@@ -46,7 +46,7 @@ use wire::{kind, ChunkHeader, MouseState, CHUNK_HEADER_SIZE, MAX_DATA_SIZE, MESS
 /// `REDS_AGENT_WINDOW_SIZE`), given in `MAIN_INIT`.
 pub const CLIENT_WINDOW: u32 = 10;
 /// Finished client messages are paid back in batches of this many.
-const TOKEN_BATCH: u32 = 5;
+pub const TOKEN_BATCH: u32 = 5;
 /// Pieces for the client waiting for its tokens before the port is left
 /// unread.
 pub const CLIENT_QUEUE: usize = 5;
