@@ -85,12 +85,12 @@ impl AgentPort for SerialPort {
 pub struct QxlMonitors(pub QxlControl);
 
 impl ClientMonitors for QxlMonitors {
-    fn client_monitors(&self, heads: &[saffron::spice::agent::Head]) {
+    fn client_monitors(&self, heads: &[saffron::spice::agent::Head]) -> bool {
         let heads = heads
             .iter()
             .map(|&(x, y, w, h)| (x.max(0) as u32, y.max(0) as u32, w, h))
             .collect();
-        self.0.set_client_monitors(heads);
+        self.0.set_client_monitors(heads)
     }
 }
 

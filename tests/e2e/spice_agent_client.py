@@ -13,6 +13,7 @@ Commands on stdin, one per line:
   SEND PATH [CANCEL_AT]       send the file PATH to the guest (file transfer); with CANCEL_AT,
                               cancel it once that many bytes went out
   POSITION X Y STATE          client mouse position on display 0
+  DUMP PATH                   write the client's picture of display 0 to PATH (raw B,G,R,X rows)
   QUIT
 Lines printed:
   READY                       the main and inputs channels are open
@@ -23,6 +24,9 @@ Lines printed:
   CLIP TYPE LENGTH            CLIP_FETCH got its data (written to its PATH)
   CANCELLING BYTES            a transfer is being cancelled, BYTES sent
   SENT OK | SENT ERROR WHAT   a file transfer ended
+  PRIMARY W H STRIDE          the display channel's primary surface was (re)created (0 0 0:
+                              destroyed)
+  DUMPED W H STRIDE           DUMP wrote the picture (0 0 0: there is none)
   DONE TIME                   a command was handed to spice-glib (time.monotonic())
   ERROR WHAT
 """
@@ -38,7 +42,7 @@ from gi.repository import Gio, GLib, GObject, SpiceClientGLib  # noqa: E402
 host, port = sys.argv[1], sys.argv[2]
 loop = GLib.MainLoop()
 state = {"main": None, "inputs": None, "offer": None, "fetch": None, "grabbed": [],
-         "agent": None, "caps": None, "open": set()}
+         "agent": None, "caps": None, "open": set(), "primary": None}
 
 
 def say(*words):
@@ -127,6 +131,30 @@ def on_channel_new(_session, channel):
     elif isinstance(channel, SpiceClientGLib.InputsChannel):
         state["inputs"] = channel
         channel.connect()
+    elif isinstance(channel, SpiceClientGLib.DisplayChannel):
+        GObject.Object.connect(channel, "display-primary-create", on_primary)
+        GObject.Object.connect(channel, "display-primary-destroy", on_primary_gone)
+        channel.connect()
+
+
+def on_primary(_channel, _format, width, height, stride, _shmid, data):
+    state["primary"] = (width, height, stride, data)
+    say("PRIMARY", width, height, stride)
+
+
+def on_primary_gone(_channel):
+    state["primary"] = None  # (its memory is freed)
+    say("PRIMARY", 0, 0, 0)
+
+
+def dump(path):
+    if state["primary"] is None:
+        say("DUMPED", 0, 0, 0)
+        return
+    width, height, stride, data = state["primary"]
+    with open(path, "wb") as f:
+        f.write(bytes((ctypes.c_uint8 * (stride * height)).from_address(data)))
+    say("DUMPED", width, height, stride)
 
 
 def on_new_transfer(_main, task):
@@ -182,6 +210,8 @@ def execute(words):
         send_file(words[1], int(words[2]) if len(words) > 2 else None)
     elif command == "POSITION":
         state["inputs"].position(int(words[1]), int(words[2]), 0, int(words[3]))
+    elif command == "DUMP":
+        dump(words[1])
     else:
         say("ERROR", "unknown command", command)
         return

@@ -18,6 +18,11 @@ What is checked, in one guest boot:
 - file transfer: a 10 MiB file sent by the client lands in the agent's directory with the same
   SHA-256; a 100 MiB transfer the client cancels after 4 MiB ends as cancelled at the client
   and leaves no file in the guest;
+- resolution: a client display of 1280x800, then 1920x1080, then 1024x768 becomes the preferred
+  mode of the guest's QXL connector (the client monitors config in QXL's ROM and its interrupt;
+  the agent is not told, as with libspice, when the display driver takes it); the guest switches
+  to it (qxl-modeset, as a desktop does on that hotplug event) and the client's picture has that
+  size and equals the screendump pixel for pixel;
 - agent mouse: with the guest's tablet driver unloaded, client mouse positions reach the agent,
   which injects them (vdagentd's fake uinput device records the events in a file).
 - a guest program that writes 8 MB of garbage to the port is cut off (the client hears the
@@ -34,7 +39,7 @@ import time
 from pathlib import Path
 
 from harness import REPO, RESULTS_DIR, Guest, GuestError, GuestImage, run_tests
-from screens import Api, Picture, read_png, write_png
+from screens import Api, Picture, read_bgrx, read_png, screendump, write_png
 from test_input import Client
 
 HERE = Path(__file__).resolve().parent
@@ -196,6 +201,58 @@ def file_transfer(guest: Guest, client: Client) -> None:
         time.sleep(1)
 
 
+CONNECTOR = "/sys/class/drm/card0-Virtual-1"
+
+
+def preferred_mode(guest: Guest) -> str:
+    """The first mode of the guest's QXL connector (the preferred one), probed anew."""
+    return guest.run(f"echo detect > {CONNECTOR}/status; head -n 1 {CONNECTOR}/modes",
+                     timeout=20).output.strip()
+
+
+def client_picture(guest: Guest, client: Client, size: tuple[int, int]) -> Picture:
+    """The client's picture once it has `size` and stopped changing."""
+    deadline = time.monotonic() + 60
+    path = Path(tempfile.mkdtemp(prefix="agent-dump-")) / "client.bgrx"
+    last = None
+    while True:
+        client.command(f"DUMP {path}")  # (DUMPED comes before DONE)
+        with client.cond:
+            dumped = next(line for line in reversed(client.lines) if line.startswith("DUMPED "))
+        width, height, stride = map(int, dumped.split()[1:])
+        picture = read_bgrx(path, width, height, stride) if width else None
+        if (width, height) == size and picture == last:
+            return picture
+        check(guest, "the client's picture", time.monotonic() < deadline,
+              f"{width}x{height}, want {size[0]}x{size[1]}")
+        last = picture
+        time.sleep(1)
+
+
+def resolution_follows(guest: Guest, client: Client, api: Api | None) -> None:
+    for width, height in [(1280, 800), (1920, 1080), (1024, 768)]:
+        client.command(f"MONITOR {width} {height}")
+        deadline = time.monotonic() + 30
+        while (mode := preferred_mode(guest)) != f"{width}x{height}":
+            check(guest, f"the guest's preferred mode after asking for {width}x{height}",
+                  time.monotonic() < deadline, mode)
+            time.sleep(1)
+        guest.run("killall qxl-modeset 2>/dev/null; sleep 1", timeout=20)
+        guest.run(f"(qxl-modeset {width} {height} 600 pattern >/tmp/modeset.log 2>&1 &)",
+                  timeout=20)
+        deadline = time.monotonic() + 30
+        while "MODESET-OK" not in (log := guest.run("cat /tmp/modeset.log", timeout=20).output):
+            check(guest, f"qxl-modeset {width}x{height}", time.monotonic() < deadline, log)
+            time.sleep(0.5)
+        picture = client_picture(guest, client, (width, height))
+        if api:
+            dumped = screendump(api, tempfile.mkdtemp(prefix="agent-shot-"),
+                                f"agent-resolution-{width}")
+            check(guest, f"the client's {width}x{height} picture equals the screendump",
+                  dumped == picture)
+    guest.run("killall qxl-modeset", timeout=20)
+
+
 def agent_mouse(guest: Guest, client: Client) -> None:
     guest.run("rmmod virtio_input", timeout=30)
     time.sleep(1)
@@ -254,6 +311,7 @@ def test_agent_connects_and_carries_clipboard_files_and_mouse():
             clipboard_both_ways(guest, client)
             png_both_ways(guest, client)
             file_transfer(guest, client)
+            resolution_follows(guest, client, api)
             agent_mouse(guest, client)
             guest.run("agent-session stop", timeout=60)
             expect(guest, client, "AGENT 0", 60)

@@ -262,6 +262,11 @@ impl QxlCore {
 
     /// Whether the guest driver handles client-driven interrupts (QEMU's
     /// test: old Windows drivers used masks of 0 or all ones).
+    /// Whether the guest's driver asked for client monitors configs.
+    pub fn takes_client_monitors(&self) -> bool {
+        self.guest_takes(INTERRUPT_CLIENT_MONITORS_CONFIG)
+    }
+
     fn guest_takes(&self, bit: u32) -> bool {
         let mask = self.ram_u32(ram::INT_MASK);
         mask != 0 && mask != u32::MAX && mask & bit != 0

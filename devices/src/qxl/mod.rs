@@ -99,9 +99,11 @@ impl QxlControl {
 
     /// Tells the guest the display client's monitors: (x, y, width, height)
     /// each (a SPICE client's window sizes); Linux then offers them as
-    /// preferred modes.
-    pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) {
-        self.frontend.set_client_monitors(heads);
+    /// preferred modes. Returns whether the guest's driver takes them (its
+    /// interrupt mask asks for them), as the display worker last saw; the
+    /// call never waits.
+    pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) -> bool {
+        self.frontend.set_client_monitors(heads)
     }
 
     /// Tells the guest whether a display client is connected, and its

@@ -57,16 +57,20 @@ pub(crate) enum Request {
         done: SyncSender<()>,
     },
     SetObserver(Option<Box<dyn DrawableObserver>>),
-    ClientMonitors(Vec<(u32, u32, u32, u32)>),
-    Client {
-        present: bool,
-        capabilities: Vec<u8>,
-    },
+}
+
+/// What the display client side last said; only the latest counts, so a
+/// burst of them never fills the queue or makes the SPICE loop wait.
+#[derive(Default)]
+struct ClientState {
+    monitors: Option<Vec<(u32, u32, u32, u32)>>,
+    client: Option<(bool, Vec<u8>)>,
 }
 
 #[derive(Default)]
 struct Queue {
     requests: VecDeque<Request>,
+    latest: ClientState,
     stop: bool,
 }
 
@@ -82,6 +86,9 @@ pub struct Frontend {
     irq: Arc<IrqLine>,
     stats: Arc<QxlStats>,
     vga_kick_queued: AtomicBool,
+    /// The guest's driver takes client monitors configs (its interrupt
+    /// mask has the bit), as the worker last saw.
+    takes_client_monitors: AtomicBool,
 }
 
 /// Whether a port write waits for the worker.
@@ -110,6 +117,7 @@ impl Frontend {
             irq,
             stats,
             vga_kick_queued: AtomicBool::new(false),
+            takes_client_monitors: AtomicBool::new(false),
         }))
     }
 
@@ -203,15 +211,17 @@ impl Frontend {
         let _ = self.enqueue(Request::SetObserver(observer));
     }
 
-    pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) {
-        let _ = self.enqueue(Request::ClientMonitors(heads));
+    /// Whether the guest's driver takes client monitors configs (as the
+    /// worker last saw).
+    pub fn set_client_monitors(&self, heads: Vec<(u32, u32, u32, u32)>) -> bool {
+        lock(&self.queue).latest.monitors = Some(heads);
+        Self::signal(&self.queue_event);
+        self.takes_client_monitors.load(Ordering::SeqCst)
     }
 
     pub fn set_client(&self, present: bool, capabilities: Vec<u8>) {
-        let _ = self.enqueue(Request::Client {
-            present,
-            capabilities,
-        });
+        lock(&self.queue).latest.client = Some((present, capabilities));
+        Self::signal(&self.queue_event);
     }
 
     /// Ends the worker (after the requests already queued).
@@ -274,11 +284,11 @@ impl Worker {
             // is seen by the next pass (the wait below returns at once).
             let notifies = frontend.notify_event.read().unwrap_or(0);
             let _ = frontend.queue_event.read();
-            let (requests, stop) = {
+            let (requests, latest, stop) = {
                 let mut q = lock(&frontend.queue);
                 let requests = std::mem::take(&mut q.requests);
                 frontend.room.notify_all();
-                (requests, q.stop)
+                (requests, std::mem::take(&mut q.latest), q.stop)
             };
             if stop && requests.is_empty() {
                 return;
@@ -288,6 +298,7 @@ impl Worker {
             for request in requests {
                 self.guarded(|w| w.handle(request));
             }
+            self.guarded(|w| w.apply(latest));
             if notifies > 0 || more {
                 let mut result = false;
                 self.guarded(|w| result = w.core.process_rings(RING_BUDGET));
@@ -342,11 +353,21 @@ impl Worker {
                 let _ = done.try_send(());
             }
             Request::SetObserver(observer) => self.core.set_observer(observer),
-            Request::ClientMonitors(heads) => self.core.set_client_monitors(&heads),
-            Request::Client {
-                present,
-                capabilities,
-            } => self.core.set_client(present, &capabilities),
         }
+    }
+
+    /// Applies the client side's latest state; notes whether the guest's
+    /// driver takes client monitors configs.
+    fn apply(&mut self, latest: ClientState) {
+        if let Some(heads) = latest.monitors {
+            self.core.set_client_monitors(&heads);
+        }
+        if let Some((present, capabilities)) = latest.client {
+            self.core.set_client(present, &capabilities);
+        }
+        let takes = self.core.takes_client_monitors();
+        self.frontend
+            .takes_client_monitors
+            .store(takes, Ordering::SeqCst);
     }
 }

@@ -20,8 +20,10 @@
 //! - The server's own messages: the client mouse state (when the agent
 //!   carries client mouse mode) and "client disconnected".
 //! - A monitors config from the client (it comes through the agent
-//!   channel, so only while the agent is there) also goes to the display
-//!   device's client monitors config, as libspice gives it to QXL.
+//!   channel) goes to the display device's client monitors config, as
+//!   libspice gives it to QXL; to the agent only when the guest's display
+//!   driver does not take those (libspice's rule, so that the two do not
+//!   both resize the guest).
 //!
 //! Nothing here grows without bound: the client's window, the five pieces
 //! for the client, one mouse state, one monitors config of at most
@@ -83,8 +85,10 @@ pub type Head = (i32, i32, u32, u32);
 /// Where the client's monitor layout goes besides the agent (QXL's client
 /// monitors config).
 pub trait ClientMonitors: Send + Sync {
-    /// One (x, y, width, height) per enabled head, at most 16.
-    fn client_monitors(&self, heads: &[Head]);
+    /// Passes one (x, y, width, height) per enabled head, at most 16;
+    /// whether the guest's display driver takes such layouts (then the
+    /// agent is not told).
+    fn client_monitors(&self, heads: &[Head]) -> bool;
 }
 
 /// What `--spice` says about the agent.
@@ -176,6 +180,9 @@ struct Client {
     /// pieces go to the agent (else they are dropped, so that no chunk
     /// without a header reaches a new agent).
     forwarding: bool,
+    /// The client's current message began after its AGENT_START (a monitors
+    /// config counts then, with or without an agent).
+    after_start: bool,
     out: VecDeque<ToClient>,
     /// Pieces in `out`.
     pieces: usize,
@@ -206,6 +213,7 @@ impl Client {
             unpaid: 0,
             filter: Filter::new(Direction::ClientToAgent),
             forwarding: false,
+            after_start: false,
             out: VecDeque::new(),
             pieces: 0,
         }
@@ -615,15 +623,19 @@ impl Agent {
         if piece.first {
             tracing::debug!("spice agent: client message type {}", piece.kind);
             client.forwarding = attached && client.started;
+            client.after_start = client.started;
+        }
+        if piece.kind == kind::MONITORS_CONFIG && piece.verdict == Verdict::Pass {
+            client.unpaid += 1;
+            return match client.after_start {
+                true => self.monitors_piece(piece, data),
+                false => Ok(()),
+            };
         }
         if !client.forwarding {
             client.unpaid += 1;
             return Ok(());
         }
-        if piece.kind == kind::MONITORS_CONFIG {
-            self.monitors_piece(piece, data)?;
-        }
-        let client = self.client.as_mut().expect("checked");
         match piece.verdict {
             Verdict::Pass => self.to_guest.push_back(Outgoing {
                 bytes: wire::client_chunk(data),
@@ -645,8 +657,10 @@ impl Agent {
         Ok(())
     }
 
-    /// Collects a client monitors config; a whole one also goes to the
-    /// display device.
+    /// Collects a client monitors config. A whole one goes to the display
+    /// device; to the agent only when the guest's display driver does not
+    /// take it (libspice's rule: one of the two resizes the guest, not
+    /// both). Its pieces are paid back at once: the message is bounded.
     fn monitors_piece(&mut self, piece: Piece, data: &[u8]) -> Result<(), AgentError> {
         if piece.first {
             self.monitors_config.clear();
@@ -656,16 +670,31 @@ impl Agent {
             return Err(AgentError::MonitorsConfigTooLarge);
         }
         self.monitors_config.extend_from_slice(data);
-        if piece.last {
-            let body = self
-                .monitors_config
-                .get(MESSAGE_HEADER_SIZE..)
-                .unwrap_or(&[]);
-            let heads = parse_monitors(body);
-            tracing::info!("spice agent: the client asks for monitors {heads:?}");
-            if let Some(monitors) = &self.device.monitors {
-                monitors.client_monitors(&heads);
+        if !piece.last {
+            return Ok(());
+        }
+        let message = std::mem::take(&mut self.monitors_config);
+        let heads = parse_monitors(message.get(MESSAGE_HEADER_SIZE..).unwrap_or(&[]));
+        let display_takes = (self.device.monitors.as_ref())
+            .is_some_and(|monitors| monitors.client_monitors(&heads));
+        tracing::info!(
+            "spice agent: the client asks for monitors {heads:?}; for the {}",
+            if display_takes {
+                "display driver"
+            } else {
+                "agent"
             }
+        );
+        let forwarding = self.client.as_ref().is_some_and(|c| c.forwarding);
+        if !display_takes && forwarding {
+            for piece in message.chunks(MAX_DATA_SIZE) {
+                self.to_guest.push_back(Outgoing {
+                    bytes: wire::client_chunk(piece),
+                    written: 0,
+                    from_client: false,
+                });
+            }
+            self.write_to_guest();
         }
         Ok(())
     }

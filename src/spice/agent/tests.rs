@@ -42,11 +42,13 @@ impl AgentPort for FakePort {
     }
 }
 
+/// The layouts it was given; whether the guest's driver takes them.
 #[derive(Default)]
-struct Monitors(Mutex<Vec<Vec<Head>>>);
+struct Monitors(Mutex<Vec<Vec<Head>>>, AtomicBool);
 impl ClientMonitors for Monitors {
-    fn client_monitors(&self, heads: &[Head]) {
+    fn client_monitors(&self, heads: &[Head]) -> bool {
         self.0.lock().unwrap().push(heads.to_vec());
+        self.1.load(Ordering::SeqCst)
     }
 }
 
@@ -396,6 +398,18 @@ fn monitors_configs_also_go_to_the_display_device() {
         *rig.monitors.0.lock().unwrap(),
         vec![vec![(0, 0, 1280, 800)]]
     );
+    // A guest whose display driver takes layouts: the agent is not told,
+    // the token still comes back.
+    rig.monitors.1.store(true, Ordering::SeqCst);
+    rig.agent.client_data(SESSION, &m).unwrap();
+    assert!(rig.to_agent().is_empty());
+    assert_eq!(rig.monitors.0.lock().unwrap().len(), 2);
+    assert!(rig.sent_to_client().contains(&ToClient::Tokens(2)));
+    rig.monitors.1.store(false, Ordering::SeqCst);
+    // One in two pieces reaches the agent whole.
+    rig.agent.client_data(SESSION, &m[..30]).unwrap();
+    rig.agent.client_data(SESSION, &m[30..]).unwrap();
+    assert_eq!(rig.to_agent(), chunk(wire::CLIENT_PORT, &m));
     // One that claims more than the bound is refused.
     let huge = message(kind::MONITORS_CONFIG, &vec![0; MAX_MONITORS_CONFIG]);
     let mut result = Ok(());
