@@ -151,8 +151,18 @@ fn saffron_and_qemu_keep_each_other_out() {
     let write = qemu_writer(&path).expect("a QEMU writer opened a written image");
     assert!(write.contains("lock"), "{write}");
     drop(writer);
-    // saffron reads: QEMU readers are welcome, writers are not.
-    let reader = open(&options(&path, raw, true)).unwrap();
+    // saffron reads: QEMU readers are welcome, writers are not. (Another
+    // test's thread that forks for a command holds the dropped writer's
+    // lock until its child execs: retry for a moment.)
+    let reader = (0..100)
+        .find_map(|_| {
+            let opened = open(&options(&path, raw, true)).ok();
+            if opened.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened
+        })
+        .expect("the image opens for reading once the writer is gone");
     assert_eq!(qemu_reader(&path, &dir), None);
     assert!(
         qemu_writer(&path).is_some(),
