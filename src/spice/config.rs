@@ -9,6 +9,8 @@
 //!         [,streaming-video=off|all|filter]
 //!         [,agent=on|off][,agent-mouse=on|off]
 //!         [,disable-copy-paste][,disable-agent-file-xfer]
+//!         [,tls-port=N,x509-dir=DIR][,tls-channel=NAME][,plaintext-channel=NAME]
+//!         [,allow-plaintext]
 //! ```
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
@@ -17,9 +19,15 @@
 //! * `password=SECRET` makes clients give that password.
 //! * `disable-ticketing` lets anyone in.
 //! * Neither: reachable only from this machine (loopback TCP, Unix
-//!   socket), no password is asked — like a local console. A non-loopback
-//!   address without either is refused, so a VM's screen and keyboard are
-//!   never put on a network without a password by accident.
+//!   socket), no password is asked — like a local console, with a warning
+//!   that any local user may connect. A non-loopback address without
+//!   either is refused, so a VM's screen and keyboard are never put on a
+//!   network without a password by accident.
+//! * `tls-port=N` with `x509-dir=DIR` serves TLS (see [`super::tls`]). A
+//!   plaintext `port=` on a non-loopback address is refused unless every
+//!   channel is TLS-only (`tls-channel=default`: the plaintext port only
+//!   sends clients to the TLS one) or `allow-plaintext` says cleartext on
+//!   the network is wanted.
 //! * `mouse=client` offers only SPICE's client mouse mode (absolute
 //!   positions, through the tablet), `mouse=server` only server mode
 //!   (relative motion, through the PS/2 mouse). Without it both are offered
@@ -39,15 +47,22 @@ use std::path::PathBuf;
 use super::agent::AgentOptions;
 use super::codec::policy::{CompressionOptions, OPTION_NAMES};
 use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
+use super::tls::{self, TlsOptions};
 
 /// What `--spice` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpiceConfig {
-    /// TCP address to listen on, if any.
+    /// TCP address to listen on for plaintext, if any.
     pub tcp: Option<SocketAddr>,
+    /// TCP address to listen on for TLS, and the TLS options.
+    pub tls_addr: Option<SocketAddr>,
+    pub tls: TlsOptions,
     /// Unix socket path to listen on, if any.
     pub unix: Option<PathBuf>,
     pub ticket: TicketPolicy,
+    /// Neither a password nor `disable-ticketing` was given: any local user
+    /// may connect (the server warns).
+    pub open_to_local_users: bool,
     /// Which mouse modes clients get.
     pub mouse: MousePolicy,
     /// How images are compressed.
@@ -97,9 +112,18 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
   disable-copy-paste   no clipboard sharing through the agent
   disable-agent-file-xfer
                        no file transfer through the agent
+  tls-port=N           also listen for TLS on port N (TLS 1.2 and 1.3)
+  x509-dir=DIR         the TLS certificate: DIR/server-cert.pem and
+                       DIR/server-key.pem (or x509-cert-file=, x509-key-file=)
+  tls-channel=NAME     channel NAME (main, display, inputs, cursor, ...) only
+                       over TLS; NAME=default: every channel not named
+  plaintext-channel=NAME
+                       channel NAME only without TLS
+  allow-plaintext      allow the plaintext port= on a non-loopback address
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
-the two. Example: --spice port=5930 then remote-viewer spice://127.0.0.1:5930";
+the two, and TLS (or allow-plaintext). Example: --spice port=5930 then
+remote-viewer spice://127.0.0.1:5930";
 
 impl SpiceConfig {
     /// Parses the `--spice` value (one-line errors).
@@ -114,6 +138,8 @@ impl SpiceConfig {
         let mut seen_compression: Vec<&str> = Vec::new();
         let mut agent = AgentOptions::default();
         let mut seen_agent: Vec<&str> = Vec::new();
+        let mut tls = TlsOptions::default();
+        let mut allow_plaintext = false;
         for item in text.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -207,6 +233,14 @@ impl SpiceConfig {
                         agent.file_transfer = false;
                     }
                 }
+                key if tls::OPTION_NAMES.contains(&key) => tls.set(key, &need(value)?)?,
+                "allow-plaintext" => {
+                    if value.is_some() {
+                        return Err("allow-plaintext takes no value".into());
+                    }
+                    once(allow_plaintext)?;
+                    allow_plaintext = true;
+                }
                 key if OPTION_NAMES.contains(&key) => {
                     once(seen_compression.contains(&key))?;
                     seen_compression.push(key);
@@ -215,7 +249,7 @@ impl SpiceConfig {
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer)"
+                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer, tls-port, x509-dir, x509-cert-file, x509-key-file, tls-channel, plaintext-channel, allow-plaintext)"
                     ))
                 }
             }
@@ -223,30 +257,38 @@ impl SpiceConfig {
         if password.is_some() && disable_ticketing {
             return Err("password= and disable-ticketing contradict each other".into());
         }
-        if addr.is_some() && port.is_none() {
-            return Err("addr= needs port= too".into());
+        tls.check()?;
+        if addr.is_some() && port.is_none() && tls.port.is_none() {
+            return Err("addr= needs port= or tls-port= too".into());
         }
-        if port.is_none() && unix.is_none() {
+        if port.is_none() && unix.is_none() && tls.port.is_none() {
             return Err("give port=N (TCP) or unix=PATH, e.g. --spice port=5930".into());
         }
-        let tcp = port.map(|p| SocketAddr::new(addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), p));
+        let ip = addr.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let remote = !ip.is_loopback() && (port.is_some() || tls.port.is_some());
+        if remote && port.is_some() && !allow_plaintext && !tls.policy.all_secure() {
+            return Err(format!(
+                "{ip} is reachable from other machines and port= is plaintext: serve TLS \
+                 (tls-port=N,x509-dir=DIR,tls-channel=default), or add allow-plaintext"
+            ));
+        }
+        let open_to_local_users = password.is_none() && !disable_ticketing;
+        if remote && open_to_local_users {
+            return Err(format!(
+                "{ip} is reachable from other machines: add password=SECRET, or disable-ticketing to allow anyone"
+            ));
+        }
         let ticket = match password {
             Some(p) => TicketPolicy::Password(p),
-            None if disable_ticketing => TicketPolicy::Disabled,
-            None => {
-                if let Some(tcp) = tcp.filter(|a| !a.ip().is_loopback()) {
-                    return Err(format!(
-                        "{} is reachable from other machines: add password=SECRET, or disable-ticketing to allow anyone",
-                        tcp.ip()
-                    ));
-                }
-                TicketPolicy::Disabled
-            }
+            None => TicketPolicy::Disabled,
         };
         Ok(SpiceConfig {
-            tcp,
+            tcp: port.map(|p| SocketAddr::new(ip, p)),
+            tls_addr: tls.port.map(|p| SocketAddr::new(ip, p)),
+            tls,
             unix,
             ticket,
+            open_to_local_users,
             mouse: mouse.unwrap_or_default(),
             compression,
             agent,
@@ -279,8 +321,10 @@ mod tests {
         assert_eq!(c.tcp, Some("127.0.0.1:5930".parse().unwrap()));
         assert_eq!(c.unix, None);
         assert_eq!(c.ticket, TicketPolicy::Disabled);
+        assert!(c.open_to_local_users);
 
-        let c = SpiceConfig::parse("addr=0.0.0.0,port=5900,password=s3cret").unwrap();
+        let c =
+            SpiceConfig::parse("addr=0.0.0.0,port=5900,password=s3cret,allow-plaintext").unwrap();
         assert_eq!(c.tcp, Some("0.0.0.0:5900".parse().unwrap()));
         assert_eq!(c.ticket, TicketPolicy::Password("s3cret".into()));
 
@@ -290,8 +334,19 @@ mod tests {
         let c = SpiceConfig::parse("unix=/tmp/s.sock").unwrap();
         assert_eq!((c.tcp, c.unix), (None, Some("/tmp/s.sock".into())));
 
-        let c = SpiceConfig::parse("addr=192.168.1.5,port=5930,disable-ticketing").unwrap();
+        let c = SpiceConfig::parse("addr=192.168.1.5,port=5930,disable-ticketing,allow-plaintext")
+            .unwrap();
         assert_eq!(c.ticket, TicketPolicy::Disabled);
+        assert!(!c.open_to_local_users);
+        let c =
+            SpiceConfig::parse("addr=192.168.1.5,tls-port=5931,x509-dir=/x,password=p").unwrap();
+        assert_eq!(c.tls_addr, Some("192.168.1.5:5931".parse().unwrap()));
+        assert_eq!(c.tcp, None);
+        let c = SpiceConfig::parse(
+            "addr=192.168.1.5,port=5930,tls-port=5931,x509-dir=/x,password=p,tls-channel=default",
+        )
+        .unwrap();
+        assert_eq!(c.tcp, Some("192.168.1.5:5930".parse().unwrap()));
         assert_eq!(c.mouse, MousePolicy::Auto);
 
         let c = SpiceConfig::parse("port=1,mouse=client").unwrap();
@@ -344,6 +399,13 @@ mod tests {
             ("port=1,colour=red", "unknown option 'colour'"),
             ("password=x", "give port"),
             ("addr=10.0.0.1,port=5930", "reachable from other machines"),
+            ("addr=10.0.0.1,port=5930,password=x", "port= is plaintext"),
+            (
+                "addr=10.0.0.1,tls-port=5931,x509-dir=/x,allow-plaintext",
+                "add password=SECRET",
+            ),
+            ("port=1,allow-plaintext=1", "takes no value"),
+            ("port=1,tls-port=2", "needs the server's certificate"),
             ("port=1,disable-ticketing=yes", "takes no value"),
             ("port=1,,unix=/x", "stray comma"),
             ("port=1,mouse=tablet", "not client or server"),

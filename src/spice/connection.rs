@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::{TcpStream, UnixStream};
+use rustls::{ServerConnection, StreamOwned};
 
 use super::channel::Outbox;
 use super::link::{LinkRequest, Linker};
@@ -21,24 +22,55 @@ pub const MESSAGES_PER_SECOND: f64 = 5000.0;
 /// … and in a burst.
 pub const MESSAGE_BURST: f64 = 1000.0;
 
+/// TLS records rustls holds for the socket at most (its default).
+const TLS_BUFFER_LIMIT: usize = 64 * 1024;
+
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS over TCP (non-blocking: rustls reports `WouldBlock` as the
+    /// socket does, and keeps what it could not write yet).
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
 }
 
 impl Stream {
+    /// A TLS server stream over an accepted socket.
+    pub fn tls(
+        config: &std::sync::Arc<rustls::ServerConfig>,
+        socket: TcpStream,
+    ) -> io::Result<Self> {
+        let mut conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Ok(Stream::Tls(Box::new(StreamOwned::new(conn, socket))))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Tls(s) => &mut s.sock,
         }
     }
 
-    pub fn shutdown(&self) {
+    pub fn shutdown(&mut self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.write_tls(&mut s.sock);
+                s.sock.shutdown(std::net::Shutdown::Both)
+            }
         };
+    }
+
+    /// Whether TLS records wait for the socket.
+    pub fn has_pending(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.conn.wants_write())
     }
 }
 
@@ -47,6 +79,11 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            // A peer that closes without close_notify has simply gone.
+            Stream::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
         }
     }
 }
@@ -56,16 +93,39 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => tls_written(s.write(buf), !buf.is_empty()),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => {
+                tls_written(s.write_vectored(bufs), bufs.iter().any(|b| !b.is_empty()))
+            }
         }
     }
+    /// Writes the TLS records rustls holds (`WouldBlock` when the socket
+    /// is full).
     fn flush(&mut self) -> io::Result<()> {
+        let Stream::Tls(s) = self else {
+            return Ok(());
+        };
+        while s.conn.wants_write() {
+            if s.conn.write_tls(&mut s.sock)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
         Ok(())
+    }
+}
+
+/// rustls takes nothing while its buffer is full: that is the socket
+/// being full, not a closed one.
+fn tls_written(result: io::Result<usize>, offered: bool) -> io::Result<usize> {
+    match result {
+        Ok(0) if offered => Err(io::ErrorKind::WouldBlock.into()),
+        other => other,
     }
 }
 
@@ -169,6 +229,9 @@ impl Connection {
 
     /// Writes pending output; `Ok(true)` when all of it is out.
     pub fn flush(&mut self) -> io::Result<bool> {
+        if !self.flush_tls()? {
+            return Ok(false);
+        }
         while !self.raw_out.is_empty() {
             match self.stream.write(&self.raw_out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -180,9 +243,21 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        match &mut self.state {
-            State::Open { outbox, .. } => outbox.flush_to(&mut self.stream),
-            State::Linking { .. } => Ok(true),
+        let done = match &mut self.state {
+            State::Open { outbox, .. } => outbox.flush_to(&mut self.stream)?,
+            State::Linking { .. } => true,
+        };
+        Ok(self.flush_tls()? && done)
+    }
+
+    /// Writes the TLS records waiting for the socket; `Ok(true)` when none
+    /// is left.
+    fn flush_tls(&mut self) -> io::Result<bool> {
+        match self.stream.flush() {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -195,7 +270,8 @@ impl Connection {
     }
 
     pub fn has_output(&self) -> bool {
-        !self.raw_out.is_empty()
+        self.stream.has_pending()
+            || !self.raw_out.is_empty()
             || matches!(&self.state, State::Open { outbox, .. } if !outbox.is_empty())
     }
 }

@@ -56,6 +56,7 @@ mod region;
 mod server;
 mod session;
 pub mod ticket;
+pub mod tls;
 pub mod video_stream;
 pub mod wire;
 mod worker;
@@ -85,6 +86,8 @@ pub enum SpiceError {
     },
     #[error("SPICE: {0}")]
     Ticket(#[from] ticket::TicketError),
+    #[error("SPICE: TLS: {0}")]
+    Tls(String),
     #[error("SPICE: cannot start: {0}")]
     Io(#[from] std::io::Error),
     #[error("SPICE: at most 255 displays, got {0}")]
@@ -113,6 +116,7 @@ pub struct SpiceServer {
     shared: Arc<server::Shared>,
     waker: Arc<Waker>,
     tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     unix_path: Option<std::path::PathBuf>,
 }
@@ -123,23 +127,29 @@ impl SpiceServer {
         if inputs.displays.len() > 255 {
             return Err(SpiceError::TooManyDisplays(inputs.displays.len()));
         }
+        let tls_config = config.tls.server_config().map_err(SpiceError::Tls)?;
         let key = ticket::TicketKey::generate()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), server::WAKER)?);
-        let tcp =
-            match config.tcp {
-                Some(addr) => Some(mio::net::TcpListener::bind(addr).map_err(|source| {
-                    SpiceError::Listen {
-                        what: addr.to_string(),
-                        source,
-                    }
-                })?),
-                None => None,
-            };
+        let tcp = config.tcp.map(listen_tcp).transpose()?;
         let tcp_addr = match &tcp {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let tls = match (config.tls_addr, tls_config) {
+            (Some(addr), Some(tls_config)) => Some((listen_tcp(addr)?, tls_config)),
+            _ => None,
+        };
+        let tls_addr = match &tls {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
+        if config.open_to_local_users {
+            tracing::warn!(
+                "SPICE: no password: any user of this machine can connect \
+                 (give password=SECRET, or disable-ticketing to silence this)"
+            );
+        }
         let unix = match &config.unix {
             Some(path) => {
                 // A stale socket from an earlier run would make bind fail.
@@ -185,6 +195,8 @@ impl SpiceServer {
             waker: waker.clone(),
             tcp,
             unix,
+            tls,
+            channel_policy: config.tls.policy.clone(),
             key,
             ticket: config.ticket.clone(),
             displays,
@@ -206,10 +218,14 @@ impl SpiceServer {
         if let Some(addr) = tcp_addr {
             tracing::info!("SPICE server listening on {addr}");
         }
+        if let Some(addr) = tls_addr {
+            tracing::info!("SPICE server listening for TLS on {addr}");
+        }
         Ok(SpiceServer {
             shared,
             waker,
             tcp_addr,
+            tls_addr,
             threads,
             unix_path: config.unix.clone(),
         })
@@ -218,6 +234,11 @@ impl SpiceServer {
     /// The TCP address actually bound (port 0 picks a free one).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+
+    /// The TLS address actually bound.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The guest changed its keyboard LEDs: tell the client.
@@ -316,6 +337,13 @@ impl SpiceServer {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+fn listen_tcp(addr: SocketAddr) -> Result<mio::net::TcpListener, SpiceError> {
+    mio::net::TcpListener::bind(addr).map_err(|source| SpiceError::Listen {
+        what: addr.to_string(),
+        source,
+    })
 }
 
 /// Counts a waiter for the time it exists.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import queue
+import shlex
 import socket
 import struct
 import subprocess
@@ -221,11 +222,12 @@ GLIB_CLIENT = Path(__file__).resolve().parents[1] / "spice" / "glib_client.py"
 
 class GlibClient:
     """tests/spice/glib_client.py as a subprocess: its event lines, each with its arrival
-    time. It stays connected for `lifetime` seconds at most."""
+    time. It stays connected for `lifetime` seconds at most; `options` are more of its
+    `--name=value` options."""
 
-    def __init__(self, port: int, lifetime: float = 60):
+    def __init__(self, port: int, lifetime: float = 60, options: tuple = ()):
         self.proc = subprocess.Popen(["/usr/bin/python3", str(GLIB_CLIENT), "127.0.0.1",
-                                      str(port), f"--lifetime={int(lifetime)}"],
+                                      str(port), f"--lifetime={int(lifetime)}", *options],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -369,3 +371,53 @@ def client_matches_screendump(api: Api, directory: str, name: str, shoot, attemp
             return shot
         time.sleep(pause)
     raise AssertionError(f"{name}: the client's picture differs {attempts} times: {difference}")
+
+
+def find_patch(screen: Picture, patch: Picture) -> tuple | None:
+    """Where `patch` appears unscaled in `screen`, or None. Its busiest row is searched for as
+    a substring of each screen row (fast, even under TCG); the other rows are then checked."""
+    anchor = max(range(patch.height), key=lambda dy: len(set(patch.rows[dy])) * 1000
+                 + sum(1 for b in patch.rows[dy] if b))
+    needle = patch.rows[anchor]
+    for y in range(anchor, screen.height - (patch.height - anchor) + 1):
+        start = 0
+        while (at := screen.rows[y].find(needle, start)) >= 0:
+            top = y - anchor
+            if at % 3 == 0 and all(
+                    screen.rows[top + dy][at:at + len(needle)] == patch.rows[dy]
+                    for dy in range(patch.height)):
+                return at // 3, top
+            start = at + 1
+    return None
+
+
+def remote_viewer_shows(args: list[str], patch: Picture, name: str, timeout: float = 90) -> tuple:
+    """Runs `remote-viewer ARGS` under Xvfb, screenshots the X screen every second until `patch`
+    (a piece of the guest's screen) appears in it; returns where."""
+    out = RESULTS_DIR / f"{name}-x"
+    quoted = " ".join(shlex.quote(a) for a in args)
+    script = (f"remote-viewer {quoted} & RV=$!; "
+              f"for i in $(seq 1 {int(timeout)}); do sleep 1; "
+              f"import -window root -depth 8 {out}.tmp.ppm 2>/dev/null && mv {out}.tmp.ppm {out}.ppm; "
+              f"[ -e {out}.done ] && break; done; kill $RV")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in (f"{out}.ppm", f"{out}.done"):
+        Path(stale).unlink(missing_ok=True)
+    viewer = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "sh", "-c", script],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, found, last = time.monotonic() + timeout, None, 0.0
+    try:
+        while found is None and time.monotonic() < deadline:
+            time.sleep(1)
+            shot = Path(f"{out}.ppm")
+            if shot.exists() and shot.stat().st_mtime != last:
+                last = shot.stat().st_mtime
+                found = find_patch(read_ppm(shot), patch)
+    finally:
+        Path(f"{out}.done").write_text("")
+        try:
+            viewer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            viewer.kill()
+    assert found is not None, f"remote-viewer never showed the patch (last: {out}.ppm)"
+    return found

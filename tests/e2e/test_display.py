@@ -36,9 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import RESULTS_DIR, TTY1_MARKER, Guest, GuestError, run_tests
+from harness import TTY1_MARKER, Guest, GuestError, run_tests
 from screens import (Api, Picture, crop_mask, diff_pictures, glib_screenshot, marker_position,
-                     read_png, read_ppm, screendump, spice_screenshot, still_console)
+                     read_png, remote_viewer_shows, screendump, spice_screenshot,
+                     still_console)
 from test_input import input_device, record, recorded
 from test_qxl import image as qxl_image
 
@@ -238,55 +239,6 @@ def test_spice_screenshot_equals_screendump_glz():
     screenshots_equal_screendumps("glz")
 
 
-def find_patch(screen: Picture, patch: Picture) -> tuple | None:
-    """Where `patch` appears unscaled in `screen`, or None. Its busiest row is searched for as
-    a substring of each screen row (fast, even under TCG); the other rows are then checked."""
-    anchor = max(range(patch.height), key=lambda dy: len(set(patch.rows[dy])) * 1000
-                 + sum(1 for b in patch.rows[dy] if b))
-    needle = patch.rows[anchor]
-    for y in range(anchor, screen.height - (patch.height - anchor) + 1):
-        start = 0
-        while (at := screen.rows[y].find(needle, start)) >= 0:
-            top = y - anchor
-            if at % 3 == 0 and all(
-                    screen.rows[top + dy][at:at + len(needle)] == patch.rows[dy]
-                    for dy in range(patch.height)):
-                return at // 3, top
-            start = at + 1
-    return None
-
-
-def remote_viewer_shows(port: int, patch: Picture, name: str, timeout: float = 90) -> tuple:
-    """Runs remote-viewer under Xvfb, screenshots the X screen every second until `patch`
-    (a piece of the guest's screen) appears in it; returns where."""
-    out = RESULTS_DIR / f"{name}-x"
-    script = (f"remote-viewer spice://127.0.0.1:{port} & RV=$!; "
-              f"for i in $(seq 1 {int(timeout)}); do sleep 1; "
-              f"import -window root -depth 8 {out}.tmp.ppm 2>/dev/null && mv {out}.tmp.ppm {out}.ppm; "
-              f"[ -e {out}.done ] && break; done; kill $RV")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    for stale in (f"{out}.ppm", f"{out}.done"):
-        Path(stale).unlink(missing_ok=True)
-    viewer = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "sh", "-c", script],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, found, last = time.monotonic() + timeout, None, 0.0
-    try:
-        while found is None and time.monotonic() < deadline:
-            time.sleep(1)
-            shot = Path(f"{out}.ppm")
-            if shot.exists() and shot.stat().st_mtime != last:
-                last = shot.stat().st_mtime
-                found = find_patch(read_ppm(shot), patch)
-    finally:
-        Path(f"{out}.done").write_text("")
-        try:
-            viewer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            viewer.kill()
-    assert found is not None, f"remote-viewer never showed the guest's marker (last: {out}.ppm)"
-    return found
-
-
 def rss_kib(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
 
@@ -308,7 +260,7 @@ def test_remote_viewer_and_client_faults():
             marker = Picture(len(TTY1_MARKER) * 8, 16,
                              [r[col * 8 * 3:(col + len(TTY1_MARKER)) * 8 * 3]
                               for r in reference.rows[row * 16:row * 16 + 16]])
-            at = remote_viewer_shows(port, marker, "faults-remote-viewer")
+            at = remote_viewer_shows([f"spice://127.0.0.1:{port}"], marker, "faults-remote-viewer")
             print(f"  remote-viewer shows the tty1 marker at {at} of the X screen")
 
             # Clients killed in the middle of the transfer.

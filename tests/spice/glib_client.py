@@ -2,11 +2,12 @@
 """TEST ONLY: a headless spice-glib client driven over stdin/stdout.
 
 Usage: /usr/bin/python3 glib_client.py HOST PORT [PASSWORD] [--lifetime=SECONDS]
-                                        [--cache-size=BYTES]
+                                        [--cache-size=BYTES] [--tls-port=N --ca-file=PEM]
 
 It quits after SECONDS (default 60), so a forgotten client never lingers. --cache-size sets
 the session's pixmap cache (spice-glib's cache-size property; the server is told a quarter of
-it in pixels).
+it in pixels). --tls-port and --ca-file give the session a TLS port and the CA to check the
+server's certificate with (a channel the server wants secured moves there).
 
 Prints one line per event:
   PRIMARY <width> <height> <stride>
@@ -113,6 +114,9 @@ if password is not None:
     session.set_property("password", password)
 if "cache-size" in options:
     session.set_property("cache-size", int(options["cache-size"]))
+if "tls-port" in options:
+    session.set_property("tls-port", options["tls-port"])
+    session.set_property("ca-file", options["ca-file"])
 GObject.Object.connect(session, "channel-new", on_channel_new)
 if not session.connect():
     say("ERROR", "connect")

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::display::{Display, Rect};
-use rsa::pkcs8::DecodePublicKey;
 use saffron::spice::ticket::encrypt_ticket;
 use saffron::spice::{InputSink, MouseButtons, ServerInputs, SpiceConfig, SpiceServer};
 
@@ -351,9 +350,8 @@ impl RawClient {
         if error != 0 {
             return LinkOutcome::Refused(error);
         }
-        let key = rsa::RsaPublicKey::from_public_key_der(&reply[4..166]).unwrap();
         let mut out = 1u32.to_le_bytes().to_vec();
-        out.extend_from_slice(&encrypt_ticket(&key, password));
+        out.extend_from_slice(&encrypt_ticket(&reply[4..166], password));
         stream.write_all(&out).unwrap();
         let mut result = [0u8; 4];
         stream.read_exact(&mut result).unwrap();

@@ -31,6 +31,7 @@ use super::net_test::LinkEstimate;
 use super::protocol::{base, channel, mouse_mode};
 use super::session::{Changes, ChannelKind, Context, SentTotals, ServerContext, Session};
 use super::ticket::{TicketKey, TicketPolicy};
+use super::tls::ChannelPolicy;
 use super::wire::next_frame;
 use super::{cursor_channel, display_channel, inputs_channel, main_channel};
 
@@ -48,6 +49,7 @@ mod sessions;
 pub const WAKER: Token = Token(0);
 const TCP_LISTENER: Token = Token(1);
 const UNIX_LISTENER: Token = Token(2);
+const TLS_LISTENER: Token = Token(3);
 const FIRST_CONNECTION: usize = 16;
 
 /// Connections (linked or not) at most; more are refused at accept.
@@ -103,6 +105,10 @@ pub struct LoopSetup {
     pub waker: Arc<Waker>,
     pub tcp: Option<TcpListener>,
     pub unix: Option<UnixListener>,
+    /// The TLS listener and its configuration.
+    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// Which channels must (or must not) use TLS.
+    pub channel_policy: ChannelPolicy,
     pub key: TicketKey,
     pub ticket: TicketPolicy,
     pub displays: Vec<DisplayFeed>,
@@ -149,6 +155,12 @@ impl EventLoop {
                 .poll
                 .registry()
                 .register(l, UNIX_LISTENER, Interest::READABLE)?;
+        }
+        if let Some((l, _)) = setup.tls.as_mut() {
+            setup
+                .poll
+                .registry()
+                .register(l, TLS_LISTENER, Interest::READABLE)?;
         }
         let tablet = Arc::new(AtomicBool::new(setup.client_mouse_allowed));
         let input: Arc<dyn InputSink> = match &setup.agent {
@@ -221,7 +233,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    TCP_LISTENER | UNIX_LISTENER => self.accept(event.token()),
+                    TCP_LISTENER | UNIX_LISTENER | TLS_LISTENER => self.accept(event.token()),
                     token if event.is_readable() || event.is_read_closed() || event.is_error() => {
                         readable.push(token)
                     }
@@ -246,19 +258,28 @@ impl EventLoop {
         }
     }
 
+    /// The next connection on a listener, as a stream and a peer name.
+    fn accept_one(&self, listener: Token) -> io::Result<(Stream, String)> {
+        match (listener, &self.setup.tcp, &self.setup.unix, &self.setup.tls) {
+            (TCP_LISTENER, Some(l), _, _) => l.accept().map(|(s, a)| {
+                let _ = s.set_nodelay(true);
+                (Stream::Tcp(s), a.to_string())
+            }),
+            (UNIX_LISTENER, _, Some(l), _) => l
+                .accept()
+                .map(|(s, _)| (Stream::Unix(s), "unix socket".to_string())),
+            (TLS_LISTENER, _, _, Some((l, config))) => {
+                let (s, a) = l.accept()?;
+                let _ = s.set_nodelay(true);
+                Ok((Stream::tls(config, s)?, format!("{a} (TLS)")))
+            }
+            _ => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
     fn accept(&mut self, listener: Token) {
         loop {
-            let accepted = match (listener, &self.setup.tcp, &self.setup.unix) {
-                (TCP_LISTENER, Some(l), _) => l.accept().map(|(s, a)| {
-                    let _ = s.set_nodelay(true);
-                    (Stream::Tcp(s), a.to_string())
-                }),
-                (UNIX_LISTENER, _, Some(l)) => l
-                    .accept()
-                    .map(|(s, _)| (Stream::Unix(s), "unix socket".to_string())),
-                _ => return,
-            };
-            let (mut stream, peer) = match accepted {
+            let (mut stream, peer) = match self.accept_one(listener) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -65,6 +65,18 @@ impl EventLoop {
                 false
             }
             LinkStep::Request(req) => {
+                let tls = conn.stream.is_tls();
+                if let Err(error) = self.setup.channel_policy.admits(req.channel_type, tls) {
+                    tracing::info!(
+                        "spice: {}: channel type {} is not served {} TLS ({error:?})",
+                        conn.peer,
+                        req.channel_type,
+                        if tls { "over" } else { "without" }
+                    );
+                    conn.raw_out.extend(link::encode_error_reply(error));
+                    conn.closing = true;
+                    return false;
+                }
                 let Some(channel_caps) = kind_of(&req, &self.server).map(|k| (k.caps)()) else {
                     log_close(
                         conn,

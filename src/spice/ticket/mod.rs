@@ -4,11 +4,14 @@
 //! Clients encrypt `password + NUL` with RSAES-OAEP (SHA-1, MGF1-SHA-1,
 //! empty label) under the public key we send in the link reply, as
 //! X.509 SubjectPublicKeyInfo DER (162 bytes for a 1024-bit key). One key
-//! pair is generated when the server starts and used for every link.
+//! pair is generated when the server starts and used for every link. The
+//! RSA operations are AWS-LC's, constant-time ([`rsa`]).
 
-use rsa::pkcs8::EncodePublicKey;
-use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+mod rsa;
+
 use subtle::ConstantTimeEq;
+
+use self::rsa::Rsa;
 
 /// Length of the DER public key in the link reply (`SPICE_TICKET_PUBKEY_BYTES`).
 pub const PUBKEY_LEN: usize = 162;
@@ -41,24 +44,34 @@ pub enum TicketError {
     KeyGeneration(String),
 }
 
+/// DER of a SubjectPublicKeyInfo for a 1024-bit RSA key with e = 65537, up
+/// to the modulus: SEQUENCE { AlgorithmIdentifier rsaEncryption NULL,
+/// BIT STRING { SEQUENCE { INTEGER n (with a leading 0: its top bit is
+/// set) ...
+const SPKI_PREFIX: [u8; 29] = [
+    0x30, 0x81, 0x9f, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    0x05, 0x00, 0x03, 0x81, 0x8d, 0x00, 0x30, 0x81, 0x89, 0x02, 0x81, 0x81, 0x00,
+];
+/// ... and after it: INTEGER e = 65537 } }.
+const SPKI_SUFFIX: [u8; 5] = [0x02, 0x03, 0x01, 0x00, 0x01];
+
 /// The server's key pair and its encoded public half.
 pub struct TicketKey {
-    private: RsaPrivateKey,
+    private: Rsa,
     public_der: [u8; PUBKEY_LEN],
 }
 
 impl TicketKey {
     /// A fresh RSA-1024 key (e = 65537).
     pub fn generate() -> Result<TicketKey, TicketError> {
-        let private = RsaPrivateKey::new(&mut rand::thread_rng(), 1024)
-            .map_err(|e| TicketError::KeyGeneration(e.to_string()))?;
-        let der = RsaPublicKey::from(&private)
-            .to_public_key_der()
-            .map_err(|e| TicketError::KeyGeneration(e.to_string()))?;
-        let public_der: [u8; PUBKEY_LEN] = der.as_bytes().try_into().map_err(|_| {
-            TicketError::KeyGeneration(format!(
+        let failed = |what: &str| TicketError::KeyGeneration(what.to_string());
+        let private = Rsa::generate(1024).ok_or_else(|| failed("AWS-LC refused"))?;
+        let modulus = private.modulus().ok_or_else(|| failed("no modulus"))?;
+        let der: Vec<u8> = [&SPKI_PREFIX[..], &modulus, &SPKI_SUFFIX].concat();
+        let public_der: [u8; PUBKEY_LEN] = der.try_into().map_err(|d: Vec<u8>| {
+            failed(&format!(
                 "public key is {} bytes, not {PUBKEY_LEN}",
-                der.as_bytes().len()
+                d.len()
             ))
         })?;
         Ok(TicketKey {
@@ -72,16 +85,11 @@ impl TicketKey {
         &self.public_der
     }
 
-    /// The public key, for tests that play the client.
-    pub fn public_key(&self) -> RsaPublicKey {
-        RsaPublicKey::from(&self.private)
-    }
-
     /// Whether an encrypted ticket lets the client in under `policy`.
     /// A ticket that does not decrypt never does (as in spice-server, even
     /// with ticketing disabled: every real client sends a valid one).
     pub fn check(&self, encrypted: &[u8], policy: &TicketPolicy) -> bool {
-        let Ok(plain) = self.private.decrypt(Oaep::new::<sha1::Sha1>(), encrypted) else {
+        let Some(plain) = self.private.oaep_decrypt(encrypted) else {
             return false;
         };
         match policy {
@@ -96,11 +104,13 @@ impl TicketKey {
     }
 }
 
-/// Encrypts a password the way clients do (for tests and test clients).
-pub fn encrypt_ticket(key: &RsaPublicKey, password: &str) -> Vec<u8> {
+/// Encrypts a password the way clients do, under the public key of a link
+/// reply (for tests and test clients); empty if the key does not parse.
+pub fn encrypt_ticket(public_der: &[u8], password: &str) -> Vec<u8> {
     let mut plain = password.as_bytes().to_vec();
     plain.push(0);
-    key.encrypt(&mut rand::thread_rng(), Oaep::new::<sha1::Sha1>(), &plain)
+    Rsa::from_public_der(public_der)
+        .and_then(|key| key.oaep_encrypt(&plain))
         .unwrap_or_default()
 }
 
@@ -123,18 +133,27 @@ mod tests {
         );
         assert_eq!(&der[157..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
 
-        let public = key.public_key();
+        let public = key.public_der();
         let policy = TicketPolicy::Password("secret".into());
-        let ticket = encrypt_ticket(&public, "secret");
+        let ticket = encrypt_ticket(public, "secret");
         assert_eq!(ticket.len(), ENCRYPTED_TICKET_LEN);
         assert!(key.check(&ticket, &policy));
-        assert!(!key.check(&encrypt_ticket(&public, "wrong"), &policy));
-        assert!(!key.check(&encrypt_ticket(&public, "secretx"), &policy));
-        assert!(!key.check(&encrypt_ticket(&public, ""), &policy));
-        assert!(key.check(&encrypt_ticket(&public, ""), &TicketPolicy::Disabled));
-        assert!(key.check(&encrypt_ticket(&public, "any"), &TicketPolicy::Disabled));
+        assert!(!key.check(&encrypt_ticket(public, "wrong"), &policy));
+        assert!(!key.check(&encrypt_ticket(public, "secretx"), &policy));
+        assert!(!key.check(&encrypt_ticket(public, ""), &policy));
+        assert!(key.check(&encrypt_ticket(public, ""), &TicketPolicy::Disabled));
+        assert!(key.check(&encrypt_ticket(public, "any"), &TicketPolicy::Disabled));
         // Garbage never decrypts.
         assert!(!key.check(&[0u8; 128], &TicketPolicy::Disabled));
         assert!(!key.check(&[1u8; 5], &TicketPolicy::Disabled));
+        assert!(!key.check(&[], &TicketPolicy::Disabled));
+        // Another key's ticket does not decrypt.
+        let other = TicketKey::generate().unwrap();
+        assert!(!key.check(
+            &encrypt_ticket(other.public_der(), ""),
+            &TicketPolicy::Disabled
+        ));
+        // A damaged key parses to nothing.
+        assert!(encrypt_ticket(&der[..100], "x").is_empty());
     }
 }
