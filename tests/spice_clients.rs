@@ -64,6 +64,84 @@ fn tickets() {
     assert!(spicy_screenshot(t.port, Some("whatever"), &out).is_some());
 }
 
+/// The link result for `password`, and how long it took.
+fn timed_link(port: u16, connection_id: u32, channel: u8, password: &str) -> (u32, Duration) {
+    let started = Instant::now();
+    match RawClient::link(port, connection_id, channel, 0, password, 2) {
+        LinkOutcome::Result(r, _) => (r, started.elapsed()),
+        LinkOutcome::Refused(e) => panic!("refused {e}"),
+    }
+}
+
+#[test]
+fn wrong_passwords_wait_longer_each_time_and_passwords_change_and_expire() {
+    let t = start_server(64, 48, "password=secret");
+    // Wrong passwords: answered after 250 ms, 500 ms, 1 s; a right one at once.
+    for floor in [250, 500, 1000] {
+        let (result, took) = timed_link(t.port, 0, 1, "guess");
+        assert_eq!(result, 7);
+        assert!(
+            took >= Duration::from_millis(floor),
+            "{took:?} < {floor} ms"
+        );
+    }
+    let (main, session) = RawClient::main_session(t.port, "secret");
+    let (result, took) = timed_link(t.port, 0, 1, "guess");
+    assert!(
+        result == 7 && took < Duration::from_millis(500),
+        "{took:?}: back to the first delay"
+    );
+    // set-password: the next link needs the new one; the session stays.
+    let control = t.server.control();
+    control.set_password(Some("new".into()), false).unwrap();
+    assert_eq!(timed_link(t.port, session, 2, "secret").0, 7);
+    assert_eq!(
+        timed_link(t.port, session, 2, "new").0,
+        0,
+        "the session is still there"
+    );
+    assert!(control.set_password(Some("x".repeat(61)), false).is_err());
+    // expire-password: the session ends, no link gets in.
+    control.expire_password(Some(std::time::SystemTime::now()));
+    let mut main = main;
+    assert!(main.closed_by_server(), "the session ended at expiry");
+    assert_eq!(timed_link(t.port, 0, 1, "new").0, 7);
+    control.expire_password(None);
+    let (_main, session) = RawClient::main_session(t.port, "new");
+    // set-password with connected=disconnect ends the session.
+    control.set_password(None, true).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        timed_link(t.port, session, 2, "").0,
+        8,
+        "the old session is gone"
+    );
+    RawClient::main_session(t.port, "anything");
+}
+
+#[test]
+fn idle_prelink_sockets_do_not_keep_a_client_out() {
+    let t = start_server(64, 48, "password=pw");
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", t.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (_main, session) = RawClient::main_session(t.port, "pw");
+    RawClient::open(t.port, session, 2, "pw");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The oldest idle ones were dropped to make room.
+    let mut first = idle.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert!(matches!(first.read(&mut [0u8; 16]), Ok(0)));
+}
+
 #[test]
 fn link_errors() {
     let t = start_server(64, 64, "password=pw");

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use protocol::After;
-pub use protocol::{Button, Keys, Machine, PointerEvent, Refusal};
+pub use protocol::{Button, Keys, Machine, PasswordChange, PointerEvent, Refusal};
 
 /// Longest request line accepted, in bytes.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -198,6 +198,9 @@ mod tests {
         }
         fn set_spice_compression(&self, _changes: &[(&str, &str)]) -> Result<Value, Refusal> {
             Ok(Value::Null)
+        }
+        fn spice_password(&self, _change: protocol::PasswordChange) -> Result<(), Refusal> {
+            Ok(())
         }
     }
 

@@ -3,6 +3,8 @@
 //! `id`, echoed back); responses are `{"ok": true, "return": ...}` or
 //! `{"ok": false, "error": {"code": ..., "message": ...}}`.
 
+use std::time::{Duration, SystemTime};
+
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -29,6 +31,23 @@ pub trait Machine: Send + Sync {
     /// Changes the SPICE server's compression options for clients that
     /// connect from now on (`--spice` names and values); returns them all.
     fn set_spice_compression(&self, changes: &[(&str, &str)]) -> Result<Value, Refusal>;
+    /// Changes who may link to the SPICE server.
+    fn spice_password(&self, change: PasswordChange) -> Result<(), Refusal>;
+}
+
+/// `set-password` and `expire-password` (QMP's `set_password` and
+/// `expire_password` for SPICE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordChange {
+    /// The password from the next link on (`None`: none); `disconnect`
+    /// ends the connected client's session.
+    Set {
+        password: Option<String>,
+        disconnect: bool,
+    },
+    /// No link gets in from then on (`None`: never), and the client
+    /// connected then is disconnected.
+    Expire(Option<SystemTime>),
 }
 
 /// Why the machine refused a request: an error `code` and a message.
@@ -105,6 +124,15 @@ enum Command {
     Powerdown {},
     Reset {},
     Quit {},
+    SetPassword {
+        password: Option<String>,
+        protocol: Option<String>,
+        connected: Option<String>,
+    },
+    ExpirePassword {
+        time: String,
+        protocol: Option<String>,
+    },
     #[serde(rename_all = "kebab-case")]
     SetSpiceCompression {
         image_compression: Option<String>,
@@ -193,6 +221,16 @@ fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
             machine.press_power_button();
             (ok(json!({})), After::Nothing)
         }
+        Command::SetPassword {
+            password,
+            protocol,
+            connected,
+        } => done(set_password(machine, password, protocol, connected)),
+        Command::ExpirePassword { time, protocol } => done(
+            spice_only(protocol)
+                .and_then(|()| expiry(&time, SystemTime::now()))
+                .and_then(|at| machine.spice_password(PasswordChange::Expire(at))),
+        ),
         Command::Reset {} => (ok(json!({})), After::Reset),
         Command::Quit {} => (ok(json!({})), After::Quit),
         Command::SetSpiceCompression {
@@ -225,6 +263,67 @@ fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
                 Err(refusal) => (error(refusal.code, refusal.message), After::Nothing),
             }
         }
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Refusal {
+    Refusal {
+        code: "bad_request",
+        message: message.into(),
+    }
+}
+
+/// QMP's `protocol` argument: only SPICE passwords exist here.
+fn spice_only(protocol: Option<String>) -> Result<(), Refusal> {
+    match protocol.as_deref() {
+        None | Some("spice") => Ok(()),
+        Some(other) => Err(bad_request(format!("protocol: '{other}' is not spice"))),
+    }
+}
+
+fn set_password(
+    machine: &dyn Machine,
+    password: Option<String>,
+    protocol: Option<String>,
+    connected: Option<String>,
+) -> Result<(), Refusal> {
+    spice_only(protocol)?;
+    let disconnect = match connected.as_deref() {
+        None | Some("keep") => false,
+        Some("disconnect") => true,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "connected: '{other}' is not keep or disconnect"
+            )))
+        }
+    };
+    machine.spice_password(PasswordChange::Set {
+        password,
+        disconnect,
+    })
+}
+
+/// QMP's expiry times: `now`, `never`, `+SECONDS` from now, or `SECONDS`
+/// since the epoch.
+fn expiry(time: &str, now: SystemTime) -> Result<Option<SystemTime>, Refusal> {
+    let seconds = |text: &str| {
+        text.parse::<u64>()
+            .ok()
+            .filter(|&s| s <= 1 << 40)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "time: '{time}' is not now, never, +SECONDS or SECONDS since 1970"
+                ))
+            })
+    };
+    match time {
+        "now" => Ok(Some(now)),
+        "never" => Ok(None),
+        _ => match time.strip_prefix('+') {
+            Some(rest) => Ok(Some(now + seconds(rest)?)),
+            None => Ok(Some(SystemTime::UNIX_EPOCH + seconds(time)?)),
+        },
     }
 }
 
@@ -283,6 +382,10 @@ mod tests {
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>())),
             }
+        }
+        fn spice_password(&self, change: PasswordChange) -> Result<(), Refusal> {
+            self.inputs.lock().unwrap().push(format!("{change:?}"));
+            Ok(())
         }
     }
 
@@ -401,6 +504,55 @@ mod tests {
         assert_eq!(*machine.presses.lock().unwrap(), 1);
         assert_eq!(handle(r#"{"command":"reset"}"#, &machine).1, After::Reset);
         assert_eq!(handle(r#"{"command":"quit"}"#, &machine).1, After::Quit);
+    }
+
+    #[test]
+    fn password_commands_take_qmps_arguments() {
+        let m = FakeMachine::default();
+        let lines = [
+            r#"{"command": "set-password", "password": "new"}"#,
+            r#"{"command": "set-password", "password": null, "protocol": "spice", "connected": "disconnect"}"#,
+            r#"{"command": "expire-password", "time": "never"}"#,
+            r#"{"command": "expire-password", "time": "1700000000"}"#,
+        ];
+        for line in lines {
+            assert_eq!(handle(line, &m).0["ok"], true, "{line}");
+        }
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let calls = m.inputs.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [
+                format!(
+                    "{:?}",
+                    PasswordChange::Set {
+                        password: Some("new".into()),
+                        disconnect: false
+                    }
+                ),
+                format!(
+                    "{:?}",
+                    PasswordChange::Set {
+                        password: None,
+                        disconnect: true
+                    }
+                ),
+                format!("{:?}", PasswordChange::Expire(None)),
+                format!("{:?}", PasswordChange::Expire(Some(t))),
+            ]
+        );
+        let now = SystemTime::now();
+        assert_eq!(expiry("now", now), Ok(Some(now)));
+        assert_eq!(expiry("+30", now), Ok(Some(now + Duration::from_secs(30))));
+        for bad in [
+            r#"{"command": "set-password", "password": "x", "protocol": "vnc"}"#,
+            r#"{"command": "set-password", "password": "x", "connected": "fail"}"#,
+            r#"{"command": "expire-password", "time": "soon"}"#,
+            r#"{"command": "expire-password", "time": "+-5"}"#,
+            r#"{"command": "expire-password"}"#,
+        ] {
+            assert_eq!(handle(bad, &m).0["error"]["code"], "bad_request", "{bad}");
+        }
     }
 
     #[test]

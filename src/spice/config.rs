@@ -16,7 +16,10 @@
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
 //!   only unless an address is given); `unix=PATH` listens on a Unix socket
 //!   (`spice+unix://PATH`). At least one of them is needed; both may be used.
-//! * `password=SECRET` makes clients give that password.
+//! * `password=SECRET` makes clients give that password; so do
+//!   `password-file=PATH` (its first line) and the environment variable
+//!   [`PASSWORD_ENV`], which keep it off the command line that every user
+//!   can read in /proc.
 //! * `disable-ticketing` lets anyone in.
 //! * Neither: reachable only from this machine (loopback TCP, Unix
 //!   socket), no password is asked — like a local console, with a warning
@@ -46,7 +49,7 @@ use std::path::PathBuf;
 
 use super::agent::AgentOptions;
 use super::codec::policy::{CompressionOptions, OPTION_NAMES};
-use super::ticket::{TicketPolicy, MAX_PASSWORD_LEN};
+use super::ticket::{check_password, TicketPolicy};
 use super::tls::{self, TlsOptions};
 
 /// What `--spice` asked for.
@@ -90,6 +93,9 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
   addr=IP              on this address (default 127.0.0.1: this machine only)
   unix=PATH            listen on a Unix socket (spice+unix://PATH)
   password=SECRET      clients must give this password (at most 60 bytes)
+  password-file=PATH   the password is the first line of PATH (or put it in the
+                       environment variable SAFFRON_SPICE_PASSWORD: unlike the
+                       command line, other users cannot read those)
   disable-ticketing    no password at all
   mouse=client|server  offer only this mouse mode (default: client mode once the
                        guest's tablet driver runs, server mode until then)
@@ -125,9 +131,20 @@ only for loopback addresses and Unix sockets; any other address needs one of
 the two, and TLS (or allow-plaintext). Example: --spice port=5930 then
 remote-viewer spice://127.0.0.1:5930";
 
+/// The environment variable that may hold the password (so that it is not
+/// on the command line, which other users can read in /proc).
+pub const PASSWORD_ENV: &str = "SAFFRON_SPICE_PASSWORD";
+
 impl SpiceConfig {
-    /// Parses the `--spice` value (one-line errors).
+    /// Parses the `--spice` value (one-line errors); the password may also
+    /// come from [`PASSWORD_ENV`].
     pub fn parse(text: &str) -> Result<SpiceConfig, String> {
+        let env = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+        Self::parse_with_env(text, env)
+    }
+
+    /// [`Self::parse`], with the environment's password given.
+    pub fn parse_with_env(text: &str, env_password: Option<String>) -> Result<SpiceConfig, String> {
         let mut addr: Option<IpAddr> = None;
         let mut port: Option<u16> = None;
         let mut unix: Option<PathBuf> = None;
@@ -179,18 +196,15 @@ impl SpiceConfig {
                     once(unix.is_some())?;
                     unix = Some(PathBuf::from(need(value)?));
                 }
-                "password" => {
-                    once(password.is_some())?;
+                "password" | "password-file" => {
+                    if password.is_some() {
+                        return Err("give one password= or password-file=".into());
+                    }
                     let v = need(value)?;
-                    if v.len() > MAX_PASSWORD_LEN {
-                        return Err(format!(
-                            "password: at most {MAX_PASSWORD_LEN} bytes (SPICE clients send no more)"
-                        ));
-                    }
-                    if v.contains('\0') {
-                        return Err("password: must not contain NUL".into());
-                    }
-                    password = Some(v);
+                    password = Some(match key {
+                        "password" => check_password(&v).map(|()| v)?,
+                        _ => read_password_file(&v)?,
+                    });
                 }
                 "disable-ticketing" => {
                     if value.is_some() {
@@ -249,13 +263,22 @@ impl SpiceConfig {
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer, tls-port, x509-dir, x509-cert-file, x509-key-file, tls-channel, plaintext-channel, allow-plaintext)"
+                        "unknown option '{other}' (known: addr, port, unix, password, password-file, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer, tls-port, x509-dir, x509-cert-file, x509-key-file, tls-channel, plaintext-channel, allow-plaintext)"
                     ))
                 }
             }
         }
         if password.is_some() && disable_ticketing {
             return Err("password= and disable-ticketing contradict each other".into());
+        }
+        if let Some(p) = env_password.filter(|_| password.is_none()) {
+            if disable_ticketing {
+                return Err(format!(
+                    "{PASSWORD_ENV} and disable-ticketing contradict each other"
+                ));
+            }
+            check_password(&p).map_err(|e| format!("{PASSWORD_ENV}: {e}"))?;
+            password = Some(p);
         }
         tls.check()?;
         if addr.is_some() && port.is_none() && tls.port.is_none() {
@@ -294,6 +317,18 @@ impl SpiceConfig {
             agent,
         })
     }
+}
+
+/// The password in a file: its first line (without the line end).
+fn read_password_file(path: &str) -> Result<String, String> {
+    let text =
+        std::fs::read(path).map_err(|e| format!("password-file: cannot read {path}: {e}"))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let password = String::from_utf8(line.to_vec())
+        .map_err(|_| format!("password-file: {path} is not UTF-8 text"))?;
+    check_password(&password).map_err(|e| format!("password-file: {e}"))?;
+    Ok(password)
 }
 
 fn example(key: &str) -> &'static str {
@@ -405,6 +440,14 @@ mod tests {
                 "add password=SECRET",
             ),
             ("port=1,allow-plaintext=1", "takes no value"),
+            (
+                "port=1,password=a,password-file=/x",
+                "one password= or password-file=",
+            ),
+            (
+                "port=1,password-file=/nonexistent",
+                "cannot read /nonexistent",
+            ),
             ("port=1,tls-port=2", "needs the server's certificate"),
             ("port=1,disable-ticketing=yes", "takes no value"),
             ("port=1,,unix=/x", "stray comma"),
@@ -431,6 +474,18 @@ mod tests {
             assert!(e.contains(needle), "{text}: {e}");
             assert!(!e.contains('\n'));
         }
+        let e = SpiceConfig::parse_with_env("port=1,disable-ticketing", Some("p".into()));
+        assert!(e.unwrap_err().contains("contradict"));
+        let c = SpiceConfig::parse_with_env("port=1", Some("from-env".into())).unwrap();
+        assert_eq!(c.ticket, TicketPolicy::Password("from-env".into()));
+        assert!(!c.open_to_local_users);
+        let c = SpiceConfig::parse_with_env("port=1,password=cli", Some("env".into())).unwrap();
+        assert_eq!(c.ticket, TicketPolicy::Password("cli".into()));
+        let dir = std::env::temp_dir().join(format!("saffron-pw-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\nignored\n").unwrap();
+        let c = SpiceConfig::parse(&format!("port=1,password-file={}", dir.display())).unwrap();
+        assert_eq!(c.ticket, TicketPolicy::Password("s3cret".into()));
+        std::fs::remove_file(&dir).unwrap();
         let long = format!("port=1,password={}", "x".repeat(61));
         assert!(SpiceConfig::parse(&long)
             .unwrap_err()

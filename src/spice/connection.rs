@@ -10,6 +10,7 @@ use rustls::{ServerConnection, StreamOwned};
 
 use super::channel::Outbox;
 use super::link::{LinkRequest, Linker};
+use super::server::guard::Source;
 use super::session::SpiceChannel;
 
 /// Largest client message body accepted on any channel (agent data is the
@@ -148,7 +149,11 @@ pub enum State {
 pub struct Connection {
     pub stream: Stream,
     pub peer: String,
+    /// Its address (for the per-source limits).
+    pub source: Source,
     pub opened: Instant,
+    /// Nothing is written before this (a wrong password's answer waits).
+    pub hold_until: Option<Instant>,
     pub input: Vec<u8>,
     /// Raw bytes to send before any framed message (link replies).
     pub raw_out: Vec<u8>,
@@ -164,11 +169,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: Stream, peer: String, now: Instant) -> Self {
+    pub fn new(stream: Stream, peer: String, source: Source, now: Instant) -> Self {
         Connection {
             stream,
             peer,
+            source,
             opened: now,
+            hold_until: None,
             input: Vec::new(),
             raw_out: Vec::new(),
             state: State::Linking {
@@ -181,6 +188,15 @@ impl Connection {
             tokens: MESSAGE_BURST,
             refilled: now,
         }
+    }
+
+    /// Whether its output is held back at `now`.
+    pub fn held(&self, now: Instant) -> bool {
+        self.hold_until.is_some_and(|t| now < t)
+    }
+
+    pub fn is_linking(&self) -> bool {
+        matches!(self.state, State::Linking { .. })
     }
 
     pub fn channel_name(&self) -> String {

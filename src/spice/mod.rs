@@ -183,6 +183,8 @@ impl SpiceServer {
             // The port may have changed before the server existed.
             agent_changed: AtomicBool::new(true),
             agent_status: Mutex::new(agent.as_ref().map(|_| AgentStatus::default())),
+            tickets: Mutex::new(ticket::Tickets::new(config.ticket.clone())),
+            end_session: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
         let displays = inputs
@@ -198,7 +200,6 @@ impl SpiceServer {
             tls,
             channel_policy: config.tls.policy.clone(),
             key,
-            ticket: config.ticket.clone(),
             displays,
             input: inputs.input,
             agent,
@@ -408,6 +409,38 @@ impl SpiceControl {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .client_link
+    }
+
+    /// `set-password`: clients must give `password` from the next link on
+    /// (`None`: no password at all); an expiry set before stays, as in
+    /// QEMU. With `disconnect`, the connected client is disconnected.
+    pub fn set_password(&self, password: Option<String>, disconnect: bool) -> Result<(), String> {
+        let policy = match password {
+            Some(p) => {
+                ticket::check_password(&p)?;
+                ticket::TicketPolicy::Password(p)
+            }
+            None => ticket::TicketPolicy::Disabled,
+        };
+        self.tickets().policy = policy;
+        if disconnect {
+            self.shared.end_session.store(true, Ordering::SeqCst);
+        }
+        tracing::info!("SPICE: the password was changed");
+        Ok(())
+    }
+
+    /// `expire-password`: from `at` on (`None`: never) no link gets in,
+    /// and a client connected then is disconnected.
+    pub fn expire_password(&self, at: Option<std::time::SystemTime>) {
+        self.tickets().expires = at;
+    }
+
+    fn tickets(&self) -> std::sync::MutexGuard<'_, ticket::Tickets> {
+        self.shared
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The guest agent's state (`None` when the server has no agent port).

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::exit::{ExitSignal, VmExit};
 use super::input::{InputController, InputError, PointerButton, SpiceLink};
 use super::vga::{VgaRefresher, REFRESH_HZ};
-use crate::api::{Keys, PointerEvent, Refusal};
+use crate::api::{Keys, PasswordChange, PointerEvent, Refusal};
 use saffron::spice::{CompressionOptions, SpiceControl, STATS_METHODS};
 
 /// The display devices, for `status`.
@@ -238,14 +238,37 @@ impl crate::api::Machine for VmControl {
     }
 
     fn set_spice_compression(&self, changes: &[(&str, &str)]) -> Result<Value, Refusal> {
-        let spice = self.spice.as_ref().ok_or_else(|| Refusal {
-            code: "no_device",
-            message: "this VM has no SPICE server (see --spice)".into(),
-        })?;
+        let spice = self.spice.as_ref().ok_or_else(no_spice)?;
         let options = spice.set_compression(changes).map_err(|message| Refusal {
             code: "bad_request",
             message,
         })?;
         Ok(compression_json(options))
+    }
+
+    fn spice_password(&self, change: PasswordChange) -> Result<(), Refusal> {
+        let spice = self.spice.as_ref().ok_or_else(no_spice)?;
+        match change {
+            PasswordChange::Set {
+                password,
+                disconnect,
+            } => spice
+                .set_password(password, disconnect)
+                .map_err(|message| Refusal {
+                    code: "bad_request",
+                    message,
+                }),
+            PasswordChange::Expire(at) => {
+                spice.expire_password(at);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn no_spice() -> Refusal {
+    Refusal {
+        code: "no_device",
+        message: "this VM has no SPICE server (see --spice)".into(),
     }
 }

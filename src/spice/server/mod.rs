@@ -30,10 +30,11 @@ use super::inputs_channel::{InputSink, KeyboardLeds};
 use super::net_test::LinkEstimate;
 use super::protocol::{base, channel, mouse_mode};
 use super::session::{Changes, ChannelKind, Context, SentTotals, ServerContext, Session};
-use super::ticket::{TicketKey, TicketPolicy};
+use super::ticket::{TicketKey, Tickets};
 use super::tls::ChannelPolicy;
 use super::wire::next_frame;
 use super::{cursor_channel, display_channel, inputs_channel, main_channel};
+use guard::{LinkGuard, Linking, Source};
 
 /// Every channel kind the server offers: main first, then the others in
 /// the order clients should open them. A new channel is one line here.
@@ -44,6 +45,7 @@ pub const CHANNELS: &[ChannelKind] = &[
     cursor_channel::KIND,
 ];
 
+pub mod guard;
 mod sessions;
 
 pub const WAKER: Token = Token(0);
@@ -52,7 +54,8 @@ const UNIX_LISTENER: Token = Token(2);
 const TLS_LISTENER: Token = Token(3);
 const FIRST_CONNECTION: usize = 16;
 
-/// Connections (linked or not) at most; more are refused at accept.
+/// Linked connections at most; more are refused at accept. (Connections
+/// still in the link stage have caps of their own, see [`guard`].)
 pub const MAX_CONNECTIONS: usize = 64;
 /// Replies queued for a client that does not read, before we stop reading
 /// its requests.
@@ -79,6 +82,10 @@ pub struct Shared {
     pub agent_changed: AtomicBool,
     /// The agent's state, published by the loop.
     pub agent_status: Mutex<Option<AgentStatus>>,
+    /// Who may link (`set-password`, `expire-password` change it).
+    pub tickets: Mutex<Tickets>,
+    /// End the current session at the next pass (the password changed).
+    pub end_session: AtomicBool,
 }
 
 /// The event loop's view of its display clients, published after every
@@ -110,7 +117,6 @@ pub struct LoopSetup {
     /// Which channels must (or must not) use TLS.
     pub channel_policy: ChannelPolicy,
     pub key: TicketKey,
-    pub ticket: TicketPolicy,
     pub displays: Vec<DisplayFeed>,
     pub input: Arc<dyn InputSink>,
     pub agent: Option<Arc<Mutex<Agent>>>,
@@ -132,6 +138,8 @@ pub struct EventLoop {
     closed_sent: SentTotals,
     /// The guest's tablet driver runs (client mouse mode through it).
     tablet: Arc<AtomicBool>,
+    /// Wrong passwords per source.
+    guard: LinkGuard,
 }
 
 fn log_close(conn: &Connection, why: &dyn std::fmt::Display) {
@@ -193,16 +201,18 @@ impl EventLoop {
             sink_mouse_mode: mouse_mode::SERVER,
             closed_sent: SentTotals::default(),
             tablet,
+            guard: LinkGuard::default(),
         })
     }
 
-    /// The earliest time a channel needs a pump without an event.
+    /// The earliest time a channel needs a pump, or a held answer is due,
+    /// without an event.
     fn next_deadline(&self) -> Option<Instant> {
         self.connections
             .values()
             .filter_map(|conn| match &conn.state {
                 State::Open { channel, .. } => channel.next_deadline(),
-                _ => None,
+                State::Linking { .. } => conn.hold_until,
             })
             .min()
     }
@@ -250,6 +260,7 @@ impl EventLoop {
             self.hand_out_changes();
             self.pump_and_flush();
             self.expire();
+            self.enforce_tickets();
             self.reap();
             self.publish_status();
         }
@@ -258,20 +269,20 @@ impl EventLoop {
         }
     }
 
-    /// The next connection on a listener, as a stream and a peer name.
-    fn accept_one(&self, listener: Token) -> io::Result<(Stream, String)> {
+    /// The next connection on a listener: its stream, peer name and source.
+    fn accept_one(&self, listener: Token) -> io::Result<(Stream, String, Source)> {
         match (listener, &self.setup.tcp, &self.setup.unix, &self.setup.tls) {
             (TCP_LISTENER, Some(l), _, _) => l.accept().map(|(s, a)| {
                 let _ = s.set_nodelay(true);
-                (Stream::Tcp(s), a.to_string())
+                (Stream::Tcp(s), a.to_string(), Some(a.ip()))
             }),
             (UNIX_LISTENER, _, Some(l), _) => l
                 .accept()
-                .map(|(s, _)| (Stream::Unix(s), "unix socket".to_string())),
+                .map(|(s, _)| (Stream::Unix(s), "unix socket".to_string(), None)),
             (TLS_LISTENER, _, _, Some((l, config))) => {
                 let (s, a) = l.accept()?;
                 let _ = s.set_nodelay(true);
-                Ok((Stream::tls(config, s)?, format!("{a} (TLS)")))
+                Ok((Stream::tls(config, s)?, format!("{a} (TLS)"), Some(a.ip())))
             }
             _ => Err(io::ErrorKind::WouldBlock.into()),
         }
@@ -279,7 +290,7 @@ impl EventLoop {
 
     fn accept(&mut self, listener: Token) {
         loop {
-            let (mut stream, peer) = match self.accept_one(listener) {
+            let (mut stream, peer, source) = match self.accept_one(listener) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -288,11 +299,17 @@ impl EventLoop {
                     return;
                 }
             };
-            if self.connections.len() >= MAX_CONNECTIONS {
+            let linked = self
+                .connections
+                .values()
+                .filter(|c| !c.is_linking())
+                .count();
+            if linked >= MAX_CONNECTIONS {
                 tracing::warn!("spice: {peer}: too many connections, refused");
                 stream.shutdown();
                 continue;
             }
+            self.make_room_to_link(source);
             let token = Token(self.next_token);
             self.next_token += 1;
             if let Err(e) = self.setup.poll.registry().register(
@@ -305,7 +322,58 @@ impl EventLoop {
             }
             tracing::info!("spice: connection from {peer}");
             self.connections
-                .insert(token, Connection::new(stream, peer, Instant::now()));
+                .insert(token, Connection::new(stream, peer, source, Instant::now()));
+        }
+    }
+
+    /// Drops the oldest connection still in the link stage when one more
+    /// from `source` would pass the caps.
+    fn make_room_to_link(&mut self, source: Source) {
+        let linking: Vec<Linking<Token>> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.is_linking() && !c.closed && !c.closing)
+            .map(|(token, c)| Linking {
+                id: *token,
+                source: c.source,
+                opened: c.opened,
+            })
+            .collect();
+        if let Some(conn) =
+            guard::to_evict(source, &linking).and_then(|t| self.connections.get_mut(&t))
+        {
+            log_close(
+                conn,
+                &"too many connections in the link stage; dropping the oldest",
+            );
+            conn.closed = true;
+        }
+    }
+
+    /// Ends the session when the password expired or was changed with
+    /// `connected=disconnect`.
+    fn enforce_tickets(&mut self) {
+        let expired = self
+            .setup
+            .shared
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expired(std::time::SystemTime::now());
+        let asked = self.setup.shared.end_session.swap(false, Ordering::SeqCst);
+        if let Some(session) = self
+            .session
+            .as_ref()
+            .map(|s| s.id)
+            .filter(|_| expired || asked)
+        {
+            self.session = None;
+            let why = if expired {
+                "the password expired"
+            } else {
+                "the password changed"
+            };
+            self.end_session(session, why);
         }
     }
 
@@ -489,7 +557,7 @@ impl EventLoop {
         let now_ns = self.now_ns();
         let now = Instant::now();
         for conn in self.connections.values_mut() {
-            if conn.closed {
+            if conn.closed || conn.held(now) {
                 continue;
             }
             // Pump, write, and let the channel fill the room the write made.
@@ -537,7 +605,9 @@ impl EventLoop {
         let now = Instant::now();
         for conn in self.connections.values_mut() {
             let overdue = match &mut conn.state {
-                State::Linking { .. } => now.duration_since(conn.opened) > LINK_TIMEOUT,
+                State::Linking { .. } => {
+                    conn.hold_until.is_none() && now.duration_since(conn.opened) > LINK_TIMEOUT
+                }
                 State::Open { channel, .. } => {
                     if let Some(e) = channel.failed() {
                         if !conn.closed {

@@ -102,13 +102,25 @@ impl EventLoop {
                     conn.closed = true;
                     return false;
                 };
-                if !self.setup.key.check(&ticket, &self.setup.ticket) {
-                    log_close(conn, &"wrong password");
+                let tickets = self.setup.shared.tickets.lock();
+                let tickets = tickets.unwrap_or_else(|p| p.into_inner()).clone();
+                if tickets.expired(std::time::SystemTime::now()) {
+                    log_close(conn, &"the password has expired");
                     conn.raw_out
                         .extend(link::encode_link_result(LinkError::PermissionDenied));
                     conn.closing = true;
                     return false;
                 }
+                if !self.setup.key.check(&ticket, &tickets.policy) {
+                    let delay = self.guard.failed(conn.source, Instant::now());
+                    log_close(conn, &format!("wrong password (answered in {delay:?})"));
+                    conn.raw_out
+                        .extend(link::encode_link_result(LinkError::PermissionDenied));
+                    conn.hold_until = Some(Instant::now() + delay);
+                    conn.closing = true;
+                    return false;
+                }
+                self.guard.succeeded(conn.source);
                 self.open_channel(token, req);
                 true
             }

@@ -9,6 +9,8 @@
 
 mod rsa;
 
+use std::time::SystemTime;
+
 use subtle::ConstantTimeEq;
 
 use self::rsa::Rsa;
@@ -35,6 +37,41 @@ impl std::fmt::Debug for TicketPolicy {
             TicketPolicy::Password(_) => f.write_str("Password(..)"),
             TicketPolicy::Disabled => f.write_str("Disabled"),
         }
+    }
+}
+
+/// Whether a password can be sent by SPICE clients: at most
+/// [`MAX_PASSWORD_LEN`] bytes, no NUL (one-line errors).
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!(
+            "password: at most {MAX_PASSWORD_LEN} bytes (SPICE clients send no more)"
+        ));
+    }
+    if password.contains('\0') {
+        return Err("password: must not contain NUL".into());
+    }
+    Ok(())
+}
+
+/// Who may link now: the policy, and when the password stops letting
+/// anyone in (`expire-password`; QMP's `expire_password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tickets {
+    pub policy: TicketPolicy,
+    pub expires: Option<SystemTime>,
+}
+
+impl Tickets {
+    pub fn new(policy: TicketPolicy) -> Self {
+        Tickets {
+            policy,
+            expires: None,
+        }
+    }
+
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|at| now >= at)
     }
 }
 
