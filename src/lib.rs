@@ -4,3 +4,4 @@
 
 pub mod replay;
 pub mod spice;
+pub mod unix_socket;

@@ -11,7 +11,6 @@ mod protocol;
 mod screendump;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +18,7 @@ use std::sync::Arc;
 
 use protocol::After;
 pub use protocol::{Button, Keys, Machine, PasswordChange, PointerEvent, Refusal};
+use saffron::unix_socket::bind_private;
 
 /// Longest request line accepted, in bytes.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -44,34 +44,16 @@ impl Drop for ApiServer {
     }
 }
 
-/// Removes a socket file left behind by a saffron that is gone; refuses to
-/// touch anything else.
-fn clear_stale_socket(path: &Path) -> Result<(), String> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err("exists and is not a socket".into());
-    }
-    if UnixStream::connect(path).is_ok() {
-        return Err("is in use by another process".into());
-    }
-    std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale socket: {e}"))
-}
-
 /// Listens on `path` and serves requests on a thread of its own.
 pub fn start(path: &Path, machine: Arc<dyn Machine>) -> Result<ApiServer, ApiError> {
     let error = |reason: String| ApiError::Socket {
         path: path.display().to_string(),
         reason,
     };
-    clear_stale_socket(path).map_err(error)?;
-    let listener = UnixListener::bind(path).map_err(|e| error(e.to_string()))?;
+    let listener = bind_private(path).map_err(|e| error(e.to_string()))?;
     let server = ApiServer {
         path: path.to_owned(),
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| error(e.to_string()))?;
     std::thread::Builder::new()
         .name("api".into())
         .spawn(move || accept_loop(listener, machine))
@@ -167,6 +149,7 @@ fn serve(stream: UnixStream, machine: &dyn Machine) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::Mutex;
 
     #[derive(Default)]

@@ -1,8 +1,11 @@
 //! Screendumps: a display head's BGRX pixels written as an RGB PNG file.
-//! The file appears complete or not at all (written beside, then renamed).
+//! The file appears complete or not at all (written beside, then renamed);
+//! the file beside is created new (`O_EXCL`, so never through a link that
+//! someone else put there) and private until it is renamed.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::BufWriter;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +38,15 @@ pub fn write_png(path: &Path, width: u32, height: u32, bgrx: &[u8]) -> Result<()
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".tmp-{}", std::process::id()));
     let temporary = std::path::PathBuf::from(temporary);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io)?;
+    // From here on the file beside is ours: removed if anything fails.
     let result = (|| {
-        let file = File::create(&temporary).map_err(io)?;
         let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
@@ -60,6 +70,29 @@ pub fn write_png(path: &Path, width: u32, height: u32, bgrx: &[u8]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn never_writes_through_a_file_placed_beside() {
+        let dir = std::env::temp_dir().join(format!("saffron-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shot.png");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let beside = dir.join(format!("shot.png.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &beside).unwrap();
+        assert!(write_png(&path, 1, 1, &[0, 0, 0, 0]).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(
+            std::fs::symlink_metadata(&beside).is_ok(),
+            "not ours to remove"
+        );
+        std::fs::remove_file(&beside).unwrap();
+        write_png(&path, 1, 1, &[0, 0, 0, 0]).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn refuses_inconsistent_pictures() {

@@ -15,7 +15,7 @@
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
 //!   only unless an address is given); `unix=PATH` listens on a Unix socket
-//!   (`spice+unix://PATH`). At least one of them is needed; both may be used.
+//!   (`spice+unix://PATH`), mode 0600 from the start. At least one of them is needed; both may be used.
 //! * `password=SECRET` makes clients give that password; so do
 //!   `password-file=PATH` (its first line) and the environment variable
 //!   [`PASSWORD_ENV`], which keep it off the command line that every user

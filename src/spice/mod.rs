@@ -152,19 +152,13 @@ impl SpiceServer {
         }
         let unix = match &config.unix {
             Some(path) => {
-                // A stale socket from an earlier run would make bind fail.
-                if std::fs::symlink_metadata(path)
-                    .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-                    .unwrap_or(false)
-                {
-                    let _ = std::fs::remove_file(path);
-                }
-                Some(
-                    mio::net::UnixListener::bind(path).map_err(|source| SpiceError::Listen {
+                let listener = crate::unix_socket::bind_private(path)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|source| SpiceError::Listen {
                         what: path.display().to_string(),
                         source,
-                    })?,
-                )
+                    })?;
+                Some(mio::net::UnixListener::from_std(listener))
             }
             None => None,
         };

@@ -41,6 +41,8 @@ pub enum DrawError {
     TooLarge(u64),
     #[error("the display head does not match the primary surface")]
     HeadMismatch,
+    #[error("composite refused: {0:?}")]
+    Composite(render::Refused),
 }
 
 /// What a drawable may read and write.
@@ -149,7 +151,10 @@ impl<'a> DrawContext<'a> {
                 };
                 match inputs {
                     Ok(inputs) => {
-                        self.render(&mut canvas, d, &region, &inputs, None);
+                        // Refused part-way: what was drawn stays, and is damage.
+                        if let Err(e) = self.render(&mut canvas, d, &region, &inputs, None) {
+                            result = Err(e);
+                        }
                         Some(region.extents())
                     }
                     Err(e) => {
@@ -193,7 +198,7 @@ impl<'a> DrawContext<'a> {
             return Ok(());
         };
         let self_source = SurfaceSource::new(self.memory, info);
-        self.render(&mut canvas, d, region, &inputs, Some(&self_source));
+        let rendered = self.render(&mut canvas, d, region, &inputs, Some(&self_source));
         for (i, y) in (area.top..area.bottom).enumerate() {
             self.memory.write(
                 info.mem,
@@ -202,7 +207,7 @@ impl<'a> DrawContext<'a> {
             );
         }
         QxlStats::add(&self.stats.surface_copy_bytes, 2 * buffer.len() as u64);
-        Ok(())
+        rendered
     }
 
     /// Resolves an image; `want` is the part of it that will be read (in
@@ -342,7 +347,7 @@ impl<'a> DrawContext<'a> {
         region: &Region,
         inputs: &Inputs,
         self_surface: Option<&SurfaceSource>,
-    ) {
+    ) -> Result<(), DrawError> {
         let bbox = d.bbox;
         let anchor = (bbox.left, bbox.top);
         let mask_of = |mask: &Option<Mask>| -> Option<render::Mask<'_>> {
@@ -519,7 +524,7 @@ impl<'a> DrawContext<'a> {
             }
             DrawOp::Composite(c) => {
                 let Some(src) = inputs.src.as_ref() else {
-                    return;
+                    return Ok(());
                 };
                 let params = CompositeParams {
                     op: c.op,
@@ -542,9 +547,10 @@ impl<'a> DrawContext<'a> {
                     component_alpha: c.component_alpha,
                     dest: bbox,
                 };
-                render::composite(canvas, region, &params);
+                return render::composite(canvas, region, &params).map_err(DrawError::Composite);
             }
         }
+        Ok(())
     }
 }
 

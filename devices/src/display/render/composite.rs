@@ -63,19 +63,39 @@ pub struct CompositeParams<'a> {
     pub dest: Rect,
 }
 
-/// One cached source row, for sampling.
+/// Source pixels one image may have read per destination pixel, beyond
+/// [`BASE_READS`]: a bilinear downscale by 16 reads about 32 per pixel.
+pub const READS_PER_PIXEL: u64 = 64;
+/// Source pixels any composite may read.
+pub const BASE_READS: u64 = 1 << 24;
+
+/// Why a composite was not (fully) drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// An operator this renderer does not know (nothing drawn).
+    UnknownOperator,
+    /// It would read more source pixels than its budget (a transform that
+    /// visits a new source row for most destination pixels); drawing stops.
+    OverBudget,
+}
+
+/// Reads one image's texels through a cache of its last two rows (bilinear
+/// sampling alternates between two), within a budget of pixels read.
 struct Reader<'a> {
     s: &'a Sampling<'a>,
-    row_y: Option<i64>,
-    row: Vec<Pixel>,
+    /// (row, pixels), most recently used first.
+    rows: [(Option<i64>, Vec<Pixel>); 2],
+    budget: u64,
+    over: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(s: &'a Sampling<'a>) -> Self {
+    fn new(s: &'a Sampling<'a>, budget: u64) -> Self {
         Reader {
             s,
-            row_y: None,
-            row: Vec::new(),
+            rows: [(None, Vec::new()), (None, Vec::new())],
+            budget,
+            over: false,
         }
     }
 
@@ -87,13 +107,23 @@ impl<'a> Reader<'a> {
         let (Some(x), Some(y)) = (self.s.repeat.apply(x, w), self.s.repeat.apply(y, h)) else {
             return 0;
         };
-        if self.row_y != Some(y) {
-            self.row.clear();
-            self.row.resize(w as usize, 0);
-            self.s.source.read_row(0, y as u32, &mut self.row);
-            self.row_y = Some(y);
+        if self.rows[0].0 != Some(y) {
+            self.rows.swap(0, 1);
         }
-        self.row[x as usize]
+        if self.rows[0].0 != Some(y) {
+            if self.budget < w as u64 {
+                self.over = true;
+                self.budget = 0;
+                return 0;
+            }
+            self.budget -= w as u64;
+            let (row_y, row) = &mut self.rows[0];
+            row.clear();
+            row.resize(w as usize, 0);
+            self.s.source.read_row(0, y as u32, row);
+            *row_y = Some(y);
+        }
+        self.rows[0].1[x as usize]
     }
 
     /// The sample for image coordinates (x, y) (integers: pixel (x, y)).
@@ -286,17 +316,28 @@ pub fn known_operator(op: u8) -> bool {
     op <= 0x0d || (0x30..=0x3e).contains(&op)
 }
 
-/// Composites over `region ∩ dest`; false (nothing drawn) for an unknown operator.
-pub fn composite(canvas: &mut Canvas, region: &Region, params: &CompositeParams) -> bool {
+/// Composites over `region ∩ dest`. Refused for an unknown operator
+/// (nothing drawn) or when an image would be read beyond its budget
+/// ([`BASE_READS`] plus [`READS_PER_PIXEL`] per destination pixel; the
+/// pixels drawn until then stay).
+pub fn composite(
+    canvas: &mut Canvas,
+    region: &Region,
+    params: &CompositeParams,
+) -> Result<(), Refused> {
     if !known_operator(params.op) {
-        return false;
+        return Err(Refused::UnknownOperator);
     }
     let dest_alpha = canvas.has_alpha();
     let region = region.intersect_rect(params.dest);
-    let mut src = Reader::new(&params.src);
-    let mut mask = params.mask.as_ref().map(Reader::new);
+    let budget = BASE_READS.saturating_add(region.area().saturating_mul(READS_PER_PIXEL));
+    let mut src = Reader::new(&params.src, budget);
+    let mut mask = params.mask.as_ref().map(|m| Reader::new(m, budget));
     let (bx, by) = (i64::from(params.dest.left), i64::from(params.dest.top));
     paint(canvas, &region, None, |y, x0, x1, row, _| {
+        if src.over || mask.as_ref().is_some_and(|m| m.over) {
+            return;
+        }
         for (i, x) in (x0..x1).enumerate() {
             let (rx, ry) = (i64::from(x) - bx, i64::from(y) - by);
             // Sources without alpha read as opaque (outside a non-repeating
@@ -333,5 +374,8 @@ pub fn composite(canvas: &mut Canvas, region: &Region, params: &CompositeParams)
             store(row, i, pack(out));
         }
     });
-    true
+    if src.over || mask.is_some_and(|m| m.over) {
+        return Err(Refused::OverBudget);
+    }
+    Ok(())
 }

@@ -20,7 +20,7 @@ mod stroke;
 mod text;
 
 pub use blit::{alpha_blend, blit, copy_bits, opaque, rop3_blit, transparent};
-pub use composite::{composite, CompositeParams, Repeat, Sampling};
+pub use composite::{composite, CompositeParams, Refused, Repeat, Sampling};
 pub use fill::{fill, special};
 pub use region::Region;
 pub use rop::Ropd;

@@ -582,11 +582,10 @@ fn composite_over_with_mask_transform_and_repeat() {
         component_alpha: false,
         dest: Rect::new(0, 0, 2, 1),
     };
-    assert!(composite(
-        &mut b.canvas(),
-        &rect_region(0, 0, 2, 1),
-        &params
-    ));
+    assert_eq!(
+        composite(&mut b.canvas(), &rect_region(0, 0, 2, 1), &params),
+        Ok(())
+    );
     let p = b.px(1, 0);
     assert!(((p >> 16) & 0xff).abs_diff(0x80) <= 1, "{p:#x}");
     assert!((p & 0xff).abs_diff(0x7f) <= 1, "{p:#x}");
@@ -607,11 +606,10 @@ fn composite_over_with_mask_transform_and_repeat() {
         component_alpha: false,
         dest: Rect::new(0, 0, 4, 1),
     };
-    assert!(composite(
-        &mut b.canvas(),
-        &rect_region(0, 0, 4, 1),
-        &params
-    ));
+    assert_eq!(
+        composite(&mut b.canvas(), &rect_region(0, 0, 4, 1), &params),
+        Ok(())
+    );
     assert_eq!(
         b.px(0, 0),
         0xff00_0000,
@@ -621,7 +619,67 @@ fn composite_over_with_mask_transform_and_repeat() {
     assert_eq!(b.px(2, 0), 0, "past the image");
     // Unknown operators draw nothing.
     let bad = CompositeParams { op: 0x20, ..params };
-    assert!(!composite(&mut b.canvas(), &rect_region(0, 0, 4, 1), &bad));
+    assert_eq!(
+        composite(&mut b.canvas(), &rect_region(0, 0, 4, 1), &bad),
+        Err(Refused::UnknownOperator)
+    );
+}
+
+/// An image of any size, made up as it is read.
+struct Endless(u32, u32);
+impl PixelSource for Endless {
+    fn width(&self) -> u32 {
+        self.0
+    }
+    fn height(&self) -> u32 {
+        self.1
+    }
+    fn has_alpha(&self) -> bool {
+        false
+    }
+    fn read_row(&self, x: u32, y: u32, out: &mut [Pixel]) {
+        for (i, p) in out.iter_mut().enumerate() {
+            *p = 0xff00_0000 | (x + i as u32) ^ (y << 8);
+        }
+    }
+}
+
+#[test]
+fn a_composite_that_reads_a_new_wide_row_per_pixel_is_refused_fast() {
+    // A transposing bilinear transform: every destination pixel of a row
+    // samples other source rows.
+    let transposed = |source: &'static Endless| CompositeParams {
+        op: 0x01,
+        src: Sampling {
+            source,
+            transform: Some([0, 1 << 16, 0, 1 << 16, 0, 0]),
+            filter: Filter::Bilinear,
+            repeat: Repeat::Pad,
+            origin: (0, 0),
+        },
+        mask: None,
+        component_alpha: false,
+        dest: Rect::new(0, 0, 256, 256),
+    };
+    static WIDE: Endless = Endless(1 << 20, 256);
+    static NARROW: Endless = Endless(256, 256);
+    let mut b = Buf::new(256, 256, 0);
+    let started = std::time::Instant::now();
+    let result = composite(
+        &mut b.canvas(),
+        &rect_region(0, 0, 256, 256),
+        &transposed(&WIDE),
+    );
+    assert_eq!(result, Err(Refused::OverBudget));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // The same over a source of the destination's size fits its budget.
+    let result = composite(
+        &mut b.canvas(),
+        &rect_region(0, 0, 256, 256),
+        &transposed(&NARROW),
+    );
+    assert_eq!(result, Ok(()));
+    assert_eq!(b.px(3, 5) & 0xffff, 5 ^ (3 << 8), "transposed");
 }
 
 #[test]
