@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod fatal;
 mod replay_command;
 mod vmm;
 
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    fatal::install(EXIT_ERROR);
 
     match cli.command {
         Command::Replay(args) => match replay_command::run(&args) {

@@ -3,7 +3,8 @@
 //! VM runs. Ctrl-a x stops the VM; Ctrl-a Ctrl-a sends a literal Ctrl-a.
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,22 +31,44 @@ impl Write for Stdout {
     }
 }
 
+/// Standard input as a terminal, without taking the stdin lock (the console
+/// input thread holds it while it reads).
+struct StdinTerminal;
+
+// SAFETY: `Terminal`'s contract is a file descriptor that may be a
+// terminal; fd 0 is only ever changed with termios calls here.
+unsafe impl Terminal for StdinTerminal {
+    fn tty_fd(&self) -> RawFd {
+        0
+    }
+}
+
+/// Whether a [`RawTerminal`] put the terminal in raw mode and has not put
+/// it back.
+static RAW: AtomicBool = AtomicBool::new(false);
+
 /// Puts the terminal in raw mode, and back when dropped.
-pub struct RawTerminal(bool);
+pub struct RawTerminal;
 
 impl RawTerminal {
     pub fn enter() -> Self {
-        let stdin = io::stdin();
-        let raw = stdin.is_terminal() && stdin.lock().set_raw_mode().is_ok();
-        RawTerminal(raw)
+        let raw = io::stdin().is_terminal() && StdinTerminal.set_raw_mode().is_ok();
+        RAW.store(raw, Ordering::SeqCst);
+        RawTerminal
     }
 }
 
 impl Drop for RawTerminal {
     fn drop(&mut self) {
-        if self.0 {
-            let _ = io::stdin().lock().set_canon_mode();
-        }
+        restore_terminal();
+    }
+}
+
+/// Puts the terminal back in canonical mode if saffron made it raw (also
+/// from the panic hook, which ends the process without running drops).
+pub fn restore_terminal() {
+    if RAW.swap(false, Ordering::SeqCst) {
+        let _ = StdinTerminal.set_canon_mode();
     }
 }
 

@@ -6,7 +6,7 @@ mod agent;
 mod bios;
 mod boot;
 mod build;
-mod console;
+pub mod console;
 mod control;
 mod cpu;
 mod disks;

@@ -918,11 +918,6 @@ impl QxlCore {
         }
     }
 
-    /// A bug in the device model itself (caught panic): stop until reset.
-    pub fn internal_error(&mut self) {
-        self.set_guest_bug(format_args!("internal error while processing commands"));
-    }
-
     /// The value of `int_pending` (for tests and stats).
     pub fn int_pending(&self) -> u32 {
         self.ram_u32(ram::INT_PENDING)

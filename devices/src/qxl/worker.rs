@@ -15,13 +15,11 @@
 //! Worker side ([`Worker`]): owns the [`QxlCore`], sleeps in epoll on the
 //! queue's and the notify eventfds, runs queued requests in order, then
 //! drains the rings in bounded passes. It never waits for a
-//! guest or a display client. A panic while handling one request or pass
-//! (a bug) is caught, logged, and turned into the guest-bug state, so the
-//! VM keeps running.
+//! guest or a display client. (A panic here is a bug: saffron's panic
+//! hook ends the VM with an error, as for any thread.)
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -296,13 +294,11 @@ impl Worker {
             QxlStats::add(&frontend.stats.notifies, notifies);
             let idle = requests.is_empty() && notifies == 0 && !more;
             for request in requests {
-                self.guarded(|w| w.handle(request));
+                self.handle(request);
             }
-            self.guarded(|w| w.apply(latest));
+            self.apply(latest);
             if notifies > 0 || more {
-                let mut result = false;
-                self.guarded(|w| result = w.core.process_rings(RING_BUDGET));
-                more = result;
+                more = self.core.process_rings(RING_BUDGET);
             }
             if idle {
                 match &epoll {
@@ -317,17 +313,6 @@ impl Worker {
                     None => std::thread::sleep(Duration::from_millis(1)),
                 }
             }
-        }
-    }
-
-    /// Runs `f`; a panic inside it (a device bug) is logged and latched as a
-    /// guest bug instead of killing the worker.
-    fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
-        if catch_unwind(AssertUnwindSafe(|| f(self))).is_err() {
-            tracing::error!(
-                "QXL: internal error in the display worker; device stopped until reset"
-            );
-            self.core.internal_error();
         }
     }
 
