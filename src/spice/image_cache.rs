@@ -215,6 +215,11 @@ struct SharedPixmapCache {
     user: Option<u32>,
 }
 
+/// GLZ windows, and pixmap caches, a session may have (a client names
+/// them by an 8-bit id in each display channel's init; libspice's clients
+/// use one of each per session).
+pub const MAX_PER_SESSION: usize = 4;
+
 /// What a session's display channels share.
 #[derive(Default)]
 pub struct SessionImages {
@@ -225,11 +230,20 @@ pub struct SessionImages {
 
 impl SessionImages {
     /// The GLZ window with this id (created with the first asker's size),
-    /// or None when the client's window is too small to use.
+    /// or None when the client's window is too small to use, or when the
+    /// session already has [`MAX_PER_SESSION`] windows in use.
     pub fn glz(&self, id: u8, window_pixels: i64) -> Option<Arc<Mutex<GlzDictionary>>> {
         let mut map = self.glz.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = map.get(&id) {
             return Some(d.clone());
+        }
+        if map.len() >= MAX_PER_SESSION {
+            // Windows no display connection holds any more.
+            map.retain(|_, d| Arc::strong_count(d) > 1);
+        }
+        if map.len() >= MAX_PER_SESSION {
+            tracing::warn!("spice: a session asked for more than {MAX_PER_SESSION} GLZ windows");
+            return None;
         }
         let d = Arc::new(Mutex::new(GlzDictionary::new(window_pixels)?));
         map.insert(id, d.clone());
@@ -240,7 +254,8 @@ impl SessionImages {
     /// connection `owner`, or None while another connection uses it: one
     /// user at a time, so that no connection evicts an image another one
     /// is about to name (spice-server makes the channels wait for each
-    /// other instead).
+    /// other instead). None too when the session already has
+    /// [`MAX_PER_SESSION`] caches in use.
     pub fn claim_pixmap_cache(
         &self,
         id: u8,
@@ -248,6 +263,15 @@ impl SessionImages {
         owner: u32,
     ) -> Option<Arc<Mutex<PixmapCache>>> {
         let mut map = self.pixmaps.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(&id) && map.len() >= MAX_PER_SESSION {
+            map.retain(|_, shared| shared.user.is_some());
+            if map.len() >= MAX_PER_SESSION {
+                tracing::warn!(
+                    "spice: a session asked for more than {MAX_PER_SESSION} pixmap caches"
+                );
+                return None;
+            }
+        }
         let shared = map.entry(id).or_insert_with(|| SharedPixmapCache {
             cache: Arc::new(Mutex::new(pixmap_cache(pixels))),
             user: None,
@@ -485,6 +509,26 @@ mod tests {
             s.claim_pixmap_cache(2, 5, first).is_some(),
             "another cache id"
         );
+        // A client naming 256 windows and caches gets MAX_PER_SESSION of
+        // each in use; released ones make room again.
+        let held: Vec<_> = (0..=255u8).filter_map(|id| s.glz(id, 3 << 20)).collect();
+        assert_eq!(held.len(), MAX_PER_SESSION);
+        drop(held);
+        drop((a, b));
+        assert!(s.glz(200, 3 << 20).is_some(), "unused windows are dropped");
+        s.release_pixmap_cache(first);
+        s.release_pixmap_cache(second);
+        let owners: Vec<u32> = (0..=255).map(|_| s.new_owner()).collect();
+        let caches = (0..=255u8)
+            .zip(&owners)
+            .filter(|(id, owner)| s.claim_pixmap_cache(*id, 5, **owner).is_some())
+            .count();
+        assert_eq!(caches, MAX_PER_SESSION);
+        assert!(s.claim_pixmap_cache(250, 5, first).is_none(), "all in use");
+        for owner in &owners {
+            s.release_pixmap_cache(*owner);
+        }
+        assert!(s.claim_pixmap_cache(250, 5, first).is_some());
     }
 
     #[test]
