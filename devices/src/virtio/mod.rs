@@ -18,7 +18,8 @@ pub mod console;
 pub mod input;
 pub mod msix;
 pub mod pci;
-#[cfg(test)]
+/// A driver for tests and fuzz targets (feature `test-driver`).
+#[cfg(any(test, feature = "test-driver"))]
 pub mod test_driver;
 
 use virtio_queue::{DescriptorChain, Queue, QueueT};
