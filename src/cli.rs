@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use devices::block::{options::HELP as DISK_HELP, DiskOptions};
 use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
 use saffron::replay::Pace;
+use saffron::seccomp::SeccompMode;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
 use crate::vmm::{BootSource, DirtyTracking, LinuxKernel, SerialMode, VgaMode, VmConfig, MAX_CPUS};
@@ -100,6 +101,11 @@ pub struct ReplayArgs {
     /// QXL sizes: ram=SIZE,vram=SIZE[,vgamem=SIZE] (the primary surface must fit vgamem).
     #[arg(long, value_name = "OPTIONS", value_parser = parse_qxl, long_help = QXL_HELP)]
     pub qxl: Option<QxlConfig>,
+
+    /// Once the server listens, restrict every thread to the system calls
+    /// replaying needs (as `saffron run --seccomp`).
+    #[arg(long, value_name = "on|log|off", default_value = "on", value_parser = SeccompMode::parse)]
+    pub seccomp: SeccompMode,
 }
 
 pub fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -207,6 +213,12 @@ pub struct RunArgs {
     /// path=IMG[,format=raw|qcow2][,readonly=on][,serial=ID][,cache=writeback|writethrough|unsafe].
     #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk, long_help = DISK_HELP)]
     pub disks: Vec<DiskOptions>,
+
+    /// Once set up, restrict every thread to the system calls a VM needs
+    /// (seccomp-bpf): `on` (the default) kills saffron on any other call,
+    /// `log` lets it through and has the kernel log it, `off` sets no filter.
+    #[arg(long, value_name = "on|log|off", default_value = "on", value_parser = SeccompMode::parse)]
+    pub seccomp: SeccompMode,
 }
 
 /// The VGA mode with QXL unless `--vga` says otherwise.
@@ -266,6 +278,7 @@ impl RunArgs {
             qxl,
             record: self.record.clone(),
             disks: self.disks.clone(),
+            seccomp: self.seccomp,
         })
     }
 }

@@ -3,5 +3,6 @@
 //! record/replay tools.
 
 pub mod replay;
+pub mod seccomp;
 pub mod spice;
 pub mod unix_socket;

@@ -51,6 +51,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
         }
         None => None,
     };
+    saffron::seccomp::apply(args.seccomp)?;
     if args.wait_client {
         if let Some(server) = &server {
             server.wait_for_display_client();

@@ -94,6 +94,8 @@ pub struct VmConfig {
     pub record: Option<PathBuf>,
     /// Disk images (`--disk`), the first is /dev/vda.
     pub disks: Vec<devices::block::DiskOptions>,
+    /// The system call filter set once the VM is set up (`--seccomp`).
+    pub seccomp: saffron::seccomp::SeccompMode,
 }
 
 pub const MAX_CPUS: u8 = 8;
@@ -102,6 +104,8 @@ pub const QXL_SLOT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    #[error("{0}")]
+    Seccomp(String),
     #[error(transparent)]
     Host(#[from] host::HostError),
     #[error("{0}")]
@@ -234,6 +238,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let boot = build::boot(&machine, &platform, &devices, config)?;
     let vcpus = build::create_vcpus(&machine, config, boot.entry.as_ref())?;
     let services = build::start_services(&machine, &platform, &mut devices, config)?;
+    saffron::seccomp::apply(config.seccomp).map_err(VmError::Seccomp)?;
     build::start_vcpus(&machine, vcpus)?;
 
     let reason = machine.exit.wait();
