@@ -2,6 +2,8 @@
 //! tested or fuzzed without a VM: the SPICE server and the QXL
 //! record/replay tools.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod replay;
 pub mod seccomp;
 pub mod spice;

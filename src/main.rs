@@ -1,5 +1,7 @@
 //! saffron: a small KVM hypervisor with a built-in SPICE display.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod api;
 mod cli;
 mod fatal;

@@ -2,6 +2,8 @@
 //! buses ([`bus`]), raise interrupts through [`interrupt`] traits, and hand
 //! their output (frames, rings) to whoever consumes them through interfaces.
 
+#![forbid(unsafe_code)]
+
 pub mod acpi_pm;
 pub mod block;
 pub mod bus;

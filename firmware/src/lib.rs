@@ -2,6 +2,8 @@
 //! the e820 map, the ACPI tables, and for a BIOS: fw_cfg, the ACPI table
 //! loader and the BIOS image.
 
+#![forbid(unsafe_code)]
+
 pub mod acpi;
 pub mod acpi_loader;
 pub mod bios;

@@ -5,11 +5,13 @@
 //!   so that saffron and QEMU (or `qemu-img`) keep each other out of an
 //!   image the same way two QEMUs do (see `docs/disk-locking.md`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
 
 use super::DiskError;
 
@@ -31,21 +33,20 @@ pub fn open_locked(path: &Path, read_only: bool) -> Result<File, DiskError> {
         .write(!read_only)
         .open(path)
         .map_err(|e| DiskError::open(path, e))?;
-    let how = if read_only {
-        libc::LOCK_SH
+    let locked = if read_only {
+        file.try_lock_shared()
     } else {
-        libc::LOCK_EX
+        file.try_lock()
     };
-    // SAFETY: flock on a descriptor we own; it touches no memory of ours.
-    if unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) } != 0 {
-        let error = io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    match locked {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
             return Err(DiskError::Locked {
                 path: path.display().to_string(),
                 by_writer: read_only,
-            });
+            })
         }
-        return Err(DiskError::open(path, error));
+        Err(TryLockError::Error(e)) => return Err(DiskError::open(path, e)),
     }
     qemu_locks(&file, read_only).map_err(|e| match e {
         LockError::Conflict => DiskError::Locked {
@@ -80,16 +81,16 @@ fn qemu_locks(file: &File, read_only: bool) -> Result<(), LockError> {
         used.push(PERM_BASE + WRITE);
     }
     for &byte in used.iter().chain(&[SHARED_BASE + WRITE]) {
-        ofd(file, libc::F_OFD_SETLK, byte, libc::F_RDLCK).map_err(|e| match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::EACCES) => LockError::Conflict,
-            _ => LockError::Io(e),
+        ofd(file, false, byte, libc::F_RDLCK).map_err(|e| match e {
+            Errno::EAGAIN | Errno::EACCES => LockError::Conflict,
+            e => LockError::Io(e.into()),
         })?;
     }
     // Someone refuses what we use, or (since nobody else may write) writes.
     let mut conflicts: Vec<i64> = used.iter().map(|b| b - PERM_BASE + SHARED_BASE).collect();
     conflicts.push(PERM_BASE + WRITE);
     for byte in conflicts {
-        if ofd(file, libc::F_OFD_GETLK, byte, libc::F_WRLCK).map_err(LockError::Io)?
+        if ofd(file, true, byte, libc::F_WRLCK).map_err(|e| LockError::Io(e.into()))?
             != libc::F_UNLCK as i16
         {
             return Err(LockError::Conflict);
@@ -98,8 +99,9 @@ fn qemu_locks(file: &File, read_only: bool) -> Result<(), LockError> {
     Ok(())
 }
 
-/// One `fcntl` on one byte; the lock type it reports (for `F_OFD_GETLK`).
-fn ofd(file: &File, cmd: libc::c_int, byte: i64, kind: libc::c_int) -> io::Result<i16> {
+/// One `F_OFD_SETLK` (or, with `get`, `F_OFD_GETLK`) on one byte; the lock
+/// type it reports (for `F_OFD_GETLK`).
+fn ofd(file: &File, get: bool, byte: i64, kind: libc::c_int) -> Result<i16, Errno> {
     let mut lock = libc::flock {
         l_type: kind as i16,
         l_whence: libc::SEEK_SET as i16,
@@ -107,10 +109,10 @@ fn ofd(file: &File, cmd: libc::c_int, byte: i64, kind: libc::c_int) -> io::Resul
         l_len: 1,
         l_pid: 0,
     };
-    // SAFETY: fcntl with a lock command on a descriptor we own, reading and
-    // writing only the `flock` struct we pass.
-    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut lock) } != 0 {
-        return Err(io::Error::last_os_error());
+    if get {
+        fcntl(file, FcntlArg::F_OFD_GETLK(&mut lock))?;
+    } else {
+        fcntl(file, FcntlArg::F_OFD_SETLK(&lock))?;
     }
     Ok(lock.l_type)
 }

@@ -1,10 +1,10 @@
 //! Raw images: the guest's disk is the file (or host block device) byte for
 //! byte. Holes come from `fallocate`.
 
+use nix::fcntl::{fallocate, FallocateFlags};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 
 use super::{CacheMode, DiskError, DiskImage, DiskOptions, QCOW2_MAGIC};
 
@@ -50,15 +50,11 @@ impl RawImage {
         })
     }
 
-    fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
+    fn fallocate(&self, mode: FallocateFlags, offset: u64, len: u64) -> io::Result<()> {
         let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         };
-        // SAFETY: fallocate on a descriptor we own; no memory is passed.
-        match unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset, len) } {
-            0 => Ok(()),
-            _ => Err(io::Error::last_os_error()),
-        }
+        Ok(fallocate(&self.file, mode, offset, len)?)
     }
 
     fn write_zero_chunks(&mut self, offset: u64, len: u64) -> io::Result<()> {
@@ -128,7 +124,7 @@ impl DiskImage for RawImage {
     }
 
     fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
         match self.fallocate(punch, offset, len) {
             // Discarding is a hint: a file system without holes keeps the data.
             Err(e) if unsupported(&e) => Ok(()),
@@ -137,9 +133,10 @@ impl DiskImage for RawImage {
     }
 
     fn write_zeroes(&mut self, offset: u64, len: u64, unmap: bool) -> io::Result<()> {
-        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        let zero = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
-        let modes: &[libc::c_int] = if unmap { &[punch, zero] } else { &[zero] };
+        let keep = FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | keep;
+        let zero = FallocateFlags::FALLOC_FL_ZERO_RANGE | keep;
+        let modes: &[FallocateFlags] = if unmap { &[punch, zero] } else { &[zero] };
         for &mode in modes {
             match self.fallocate(mode, offset, len) {
                 Ok(()) => return self.after_write(),

@@ -212,9 +212,11 @@ fn missing_and_odd_paths() {
     assert!(error.to_string().contains("not a regular file"), "{error}");
     // A FIFO is refused without blocking in open().
     let fifo = dir.path().join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
     let error = open(&options(&fifo, None, false)).err().unwrap();
     assert!(error.to_string().contains("not a regular file"), "{error}");
 }
