@@ -85,6 +85,15 @@ fn wrong_passwords_wait_longer_each_time_and_passwords_change_and_expire() {
             "{took:?} < {floor} ms"
         );
     }
+    // While the address is barred its tickets are not even checked: the
+    // right password, sent while another guess waits, is refused too.
+    let port = t.port;
+    let guesser = std::thread::spawn(move || timed_link(port, 0, 1, "guess"));
+    std::thread::sleep(Duration::from_millis(200));
+    let (result, took) = timed_link(t.port, 0, 1, "secret");
+    assert_eq!(result, 7, "checked while barred");
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    assert_eq!(guesser.join().unwrap().0, 7);
     let (main, session) = RawClient::main_session(t.port, "secret");
     let (result, took) = timed_link(t.port, 0, 1, "guess");
     assert!(

@@ -179,6 +179,7 @@ impl SpiceServer {
             agent_status: Mutex::new(agent.as_ref().map(|_| AgentStatus::default())),
             tickets: Mutex::new(ticket::Tickets::new(config.ticket.clone())),
             end_session: AtomicBool::new(false),
+            may_drop_password: may_drop_password(config),
         });
         let mut threads = Vec::new();
         let displays = inputs
@@ -334,6 +335,17 @@ impl SpiceServer {
     }
 }
 
+/// Whether `set-password` may leave the server without a password: only
+/// when it listens on this machine alone, or was started without one on
+/// purpose (`disable-ticketing`), as the `--spice` rules allow at start.
+fn may_drop_password(config: &SpiceConfig) -> bool {
+    let remote = [config.tcp, config.tls_addr]
+        .iter()
+        .flatten()
+        .any(|a| !a.ip().is_loopback());
+    !remote || (config.ticket == ticket::TicketPolicy::Disabled && !config.open_to_local_users)
+}
+
 fn listen_tcp(addr: SocketAddr) -> Result<mio::net::TcpListener, SpiceError> {
     mio::net::TcpListener::bind(addr).map_err(|source| SpiceError::Listen {
         what: addr.to_string(),
@@ -414,7 +426,12 @@ impl SpiceControl {
                 ticket::check_password(&p)?;
                 ticket::TicketPolicy::Password(p)
             }
-            None => ticket::TicketPolicy::Disabled,
+            None if self.shared.may_drop_password => ticket::TicketPolicy::Disabled,
+            None => {
+                return Err("the server is reachable from other machines: it keeps a \
+                            password (start it with disable-ticketing to allow none)"
+                    .into())
+            }
         };
         self.tickets().policy = policy;
         if disconnect {

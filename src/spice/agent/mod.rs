@@ -161,6 +161,9 @@ struct Outgoing {
     bytes: Vec<u8>,
     written: usize,
     from_client: bool,
+    /// A client's monitors config (all its chunks): only the latest one
+    /// not yet begun is kept.
+    monitors: bool,
 }
 
 /// The current session's client, as far as the agent goes.
@@ -412,6 +415,7 @@ impl Agent {
                 bytes: wire::server_message(kind::MOUSE_STATE, state.as_bytes()),
                 written: 0,
                 from_client: false,
+                monitors: false,
             });
         }
     }
@@ -641,6 +645,7 @@ impl Agent {
                 bytes: wire::client_chunk(data),
                 written: 0,
                 from_client: true,
+                monitors: false,
             }),
             Verdict::Discard(why) => {
                 client.unpaid += 1;
@@ -687,13 +692,18 @@ impl Agent {
         );
         let forwarding = self.client.as_ref().is_some_and(|c| c.forwarding);
         if !display_takes && forwarding {
-            for piece in message.chunks(MAX_DATA_SIZE) {
-                self.to_guest.push_back(Outgoing {
-                    bytes: wire::client_chunk(piece),
-                    written: 0,
-                    from_client: false,
-                });
-            }
+            // A newer layout replaces one the agent has not begun to take.
+            self.to_guest.retain(|o| !o.monitors || o.written > 0);
+            let bytes = message
+                .chunks(MAX_DATA_SIZE)
+                .flat_map(wire::client_chunk)
+                .collect();
+            self.to_guest.push_back(Outgoing {
+                bytes,
+                written: 0,
+                from_client: false,
+                monitors: true,
+            });
             self.write_to_guest();
         }
         Ok(())
@@ -757,7 +767,8 @@ impl Agent {
         }
         // Chunks not yet begun are dropped (the agent forgets the client's
         // half-sent message when told it left); one begun is finished.
-        self.to_guest.retain(|o| !o.from_client || o.written > 0);
+        self.to_guest
+            .retain(|o| !(o.from_client || o.monitors) || o.written > 0);
         let bytes = wire::server_message(kind::CLIENT_DISCONNECTED, &[]);
         // One is enough while the agent does not read.
         if !self
@@ -769,6 +780,7 @@ impl Agent {
                 bytes,
                 written: 0,
                 from_client: false,
+                monitors: false,
             });
         }
         self.message_for_client = false;

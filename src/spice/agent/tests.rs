@@ -410,6 +410,18 @@ fn monitors_configs_also_go_to_the_display_device() {
     rig.agent.client_data(SESSION, &m[..30]).unwrap();
     rig.agent.client_data(SESSION, &m[30..]).unwrap();
     assert_eq!(rig.to_agent(), chunk(wire::CLIENT_PORT, &m));
+    // An agent that does not read keeps only the latest layout queued,
+    // however many the client sends.
+    *rig.port.room.lock().unwrap() = 0;
+    for _ in 0..100 {
+        rig.agent.client_data(SESSION, &m).unwrap();
+        rig.sent_to_client();
+    }
+    let queued = rig.agent.to_guest.iter().filter(|o| o.monitors).count();
+    assert_eq!(queued, 1);
+    *rig.port.room.lock().unwrap() = usize::MAX;
+    rig.agent.service();
+    assert_eq!(rig.to_agent(), chunk(wire::CLIENT_PORT, &m));
     // One that claims more than the bound is refused.
     let huge = message(kind::MONITORS_CONFIG, &vec![0; MAX_MONITORS_CONFIG]);
     let mut result = Ok(());

@@ -1,7 +1,9 @@
-//! Who may try to link, and how often: a growing delay before a wrong
-//! password is answered (per source address), and caps on connections
-//! still in the link stage, apart from the linked ones, so that idle or
-//! guessing sockets cannot keep a real client out.
+//! Who may try to link, and how often: after a wrong password a source is
+//! barred for a delay that grows with each failure (its tickets are not
+//! even checked meanwhile, so parallel connections guess no faster), and
+//! connections still in the link stage have caps of their own, apart from
+//! the linked ones, so that idle or guessing sockets cannot keep a real
+//! client out.
 //!
 //! Sans-IO: the event loop reports failures and successes and asks which
 //! pre-link connection to drop when a new one arrives.
@@ -31,6 +33,8 @@ const MAX_SOURCES: usize = 1024;
 struct Failures {
     count: u32,
     last: Instant,
+    /// No ticket from the source is checked before this.
+    barred_until: Instant,
 }
 
 /// Failed attempts per source.
@@ -49,6 +53,7 @@ impl LinkGuard {
         let entry = self.failures.entry(source).or_insert(Failures {
             count: 0,
             last: now,
+            barred_until: now,
         });
         if now.duration_since(entry.last) > FORGET_AFTER {
             entry.count = 0;
@@ -56,7 +61,16 @@ impl LinkGuard {
         entry.count = entry.count.saturating_add(1);
         entry.last = now;
         let doublings = (entry.count - 1).min(16);
-        FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
+        let delay = FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
+        entry.barred_until = now + delay;
+        delay
+    }
+
+    /// Until when `source` is barred after its last wrong password (its
+    /// tickets are refused unchecked until then), if it is.
+    pub fn barred_until(&self, source: Source, now: Instant) -> Option<Instant> {
+        let until = self.failures.get(&source)?.barred_until;
+        (until > now).then_some(until)
     }
 
     /// A right password: the source starts again from zero.
@@ -114,7 +128,10 @@ mod tests {
         let delays: Vec<u64> = (0..8).map(|_| g.failed(a, t).as_millis() as u64).collect();
         assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 8000, 8000]);
         assert_eq!(g.failed(b, t), FIRST_DELAY, "another source is not slowed");
+        assert_eq!(g.barred_until(a, t), Some(t + MAX_DELAY));
+        assert_eq!(g.barred_until(a, t + MAX_DELAY), None);
         g.succeeded(a);
+        assert_eq!(g.barred_until(a, t), None);
         assert_eq!(g.failed(a, t), FIRST_DELAY);
         let later = t + FORGET_AFTER + Duration::from_secs(1);
         g.failed(b, t);

@@ -86,6 +86,9 @@ pub struct Shared {
     pub tickets: Mutex<Tickets>,
     /// End the current session at the next pass (the password changed).
     pub end_session: AtomicBool,
+    /// `set-password` may set none (the server is local only, or was
+    /// started with `disable-ticketing`).
+    pub may_drop_password: bool,
 }
 
 /// The event loop's view of its display clients, published after every
@@ -332,7 +335,8 @@ impl EventLoop {
         let linking: Vec<Linking<Token>> = self
             .connections
             .iter()
-            .filter(|(_, c)| c.is_linking() && !c.closed && !c.closing)
+            // Held answers to wrong passwords count too.
+            .filter(|(_, c)| c.is_linking() && !c.closed)
             .map(|(token, c)| Linking {
                 id: *token,
                 source: c.source,
@@ -560,6 +564,9 @@ impl EventLoop {
             if conn.closed || conn.held(now) {
                 continue;
             }
+            // The hold is over: the answer goes now, within the link
+            // stage's time limit like any other.
+            conn.hold_until = None;
             // Pump, write, and let the channel fill the room the write made.
             for _ in 0..4 {
                 if let State::Open {
@@ -606,7 +613,7 @@ impl EventLoop {
         for conn in self.connections.values_mut() {
             let overdue = match &mut conn.state {
                 State::Linking { .. } => {
-                    conn.hold_until.is_none() && now.duration_since(conn.opened) > LINK_TIMEOUT
+                    !conn.held(now) && now.duration_since(conn.opened) > LINK_TIMEOUT
                 }
                 State::Open { channel, .. } => {
                     if let Some(e) = channel.failed() {

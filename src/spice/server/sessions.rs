@@ -111,12 +111,25 @@ impl EventLoop {
                     conn.closing = true;
                     return false;
                 }
+                let now = Instant::now();
+                if let Some(until) = self.guard.barred_until(conn.source, now) {
+                    // Not even checked: guessing in parallel gains nothing.
+                    log_close(
+                        conn,
+                        &"a ticket while its address is barred after a wrong one",
+                    );
+                    conn.raw_out
+                        .extend(link::encode_link_result(LinkError::PermissionDenied));
+                    conn.hold_until = Some(until);
+                    conn.closing = true;
+                    return false;
+                }
                 if !self.setup.key.check(&ticket, &tickets.policy) {
-                    let delay = self.guard.failed(conn.source, Instant::now());
+                    let delay = self.guard.failed(conn.source, now);
                     log_close(conn, &format!("wrong password (answered in {delay:?})"));
                     conn.raw_out
                         .extend(link::encode_link_result(LinkError::PermissionDenied));
-                    conn.hold_until = Some(Instant::now() + delay);
+                    conn.hold_until = Some(now + delay);
                     conn.closing = true;
                     return false;
                 }

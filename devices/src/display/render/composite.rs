@@ -64,7 +64,7 @@ pub struct CompositeParams<'a> {
 }
 
 /// Source pixels one image may have read per destination pixel, beyond
-/// [`BASE_READS`]: a bilinear downscale by 16 reads about 32 per pixel.
+/// [`BASE_READS`] (spans of 16: at most four per destination pixel).
 pub const READS_PER_PIXEL: u64 = 64;
 /// Source pixels any composite may read.
 pub const BASE_READS: u64 = 1 << 24;
@@ -74,17 +74,26 @@ pub const BASE_READS: u64 = 1 << 24;
 pub enum Refused {
     /// An operator this renderer does not know (nothing drawn).
     UnknownOperator,
-    /// It would read more source pixels than its budget (a transform that
-    /// visits a new source row for most destination pixels); drawing stops.
+    /// It would read more source pixels than its budget; drawing stops.
     OverBudget,
 }
 
-/// Reads one image's texels through a cache of its last two rows (bilinear
-/// sampling alternates between two), within a budget of pixels read.
+/// Pixels read from a source at a time: a short span, so that a transform
+/// that visits a new row for every destination pixel (a rotation) costs
+/// the same whatever the source's width.
+const SPAN: i64 = 16;
+/// Spans kept (bilinear sampling reads 2x2 texels, which may straddle two
+/// spans on each of two rows).
+const SPANS: usize = 4;
+
+/// A cached span: (row, first column) and its pixels.
+type Span = (Option<(i64, i64)>, [Pixel; SPAN as usize]);
+
+/// Reads one image's texels through a small cache of spans, most recently
+/// used first, within a budget of pixels read.
 struct Reader<'a> {
     s: &'a Sampling<'a>,
-    /// (row, pixels), most recently used first.
-    rows: [(Option<i64>, Vec<Pixel>); 2],
+    spans: [Span; SPANS],
     budget: u64,
     over: bool,
 }
@@ -93,7 +102,7 @@ impl<'a> Reader<'a> {
     fn new(s: &'a Sampling<'a>, budget: u64) -> Self {
         Reader {
             s,
-            rows: [(None, Vec::new()), (None, Vec::new())],
+            spans: [(None, [0; SPAN as usize]); SPANS],
             budget,
             over: false,
         }
@@ -107,23 +116,27 @@ impl<'a> Reader<'a> {
         let (Some(x), Some(y)) = (self.s.repeat.apply(x, w), self.s.repeat.apply(y, h)) else {
             return 0;
         };
-        if self.rows[0].0 != Some(y) {
-            self.rows.swap(0, 1);
-        }
-        if self.rows[0].0 != Some(y) {
-            if self.budget < w as u64 {
-                self.over = true;
-                self.budget = 0;
-                return 0;
+        let key = Some((y, x - x % SPAN));
+        match self.spans.iter().position(|(k, _)| *k == key) {
+            Some(i) => self.spans[..=i].rotate_right(1),
+            None => {
+                let first = x - x % SPAN;
+                let n = SPAN.min(w - first) as usize;
+                if self.budget < n as u64 {
+                    self.over = true;
+                    self.budget = 0;
+                    return 0;
+                }
+                self.budget -= n as u64;
+                self.spans.rotate_right(1);
+                let (k, pixels) = &mut self.spans[0];
+                self.s
+                    .source
+                    .read_row(first as u32, y as u32, &mut pixels[..n]);
+                *k = key;
             }
-            self.budget -= w as u64;
-            let (row_y, row) = &mut self.rows[0];
-            row.clear();
-            row.resize(w as usize, 0);
-            self.s.source.read_row(0, y as u32, row);
-            *row_y = Some(y);
         }
-        self.rows[0].1[x as usize]
+        self.spans[0].1[(x % SPAN) as usize]
     }
 
     /// The sample for image coordinates (x, y) (integers: pixel (x, y)).
@@ -335,10 +348,10 @@ pub fn composite(
     let mut mask = params.mask.as_ref().map(|m| Reader::new(m, budget));
     let (bx, by) = (i64::from(params.dest.left), i64::from(params.dest.top));
     paint(canvas, &region, None, |y, x0, x1, row, _| {
-        if src.over || mask.as_ref().is_some_and(|m| m.over) {
-            return;
-        }
         for (i, x) in (x0..x1).enumerate() {
+            if src.over || mask.as_ref().is_some_and(|m| m.over) {
+                return;
+            }
             let (rx, ry) = (i64::from(x) - bx, i64::from(y) - by);
             // Sources without alpha read as opaque (outside a non-repeating
             // image they are transparent).
@@ -359,6 +372,9 @@ pub fn composite(
                 } else {
                     sc = sc.map(|v| v * mc[0]);
                 }
+            }
+            if src.over || mask.as_ref().is_some_and(|m| m.over) {
+                return; // (nothing stored from a texel read over budget)
             }
             let d = load(row, i);
             let dc = channels(if dest_alpha { d } else { d | 0xff00_0000 });
