@@ -1,7 +1,7 @@
 //! The image encoders fed with guest-controlled pixels: every
 //! `image-compression` mode (QUIC, LZ, GLZ with a session window, LZ4, the
 //! auto modes' classifier), JPEG and zlib-GLZ as on a slow link, for images
-//! of any size up to 128x128 whose pixels come from the fuzz input. Nothing
+//! of any size up to 64x64 whose pixels come from the fuzz input. Nothing
 //! may panic, and no encoding may be far larger than the raw pixels.
 #![no_main]
 
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     if pixels.is_empty() {
         return;
     }
-    let (width, height) = (1 + u32::from(w % 128), 1 + u32::from(h % 128));
+    let (width, height) = (1 + u32::from(w % 64), 1 + u32::from(h % 64));
     let pixels: Vec<u32> = pixels
         .chunks(3)
         .cycle()

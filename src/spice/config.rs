@@ -145,6 +145,10 @@ impl SpiceConfig {
 
     /// [`Self::parse`], with the environment's password given.
     pub fn parse_with_env(text: &str, env_password: Option<String>) -> Result<SpiceConfig, String> {
+        if text.chars().any(char::is_control) {
+            // (Errors quote option names and values: they stay one line.)
+            return Err("the options contain a control character (a line break?)".into());
+        }
         let mut addr: Option<IpAddr> = None;
         let mut port: Option<u16> = None;
         let mut unix: Option<PathBuf> = None;
@@ -451,6 +455,7 @@ mod tests {
             ("port=1,tls-port=2", "needs the server's certificate"),
             ("port=1,disable-ticketing=yes", "takes no value"),
             ("port=1,,unix=/x", "stray comma"),
+            ("\u{2}0\ng", "control character"),
             ("port=1,mouse=tablet", "not client or server"),
             ("port=1,mouse=", "needs a value"),
             ("port=1,mouse=client,mouse=server", "twice"),
