@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,3 +309,22 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["image"]:
         sys.exit("usage: recording.py image")
     print(f"recording.py: replay image in {prepare_image()}")
+
+
+def run_each(tests: dict, selected: list, call) -> tuple[int, int]:
+    """Runs `call(fn)` for each test (only the `selected` names, when any), printing PASS or
+    FAIL with the time and, on failure, the assertion or the traceback; (passed, failed)."""
+    passed = failed = 0
+    for name, fn in tests.items():
+        if selected and name not in selected:
+            continue
+        t = time.monotonic()
+        try:
+            call(fn)
+            passed += 1
+            print(f"PASS {name} ({time.monotonic() - t:.1f} s)", flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            failed += 1
+            detail = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
+            print(f"FAIL {name} ({time.monotonic() - t:.1f} s): {detail}", flush=True)
+    return passed, failed

@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import (REPO, WORKLOADS, free_port, image_key, make_recording,  # noqa: E402
-                       prepare_image)
+                       prepare_image, run_each)
 from screens import (GlibClient, Picture, diff_pictures, psnr,  # noqa: E402
                      read_ppm)  # (tests/e2e, on the path)
 
@@ -368,19 +368,7 @@ def main() -> None:
         traceback.print_exc()
         print("FAIL fixtures")
         sys.exit(1)
-    failed = passed = 0
-    for name, fn in tests.items():
-        if selected and name not in selected:
-            continue
-        t = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print(f"PASS {name} ({time.monotonic() - t:.1f} s)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure and go on
-            failed += 1
-            detail = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
-            print(f"FAIL {name} ({time.monotonic() - t:.1f} s): {detail}", flush=True)
+    passed, failed = run_each(tests, selected, lambda fn: fn())
     print(f"{passed} passed, {failed} failed in {time.monotonic() - started:.0f} s")
     sys.exit(1 if failed else 0)
 

@@ -25,14 +25,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 sys.path.insert(0, str(HERE.parent / "replay"))
-from recording import REPO, free_port  # noqa: E402
+from recording import REPO, free_port, run_each  # noqa: E402
 from screens import (GlibClient, Picture, diff_pictures, read_ppm,  # noqa: E402
                      remote_viewer_shows)
 
@@ -156,20 +154,8 @@ def main() -> None:
     x509 = Path(tempfile.mkdtemp(prefix="saffron-x509-"))
     make_certificates(x509)
     server = Server(x509)
-    failed = passed = 0
     try:
-        for name, fn in tests.items():
-            if selected and name not in selected:
-                continue
-            t = time.monotonic()
-            try:
-                fn(server, x509)
-                passed += 1
-                print(f"PASS {name} ({time.monotonic() - t:.1f} s)", flush=True)
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                detail = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
-                print(f"FAIL {name} ({time.monotonic() - t:.1f} s): {detail}", flush=True)
+        passed, failed = run_each(tests, selected, lambda fn: fn(server, x509))
     finally:
         server.stop()
     assert "panicked" not in server.stderr(), server.stderr()[-1500:]

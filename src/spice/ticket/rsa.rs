@@ -10,6 +10,16 @@ use std::ptr::NonNull;
 
 use aws_lc_sys as lc;
 
+/// `RSA_private_decrypt` and `RSA_public_encrypt`: length, input, output,
+/// key, padding; the bytes written or -1.
+type Operation = unsafe extern "C" fn(
+    usize,
+    *const u8,
+    *mut u8,
+    *mut lc::RSA,
+    std::os::raw::c_int,
+) -> std::os::raw::c_int;
+
 /// An RSA key owned by AWS-LC.
 pub struct Rsa(NonNull<lc::RSA>);
 
@@ -79,31 +89,25 @@ impl Rsa {
         if ciphertext.len() != self.size() {
             return None;
         }
-        let mut out = vec![0u8; self.size()];
-        // SAFETY: a valid private key; `ciphertext` is `len` readable bytes
-        // and `out` has room for RSA_size bytes, the most it writes.
-        let n = unsafe {
-            lc::RSA_private_decrypt(
-                ciphertext.len(),
-                ciphertext.as_ptr(),
-                out.as_mut_ptr(),
-                self.0.as_ptr(),
-                lc::RSA_PKCS1_OAEP_PADDING,
-            )
-        };
-        out.truncate(usize::try_from(n).ok()?);
-        Some(out)
+        self.oaep(lc::RSA_private_decrypt, ciphertext)
     }
 
     /// RSAES-OAEP (SHA-1, MGF1-SHA-1, no label) encryption, as clients do.
     pub fn oaep_encrypt(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        self.oaep(lc::RSA_public_encrypt, plaintext)
+    }
+
+    /// One OAEP operation (`RSA_private_decrypt` or `RSA_public_encrypt`,
+    /// which take the same arguments) into a buffer of the key's size.
+    fn oaep(&self, op: Operation, input: &[u8]) -> Option<Vec<u8>> {
         let mut out = vec![0u8; self.size()];
-        // SAFETY: a valid key; `plaintext` is readable and `out` has room
-        // for RSA_size bytes, the most it writes (too long an input fails).
+        // SAFETY: a valid key; `input` is `len` readable bytes and `out` has
+        // room for RSA_size bytes, the most either operation writes (an input
+        // too long for the key fails).
         let n = unsafe {
-            lc::RSA_public_encrypt(
-                plaintext.len(),
-                plaintext.as_ptr(),
+            op(
+                input.len(),
+                input.as_ptr(),
                 out.as_mut_ptr(),
                 self.0.as_ptr(),
                 lc::RSA_PKCS1_OAEP_PADDING,
