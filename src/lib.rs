@@ -4,6 +4,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod control;
 pub mod replay;
 pub mod seccomp;
 pub mod spice;

@@ -7,17 +7,15 @@
 //! closed), at most [`MAX_CONNECTIONS`] connections are served at once, and
 //! the socket is only accessible to its owner (mode 0600).
 
-mod protocol;
-mod screendump;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use protocol::After;
-pub use protocol::{Button, Keys, Machine, PasswordChange, PointerEvent, Refusal};
+use saffron::control as protocol;
+use saffron::control::After;
+pub use saffron::control::{Button, Keys, Machine, PasswordChange, PointerEvent, Refusal};
 use saffron::unix_socket::bind_private;
 
 /// Longest request line accepted, in bytes.

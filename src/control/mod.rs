@@ -1,15 +1,18 @@
 //! The control socket's protocol: one JSON object per line in each
-//! direction. Requests name a `command` and its arguments (plus an optional
-//! `id`, echoed back); responses are `{"ok": true, "return": ...}` or
-//! `{"ok": false, "error": {"code": ..., "message": ...}}`.
+//! direction. Requests name a `command` and its arguments (plus an
+//! optional `id`, echoed back); responses are `{"ok": true, "return": ...}`
+//! or `{"ok": false, "error": {"code": ..., "message": ...}}`. (The socket
+//! itself is the binary's `api` module; this part is in the library so
+//! that it can be fuzzed.)
 
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::screendump;
-use saffron::spice::codec::policy::OPTION_NAMES;
+use crate::spice::codec::policy::OPTION_NAMES;
+
+pub mod screendump;
 
 /// What the control socket can do to the machine (the VMM implements it).
 pub trait Machine: Send + Sync {
