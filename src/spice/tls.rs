@@ -11,7 +11,8 @@
 //! libspice, a channel without a rule may use either port, and a link on
 //! the wrong port is answered with `NEED_SECURED` (or `NEED_UNSECURED`),
 //! which makes clients that know both ports reconnect on the other one.
-//! Only TLS 1.2 and 1.3 are offered.
+//! The `unix=` socket (mode 0600, this machine only) serves every channel
+//! whatever the rules say. Only TLS 1.2 and 1.3 are offered.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

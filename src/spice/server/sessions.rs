@@ -66,7 +66,13 @@ impl EventLoop {
             }
             LinkStep::Request(req) => {
                 let tls = conn.stream.is_tls();
-                if let Err(error) = self.setup.channel_policy.admits(req.channel_type, tls) {
+                // The Unix socket (mode 0600, this machine only) serves
+                // every channel, whatever the TLS rules say.
+                let admitted = match conn.source {
+                    None => Ok(()),
+                    Some(_) => self.setup.channel_policy.admits(req.channel_type, tls),
+                };
+                if let Err(error) = admitted {
                     tracing::info!(
                         "spice: {}: channel type {} is not served {} TLS ({error:?})",
                         conn.peer,
