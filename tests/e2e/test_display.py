@@ -157,7 +157,7 @@ def test_qxl_takes_over_and_send_key_types_into_tty1():
 
 
 def pattern_pixel(x: int, y: int) -> tuple:
-    """qxl-modeset's "pattern" (guest-drivers/linux/tools/modeset.c)."""
+    """qxl-modeset's "pattern" (guest-drivers/linux/tools/qxl-modeset.c)."""
     return ((7 * x + 3 * y) & 0xff, (x ^ (5 * y)) & 0xff, (x * y >> 3) & 0xff)
 
 

@@ -117,7 +117,7 @@ def _build_inputs() -> list[str]:
     INPUTS_DIR.mkdir(parents=True, exist_ok=True)
     files = []
     tools = [(HERE / "fbtool.c", "fbtool"),
-             (REPO / "guest-drivers" / "linux" / "tools" / "modeset.c", "qxl-modeset")]
+             (REPO / "guest-drivers" / "linux" / "tools" / "qxl-modeset.c", "qxl-modeset")]
     for source, name in tools:
         binary = INPUTS_DIR / name
         if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
