@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use devices::block::{options::HELP as DISK_HELP, DiskOptions};
 use devices::qxl::{config::HELP as QXL_HELP, QxlConfig};
+use saffron::net::{options::HELP as NET_HELP, NetOptions};
 use saffron::replay::Pace;
 use saffron::seccomp::SeccompMode;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
@@ -214,6 +215,12 @@ pub struct RunArgs {
     #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk, long_help = DISK_HELP)]
     pub disks: Vec<DiskOptions>,
 
+    /// A network card (virtio-net), repeatable: user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]
+    /// (passt; the default) or tap=NAME, each with [,mac=ADDR].
+    #[arg(long = "net", value_name = "OPTIONS", num_args = 0..=1, default_missing_value = "user",
+          value_parser = parse_net, long_help = NET_HELP)]
+    pub nets: Vec<NetOptions>,
+
     /// Once set up, restrict every thread to the system calls a VM needs
     /// (seccomp-bpf): `on` (the default) kills saffron on any other call,
     /// `log` lets it through and has the kernel log it, `off` sets no filter.
@@ -278,6 +285,7 @@ impl RunArgs {
             qxl,
             record: self.record.clone(),
             disks: self.disks.clone(),
+            nets: self.nets.clone(),
             seccomp: self.seccomp,
         })
     }
@@ -393,6 +401,10 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 
 pub fn parse_spice(text: &str) -> Result<SpiceConfig, String> {
     SpiceConfig::parse(text)
+}
+
+pub fn parse_net(text: &str) -> Result<NetOptions, String> {
+    NetOptions::parse(text)
 }
 
 pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {

@@ -5,6 +5,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod control;
+pub mod net;
 pub mod replay;
 pub mod seccomp;
 pub mod spice;

@@ -15,9 +15,9 @@ use kvm_ioctls::{VcpuFd, VmFd};
 
 use super::{
     agent, attach_pci, bios, boot, console, control, cpu, device_err, disks, display_server, exit,
-    host, host_memory, input, interrupts, kvm_err, load_kernel, memory, qxl_bar0_base, stats, vcpu,
-    vga, BootSource, DirtyTracking, KernelBoot, PciPlan, Platform, SerialMode, VmConfig, VmError,
-    QXL_SLOT,
+    host, host_memory, input, interrupts, kvm_err, load_kernel, memory, net, qxl_bar0_base, stats,
+    vcpu, vga, BootSource, DirtyTracking, KernelBoot, PciPlan, Platform, SerialMode, VmConfig,
+    VmError, QXL_SLOT,
 };
 
 /// Step 1: the VM with its memory, buses and exit signal.
@@ -102,6 +102,7 @@ pub struct Devices {
     pub agent_port: Option<AgentPort>,
     pub qxl: Option<Qxl>,
     pub disks: disks::Disks,
+    pub nics: net::Nics,
     /// The PCI root and its BAR mapper, kept as long as the machine.
     _pci: super::AttachedPci,
     pub vga: Option<vga::VgaAttachment>,
@@ -116,6 +117,7 @@ impl Devices {
         platform: &Platform,
         config: &VmConfig,
         images: Vec<disks::OpenDisk>,
+        backends: Vec<net::OpenBackend>,
     ) -> Result<Devices, VmError> {
         let spice_link = Arc::new(input::SpiceLink::default());
         lock(&platform.i8042).set_led_observer(spice_link.clone());
@@ -136,11 +138,18 @@ impl Devices {
             interrupts::KvmMsi::new(machine.vm.clone()),
             &platform.level_lines,
         )?;
+        let nics = net::attach(
+            backends,
+            &machine.ram,
+            interrupts::KvmMsi::new(machine.vm.clone()),
+            &platform.level_lines,
+        )?;
         let mut pci_devices: Vec<(u8, devices::pci::SharedPciDevice)> = vec![(
             input::TABLET_SLOT,
             tablet.clone() as devices::pci::SharedPciDevice,
         )];
         pci_devices.extend(disks.pci.iter().cloned());
+        pci_devices.extend(nics.pci.iter().cloned());
         if let Some(a) = &agent_port {
             pci_devices.push((agent::SERIAL_SLOT, a.device.clone()));
         }
@@ -176,6 +185,7 @@ impl Devices {
             agent_port,
             qxl,
             disks,
+            nics,
             _pci: pci,
             vga,
             display,
@@ -456,6 +466,7 @@ fn vm_control(
         input_devices: devices.spice_link.clone(),
         spice: spice.as_ref().map(|s| s.control()),
         disks: std::mem::take(&mut devices.disks.status),
+        nics: std::mem::take(&mut devices.nics.status),
     }
 }
 

@@ -53,6 +53,8 @@ pub struct VmControl {
     pub spice: Option<SpiceControl>,
     /// The disks, in `--disk` order.
     pub disks: Vec<super::disks::DiskStatus>,
+    /// The network cards, in `--net` order.
+    pub nics: Vec<super::net::NicStatus>,
 }
 
 /// The SPICE server's part of `status`: its compression options, what
@@ -163,6 +165,7 @@ impl crate::api::Machine for VmControl {
             "memory_bytes": self.memory,
             "display": display,
             "disks": self.disks.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+            "nics": self.nics.iter().map(|n| n.to_json()).collect::<Vec<_>>(),
             "mouse": {
                 "mode": mouse_mode,
                 "tablet_driver": self.input_devices.tablet_driver_ready(),

@@ -17,6 +17,7 @@ pub mod input;
 mod interrupts;
 pub mod keys;
 mod memory;
+mod net;
 mod pci_mapper;
 mod stats;
 mod vcpu;
@@ -94,6 +95,8 @@ pub struct VmConfig {
     pub record: Option<PathBuf>,
     /// Disk images (`--disk`), the first is /dev/vda.
     pub disks: Vec<devices::block::DiskOptions>,
+    /// Network cards (`--net`), in order.
+    pub nets: Vec<saffron::net::NetOptions>,
     /// The system call filter set once the VM is set up (`--seccomp`).
     pub seccomp: saffron::seccomp::SeccompMode,
 }
@@ -140,6 +143,8 @@ pub enum VmError {
     Spice(#[from] saffron::spice::SpiceError),
     #[error(transparent)]
     Disk(#[from] devices::block::DiskError),
+    #[error(transparent)]
+    Net(#[from] saffron::net::NetError),
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmError {
@@ -230,11 +235,12 @@ fn host_memory() -> Option<u64> {
 pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     check_inputs(config)?;
     let images = disks::open(&config.disks)?;
+    let backends = net::open(&config.nets)?;
     // Before any thread starts: only the stats thread takes SIGUSR2.
     stats::block_dump_signal();
     let machine = build::Machine::create(config)?;
     let platform = Platform::new(&machine.vm, config, &machine.exit, &machine.io_bus)?;
-    let mut devices = build::Devices::attach(&machine, &platform, config, images)?;
+    let mut devices = build::Devices::attach(&machine, &platform, config, images, backends)?;
     let boot = build::boot(&machine, &platform, &devices, config)?;
     let vcpus = build::create_vcpus(&machine, config, boot.entry.as_ref())?;
     let services = build::start_services(&machine, &platform, &mut devices, config)?;

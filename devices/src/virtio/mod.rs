@@ -11,18 +11,19 @@
 //!
 //! Devices: [`input`] (virtio-input: the absolute tablet), [`block`]
 //! (virtio-blk: disks), [`console`] (virtio-serial: named ports such as
-//! the SPICE agent's).
+//! the SPICE agent's), [`net`] (virtio-net: the network card).
 
 pub mod block;
 pub mod console;
 pub mod input;
 pub mod msix;
+pub mod net;
 pub mod pci;
 /// A driver for tests and fuzz targets (feature `test-driver`).
 #[cfg(any(test, feature = "test-driver"))]
 pub mod test_driver;
 
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 
 /// Guest RAM as devices see it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
@@ -212,6 +213,14 @@ impl<'a> Queues<'a> {
                 self.failed = true;
                 false
             }
+        }
+    }
+
+    /// Gives back the chain popped last from queue `index`: the next `pop`
+    /// returns it again (a device that found it could not use it yet).
+    pub fn unpop(&mut self, index: u16) {
+        if let Some(queue) = self.queues.get_mut(usize::from(index)) {
+            queue.go_to_previous_position();
         }
     }
 

@@ -741,6 +741,7 @@ fn device_class(device_type: u16) -> u32 {
         18 => 0x09_80_00, // input device controller, other
         3 => 0x07_80_00,  // console: communication controller, other
         2 => 0x01_80_00,  // block: mass storage controller, other
+        1 => 0x02_00_00,  // network: Ethernet controller
         _ => 0xff_00_00,
     }
 }

@@ -1,0 +1,495 @@
+//! Moving frames between the queues and a backend, one bounded round at a
+//! time (docs/virtio-net.md §4).
+//!
+//! Transmit: each chain of the transmit queue is read whole (header, then
+//! the frame; at most [`MAX_DESCRIPTORS`] readable descriptors and
+//! [`MAX_FRAME`] bytes), its header checked against the negotiated
+//! features, and the frame handed to the backend. A chain that breaks a
+//! rule is returned unsent and counted. When the backend has no room the
+//! frame waits here and the queue is left alone until the backend's fd is
+//! writable.
+//!
+//! Receive: a frame is read from the backend only when none waits here.
+//! Its chains are gathered first (writable descriptors inside guest RAM;
+//! several chains only with mergeable buffers) and the frame is written
+//! only once they hold it whole, with `num_buffers` set; until the guest
+//! posts enough buffers the frame waits and the backend is not read, so
+//! the backend (passt, the TAP queue) holds the rest.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use virtio_queue::DescriptorChain;
+use vm_memory::{Bytes, GuestAddress, GuestMemory as _};
+use zerocopy::{FromBytes, IntoBytes};
+
+use super::header::{self, NetHeader};
+use super::{features, NetBackend, NetStats, Offloads, Sent, RX, TX};
+use crate::virtio::{GuestMemory, Queues};
+
+/// Bytes of a frame after the header: a 64 KiB TSO frame plus its
+/// Ethernet and VLAN headers.
+pub const MAX_FRAME: usize = 65_536 + 18;
+/// Bytes of an Ethernet header: no frame is shorter.
+pub const MIN_FRAME: usize = 14;
+/// Descriptors read from one chain (a longer chain is refused).
+pub const MAX_DESCRIPTORS: usize = 64;
+/// Frames moved each way in one round.
+pub const FRAMES_PER_ROUND: usize = 64;
+
+/// What a round leaves to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The round ran out of budget: go again without waiting.
+    pub more: bool,
+    /// Wait for the backend's fd to be readable.
+    pub want_read: bool,
+    /// Wait for the backend's fd to be writable.
+    pub want_write: bool,
+}
+
+enum Delivery {
+    Delivered,
+    /// Not enough guest buffers now; the frame waits.
+    NoBuffers,
+    /// The frame cannot be delivered (too big, bad buffers).
+    Dropped,
+}
+
+/// A writable piece of a receive chain.
+struct Segment {
+    addr: GuestAddress,
+    len: u32,
+    chain: usize,
+}
+
+/// The frames in flight between the queues and a backend.
+pub struct Transfer {
+    backend: Box<dyn NetBackend>,
+    stats: Arc<NetStats>,
+    /// A received frame, header first, waiting for guest buffers.
+    rx: Vec<u8>,
+    rx_len: usize,
+    /// A transmitted frame (header first) the backend had no room for.
+    tx: Vec<u8>,
+    tx_len: usize,
+    segments: Vec<Segment>,
+    chains: Vec<(u16, u32)>,
+    offloads: Option<Offloads>,
+    failed: bool,
+}
+
+impl Transfer {
+    pub fn new(backend: Box<dyn NetBackend>, stats: Arc<NetStats>) -> Self {
+        Transfer {
+            backend,
+            stats,
+            rx: vec![0; header::SIZE + MAX_FRAME],
+            rx_len: 0,
+            tx: vec![0; header::SIZE + MAX_FRAME],
+            tx_len: 0,
+            segments: Vec::new(),
+            chains: Vec::new(),
+            offloads: None,
+            failed: false,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.stats.clone()
+    }
+
+    pub fn backend_fd(&self) -> BorrowedFd<'_> {
+        self.backend.fd()
+    }
+
+    /// Whether the backend failed for good.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// One round each way with the `negotiated` features.
+    pub fn pump(&mut self, negotiated: u64, queues: &mut Queues<'_>) -> Progress {
+        if !queues.is_live(RX) && !queues.is_live(TX) {
+            self.offloads = None;
+            return self.progress(false, false);
+        }
+        self.sync_offloads(negotiated);
+        if !self.failed && self.backend.wants_writable() {
+            if let Err(e) = self.backend.flush() {
+                self.fail(&e);
+            }
+        }
+        let tx_more = self.transmit(negotiated, queues);
+        let (rx_more, want_read) = self.receive(negotiated, queues);
+        self.progress(tx_more || rx_more, want_read)
+    }
+
+    fn progress(&self, more: bool, want_read: bool) -> Progress {
+        Progress {
+            more,
+            want_read: want_read && !self.failed,
+            want_write: !self.failed && (self.backend.wants_writable() || self.tx_len > 0),
+        }
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        if !self.failed {
+            tracing::error!("virtio-net: the network backend failed: {e}; frames are dropped");
+            self.failed = true;
+            self.stats.backend_failed.store(true, Ordering::Relaxed);
+            self.tx_len = 0;
+            self.rx_len = 0;
+        }
+    }
+
+    fn sync_offloads(&mut self, negotiated: u64) {
+        let wanted = Offloads::from_features(negotiated);
+        if self.failed || !self.backend.vnet_header() || self.offloads == Some(wanted) {
+            return;
+        }
+        self.offloads = Some(wanted);
+        if let Err(e) = self.backend.set_offloads(wanted) {
+            self.fail(&e);
+        }
+    }
+
+    /// Sends what the transmit queue holds; whether more may wait.
+    fn transmit(&mut self, negotiated: u64, queues: &mut Queues<'_>) -> bool {
+        if self.tx_len > 0 && !self.send_waiting(negotiated) {
+            return false;
+        }
+        queues.disable_notification(TX);
+        let mut used = false;
+        let mut more = true;
+        for _ in 0..FRAMES_PER_ROUND {
+            let Some(chain) = queues.pop_or_arm(TX) else {
+                more = false;
+                break;
+            };
+            let head = chain.head_index();
+            let read = read_chain(chain, queues.memory(), &mut self.tx);
+            queues.add_used(TX, head, 0);
+            used = true;
+            match read {
+                Ok(len) => self.tx_len = len,
+                Err(reason) => {
+                    self.refuse(queues, format_args!("transmit chain {head}: {reason}"));
+                    continue;
+                }
+            }
+            if !self.send_waiting(negotiated) {
+                more = false;
+                break;
+            }
+        }
+        if used {
+            queues.notify(TX);
+        }
+        more
+    }
+
+    fn refuse(&mut self, queues: &mut Queues<'_>, what: std::fmt::Arguments<'_>) {
+        NetStats::add(&self.stats.tx_refused, 1);
+        queues.guest_error(what);
+    }
+
+    /// Checks and sends the frame in `tx`; false when the backend had no
+    /// room (the frame stays).
+    fn send_waiting(&mut self, negotiated: u64) -> bool {
+        let len = std::mem::take(&mut self.tx_len);
+        let frame = &self.tx[..len];
+        let Some((hdr, body)) = split_header(frame) else {
+            NetStats::add(&self.stats.tx_refused, 1);
+            return true;
+        };
+        if body.len() < MIN_FRAME || hdr.check_tx(negotiated, body.len()).is_err() {
+            NetStats::add(&self.stats.tx_refused, 1);
+            return true;
+        }
+        if self.failed {
+            return true;
+        }
+        let out = if self.backend.vnet_header() {
+            frame
+        } else {
+            body
+        };
+        match self.backend.send(out) {
+            Ok(Sent::Done) => {
+                NetStats::add(&self.stats.tx_packets, 1);
+                NetStats::add(&self.stats.tx_bytes, body.len() as u64);
+                true
+            }
+            Ok(Sent::Full) => {
+                self.tx_len = len;
+                false
+            }
+            Err(e) => {
+                self.fail(&e);
+                true
+            }
+        }
+    }
+
+    /// Delivers frames to the receive queue: (more may wait, wait for the
+    /// backend to be readable).
+    fn receive(&mut self, negotiated: u64, queues: &mut Queues<'_>) -> (bool, bool) {
+        if !queues.is_live(RX) || self.failed {
+            return (false, false);
+        }
+        let mergeable = negotiated & features::MRG_RXBUF != 0;
+        let mut used = false;
+        let mut result = (true, true);
+        for _ in 0..FRAMES_PER_ROUND {
+            if self.rx_len == 0 && !self.read_frame() {
+                result = (false, !self.failed);
+                break;
+            }
+            match self.deliver(mergeable, queues) {
+                Delivery::Delivered => used = true,
+                Delivery::NoBuffers => {
+                    result = (false, false);
+                    break;
+                }
+                Delivery::Dropped => {
+                    NetStats::add(&self.stats.rx_dropped, 1);
+                    self.rx_len = 0;
+                    used |= !self.chains.is_empty();
+                    self.chains.clear();
+                }
+            }
+        }
+        if used {
+            queues.notify(RX);
+        }
+        result
+    }
+
+    /// Reads the next frame from the backend into `rx`; whether there was one.
+    fn read_frame(&mut self) -> bool {
+        loop {
+            let result = if self.backend.vnet_header() {
+                self.backend.recv(&mut self.rx)
+            } else {
+                self.rx[..header::SIZE].fill(0);
+                let got = self.backend.recv(&mut self.rx[header::SIZE..]);
+                got.map(|n| n.map(|n| n + header::SIZE))
+            };
+            match result {
+                Ok(Some(n)) if n >= header::SIZE + MIN_FRAME && n <= self.rx.len() => {
+                    self.rx_len = n;
+                    return true;
+                }
+                Ok(Some(_)) => {
+                    NetStats::add(&self.stats.rx_dropped, 1);
+                }
+                Ok(None) => return false,
+                Err(e) => {
+                    self.fail(&e);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Puts the frame in `rx` into receive chains.
+    fn deliver(&mut self, mergeable: bool, queues: &mut Queues<'_>) -> Delivery {
+        let total = self.rx_len;
+        match self.gather(total, mergeable, queues) {
+            Ok(true) => {}
+            Ok(false) => return Delivery::NoBuffers,
+            Err(drop) => return drop,
+        }
+        let count = self.chains.len() as u16;
+        if mergeable {
+            let mut hdr = NetHeader::read_from_bytes(&self.rx[..header::SIZE]).unwrap_or_default();
+            hdr.num_buffers.set(count);
+            self.rx[..header::SIZE].copy_from_slice(hdr.as_bytes());
+        }
+        if let Err(e) = self.scatter(total, queues.memory()) {
+            for &(head, _) in &self.chains {
+                queues.add_used(RX, head, 0);
+            }
+            queues.guest_error(format_args!("receive buffers unwritable: {e}"));
+            return Delivery::Dropped;
+        }
+        for &(head, len) in &self.chains {
+            queues.add_used(RX, head, len);
+        }
+        self.rx_len = 0;
+        NetStats::add(&self.stats.rx_packets, 1);
+        NetStats::add(&self.stats.rx_bytes, (total - header::SIZE) as u64);
+        Delivery::Delivered
+    }
+
+    /// Takes receive chains until they hold `total` bytes: Ok(false) when
+    /// the guest has not posted enough (what was taken is given back).
+    fn gather(
+        &mut self,
+        total: usize,
+        mergeable: bool,
+        queues: &mut Queues<'_>,
+    ) -> Result<bool, Delivery> {
+        self.segments.clear();
+        self.chains.clear();
+        let mut room = 0usize;
+        let mut armed = false;
+        while room < total {
+            let chain = match queues.pop(RX) {
+                Some(chain) => chain,
+                None if !armed && !queues.failed() => {
+                    // Ask for a kick, then look once more.
+                    armed = true;
+                    if queues.enable_notification(RX) {
+                        continue;
+                    }
+                    self.give_back(queues);
+                    return Ok(false);
+                }
+                None => {
+                    self.give_back(queues);
+                    return Ok(false);
+                }
+            };
+            let head = chain.head_index();
+            let index = self.chains.len();
+            match writable_segments(chain, queues.memory(), index, &mut self.segments) {
+                Ok(n) => {
+                    room += n;
+                    self.chains.push((head, 0));
+                }
+                Err(reason) => {
+                    // The chains taken before it are no longer the last
+                    // popped: all go back used and empty (the driver frees
+                    // them).
+                    self.chains.push((head, 0));
+                    for &(head, _) in &self.chains {
+                        queues.add_used(RX, head, 0);
+                    }
+                    queues.guest_error(format_args!("receive chain {head}: {reason}"));
+                    return Err(Delivery::Dropped);
+                }
+            }
+            let last_try = !mergeable || self.chains.len() >= usize::from(super::QUEUE_SIZE);
+            if room < total && last_try {
+                // One chain must hold the frame, or the whole ring cannot.
+                self.give_back(queues);
+                return Err(Delivery::Dropped);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Returns the chains taken for a frame, unused, to the queue.
+    fn give_back(&mut self, queues: &mut Queues<'_>) {
+        for _ in 0..self.chains.len() {
+            queues.unpop(RX);
+        }
+        self.chains.clear();
+        self.segments.clear();
+    }
+
+    /// Writes `rx[..total]` across the gathered segments, chain by chain,
+    /// recording how much each chain got.
+    fn scatter(
+        &mut self,
+        total: usize,
+        memory: &GuestMemory,
+    ) -> Result<(), vm_memory::GuestMemoryError> {
+        let mut at = 0;
+        for s in &self.segments {
+            if at == total {
+                break;
+            }
+            let n = (s.len as usize).min(total - at);
+            memory.write_slice(&self.rx[at..at + n], s.addr)?;
+            self.chains[s.chain].1 += n as u32;
+            at += n;
+        }
+        // Chains past the frame's end (never: gathering stops once it fits)
+        // would keep 0 bytes; the driver then frees them.
+        Ok(())
+    }
+}
+
+fn split_header(frame: &[u8]) -> Option<(NetHeader, &[u8])> {
+    NetHeader::read_from_prefix(frame).ok()
+}
+
+/// Reads a transmit chain into `buf`: its length.
+fn read_chain(
+    chain: DescriptorChain<&GuestMemory>,
+    memory: &GuestMemory,
+    buf: &mut [u8],
+) -> Result<usize, String> {
+    let mut len = 0usize;
+    let mut count = 0;
+    let mut cut_short = false;
+    for d in chain {
+        count += 1;
+        if count > MAX_DESCRIPTORS {
+            return Err(format!("more than {MAX_DESCRIPTORS} descriptors"));
+        }
+        if d.is_write_only() {
+            return Err("a device-writable descriptor".into());
+        }
+        let n = d.len() as usize;
+        if n > buf.len() - len {
+            return Err(format!("more than {} bytes", buf.len()));
+        }
+        memory
+            .read_slice(&mut buf[len..len + n], d.addr())
+            .map_err(|e| format!("buffer {:#x}+{n:#x}: {e}", d.addr().0))?;
+        len += n;
+        cut_short = d.has_next();
+    }
+    if cut_short {
+        return Err("a chain cut short (a loop or a bad index)".into());
+    }
+    if len < header::SIZE {
+        return Err(format!("{len} bytes, less than a header"));
+    }
+    Ok(len)
+}
+
+/// Adds a receive chain's writable descriptors to `out`: its room.
+fn writable_segments(
+    chain: DescriptorChain<&GuestMemory>,
+    memory: &GuestMemory,
+    index: usize,
+    out: &mut Vec<Segment>,
+) -> Result<usize, String> {
+    let mut room = 0usize;
+    let mut count = 0;
+    let mut cut_short = false;
+    for d in chain {
+        count += 1;
+        if count > MAX_DESCRIPTORS {
+            return Err(format!("more than {MAX_DESCRIPTORS} descriptors"));
+        }
+        if !d.is_write_only() {
+            return Err("a device-readable descriptor".into());
+        }
+        if !memory.check_range(d.addr(), d.len() as usize, vm_memory::Permissions::Write) {
+            return Err(format!(
+                "buffer {:#x}+{:#x} outside RAM",
+                d.addr().0,
+                d.len()
+            ));
+        }
+        room = room.saturating_add(d.len() as usize);
+        out.push(Segment {
+            addr: d.addr(),
+            len: d.len(),
+            chain: index,
+        });
+        cut_short = d.has_next();
+    }
+    if cut_short {
+        return Err("a chain cut short (a loop or a bad index)".into());
+    }
+    Ok(room)
+}
