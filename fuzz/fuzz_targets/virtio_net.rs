@@ -4,7 +4,8 @@
 //! operations from the fuzz input: chains posted on either queue
 //! (addresses also past RAM, any lengths and directions), guest memory
 //! written (headers, frames), frames arriving of any length, a backend
-//! that fills up, rounds of the I/O thread, used rings read back; and
+//! that fills up, the link going down and up, rounds of the I/O thread,
+//! used rings read back; and
 //! bytes from a broken peer into passt's frame stream. Nothing may panic,
 //! every frame handed to the backend must have passed the checks, and what
 //! waits stays bounded.
@@ -147,9 +148,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => wire.lock().unwrap().room = (op[2] & 1 == 0).then_some(usize::from(op[3] % 4)),
-            5 | 6 => {
+            5 => {
                 let negotiated = d.device.driver_features();
-                d.device.with_device(|_, queues| t.pump(negotiated, queues));
+                d.device
+                    .with_device(|net, queues| t.pump(negotiated, net.link_up(), queues));
+            }
+            6 => {
+                d.device.device_mut().set_link(op[2] & 1 == 0);
+                d.device.config_changed();
             }
             _ => {
                 d.take_used(q);

@@ -36,6 +36,13 @@ pub trait Machine: Send + Sync {
     fn set_spice_compression(&self, changes: &[(&str, &str)]) -> Result<Value, Refusal>;
     /// Changes who may link to the SPICE server.
     fn spice_password(&self, change: PasswordChange) -> Result<(), Refusal>;
+    /// Sets the link of network card `name` (`net0`, ...) up or down.
+    fn set_link(&self, name: &str, _up: bool) -> Result<(), Refusal> {
+        Err(Refusal {
+            code: "no_device",
+            message: format!("this VM has no network card {name:?}"),
+        })
+    }
 }
 
 /// `set-password` and `expire-password` (QMP's `set_password` and
@@ -136,6 +143,10 @@ enum Command {
         time: String,
         protocol: Option<String>,
     },
+    SetLink {
+        name: String,
+        up: bool,
+    },
     #[serde(rename_all = "kebab-case")]
     SetSpiceCompression {
         image_compression: Option<String>,
@@ -234,6 +245,7 @@ fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
                 .and_then(|()| expiry(&time, SystemTime::now()))
                 .and_then(|at| machine.spice_password(PasswordChange::Expire(at))),
         ),
+        Command::SetLink { name, up } => done(machine.set_link(&name, up)),
         Command::Reset {} => (ok(json!({})), After::Reset),
         Command::Quit {} => (ok(json!({})), After::Quit),
         Command::SetSpiceCompression {
@@ -553,6 +565,24 @@ mod tests {
             r#"{"command": "expire-password", "time": "soon"}"#,
             r#"{"command": "expire-password", "time": "+-5"}"#,
             r#"{"command": "expire-password"}"#,
+        ] {
+            assert_eq!(handle(bad, &m).0["error"]["code"], "bad_request", "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_link_takes_qmps_arguments() {
+        let m = FakeMachine::default();
+        let (response, _) = handle(
+            r#"{"command": "set-link", "name": "net0", "up": false}"#,
+            &m,
+        );
+        // The fake machine has no network card: the default answer.
+        assert_eq!(response["error"]["code"], "no_device", "{response}");
+        for bad in [
+            r#"{"command": "set-link", "name": "net0"}"#,
+            r#"{"command": "set-link", "name": "net0", "up": "no"}"#,
+            r#"{"command": "set-link", "up": true}"#,
         ] {
             assert_eq!(handle(bad, &m).0["error"]["code"], "bad_request", "{bad}");
         }

@@ -267,6 +267,24 @@ impl crate::api::Machine for VmControl {
             }
         }
     }
+
+    fn set_link(&self, name: &str, up: bool) -> Result<(), Refusal> {
+        let nic = self.nics.iter().find(|n| n.name() == name);
+        nic.ok_or_else(|| no_nic(name, &self.nics))?.set_link(up);
+        Ok(())
+    }
+}
+
+fn no_nic(name: &str, nics: &[super::net::NicStatus]) -> Refusal {
+    let names: Vec<&str> = nics.iter().map(|n| n.name()).collect();
+    Refusal {
+        code: "no_device",
+        message: if names.is_empty() {
+            "this VM has no network card (see --net)".into()
+        } else {
+            format!("no network card {name:?} (cards: {})", names.join(", "))
+        },
+    }
 }
 
 fn no_spice() -> Refusal {

@@ -122,6 +122,19 @@ pub struct NicStatus {
 }
 
 impl NicStatus {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets the link up or down and tells the guest.
+    pub fn set_link(&self, up: bool) {
+        let mut transport = devices::bus::lock(&self.transport);
+        if transport.device().link_up() != up {
+            transport.device_mut().set_link(up);
+            transport.config_changed();
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let c = self.stats.counts();
         let link = devices::bus::lock(&self.transport).device().link_up();

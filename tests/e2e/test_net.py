@@ -4,9 +4,10 @@
 Runs inside the nested machine (real KVM), from the repository root:
     tests/nested/run -- /usr/bin/python3 tests/e2e/test_net.py [TEST_NAME...]
 
-One boot with two cards:
+One boot with two cards, brought up by the guest's init (kernel arguments saffron.dhcp= and
+saffron.ip=):
 - net0, user-mode networking through passt (`--net user,hostfwd=...,dns=GATEWAY`): the guest
-  gets its address by DHCP (busybox udhcpc), resolves a name through the gateway's address
+  gets its address by DHCP (busybox udhcpc) at boot, resolves a name through the gateway's address
   (answered by a small DNS server this test runs on the outer machine's loopback), fetches a
   file by that name from an HTTP server on the host side, and a host client fetches a file
   from an HTTP server in the guest through hostfwd;
@@ -162,13 +163,13 @@ def host_fetch(url: str) -> str:
 
 
 def user_network(guest: Guest, eth: str, port: int, blob_hash: str, served_hash: str) -> None:
-    started = time.monotonic()
-    guest_lines(guest, f"ip link set {eth} up && udhcpc -i {eth} -n -q -t 10 -T 3", timeout=120)
     addr = guest_lines(guest, f"ip -4 -o addr show dev {eth}")
-    assert f"{OUTER_ADDR}/24" in addr, f"DHCP gave {addr}"
+    assert f"{OUTER_ADDR}/24" in addr, f"DHCP at boot gave {addr!r}"
     resolv = guest_lines(guest, "cat /etc/resolv.conf")
     assert f"nameserver {GATEWAY}" in resolv, resolv
-    print(f"  DHCP from passt: {addr.split()[3]} in {time.monotonic() - started:.1f} s")
+    route = guest_lines(guest, "ip route | grep ^default")
+    assert f"via {GATEWAY} dev {eth}" in route, route
+    print(f"  DHCP from passt at boot: {addr.split()[3]}, {route}, DNS {GATEWAY}")
     # busybox's nslookup has its own resolver; its static wget would need glibc's NSS modules
     # for names, so it gets the address nslookup found.
     answer = guest_lines(guest, f"nslookup {NAME}", timeout=90)
@@ -181,7 +182,8 @@ def user_network(guest: Guest, eth: str, port: int, blob_hash: str, served_hash:
 
 
 def tap_network(guest: Guest, eth: str, port: int, blob_hash: str, served_hash: str) -> None:
-    guest_lines(guest, f"ip addr add {GUEST_TAP_IP}/24 dev {eth} && ip link set {eth} up")
+    addr = guest_lines(guest, f"ip -4 -o addr show dev {eth}")
+    assert f"{GUEST_TAP_IP}/24" in addr, f"the static address is missing: {addr!r}"
     assert guest_fetch(guest, f"http://{HOST_TAP_IP}:{port}/blob") == blob_hash
     assert host_fetch(f"http://{GUEST_TAP_IP}:{GUEST_HTTP_PORT}/g") == served_hash
     print(f"  TAP {TAP}: guest fetched the host's file and the host the guest's, same hashes")
@@ -209,6 +211,27 @@ def flood(guest: Guest, api: Api, eths: list[str], port: int) -> None:
     assert slowest < 5, f"status took {slowest:.1f} s during the flood"
     print(f"  flood of random frames ({logs.replace(chr(10), '; ')}) in {took:.0f} s; "
           f"slowest status answer {slowest * 1000:.0f} ms")
+
+
+def carrier(guest: Guest, eth: str, want: str) -> None:
+    deadline = time.monotonic() + 30
+    while guest_lines(guest, f"cat /sys/class/net/{eth}/carrier") != want:
+        assert time.monotonic() < deadline, f"{eth}'s carrier did not become {want}"
+        time.sleep(0.5)
+
+
+def link_down_and_up(guest: Guest, api: Api, eth: str) -> None:
+    """set-link: the guest loses its carrier and gets it back, and the card works again."""
+    api.call("set-link", name="net1", up=False)
+    carrier(guest, eth, "0")
+    assert api.call("status")["nics"][1]["link"] == "down"
+    refused = api.request("set-link", name="net7", up=True)
+    assert refused["error"]["code"] == "no_device", refused
+    api.call("set-link", name="net1", up=True)
+    carrier(guest, eth, "1")
+    assert api.call("status")["nics"][1]["link"] == "up"
+    guest_lines(guest, f"ping -c 1 -W 10 {HOST_TAP_IP}", timeout=60)
+    print("  set-link net1 down and up: the guest's carrier followed; the TAP answers again")
 
 
 def check_status(api: Api) -> int:
@@ -256,7 +279,12 @@ def saffron_with_two_cards(sock: Path) -> list[str]:
     nets = ["--net", f"user,mac={USER_MAC},dns={GATEWAY},"
                      f"hostfwd=tcp:127.0.0.1:{HOSTFWD_PORT}-:{GUEST_HTTP_PORT}",
             "--net", f"tap={TAP},mac={TAP_MAC}", "--api-socket", str(sock)]
-    return saffron_command(GuestImage.default(True), memory="512M", cpus=2, extra_args=nets)
+    argv = saffron_command(GuestImage.default(True), memory="512M", cpus=2, extra_args=nets)
+    # The guest's init brings both up (guest-drivers/linux/extra/etc/saffron/init.d/20-network);
+    # the cards are eth0 and eth1 in PCI slot order.
+    at = argv.index("--cmdline") + 1
+    argv[at] += f" saffron.dhcp=eth0 saffron.ip=eth1:{GUEST_TAP_IP}/24"
+    return argv
 
 
 def test_user_and_tap_networking():
@@ -269,6 +297,7 @@ def test_user_and_tap_networking():
                 Guest(saffron_with_two_cards(sock), "net") as guest:
             guest.wait_ready(timeout=120)
             user_eth, tap_eth = interface(guest, USER_MAC), interface(guest, TAP_MAC)
+            assert (user_eth, tap_eth) == ("eth0", "eth1"), (user_eth, tap_eth)
             served = guest_lines(guest, "mkdir -p /srv && head -c 1048576 /dev/urandom >/srv/g"
                                         f" && sha256sum /srv/g && httpd -p {GUEST_HTTP_PORT}"
                                         " -h /srv").split()[0]
@@ -280,6 +309,7 @@ def test_user_and_tap_networking():
             assert guest_fetch(guest, f"http://{GATEWAY}:{port}/blob") == blob_hash
             assert host_fetch(f"http://{GUEST_TAP_IP}:{GUEST_HTTP_PORT}/g") == served
             print("  both networks work after the flood")
+            link_down_and_up(guest, api, tap_eth)
             check_status(api)
             guest.send("poweroff -f\n")
             if guest.wait_exit(timeout=60) != 0:

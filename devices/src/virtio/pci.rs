@@ -290,6 +290,10 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         &self.device
     }
 
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
     /// The device status the driver set.
     pub fn status(&self) -> u8 {
         self.status
@@ -328,6 +332,15 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             self.needs_reset();
         }
         result
+    }
+
+    /// Tells the driver the device's configuration changed (e.g. a
+    /// network card's link state).
+    pub fn config_changed(&mut self) {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        if self.is_live() {
+            self.interrupts.signal_config();
+        }
     }
 
     fn needs_reset(&mut self) {

@@ -121,6 +121,13 @@ impl<D: VirtioDevice> Driver<D> {
         b[0]
     }
 
+    /// The configuration generation the device reports.
+    pub fn config_generation(&mut self) -> u8 {
+        let mut b = [0u8];
+        self.device.read_bar(0, C + 0x15, &mut b);
+        b[0]
+    }
+
     /// Reads device configuration space.
     pub fn config(&mut self, offset: u64, len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len];

@@ -88,7 +88,9 @@ impl Card {
     fn pump(&mut self) -> Progress {
         let negotiated = self.d.device.driver_features();
         let t = &mut self.t;
-        self.d.device.with_device(|_, q| t.pump(negotiated, q))
+        self.d
+            .device
+            .with_device(|net, q| t.pump(negotiated, net.link_up(), q))
     }
     fn counts(&self) -> NetCounts {
         self.t.stats().counts()
@@ -346,6 +348,34 @@ fn gso_the_guest_did_not_negotiate_is_refused() {
     c.d.kick(TX);
     c.pump();
     assert_eq!(c.counts().tx_refused, 1);
+}
+
+#[test]
+fn with_the_link_down_nothing_moves_and_the_driver_hears_of_it() {
+    let mut c = card(false, features::MRG_RXBUF);
+    let generation = c.d.config_generation();
+    c.d.device.device_mut().set_link(false);
+    c.d.device.config_changed();
+    assert_eq!(c.d.config(6, 2), [0, 0]);
+    assert_ne!(c.d.config_generation(), generation);
+    c.wire.lock().unwrap().inbound.push_back(frame(100, 1));
+    c.d.add(RX, &[(DATA, 4096, true)]);
+    c.d.write(DATA + 0x1000, &[0u8; 12]);
+    c.d.add(TX, &[(DATA + 0x1000, 80, false)]);
+    c.d.kick(TX);
+    let p = c.pump();
+    assert!(!p.want_read);
+    assert_eq!(c.d.take_used(TX).len(), 1, "transmit chains come back");
+    assert!(c.d.take_used(RX).is_empty());
+    assert!(c.wire.lock().unwrap().outbound.is_empty());
+    assert_eq!(
+        c.wire.lock().unwrap().inbound.len(),
+        1,
+        "the backend keeps its frames"
+    );
+    c.d.device.device_mut().set_link(true);
+    c.pump();
+    assert_eq!(c.d.take_used(RX), vec![(0, 112)]);
 }
 
 #[test]

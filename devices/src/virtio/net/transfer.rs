@@ -110,11 +110,21 @@ impl Transfer {
         self.failed
     }
 
-    /// One round each way with the `negotiated` features.
-    pub fn pump(&mut self, negotiated: u64, queues: &mut Queues<'_>) -> Progress {
+    /// One round each way with the `negotiated` features. With the link
+    /// down, transmitted frames are dropped and nothing is received (the
+    /// backend keeps what arrives), as on an unplugged cable.
+    pub fn pump(&mut self, negotiated: u64, link_up: bool, queues: &mut Queues<'_>) -> Progress {
         if !queues.is_live(RX) && !queues.is_live(TX) {
             self.offloads = None;
             return self.progress(false, false);
+        }
+        if !link_up {
+            let more = self.drop_transmitted(queues);
+            return Progress {
+                more,
+                want_read: false,
+                want_write: false,
+            };
         }
         self.sync_offloads(negotiated);
         if !self.failed && self.backend.wants_writable() {
@@ -184,6 +194,25 @@ impl Transfer {
                 more = false;
                 break;
             }
+        }
+        if used {
+            queues.notify(TX);
+        }
+        more
+    }
+
+    /// Returns the transmit queue's chains unsent; whether more may wait.
+    fn drop_transmitted(&mut self, queues: &mut Queues<'_>) -> bool {
+        self.tx_len = 0;
+        let mut used = false;
+        let mut more = true;
+        for _ in 0..FRAMES_PER_ROUND {
+            let Some(chain) = queues.pop_or_arm(TX) else {
+                more = false;
+                break;
+            };
+            queues.add_used(TX, chain.head_index(), 0);
+            used = true;
         }
         if used {
             queues.notify(TX);

@@ -78,7 +78,7 @@ impl Worker {
         let mut transport = lock(&self.transport);
         let negotiated = transport.driver_features();
         let transfer = &mut self.transfer;
-        transport.with_device(|_, queues| transfer.pump(negotiated, queues))
+        transport.with_device(|net, queues| transfer.pump(negotiated, net.link_up(), queues))
     }
 
     /// Sleeps until a wake-up or the backend is ready as `progress` wants.
