@@ -3,6 +3,7 @@
 //! with [`stream`]'s framing) and TAP devices ([`tap`]), and the `--net`
 //! option that picks one ([`options`]).
 
+pub mod guest_io;
 pub mod options;
 pub mod passt;
 pub mod stream;

@@ -9,24 +9,81 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use devices::virtio::net::transfer::MAX_FRAME;
-use devices::virtio::net::{NetBackend, Offloads, Sent};
+use devices::virtio::net::{GuestPiece, NetBackend, Offloads, Sent};
+use devices::virtio::GuestMemory;
 
 /// Bytes of output that may wait for the socket.
 pub const OUT_LIMIT: usize = 256 << 10;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 << 10;
 
+/// Bytes with a start and an end in a fixed buffer: taken from the front,
+/// added at the back, moved to the start only when the back is full (so
+/// a byte is moved at most once, not at every frame).
+struct Window {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Window {
+    fn new(size: usize) -> Self {
+        Window {
+            buf: vec![0; size].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Free space at the back, at least `want` bytes if the buffer has them.
+    fn space(&mut self, want: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < want && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn added(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// Appends `bytes` if they fit.
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        let space = self.space(bytes.len());
+        if space.len() < bytes.len() {
+            return false;
+        }
+        space[..bytes.len()].copy_from_slice(bytes);
+        self.added(bytes.len());
+        true
+    }
+}
+
 /// A length-prefixed frame stream.
 pub struct StreamBackend {
     socket: UnixStream,
     /// Who is at the other end, for errors.
     peer: &'static str,
-    input: Vec<u8>,
-    /// Bytes of `input` already handed out.
-    taken: usize,
-    output: Vec<u8>,
-    /// Bytes of `output` already written.
-    written: usize,
+    input: Window,
+    output: Window,
 }
 
 impl StreamBackend {
@@ -35,16 +92,14 @@ impl StreamBackend {
         Ok(StreamBackend {
             socket,
             peer,
-            input: Vec::with_capacity(2 * READ_CHUNK),
-            taken: 0,
-            output: Vec::with_capacity(OUT_LIMIT),
-            written: 0,
+            input: Window::new(4 + MAX_FRAME + READ_CHUNK),
+            output: Window::new(OUT_LIMIT),
         })
     }
 
-    /// A whole frame at the front of the input, if there is one.
-    fn next_frame(&self) -> io::Result<Option<(usize, usize)>> {
-        let waiting = &self.input[self.taken..];
+    /// The length of a whole frame at the front of the input, if there is one.
+    fn next_frame(&self) -> io::Result<Option<usize>> {
+        let waiting = self.input.data();
         let Some(prefix) = waiting.get(..4) else {
             return Ok(None);
         };
@@ -55,29 +110,29 @@ impl StreamBackend {
                 format!("{} sent a frame of {len} bytes", self.peer),
             ));
         }
-        Ok((waiting.len() >= 4 + len).then_some((self.taken + 4, len)))
+        Ok((waiting.len() >= 4 + len).then_some(len))
     }
 
     /// Reads what the socket has; false when it had nothing.
     fn fill(&mut self) -> io::Result<bool> {
-        if self.taken > 0 {
-            self.input.drain(..self.taken);
-            self.taken = 0;
-        }
-        let start = self.input.len();
-        self.input.resize(start + READ_CHUNK, 0);
-        let result = self.socket.read(&mut self.input[start..]);
-        self.input.truncate(start + *result.as_ref().unwrap_or(&0));
-        match result {
+        let space = self.input.space(READ_CHUNK);
+        match self.socket.read(space) {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{} closed its socket (it exited?)", self.peer),
             )),
-            Ok(_) => Ok(true),
+            Ok(n) => {
+                self.input.added(n);
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(e) => Err(e),
         }
+    }
+
+    fn room(&self, frame: usize) -> bool {
+        self.output.len() + 4 + frame <= OUT_LIMIT
     }
 }
 
@@ -92,10 +147,10 @@ impl NetBackend for StreamBackend {
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
-            if let Some((at, len)) = self.next_frame()? {
-                self.taken = at + len;
+            if let Some(len) = self.next_frame()? {
                 let n = len.min(buf.len());
-                buf[..n].copy_from_slice(&self.input[at..at + n]);
+                buf[..n].copy_from_slice(&self.input.data()[4..4 + n]);
+                self.input.consume(4 + len);
                 // A frame longer than `buf` says so by its length; the
                 // card drops it.
                 return Ok(Some(len));
@@ -107,40 +162,66 @@ impl NetBackend for StreamBackend {
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
-        if self.output.len() - self.written + 4 + frame.len() > OUT_LIMIT {
+        if !self.room(frame.len()) {
             self.flush()?;
-            if self.output.len() - self.written + 4 + frame.len() > OUT_LIMIT {
+            if !self.room(frame.len()) {
                 return Ok(Sent::Full);
             }
         }
-        if self.written > 0 {
-            self.output.drain(..self.written);
-            self.written = 0;
-        }
-        self.output
-            .extend_from_slice(&(frame.len() as u32).to_be_bytes());
-        self.output.extend_from_slice(frame);
+        let pushed =
+            self.output.push(&(frame.len() as u32).to_be_bytes()) && self.output.push(frame);
+        debug_assert!(pushed, "room was checked");
         self.flush()?;
         Ok(Sent::Done)
     }
 
+    /// With nothing waiting, the frame goes straight from guest memory; what
+    /// the socket does not take at once is copied into the output buffer.
+    fn send_from_guest(
+        &mut self,
+        prefix: &[u8],
+        pieces: &[GuestPiece],
+        memory: &GuestMemory,
+    ) -> Option<io::Result<Sent>> {
+        let len = prefix.len() + pieces.iter().map(|p| p.len).sum::<usize>();
+        if self.output.len() > 0 || !self.room(len) {
+            return None;
+        }
+        let length = (len as u32).to_be_bytes();
+        let parts = [&length[..], prefix];
+        let written = loop {
+            match super::guest_io::writev(self.socket.as_fd(), &parts, pieces, memory) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(e)),
+            }
+        };
+        if written == 4 + len {
+            return Some(Ok(Sent::Done));
+        }
+        let mut rest = Vec::with_capacity(4 + len - written);
+        let copied = super::guest_io::append_rest(&parts, pieces, memory, written, &mut rest);
+        Some(copied.map(|()| {
+            let pushed = self.output.push(&rest);
+            debug_assert!(pushed, "room was checked");
+            Sent::Done
+        }))
+    }
+
     fn wants_writable(&self) -> bool {
-        self.written < self.output.len()
+        self.output.len() > 0
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        while self.written < self.output.len() {
-            match self.socket.write(&self.output[self.written..]) {
+        while self.output.len() > 0 {
+            match self.socket.write(self.output.data()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
+                Ok(n) => self.output.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
-        if self.written == self.output.len() {
-            self.output.clear();
-            self.written = 0;
         }
         Ok(())
     }
@@ -195,6 +276,55 @@ mod tests {
         }
         assert!(s.wants_writable());
         assert!(s.output.len() <= OUT_LIMIT);
+    }
+
+    #[test]
+    fn frames_from_guest_memory_arrive_whole_even_when_the_socket_is_full() {
+        use vm_memory::{Bytes, GuestAddress};
+        let memory = GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let body: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        memory.write_slice(&body, GuestAddress(0x1000)).unwrap();
+        let pieces = [
+            GuestPiece {
+                addr: GuestAddress(0x1000),
+                len: 20_000,
+            },
+            GuestPiece {
+                addr: GuestAddress(0x1000 + 20_000),
+                len: 40_000,
+            },
+        ];
+        let (mut s, mut peer) = pair();
+        let mut sent = 0;
+        // Until the socket is full: then the rest waits in the buffer.
+        while sent < 40 {
+            match s.send_from_guest(&[], &pieces, &memory) {
+                Some(Ok(Sent::Done)) => sent += 1,
+                None => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(s.wants_writable(), "the socket never filled");
+        peer.set_nonblocking(false).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut frames = 0;
+            let mut prefix = [0u8; 4];
+            while peer.read_exact(&mut prefix).is_ok() {
+                let mut frame = vec![0u8; u32::from_be_bytes(prefix) as usize];
+                peer.read_exact(&mut frame).unwrap();
+                assert_eq!(
+                    frame,
+                    (0..60_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()
+                );
+                frames += 1;
+            }
+            frames
+        });
+        while s.wants_writable() {
+            s.flush().unwrap();
+        }
+        drop(s);
+        assert_eq!(reader.join().unwrap(), sent);
     }
 
     #[test]

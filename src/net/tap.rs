@@ -11,7 +11,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use devices::virtio::net::{header, NetBackend, Offloads, Sent};
+use devices::virtio::net::{header, GuestPiece, NetBackend, Offloads, Sent};
+use devices::virtio::GuestMemory;
 
 use super::NetError;
 
@@ -98,6 +99,31 @@ impl Tap {
         &self.name
     }
 
+    /// What a write of one frame came to: `None` to try again.
+    fn sent(&mut self, written: io::Result<usize>) -> io::Result<Option<Sent>> {
+        match written {
+            // A TAP device takes whole frames.
+            Ok(_) => Ok(Some(Sent::Done)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(Sent::Full)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            // The kernel refused this frame (a header it does not take,
+            // the device down, no memory): dropped, as a network would.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE | libc::ENOBUFS | libc::EFAULT)
+                ) =>
+            {
+                self.dropped += 1;
+                if self.dropped <= 8 || self.dropped.is_power_of_two() {
+                    tracing::warn!("tap {}: frame #{} dropped: {e}", self.name, self.dropped);
+                }
+                Ok(Some(Sent::Done))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn offload(&self, flags: libc::c_uint) -> io::Result<()> {
         // SAFETY: TUNSETOFFLOAD takes its argument by value, not a pointer.
         let rc =
@@ -142,31 +168,25 @@ impl NetBackend for Tap {
 
     fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
         loop {
-            match self.file.write(frame) {
-                Ok(_) => return Ok(Sent::Done),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Full),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The kernel refused this frame (a header it does not take,
-                // the device down, no memory): dropped, as a network would.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(
-                            libc::EINVAL
-                                | libc::EIO
-                                | libc::EMSGSIZE
-                                | libc::ENOBUFS
-                                | libc::EFAULT
-                        )
-                    ) =>
-                {
-                    self.dropped += 1;
-                    if self.dropped <= 8 || self.dropped.is_power_of_two() {
-                        tracing::warn!("tap {}: frame #{} dropped: {e}", self.name, self.dropped);
-                    }
-                    return Ok(Sent::Done);
-                }
-                Err(e) => return Err(e),
+            let written = self.file.write(frame);
+            if let Some(sent) = self.sent(written)? {
+                return Ok(sent);
+            }
+        }
+    }
+
+    fn send_from_guest(
+        &mut self,
+        prefix: &[u8],
+        pieces: &[GuestPiece],
+        memory: &GuestMemory,
+    ) -> Option<io::Result<Sent>> {
+        loop {
+            let written = super::guest_io::writev(self.file.as_fd(), &[prefix], pieces, memory);
+            match self.sent(written) {
+                Ok(None) => continue,
+                Ok(Some(sent)) => return Some(Ok(sent)),
+                Err(e) => return Some(Err(e)),
             }
         }
     }

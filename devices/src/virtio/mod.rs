@@ -71,6 +71,13 @@ pub trait VirtioDevice: Send {
     fn queue_notify(&mut self, index: u16, queues: &mut Queues<'_>);
     /// The driver reset the device: forget all negotiated state.
     fn reset(&mut self);
+    /// Queues whose kicks only wake the device's own thread, with the
+    /// event to signal: the VMM may have the hypervisor signal it instead
+    /// of exiting to the transport (KVM ioeventfd). Such a kick then
+    /// skips [`queue_notify`](VirtioDevice::queue_notify).
+    fn notify_events(&self) -> Vec<(u16, std::sync::Arc<vmm_sys_util::eventfd::EventFd>)> {
+        Vec::new()
+    }
 }
 
 /// How a device's used-buffer notifications reach the driver.

@@ -25,6 +25,7 @@
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::msix::{self, MsixTable, NO_VECTOR};
 use super::{
@@ -700,6 +701,19 @@ impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
         }
         self.config.write(offset, data);
         self.config_written();
+    }
+
+    /// The notify register of each queue whose device has its own event.
+    fn bar_events(&self, bar: usize) -> Vec<(u64, Arc<EventFd>)> {
+        if bar != 0 {
+            return Vec::new();
+        }
+        let stride = u64::from(NOTIFY_MULTIPLIER);
+        self.device
+            .notify_events()
+            .into_iter()
+            .map(|(queue, event)| (NOTIFY_OFFSET + u64::from(queue) * stride, event))
+            .collect()
     }
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {

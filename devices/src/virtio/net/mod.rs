@@ -28,11 +28,11 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::{Queues, VirtioDevice};
+use super::{GuestMemory, Queues, VirtioDevice};
 
-pub use transfer::{Progress, Transfer};
+pub use transfer::{GuestPiece, Progress, Transfer};
 
 /// The virtio device type of a network card.
 pub const DEVICE_TYPE: u16 = 1;
@@ -109,6 +109,18 @@ pub trait NetBackend: Send {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
     /// Sends one frame.
     fn send(&mut self, frame: &[u8]) -> io::Result<Sent>;
+    /// Sends one frame made of `prefix` (the card's checked copy of what
+    /// comes first) and then `pieces` of guest memory, read from there by
+    /// the kernel (writev); `None` when the backend cannot, and the card
+    /// copies the frame and calls [`send`](NetBackend::send).
+    fn send_from_guest(
+        &mut self,
+        _prefix: &[u8],
+        _pieces: &[GuestPiece],
+        _memory: &GuestMemory,
+    ) -> Option<io::Result<Sent>> {
+        None
+    }
     /// Whether output waits for the fd to become writable.
     fn wants_writable(&self) -> bool {
         false
@@ -168,16 +180,17 @@ impl NetStats {
     }
 }
 
-/// Wakes the I/O thread: a kick, an activation or reset, or a stop.
+/// Wakes the I/O thread: a kick (also straight from the hypervisor, as
+/// an ioeventfd), an activation or reset, or a stop.
 pub struct Wake {
-    fd: EventFd,
+    fd: Arc<EventFd>,
     stop: AtomicBool,
 }
 
 impl Wake {
     pub fn new() -> io::Result<Self> {
         Ok(Wake {
-            fd: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+            fd: Arc::new(EventFd::new(EFD_NONBLOCK)?),
             stop: AtomicBool::new(false),
         })
     }
@@ -201,7 +214,7 @@ impl Wake {
         self.stop.load(Ordering::SeqCst)
     }
 
-    pub fn fd(&self) -> &EventFd {
+    pub fn event(&self) -> &Arc<EventFd> {
         &self.fd
     }
 }
@@ -305,6 +318,13 @@ impl VirtioDevice for VirtioNet {
         // The I/O thread touches the queues only under the transport lock,
         // which the caller holds: after this it finds them dead.
         self.wake.wake();
+    }
+
+    fn notify_events(&self) -> Vec<(u16, Arc<EventFd>)> {
+        vec![
+            (RX, self.wake.event().clone()),
+            (TX, self.wake.event().clone()),
+        ]
     }
 }
 

@@ -1,13 +1,14 @@
 //! Moving frames between the queues and a backend, one bounded round at a
 //! time (docs/virtio-net.md §4).
 //!
-//! Transmit: each chain of the transmit queue is read whole (header, then
-//! the frame; at most [`MAX_DESCRIPTORS`] readable descriptors and
-//! [`MAX_FRAME`] bytes), its header checked against the negotiated
-//! features, and the frame handed to the backend. A chain that breaks a
-//! rule is returned unsent and counted. When the backend has no room the
-//! frame waits here and the queue is left alone until the backend's fd is
-//! writable.
+//! Transmit: each chain of the transmit queue is checked whole (header,
+//! then the frame; at most [`MAX_DESCRIPTORS`] readable descriptors inside
+//! RAM and [`MAX_FRAME`] bytes), a copy of its header checked against the
+//! negotiated features, and the frame handed to the backend: straight from
+//! guest memory when the backend can (TAP's writev), else copied. A chain
+//! that breaks a rule is returned unsent and counted. When the backend has
+//! no room a copy of the frame waits here and the queue is left alone
+//! until the backend's fd is writable.
 //!
 //! Receive: a frame is read from the backend only when none waits here.
 //! Its chains are gathered first (writable descriptors inside guest RAM;
@@ -58,6 +59,13 @@ enum Delivery {
     Dropped,
 }
 
+/// A piece of a frame in guest memory (checked to lie in RAM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestPiece {
+    pub addr: GuestAddress,
+    pub len: usize,
+}
+
 /// A writable piece of a receive chain.
 struct Segment {
     addr: GuestAddress,
@@ -77,6 +85,9 @@ pub struct Transfer {
     tx_len: usize,
     segments: Vec<Segment>,
     chains: Vec<(u16, u32)>,
+    /// The transmit chain in hand, and its frame after the header.
+    pieces: Vec<GuestPiece>,
+    body: Vec<GuestPiece>,
     offloads: Option<Offloads>,
     failed: bool,
 }
@@ -92,6 +103,8 @@ impl Transfer {
             tx_len: 0,
             segments: Vec::new(),
             chains: Vec::new(),
+            pieces: Vec::new(),
+            body: Vec::new(),
             offloads: None,
             failed: false,
         }
@@ -180,19 +193,18 @@ impl Transfer {
                 break;
             };
             let head = chain.head_index();
-            let read = read_chain(chain, queues.memory(), &mut self.tx);
+            let memory = queues.memory();
+            let sent = readable_pieces(chain, memory, &mut self.pieces)
+                .and_then(|total| self.send_chain(negotiated, total, memory));
             queues.add_used(TX, head, 0);
             used = true;
-            match read {
-                Ok(len) => self.tx_len = len,
-                Err(reason) => {
-                    self.refuse(queues, format_args!("transmit chain {head}: {reason}"));
-                    continue;
+            match sent {
+                Ok(true) => {}
+                Ok(false) => {
+                    more = false;
+                    break;
                 }
-            }
-            if !self.send_waiting(negotiated) {
-                more = false;
-                break;
+                Err(reason) => self.refuse(queues, format_args!("transmit chain {head}: {reason}")),
             }
         }
         if used {
@@ -220,6 +232,51 @@ impl Transfer {
         more
     }
 
+    /// Checks the frame in `pieces` (`total` bytes) and hands it to the
+    /// backend, straight from guest memory when the backend can; false when
+    /// the backend had no room (a copy of the frame then waits here).
+    fn send_chain(
+        &mut self,
+        negotiated: u64,
+        total: usize,
+        memory: &GuestMemory,
+    ) -> Result<bool, String> {
+        if self.failed {
+            return Ok(true);
+        }
+        if total < header::SIZE + MIN_FRAME {
+            return Err(format!("{total} bytes, less than the headers"));
+        }
+        // The header the backend gets is this checked copy.
+        let mut copy = [0u8; header::SIZE];
+        copy_from_pieces(memory, &self.pieces, &mut copy)?;
+        let hdr = NetHeader::read_from_bytes(&copy).unwrap_or_default();
+        hdr.check_tx(negotiated, total - header::SIZE)
+            .map_err(|e| e.to_string())?;
+        skip_prefix(&self.pieces, header::SIZE, &mut self.body);
+        let prefix: &[u8] = if self.backend.vnet_header() {
+            &copy
+        } else {
+            &[]
+        };
+        match self.backend.send_from_guest(prefix, &self.body, memory) {
+            Some(Ok(Sent::Done)) => {
+                NetStats::add(&self.stats.tx_packets, 1);
+                NetStats::add(&self.stats.tx_bytes, (total - header::SIZE) as u64);
+                Ok(true)
+            }
+            Some(Err(e)) => {
+                self.fail(&e);
+                Ok(true)
+            }
+            Some(Ok(Sent::Full)) | None => {
+                copy_from_pieces(memory, &self.pieces, &mut self.tx[..total])?;
+                self.tx_len = total;
+                Ok(self.send_waiting(negotiated))
+            }
+        }
+    }
+
     fn refuse(&mut self, queues: &mut Queues<'_>, what: std::fmt::Arguments<'_>) {
         NetStats::add(&self.stats.tx_refused, 1);
         queues.guest_error(what);
@@ -230,7 +287,7 @@ impl Transfer {
     fn send_waiting(&mut self, negotiated: u64) -> bool {
         let len = std::mem::take(&mut self.tx_len);
         let frame = &self.tx[..len];
-        let Some((hdr, body)) = split_header(frame) else {
+        let Ok((hdr, body)) = NetHeader::read_from_prefix(frame) else {
             NetStats::add(&self.stats.tx_refused, 1);
             return true;
         };
@@ -444,44 +501,80 @@ impl Transfer {
     }
 }
 
-fn split_header(frame: &[u8]) -> Option<(NetHeader, &[u8])> {
-    NetHeader::read_from_prefix(frame).ok()
-}
-
-/// Reads a transmit chain into `buf`: its length.
-fn read_chain(
+/// Collects a transmit chain's buffers (readable, inside guest RAM) into
+/// `out`: the frame's length, header included.
+fn readable_pieces(
     chain: DescriptorChain<&GuestMemory>,
     memory: &GuestMemory,
-    buf: &mut [u8],
+    out: &mut Vec<GuestPiece>,
 ) -> Result<usize, String> {
+    out.clear();
     let mut len = 0usize;
-    let mut count = 0;
     let mut cut_short = false;
     for d in chain {
-        count += 1;
-        if count > MAX_DESCRIPTORS {
+        if out.len() == MAX_DESCRIPTORS {
             return Err(format!("more than {MAX_DESCRIPTORS} descriptors"));
         }
         if d.is_write_only() {
             return Err("a device-writable descriptor".into());
         }
         let n = d.len() as usize;
-        if n > buf.len() - len {
-            return Err(format!("more than {} bytes", buf.len()));
-        }
-        memory
-            .read_slice(&mut buf[len..len + n], d.addr())
-            .map_err(|e| format!("buffer {:#x}+{n:#x}: {e}", d.addr().0))?;
         len += n;
+        if len > header::SIZE + MAX_FRAME {
+            return Err(format!("more than {} bytes", header::SIZE + MAX_FRAME));
+        }
+        if !memory.check_range(d.addr(), n, vm_memory::Permissions::Read) {
+            return Err(format!("buffer {:#x}+{n:#x} outside RAM", d.addr().0));
+        }
+        out.push(GuestPiece {
+            addr: d.addr(),
+            len: n,
+        });
         cut_short = d.has_next();
     }
     if cut_short {
         return Err("a chain cut short (a loop or a bad index)".into());
     }
-    if len < header::SIZE {
-        return Err(format!("{len} bytes, less than a header"));
-    }
     Ok(len)
+}
+
+/// Fills `buf` from the start of `pieces`.
+fn copy_from_pieces(
+    memory: &GuestMemory,
+    pieces: &[GuestPiece],
+    buf: &mut [u8],
+) -> Result<(), String> {
+    let mut at = 0;
+    for p in pieces {
+        if at == buf.len() {
+            break;
+        }
+        let n = p.len.min(buf.len() - at);
+        memory
+            .read_slice(&mut buf[at..at + n], p.addr)
+            .map_err(|e| format!("buffer {:#x}: {e}", p.addr.0))?;
+        at += n;
+    }
+    if at < buf.len() {
+        return Err(format!("{at} bytes where {} were expected", buf.len()));
+    }
+    Ok(())
+}
+
+/// `pieces` without their first `skip` bytes, into `out`.
+fn skip_prefix(pieces: &[GuestPiece], mut skip: usize, out: &mut Vec<GuestPiece>) {
+    out.clear();
+    for p in pieces {
+        if skip >= p.len {
+            skip -= p.len;
+            continue;
+        }
+        out.push(GuestPiece {
+            addr: GuestAddress(p.addr.0 + skip as u64),
+            len: p.len - skip,
+        });
+        skip = 0;
+    }
 }
 
 /// Adds a receive chain's writable descriptors to `out`: its room.

@@ -1,13 +1,14 @@
-//! The card's I/O thread: it sleeps in `poll` on its wake-up eventfd
-//! (kicks, activation, reset, stop) and the backend's fd, and runs
+//! The card's I/O thread: it sleeps in epoll on its wake-up eventfd
+//! (kicks, also as KVM ioeventfds; activation, reset, stop) and the
+//! backend's fd, and runs
 //! [`Transfer`] rounds with the transport lock held only for a round.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use super::{NetStats, Progress, Transfer, VirtioNet, Wake};
 use crate::bus::lock;
@@ -63,15 +64,37 @@ struct Worker {
     transfer: Transfer,
 }
 
+/// Epoll tokens.
+const WAKE: u64 = 0;
+const BACKEND: u64 = 1;
+
 impl Worker {
     fn run(&mut self) {
+        let epoll = match self.epoll() {
+            Ok(epoll) => epoll,
+            Err(e) => {
+                tracing::error!("virtio-net: no epoll for the I/O thread: {e}");
+                return;
+            }
+        };
+        let mut watching = Some(EventSet::empty());
         while !self.wake.stopping() {
             self.wake.clear();
             let progress = self.round();
             if !progress.more {
-                self.wait(progress);
+                self.wait(&epoll, progress, &mut watching);
             }
         }
+    }
+
+    fn epoll(&self) -> io::Result<Epoll> {
+        let epoll = Epoll::new()?;
+        let wake = EpollEvent::new(EventSet::IN, WAKE);
+        epoll.ctl(ControlOperation::Add, self.wake.event().as_raw_fd(), wake)?;
+        let backend = EpollEvent::new(EventSet::empty(), BACKEND);
+        let fd = self.transfer.backend_fd().as_raw_fd();
+        epoll.ctl(ControlOperation::Add, fd, backend)?;
+        Ok(epoll)
     }
 
     fn round(&mut self) -> Progress {
@@ -82,24 +105,43 @@ impl Worker {
     }
 
     /// Sleeps until a wake-up or the backend is ready as `progress` wants.
-    fn wait(&self, progress: Progress) {
-        let mut events = PollFlags::empty();
+    /// `watching` is what the backend's fd is watched for; `None` once the
+    /// fd hung up or failed (epoll would report that at every wait, so the
+    /// fd leaves the set; the next read finds the end).
+    fn wait(&self, epoll: &Epoll, progress: Progress, watching: &mut Option<EventSet>) {
+        let fd = self.transfer.backend_fd().as_raw_fd();
+        let mut wanted = EventSet::empty();
         if progress.want_read {
-            events |= PollFlags::POLLIN;
+            wanted |= EventSet::IN;
         }
         if progress.want_write {
-            events |= PollFlags::POLLOUT;
+            wanted |= EventSet::OUT;
         }
-        let backend = self.transfer.backend_fd();
-        let mut fds = vec![PollFd::new(self.wake.fd().as_fd(), PollFlags::POLLIN)];
-        if !events.is_empty() {
-            fds.push(PollFd::new(backend, events));
-        }
-        if let Err(e) = poll(&mut fds, PollTimeout::NONE) {
-            if e != nix::errno::Errno::EINTR {
-                tracing::error!("virtio-net: poll failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
+        if watching.is_some_and(|w| w != wanted) {
+            let event = EpollEvent::new(wanted, BACKEND);
+            if let Err(e) = epoll.ctl(ControlOperation::Modify, fd, event) {
+                tracing::error!("virtio-net: cannot watch the backend: {e}");
             }
+            *watching = Some(wanted);
+        }
+        let mut events = [EpollEvent::default(); 2];
+        let n = match epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("virtio-net: epoll failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                0
+            }
+        };
+        let broken = EventSet::HANG_UP | EventSet::ERROR;
+        let hung_up = events[..n]
+            .iter()
+            .any(|e| e.data() == BACKEND && e.event_set().intersects(broken));
+        if hung_up && watching.is_some() {
+            let _ = epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+            *watching = None;
         }
     }
 }
