@@ -92,9 +92,10 @@ fuzz_target!(|data: &[u8]| {
                 agent.service();
             }
             6 => agent.mouse_state(0, word, word >> 3, word & 0xfe),
-            _ => port
-                .room
-                .store(if word & 1 == 0 { 0 } else { usize::MAX }, Ordering::Relaxed),
+            _ => port.room.store(
+                if word & 1 == 0 { 0 } else { usize::MAX },
+                Ordering::Relaxed,
+            ),
         }
     }
 });

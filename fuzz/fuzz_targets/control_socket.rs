@@ -36,7 +36,10 @@ impl Machine for Fake {
         Ok(Value::Null)
     }
     fn spice_password(&self, change: PasswordChange) -> Result<(), Refusal> {
-        if let PasswordChange::Set { password: Some(p), .. } = change {
+        if let PasswordChange::Set {
+            password: Some(p), ..
+        } = change
+        {
             assert!(p.len() < 1 << 20);
         }
         Ok(())

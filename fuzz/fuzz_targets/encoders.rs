@@ -27,7 +27,13 @@ fuzz_target!(|data: &[u8]| {
         .take((width * height) as usize)
         .map(|p| p.iter().fold(0u32, |v, &b| (v << 8) | u32::from(b)))
         .collect();
-    let wan = |on: bool| if on { WanCompression::Always } else { WanCompression::Never };
+    let wan = |on: bool| {
+        if on {
+            WanCompression::Always
+        } else {
+            WanCompression::Never
+        }
+    };
     let options = CompressionOptions {
         image: ImageCompression::from_wire(1 + mode % 7).expect("1..=7"),
         jpeg: wan(flags & 1 != 0),
@@ -53,6 +59,9 @@ fuzz_target!(|data: &[u8]| {
         };
         compressor.compress(vec![request]);
         let out: u64 = compressor.stats.bytes_out.iter().sum();
-        assert!(out <= (id + 1) * (2 * raw + 4096), "{out} bytes for {raw} raw");
+        assert!(
+            out <= (id + 1) * (2 * raw + 4096),
+            "{out} bytes for {raw} raw"
+        );
     }
 });

@@ -68,7 +68,9 @@ fn devices() -> Vec<Box<dyn BusDevice>> {
         Box::new(Mutex::new(I8042::new(n.clone(), n.clone(), n.clone()))),
         Box::new(Mutex::new(Rtc::default())),
         Box::new(Mutex::new(AcpiPm::new(n.clone(), n.clone(), 5))),
-        Box::new(Mutex::new(Serial::new(n.clone(), Box::new(std::io::sink())).unwrap())),
+        Box::new(Mutex::new(
+            Serial::new(n.clone(), Box::new(std::io::sink())).unwrap(),
+        )),
         Box::new(ConfigPorts {
             root: root.clone(),
             reset_register: reset,

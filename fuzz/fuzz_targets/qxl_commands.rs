@@ -88,15 +88,25 @@ fuzz_target!(|data: &[u8]| {
     // A fresh device, as the Linux driver sets it up.
     core.io_write(IO_RESET, 0, &bars);
     for (id, start, end) in [(1u8, BAR0, BAR0 + header), (2, BAR1, BAR1 + (4 << 20))] {
-        rig.mem.set_u64_at(Backing::Ram, header + ram::MEM_SLOT, start);
-        rig.mem.set_u64_at(Backing::Ram, header + ram::MEM_SLOT + 8, end);
+        rig.mem
+            .set_u64_at(Backing::Ram, header + ram::MEM_SLOT, start);
+        rig.mem
+            .set_u64_at(Backing::Ram, header + ram::MEM_SLOT + 8, end);
         core.io_write(IO_MEMSLOT_ADD, id, &bars);
     }
     let create = [64u32, 64, 256, 32, 0, 0, 1, 0];
     for (i, v) in create.iter().enumerate() {
-        rig.mem.set_u32_at(Backing::Ram, header + ram::CREATE_SURFACE + 4 * i as u64, *v);
+        rig.mem.set_u32_at(
+            Backing::Ram,
+            header + ram::CREATE_SURFACE + 4 * i as u64,
+            *v,
+        );
     }
-    rig.mem.set_u64_at(Backing::Ram, header + ram::CREATE_SURFACE + 32, make_address(2, 0, 1 << 20));
+    rig.mem.set_u64_at(
+        Backing::Ram,
+        header + ram::CREATE_SURFACE + 32,
+        make_address(2, 0, 1 << 20),
+    );
     core.io_write(IO_CREATE_PRIMARY, 0, &bars);
 
     // Input: [n commands: (kind, flags, offset u16)] then memory contents.
@@ -106,9 +116,15 @@ fuzz_target!(|data: &[u8]| {
     let mut memory = rest.to_vec();
     memory.truncate(WINDOW_LEN as usize);
     fix_addresses(&mut memory);
-    let window = rig.mem.range(Backing::Ram, WINDOW, memory.len() as u64).unwrap();
+    let window = rig
+        .mem
+        .range(Backing::Ram, WINDOW, memory.len() as u64)
+        .unwrap();
     rig.mem.write(window, 0, &memory);
-    let surfaces = rig.mem.range(Backing::Vram, 0, memory.len() as u64).unwrap();
+    let surfaces = rig
+        .mem
+        .range(Backing::Vram, 0, memory.len() as u64)
+        .unwrap();
     rig.mem.write(surfaces, 0, &memory);
 
     for entry in table[1..].chunks_exact(4) {
@@ -119,7 +135,12 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let cursor = flags & 1 != 0;
-        let base = header + if cursor { ram::CURSOR_RING } else { ram::CMD_RING };
+        let base = header
+            + if cursor {
+                ram::CURSOR_RING
+            } else {
+                ram::CMD_RING
+            };
         let prod = rig.mem.u32_at(Backing::Ram, base + ring::PROD);
         let item = base + ring::ITEMS + u64::from(prod & 31) * 16;
         let addr = if flags & 2 != 0 {
@@ -128,8 +149,10 @@ fuzz_target!(|data: &[u8]| {
             make_address(1, 0, WINDOW + u64::from(offset) % WINDOW_LEN)
         };
         rig.mem.set_u64_at(Backing::Ram, item, addr);
-        rig.mem.set_u32_at(Backing::Ram, item + 8, u32::from(kind % 7));
-        rig.mem.set_u32_at(Backing::Ram, base + ring::PROD, prod.wrapping_add(1));
+        rig.mem
+            .set_u32_at(Backing::Ram, item + 8, u32::from(kind % 7));
+        rig.mem
+            .set_u32_at(Backing::Ram, base + ring::PROD, prod.wrapping_add(1));
         // Let the guest consume releases now and then.
         if flags & 4 != 0 {
             let r = header + ram::RELEASE_RING;

@@ -24,7 +24,10 @@ struct MemDisk(Vec<u8>);
 impl MemDisk {
     fn range(&self, offset: u64, len: u64) -> std::ops::Range<usize> {
         let end = offset.checked_add(len).expect("offset + len overflows");
-        assert!(end <= self.0.len() as u64, "access {offset}+{len} past the disk");
+        assert!(
+            end <= self.0.len() as u64,
+            "access {offset}+{len} past the disk"
+        );
         offset as usize..end as usize
     }
 }

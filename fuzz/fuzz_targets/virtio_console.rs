@@ -7,22 +7,12 @@
 #![no_main]
 
 use devices::virtio::console::{VirtioConsole, F_MULTIPORT, GUEST_BYTES_LIMIT};
-use devices::virtio::test_driver::{Driver, DATA, RAM};
+use devices::virtio::test_driver::{hostile_address, hostile_chain, Driver, RAM};
 use libfuzzer_sys::fuzz_target;
 
 const PORTS: &[&str] = &["com.redhat.spice.0", "org.qemu.guest_agent.0"];
 /// Queues: port 0's pair, the control pair, then a pair per port.
 const QUEUES: u16 = 4 + 2 * PORTS.len() as u16;
-
-/// An address: mostly in the data area, sometimes anywhere (past RAM too).
-fn address(b: &[u8]) -> u64 {
-    let v = u64::from(u16::from_le_bytes([b[0], b[1]]));
-    if b[2] & 0x80 == 0 {
-        DATA + v * 64
-    } else {
-        v << (b[2] & 0x3f)
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let console = VirtioConsole::new(PORTS).unwrap();
@@ -34,19 +24,13 @@ fuzz_target!(|data: &[u8]| {
         let q = u16::from(op[1]) % QUEUES;
         match op[0] % 8 {
             0 | 1 => {
-                let chain: Vec<(u64, u32, bool)> = (0..1 + usize::from(op[7] % 4))
-                    .map(|i| {
-                        let len = u32::from(op[5]) << (op[6] % 18);
-                        (address(&op[2..5]) + i as u64 * 4096, len, op[0] & 8 != 0)
-                    })
-                    .collect();
-                d.add(q, &chain);
+                d.add(q, &hostile_chain(op));
                 d.kick(q);
             }
             2 => {
                 // The next chunk of input into guest memory (a control
                 // message, or data).
-                let at = address(&op[2..5]);
+                let at = hostile_address(&op[2..5]);
                 if let Some(bytes) = ops.next() {
                     if at + 8 <= RAM {
                         d.write(at, bytes);
@@ -55,12 +39,15 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 let n = usize::from(u16::from_le_bytes([op[2], op[3]]));
-                let written = d.device.with_device(|c, queues| c.write(port, &buf[..n], queues));
+                let written = d
+                    .device
+                    .with_device(|c, queues| c.write(port, &buf[..n], queues));
                 assert!(written <= n);
             }
             4 => {
                 let n = usize::from(u16::from_le_bytes([op[2], op[3]]));
-                d.device.with_device(|c, queues| c.read(port, &mut buf[..n], queues));
+                d.device
+                    .with_device(|c, queues| c.read(port, &mut buf[..n], queues));
             }
             5 => d
                 .device
@@ -71,6 +58,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let waiting = d.device.with_device(|c, _| c.pending_from_guest(port));
-        assert!(waiting <= GUEST_BYTES_LIMIT + (256 << 10), "{waiting} bytes wait");
+        assert!(
+            waiting <= GUEST_BYTES_LIMIT + (256 << 10),
+            "{waiting} bytes wait"
+        );
     }
 });

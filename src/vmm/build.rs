@@ -209,13 +209,13 @@ fn create_agent_port(
     if !config.spice.as_ref().is_some_and(|s| s.agent.enabled) {
         return Ok(None);
     }
-    let gsi = layout::pci_irq_for(agent::SERIAL_SLOT, 0);
-    let wiring = devices::virtio::pci::Wiring {
-        memory: machine.ram.clone(),
-        msi: interrupts::KvmMsi::new(machine.vm.clone()),
-        intx: platform.level_lines.source(gsi),
-        intx_line: gsi as u8,
-    };
+    let msi: Arc<dyn devices::interrupt::MsiDelivery> = interrupts::KvmMsi::new(machine.vm.clone());
+    let wiring = interrupts::virtio_wiring(
+        agent::SERIAL_SLOT,
+        &machine.ram,
+        &msi,
+        &platform.level_lines,
+    );
     let link = Arc::new(agent::PortLink::default());
     let (device, id) = agent::create(wiring, link.clone())
         .map_err(device_err("the SPICE agent's virtio-serial port"))?;

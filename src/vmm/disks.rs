@@ -10,11 +10,10 @@ use devices::pci::SharedPciDevice;
 use devices::virtio::block::stats::BlockStats;
 use devices::virtio::block::worker::BlockWorker;
 use devices::virtio::block::VirtioBlock;
-use devices::virtio::pci::{VirtioPciDevice, Wiring};
-use firmware::layout;
+use devices::virtio::pci::VirtioPciDevice;
 use serde_json::{json, Value};
 
-use super::interrupts::LevelLines;
+use super::interrupts::{virtio_wiring, LevelLines};
 use super::{device_err, VmError};
 
 /// The first disk's PCI slot; the next ones follow.
@@ -119,16 +118,10 @@ pub fn attach(
     };
     for (index, disk) in disks.into_iter().enumerate() {
         let slot = FIRST_SLOT + index as u8;
-        let gsi = layout::pci_irq_for(slot, 0);
         let o = &disk.options;
         let (size, format) = (disk.image.size(), disk.image.format());
         let device = VirtioBlock::new(size, o.read_only, o.serial.as_deref());
-        let wiring = Wiring {
-            memory: memory.clone(),
-            msi: msi.clone(),
-            intx: lines.source(gsi),
-            intx_line: gsi as u8,
-        };
+        let wiring = virtio_wiring(slot, memory, &msi, lines);
         let transport = Arc::new(Mutex::new(
             VirtioPciDevice::new(device, wiring).map_err(device_err("a disk"))?,
         ));

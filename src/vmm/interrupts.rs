@@ -121,6 +121,24 @@ impl KvmMsi {
     }
 }
 
+/// How the virtio PCI function in `slot` reaches the guest: MSI-X
+/// through `msi`, or the slot's INTx line when the driver does not enable
+/// MSI-X.
+pub fn virtio_wiring(
+    slot: u8,
+    memory: &devices::virtio::GuestMemory,
+    msi: &Arc<dyn MsiDelivery>,
+    lines: &Arc<LevelLines>,
+) -> devices::virtio::pci::Wiring {
+    let gsi = firmware::layout::pci_irq_for(slot, 0);
+    devices::virtio::pci::Wiring {
+        memory: memory.clone(),
+        msi: msi.clone(),
+        intx: lines.source(gsi),
+        intx_line: gsi as u8,
+    }
+}
+
 /// Whether an MSI address targets the local APICs.
 pub fn is_apic_message_address(address: u64) -> bool {
     address >> 20 == 0xfee

@@ -10,15 +10,14 @@ use devices::interrupt::MsiDelivery;
 use devices::pci::SharedPciDevice;
 use devices::virtio::net::worker::NetWorker;
 use devices::virtio::net::{NetBackend, NetStats, Transfer, VirtioNet};
-use devices::virtio::pci::{VirtioPciDevice, Wiring};
-use firmware::layout;
+use devices::virtio::pci::VirtioPciDevice;
 use saffron::net::passt::Passt;
 use saffron::net::stream::StreamBackend;
 use saffron::net::tap::Tap;
 use saffron::net::{NetBackendKind, NetError, NetOptions};
 use serde_json::{json, Value};
 
-use super::interrupts::LevelLines;
+use super::interrupts::{virtio_wiring, LevelLines};
 use super::{device_err, VmError};
 
 /// The first card's PCI slot (after the agent's virtio-serial device).
@@ -170,15 +169,9 @@ pub fn attach(
     };
     for (index, open) in backends.into_iter().enumerate() {
         let slot = FIRST_SLOT + index as u8;
-        let gsi = layout::pci_irq_for(slot, 0);
         let card = VirtioNet::new(open.mac, open.backend.vnet_header())
             .map_err(device_err("a network card"))?;
-        let wiring = Wiring {
-            memory: memory.clone(),
-            msi: msi.clone(),
-            intx: lines.source(gsi),
-            intx_line: gsi as u8,
-        };
+        let wiring = virtio_wiring(slot, memory, &msi, lines);
         let transport = Arc::new(Mutex::new(
             VirtioPciDevice::new(card, wiring).map_err(device_err("a network card"))?,
         ));

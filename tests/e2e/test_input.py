@@ -194,8 +194,9 @@ def wait_line(guest: Guest, line: str, timeout: float = 30) -> None:
     try:
         guest.wait_for(rf"(?m)^{re.escape(line)}\r?$", timeout)
     except GuestError as e:
-        raise GuestError(f"{e}\ntty1 shows:\n{tty1_screen(guest)}\n"
-                         f"kernel keyboard messages:\n{keyboard_messages(guest)}") from None
+        # The same class: a timeout stays a stall, which the harness runs again.
+        raise type(e)(f"{e}\ntty1 shows:\n{tty1_screen(guest)}\n"
+                      f"kernel keyboard messages:\n{keyboard_messages(guest)}") from None
 
 
 def typed_line_appears(guest: Guest, client: Client, marker: str, timeout: float = 30) -> float:

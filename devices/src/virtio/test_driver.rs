@@ -225,3 +225,30 @@ impl<D: VirtioDevice> Driver<D> {
         b
     }
 }
+
+/// For fuzz targets: an address from three input bytes, mostly in the
+/// data area, sometimes anywhere (past RAM too).
+pub fn hostile_address(b: &[u8]) -> u64 {
+    let v = u64::from(u16::from_le_bytes([b[0], b[1]]));
+    if b[2] & 0x80 == 0 {
+        DATA + v * 64
+    } else {
+        v << (b[2] & 0x3f)
+    }
+}
+
+/// For fuzz targets: a chain of one to four buffers from an 8-byte
+/// operation (`op[2..5]` the address, `op[5]` and `op[6]` the length,
+/// `op[7]` the count, bit 3 of `op[0]` device-writable).
+pub fn hostile_chain(op: &[u8]) -> Vec<(u64, u32, bool)> {
+    (0..1 + usize::from(op[7] % 4))
+        .map(|i| {
+            let len = u32::from(op[5]) << (op[6] % 18);
+            (
+                hostile_address(&op[2..5]) + i as u64 * 4096,
+                len,
+                op[0] & 8 != 0,
+            )
+        })
+        .collect()
+}

@@ -17,6 +17,9 @@
 //! accepts. Receive buffers may be mergeable (a frame spread over several
 //! chains), which Linux uses for frames larger than a page.
 
+/// A backend for tests and fuzz targets (feature `test-driver`).
+#[cfg(any(test, feature = "test-driver"))]
+pub mod fake;
 pub mod header;
 #[cfg(test)]
 mod tests;

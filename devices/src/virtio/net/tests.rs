@@ -1,92 +1,11 @@
-use std::collections::VecDeque;
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
+use super::fake::{FakeBackend, Wire};
 use super::header::{self, NetHeader, F_NEEDS_CSUM, GSO_TCPV4};
 use super::transfer::MAX_FRAME;
 use super::*;
 use crate::virtio::test_driver::{Driver, DATA};
 use zerocopy::IntoBytes;
-
-#[derive(Default)]
-struct Wire {
-    inbound: VecDeque<Vec<u8>>,
-    outbound: Vec<Vec<u8>>,
-    /// Frames the backend still takes before it is full.
-    room: Option<usize>,
-    recv_calls: usize,
-    offloads: Vec<Offloads>,
-    broken: bool,
-    /// Take frames straight from guest memory (as TAP does).
-    zero_copy: bool,
-    from_guest: usize,
-}
-
-struct Fake {
-    wire: Arc<Mutex<Wire>>,
-    vnet: bool,
-    fd: UnixStream,
-}
-
-impl NetBackend for Fake {
-    fn vnet_header(&self) -> bool {
-        self.vnet
-    }
-    fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()> {
-        self.wire.lock().unwrap().offloads.push(offloads);
-        Ok(())
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut w = self.wire.lock().unwrap();
-        w.recv_calls += 1;
-        if w.broken {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-        }
-        Ok(w.inbound.pop_front().map(|f| {
-            buf[..f.len()].copy_from_slice(&f);
-            f.len()
-        }))
-    }
-    fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
-        let mut w = self.wire.lock().unwrap();
-        if w.broken {
-            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
-        }
-        match &mut w.room {
-            Some(0) => return Ok(Sent::Full),
-            Some(n) => *n -= 1,
-            None => {}
-        }
-        w.outbound.push(frame.to_vec());
-        Ok(Sent::Done)
-    }
-    fn send_from_guest(
-        &mut self,
-        prefix: &[u8],
-        pieces: &[GuestPiece],
-        memory: &crate::virtio::GuestMemory,
-    ) -> Option<io::Result<Sent>> {
-        use vm_memory::Bytes;
-        let mut w = self.wire.lock().unwrap();
-        if !w.zero_copy || w.room.is_some() {
-            return None;
-        }
-        let mut frame = prefix.to_vec();
-        for p in pieces {
-            let at = frame.len();
-            frame.resize(at + p.len, 0);
-            memory.read_slice(&mut frame[at..], p.addr).unwrap();
-        }
-        w.from_guest += 1;
-        w.outbound.push(frame);
-        Some(Ok(Sent::Done))
-    }
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
 
 struct Card {
     d: Driver<VirtioNet>,
@@ -95,12 +14,7 @@ struct Card {
 }
 
 fn card(vnet: bool, features: u64) -> Card {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let fake = Fake {
-        wire: wire.clone(),
-        vnet,
-        fd: UnixStream::pair().unwrap().0,
-    };
+    let (fake, wire) = FakeBackend::new(vnet).unwrap();
     let net = VirtioNet::new([0x52, 0x54, 0, 0x12, 0x34, 0x56], vnet).unwrap();
     let d = Driver::start(net, features);
     let t = Transfer::new(Box::new(fake), Arc::default());

@@ -68,8 +68,7 @@ pub struct GuestPiece {
 
 /// A writable piece of a receive chain.
 struct Segment {
-    addr: GuestAddress,
-    len: u32,
+    piece: GuestPiece,
     chain: usize,
 }
 
@@ -132,7 +131,8 @@ impl Transfer {
             return self.progress(false, false);
         }
         if !link_up {
-            let more = self.drop_transmitted(queues);
+            self.tx_len = 0;
+            let more = self.transmit(negotiated, false, queues);
             return Progress {
                 more,
                 want_read: false,
@@ -145,7 +145,7 @@ impl Transfer {
                 self.fail(&e);
             }
         }
-        let tx_more = self.transmit(negotiated, queues);
+        let tx_more = self.transmit(negotiated, true, queues);
         let (rx_more, want_read) = self.receive(negotiated, queues);
         self.progress(tx_more || rx_more, want_read)
     }
@@ -179,8 +179,9 @@ impl Transfer {
         }
     }
 
-    /// Sends what the transmit queue holds; whether more may wait.
-    fn transmit(&mut self, negotiated: u64, queues: &mut Queues<'_>) -> bool {
+    /// Sends what the transmit queue holds (or, without `send`, returns it
+    /// unsent); whether more may wait.
+    fn transmit(&mut self, negotiated: u64, send: bool, queues: &mut Queues<'_>) -> bool {
         if self.tx_len > 0 && !self.send_waiting(negotiated) {
             return false;
         }
@@ -194,8 +195,11 @@ impl Transfer {
             };
             let head = chain.head_index();
             let memory = queues.memory();
-            let sent = readable_pieces(chain, memory, &mut self.pieces)
-                .and_then(|total| self.send_chain(negotiated, total, memory));
+            let sent = match send {
+                true => readable_pieces(chain, memory, &mut self.pieces)
+                    .and_then(|total| self.send_chain(negotiated, total, memory)),
+                false => Ok(true),
+            };
             queues.add_used(TX, head, 0);
             used = true;
             match sent {
@@ -206,25 +210,6 @@ impl Transfer {
                 }
                 Err(reason) => self.refuse(queues, format_args!("transmit chain {head}: {reason}")),
             }
-        }
-        if used {
-            queues.notify(TX);
-        }
-        more
-    }
-
-    /// Returns the transmit queue's chains unsent; whether more may wait.
-    fn drop_transmitted(&mut self, queues: &mut Queues<'_>) -> bool {
-        self.tx_len = 0;
-        let mut used = false;
-        let mut more = true;
-        for _ in 0..FRAMES_PER_ROUND {
-            let Some(chain) = queues.pop_or_arm(TX) else {
-                more = false;
-                break;
-            };
-            queues.add_used(TX, chain.head_index(), 0);
-            used = true;
         }
         if used {
             queues.notify(TX);
@@ -490,8 +475,8 @@ impl Transfer {
             if at == total {
                 break;
             }
-            let n = (s.len as usize).min(total - at);
-            memory.write_slice(&self.rx[at..at + n], s.addr)?;
+            let n = s.piece.len.min(total - at);
+            memory.write_slice(&self.rx[at..at + n], s.piece.addr)?;
             self.chains[s.chain].1 += n as u32;
             at += n;
         }
@@ -501,32 +486,56 @@ impl Transfer {
     }
 }
 
-/// Collects a transmit chain's buffers (readable, inside guest RAM) into
-/// `out`: the frame's length, header included.
+/// Collects a transmit chain's buffers into `out`: the frame's length,
+/// header included.
 fn readable_pieces(
     chain: DescriptorChain<&GuestMemory>,
     memory: &GuestMemory,
     out: &mut Vec<GuestPiece>,
 ) -> Result<usize, String> {
     out.clear();
-    let mut len = 0usize;
-    let mut cut_short = false;
+    chain_pieces(chain, memory, false, header::SIZE + MAX_FRAME, |p| {
+        out.push(p)
+    })
+}
+
+/// Hands a chain's buffers to `take`, checking them: readable ones (or
+/// writable ones with `writable`) only, at most [`MAX_DESCRIPTORS`] and
+/// `limit` bytes, inside guest RAM, the chain whole (no loop or bad
+/// index). Their total length.
+fn chain_pieces(
+    chain: DescriptorChain<&GuestMemory>,
+    memory: &GuestMemory,
+    writable: bool,
+    limit: usize,
+    mut take: impl FnMut(GuestPiece),
+) -> Result<usize, String> {
+    let access = if writable {
+        vm_memory::Permissions::Write
+    } else {
+        vm_memory::Permissions::Read
+    };
+    let (mut len, mut count, mut cut_short) = (0usize, 0, false);
     for d in chain {
-        if out.len() == MAX_DESCRIPTORS {
+        count += 1;
+        if count > MAX_DESCRIPTORS {
             return Err(format!("more than {MAX_DESCRIPTORS} descriptors"));
         }
-        if d.is_write_only() {
-            return Err("a device-writable descriptor".into());
+        if d.is_write_only() != writable {
+            return Err(format!(
+                "a device-{} descriptor",
+                if writable { "readable" } else { "writable" }
+            ));
         }
         let n = d.len() as usize;
         len += n;
-        if len > header::SIZE + MAX_FRAME {
-            return Err(format!("more than {} bytes", header::SIZE + MAX_FRAME));
+        if len > limit {
+            return Err(format!("more than {limit} bytes"));
         }
-        if !memory.check_range(d.addr(), n, vm_memory::Permissions::Read) {
+        if !memory.check_range(d.addr(), n, access) {
             return Err(format!("buffer {:#x}+{n:#x} outside RAM", d.addr().0));
         }
-        out.push(GuestPiece {
+        take(GuestPiece {
             addr: d.addr(),
             len: n,
         });
@@ -577,41 +586,17 @@ fn skip_prefix(pieces: &[GuestPiece], mut skip: usize, out: &mut Vec<GuestPiece>
     }
 }
 
-/// Adds a receive chain's writable descriptors to `out`: its room.
+/// Adds a receive chain's buffers to `out`: its room.
 fn writable_segments(
     chain: DescriptorChain<&GuestMemory>,
     memory: &GuestMemory,
     index: usize,
     out: &mut Vec<Segment>,
 ) -> Result<usize, String> {
-    let mut room = 0usize;
-    let mut count = 0;
-    let mut cut_short = false;
-    for d in chain {
-        count += 1;
-        if count > MAX_DESCRIPTORS {
-            return Err(format!("more than {MAX_DESCRIPTORS} descriptors"));
-        }
-        if !d.is_write_only() {
-            return Err("a device-readable descriptor".into());
-        }
-        if !memory.check_range(d.addr(), d.len() as usize, vm_memory::Permissions::Write) {
-            return Err(format!(
-                "buffer {:#x}+{:#x} outside RAM",
-                d.addr().0,
-                d.len()
-            ));
-        }
-        room = room.saturating_add(d.len() as usize);
+    chain_pieces(chain, memory, true, usize::MAX, |piece| {
         out.push(Segment {
-            addr: d.addr(),
-            len: d.len(),
+            piece,
             chain: index,
-        });
-        cut_short = d.has_next();
-    }
-    if cut_short {
-        return Err("a chain cut short (a loop or a bad index)".into());
-    }
-    Ok(room)
+        })
+    })
 }
