@@ -152,6 +152,7 @@ fn help_documents_every_flag_and_exit_status() {
         "--serial",
         "--pvm-guest",
         "--disk",
+        "--net",
         "--firmware",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
@@ -224,4 +225,37 @@ fn truncated_qcow2_image_is_refused_unmodified() {
     let (status, err) = run_with_disk(path.to_str().unwrap());
     assert_one_line_error(status, &err, 1, "beyond the end of the file");
     assert_eq!(std::fs::read(&path).unwrap(), header);
+}
+
+fn run_with_net(net: &str) -> (i32, String) {
+    let kernel = scratch("fake-elf-net", b"\x7fELF\x02\x01\x01");
+    saffron(&["run", "--kernel", kernel.to_str().unwrap(), "--net", net])
+}
+
+#[test]
+fn bad_net_options() {
+    for bad in [
+        "tap",
+        "tap=a/b",
+        "user,hostfwd=tcp::0-:80",
+        "user,mac=01:00:00:00:00:01",
+        "user,model=e1000",
+        "vde",
+    ] {
+        let (status, err) = run_with_net(bad);
+        assert_one_line_error(status, &err, 2, "--net");
+    }
+}
+
+#[test]
+fn a_busy_hostfwd_port_is_refused_before_the_vm_starts() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let (status, err) = run_with_net(&format!("user,hostfwd=tcp:127.0.0.1:{port}-:80"));
+    assert_one_line_error(
+        status,
+        &err,
+        1,
+        &format!("port {port} on 127.0.0.1 is in use"),
+    );
 }
