@@ -15,7 +15,8 @@ saffron.ip=):
   addresses.
 Every file is checked by SHA-256. Then the guest floods both cards with random frames (the
 `netflood` helper, fetched over the network) while the test checks that saffron answers on its
-control socket and the guest on its serial port, and that both networks still work afterwards.
+control socket and that a SPICE client (spicy-screenshot) sees exactly the screendump, then
+that the guest answers on its serial port and both networks still work.
 `status` reports both cards; passt ends with saffron.
 """
 
@@ -35,7 +36,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from harness import RESULTS_DIR, REPO, Guest, GuestError, GuestImage, run_tests, saffron_command
-from screens import Api
+from screens import Api, client_matches_screendump, spice_screenshot, still_console
 
 USER_MAC = "52:54:00:12:34:56"
 TAP_MAC = "52:54:00:77:00:02"
@@ -51,6 +52,11 @@ OUTER_ADDR = "10.0.2.15"
 GATEWAY = "10.0.2.2"
 NAME = "files.saffron.test"
 BLOB_BYTES = 1 << 20
+SPICE_PORT = 5931
+# The flood: random frames out of each card for this long (a SPICE screenshot is taken
+# meanwhile), at most this many.
+FLOOD_SECONDS = 25
+FLOOD_FRAMES = 1_000_000
 
 
 class DnsResponder:
@@ -190,15 +196,23 @@ def tap_network(guest: Guest, eth: str, port: int, blob_hash: str, served_hash: 
 
 
 def flood(guest: Guest, api: Api, eths: list[str], port: int) -> None:
-    """Random frames out of every card; saffron and the guest stay responsive."""
+    """Random frames out of every card; saffron and the guest stay responsive, and a SPICE
+    client's picture equals the screendump while the flood runs."""
     guest_lines(guest, f"wget -q -O /tmp/netflood http://{HOST_TAP_IP}:{port}/netflood"
                        " && chmod +x /tmp/netflood")
-    runs = " & ".join(f"/tmp/netflood {eth} 5000 {n + 1}" for n, eth in enumerate(eths))
+    still_console(guest)
+    guest_lines(guest, "clear >/dev/tty1; echo network flood under way >/dev/tty1")
+    runs = " & ".join(f"/tmp/netflood {eth} {FLOOD_FRAMES} {n + 1} {FLOOD_SECONDS}"
+                      for n, eth in enumerate(eths))
     result = {}
     flooder = threading.Thread(target=lambda: result.update(
         out=guest_lines(guest, f"{runs}; wait", timeout=600)))
     slowest, started = 0.0, time.monotonic()
     flooder.start()
+    time.sleep(1)
+    client_matches_screendump(api, tempfile.mkdtemp(), "net-flood",
+                              lambda name: spice_screenshot(SPICE_PORT, name), attempts=3)
+    assert flooder.is_alive(), "the flood ended before the picture was compared"
     while flooder.is_alive():
         asked = time.monotonic()
         api.call("status")
@@ -210,7 +224,8 @@ def flood(guest: Guest, api: Api, eths: list[str], port: int) -> None:
     logs = result["out"]
     assert slowest < 5, f"status took {slowest:.1f} s during the flood"
     print(f"  flood of random frames ({logs.replace(chr(10), '; ')}) in {took:.0f} s; "
-          f"slowest status answer {slowest * 1000:.0f} ms")
+          f"slowest status answer {slowest * 1000:.0f} ms; the SPICE picture was exact "
+          "meanwhile")
 
 
 def carrier(guest: Guest, eth: str, want: str) -> None:
@@ -278,7 +293,8 @@ def prepare_files(directory: Path) -> str:
 def saffron_with_two_cards(sock: Path) -> list[str]:
     nets = ["--net", f"user,mac={USER_MAC},dns={GATEWAY},"
                      f"hostfwd=tcp:127.0.0.1:{HOSTFWD_PORT}-:{GUEST_HTTP_PORT}",
-            "--net", f"tap={TAP},mac={TAP_MAC}", "--api-socket", str(sock)]
+            "--net", f"tap={TAP},mac={TAP_MAC}", "--api-socket", str(sock),
+            "--spice", f"port={SPICE_PORT},disable-ticketing"]
     argv = saffron_command(GuestImage.default(True), memory="512M", cpus=2, extra_args=nets)
     # The guest's init brings both up (guest-drivers/linux/extra/etc/saffron/init.d/20-network);
     # the cards are eth0 and eth1 in PCI slot order.

@@ -1,9 +1,10 @@
 /*
- * netflood IFACE COUNT [SEED]: sends COUNT frames of random bytes and random lengths (an
- * Ethernet header's 14 bytes up to 1500 more, every sixteenth up to the interface's MTU) out
- * of IFACE through a raw packet socket, as fast as the socket takes them: a flood of garbage for
- * the network tests of saffron's virtio-net card. Every fourth frame goes to the broadcast address, every eighth
- * claims to be IPv4 with a nonsense header. Prints "netflood: SENT sent, ERRORS refused".
+ * netflood IFACE COUNT [SEED [SECONDS]]: sends COUNT frames (or as many as fit in SECONDS) of
+ * random bytes and random lengths (an Ethernet header's 14 bytes up to 1500 more, every
+ * sixteenth up to the interface's MTU) out of IFACE through a raw packet socket, as fast as the
+ * socket takes them: a flood of garbage for the network tests of saffron's virtio-net card.
+ * Every fourth frame goes to the broadcast address, every eighth claims to be IPv4 with a
+ * nonsense header. Prints "netflood: SENT sent, ERRORS refused".
  */
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
@@ -14,16 +15,18 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: netflood IFACE COUNT [SEED]\n");
+        fprintf(stderr, "usage: netflood IFACE COUNT [SEED [SECONDS]]\n");
         return 2;
     }
     long count = atol(argv[2]);
     srandom(argc > 3 ? (unsigned)atol(argv[3]) : 1);
+    time_t until = argc > 4 ? time(NULL) + atol(argv[4]) : 0;
     int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
     if (s < 0) {
         perror("netflood: socket");
@@ -46,7 +49,7 @@ int main(int argc, char **argv)
     for (size_t j = 0; j < sizeof frame; j++)
         frame[j] = (unsigned char)random();
     long sent = 0, refused = 0;
-    for (long i = 0; i < count; i++) {
+    for (long i = 0; i < count && (!until || time(NULL) < until); i++) {
         /* Mostly up to 1500 bytes; every sixteenth up to the MTU. */
         int max = i % 16 == 0 || mtu < 1500 ? mtu : 1500;
         size_t len = 14 + (size_t)(random() % (max + 1));
