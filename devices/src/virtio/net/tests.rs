@@ -172,6 +172,25 @@ fn a_full_backend_keeps_the_frame_and_the_queue() {
 }
 
 #[test]
+fn a_reset_drops_the_frame_that_waited_for_the_backend() {
+    let mut c = card(false, 0);
+    c.wire.lock().unwrap().room = Some(0);
+    c.d.write(DATA + 12, &frame(60, 1));
+    c.d.add(TX, &[(DATA, 72, false)]);
+    c.d.kick(TX);
+    assert!(c.pump().want_write, "the frame waits for room");
+    c.d.set_status(0);
+    let p = c.pump();
+    assert!(!p.want_write && !p.want_read && !p.more, "{p:?}");
+    c.wire.lock().unwrap().room = None;
+    c.pump();
+    assert!(
+        c.wire.lock().unwrap().outbound.is_empty(),
+        "the old frame was sent"
+    );
+}
+
+#[test]
 fn hostile_transmit_chains_are_returned_and_counted() {
     let mut c = card(false, features::MRG_RXBUF);
     let csum = NetHeader {

@@ -126,8 +126,17 @@ impl Transfer {
     /// down, transmitted frames are dropped and nothing is received (the
     /// backend keeps what arrives), as on an unplugged cable.
     pub fn pump(&mut self, negotiated: u64, link_up: bool, queues: &mut Queues<'_>) -> Progress {
+        if !self.failed && self.backend.wants_writable() {
+            if let Err(e) = self.backend.flush() {
+                self.fail(&e);
+            }
+        }
         if !queues.is_live(RX) && !queues.is_live(TX) {
+            // The driver reset the card (or has not started it): the frame
+            // it sent before is dropped, as a NIC's reset drops its queue,
+            // so nothing keeps the thread waking for a writable backend.
             self.offloads = None;
+            self.tx_len = 0;
             return self.progress(false, false);
         }
         if !link_up {
@@ -140,11 +149,6 @@ impl Transfer {
             };
         }
         self.sync_offloads(negotiated);
-        if !self.failed && self.backend.wants_writable() {
-            if let Err(e) = self.backend.flush() {
-                self.fail(&e);
-            }
-        }
         let tx_more = self.transmit(negotiated, true, queues);
         let (rx_more, want_read) = self.receive(negotiated, queues);
         self.progress(tx_more || rx_more, want_read)
