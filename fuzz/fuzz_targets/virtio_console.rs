@@ -7,7 +7,7 @@
 #![no_main]
 
 use devices::virtio::console::{VirtioConsole, F_MULTIPORT, GUEST_BYTES_LIMIT};
-use devices::virtio::test_driver::{hostile_address, hostile_chain, Driver, RAM};
+use devices::virtio::test_driver::{hostile_chain, Driver};
 use libfuzzer_sys::fuzz_target;
 
 const PORTS: &[&str] = &["com.redhat.spice.0", "org.qemu.guest_agent.0"];
@@ -27,16 +27,7 @@ fuzz_target!(|data: &[u8]| {
                 d.add(q, &hostile_chain(op));
                 d.kick(q);
             }
-            2 => {
-                // The next chunk of input into guest memory (a control
-                // message, or data).
-                let at = hostile_address(&op[2..5]);
-                if let Some(bytes) = ops.next() {
-                    if at + 8 <= RAM {
-                        d.write(at, bytes);
-                    }
-                }
-            }
+            2 => d.hostile_write(op, ops.next()),
             3 => {
                 let n = usize::from(u16::from_le_bytes([op[2], op[3]]));
                 let written = d

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use devices::virtio::net::fake::FakeBackend;
 use devices::virtio::net::transfer::MAX_FRAME;
 use devices::virtio::net::{features, NetBackend, Transfer, VirtioNet, RX, TX};
-use devices::virtio::test_driver::{hostile_address, hostile_chain, Driver, RAM};
+use devices::virtio::test_driver::{hostile_chain, Driver};
 use libfuzzer_sys::fuzz_target;
 use saffron::net::stream::StreamBackend;
 
@@ -69,14 +69,7 @@ fuzz_target!(|data: &[u8]| {
                 d.add(q, &hostile_chain(op));
                 d.kick(q);
             }
-            2 => {
-                let at = hostile_address(&op[2..5]);
-                if let Some(bytes) = ops.next() {
-                    if at + 8 <= RAM {
-                        d.write(at, bytes);
-                    }
-                }
-            }
+            2 => d.hostile_write(op, ops.next()),
             3 => {
                 let len = usize::from(u16::from_le_bytes([op[2], op[3]])) << (op[4] % 3);
                 let mut w = wire.lock().unwrap();

@@ -3,7 +3,6 @@
 //! start before anything else of the VM exists, so a missing passt, a
 //! busy port or a TAP device saffron may not use is a one-line error.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use devices::interrupt::MsiDelivery;
@@ -32,9 +31,9 @@ pub struct OpenBackend {
     mac: [u8; 6],
     backend: Box<dyn NetBackend>,
     kind: &'static str,
-    /// The TAP device's name, or passt's forwards.
+    /// The TAP device's name, or passt's pid and forwards (passt ends by
+    /// itself when the card's socket closes: nothing needs to hold it).
     detail: Value,
-    passt: Option<Passt>,
 }
 
 /// Starts every card's backend, in order.
@@ -84,7 +83,6 @@ fn start_backend(o: &NetOptions, mac: [u8; 6]) -> Result<OpenBackend, NetError> 
                 backend: Box::new(backend),
                 kind: "user",
                 detail: json!({ "passt_pid": passt.pid(), "hostfwd": forwards }),
-                passt: Some(passt),
             }
         }
         NetBackendKind::Tap { name } => OpenBackend {
@@ -92,7 +90,6 @@ fn start_backend(o: &NetOptions, mac: [u8; 6]) -> Result<OpenBackend, NetError> 
             backend: Box::new(Tap::open(name)?),
             kind: "tap",
             detail: json!({ "ifname": name }),
-            passt: None,
         },
     })
 }
@@ -117,7 +114,6 @@ pub struct NicStatus {
     slot: u8,
     transport: Arc<Mutex<VirtioPciDevice<VirtioNet>>>,
     stats: Arc<NetStats>,
-    _passt: Option<Passt>,
 }
 
 impl NicStatus {
@@ -142,7 +138,7 @@ impl NicStatus {
             "mac": format_mac(&self.mac),
             "backend": self.kind,
             "backend_detail": self.detail,
-            "backend_failed": self.stats.backend_failed.load(Ordering::Relaxed),
+            "backend_failed": c.backend_failed,
             "link": if link { "up" } else { "down" },
             "pci_slot": self.slot,
             "rx_packets": c.rx_packets,
@@ -187,7 +183,6 @@ pub fn attach(
             slot,
             transport: transport.clone(),
             stats: worker.stats(),
-            _passt: open.passt,
         });
         nics.pci.push((slot, transport as SharedPciDevice));
         nics._workers.push(worker);

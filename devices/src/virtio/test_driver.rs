@@ -219,6 +219,15 @@ impl<D: VirtioDevice> Driver<D> {
         self.mem.write_slice(bytes, GuestAddress(addr)).unwrap();
     }
 
+    /// For fuzz targets: writes `bytes` (the input's next chunk, if any) at
+    /// the address in `op[2..5]`, when it lies in RAM.
+    pub fn hostile_write(&self, op: &[u8], bytes: Option<&[u8]>) {
+        let at = hostile_address(&op[2..5]);
+        if let Some(bytes) = bytes.filter(|b| at + b.len() as u64 <= RAM) {
+            self.write(at, bytes);
+        }
+    }
+
     pub fn read(&self, addr: u64, len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len];
         self.mem.read_slice(&mut b, GuestAddress(addr)).unwrap();
