@@ -157,6 +157,13 @@ def video_stream_attempt() -> None:
     reader = threading.Thread(target=lambda: log.extend((time.monotonic(), line)
                                                         for line in proc.stderr), daemon=True)
     reader.start()
+    # The client connects once saffron listens (it says so), not before: on a loaded machine
+    # setting up the replay's guest memory can take a while.
+    deadline = time.monotonic() + 60
+    while not any("serving the replay" in line for _, line in list(log)):
+        assert proc.poll() is None, f"saffron exited early ({proc.returncode})"
+        assert time.monotonic() < deadline, "saffron did not listen within 60 s"
+        time.sleep(0.05)
     client = GlibClient(port)
     RESULTS.mkdir(parents=True, exist_ok=True)
     live = read_ppm(FIXTURES / "video.live.ppm")
