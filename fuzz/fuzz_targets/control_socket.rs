@@ -16,8 +16,11 @@ impl Machine for Fake {
     fn status(&self) -> Value {
         Value::Null
     }
-    fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
-        None
+    fn screen(&self, _head: Option<u32>) -> Result<(u32, u32, Vec<u8>), Refusal> {
+        Err(Refusal {
+            code: "no_display",
+            message: String::new(),
+        })
     }
     fn send_keys(&self, keys: &Keys) -> Result<(), Refusal> {
         if let Keys::Names(names) = keys {

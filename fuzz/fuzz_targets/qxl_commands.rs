@@ -1,7 +1,8 @@
 //! QXL command processing fed by a hostile guest: the fuzz input becomes the
 //! contents of the device's command memory and of surface memory, and a list
 //! of ring entries (command type, ring, body offset) that are pushed and
-//! processed; every few entries a random I/O port write. The device must never
+//! processed; every few entries a random I/O port write (a monitors config is
+//! read from the same memory). The device must never
 //! panic, read out of bounds or allocate without bound.
 #![no_main]
 
@@ -9,7 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use devices::interrupt::NoInterrupt;
 use devices::pci::{BarBacking, PciDevice};
-use devices::qxl::defs::{ram, ring, IO_CREATE_PRIMARY, IO_MEMSLOT_ADD, IO_RESET};
+use devices::qxl::defs::{
+    ram, ring, IO_CREATE_PRIMARY, IO_MEMSLOT_ADD, IO_MONITORS_CONFIG_ASYNC, IO_RESET,
+};
 use devices::qxl::memory::{Backing, BarMemory};
 use devices::qxl::memslots::{make_address, BarLayout};
 use devices::qxl::worker::Worker;
@@ -40,6 +43,7 @@ fn rig() -> &'static Mutex<Rig> {
             vgamem_size: 8 << 20,
             revision: 4,
             initial_size: None,
+            heads: 4,
         };
         let mut qxl = Qxl::new(config, Arc::new(NoInterrupt), 10).expect("device");
         let worker = qxl.take_worker().expect("worker");
@@ -130,8 +134,15 @@ fuzz_target!(|data: &[u8]| {
     for entry in table[1..].chunks_exact(4) {
         let (kind, flags, offset) = (entry[0], entry[1], u16::from_le_bytes([entry[2], entry[3]]));
         if flags & 0x80 != 0 {
-            // An I/O port write instead of a command.
-            core.io_write(kind % 26, flags & 0x7f, &bars);
+            // An I/O port write instead of a command; a monitors config
+            // is read from the window.
+            let port = kind % 26;
+            if port == IO_MONITORS_CONFIG_ASYNC {
+                let at = make_address(1, 0, WINDOW + u64::from(offset) % WINDOW_LEN);
+                rig.mem
+                    .set_u64_at(Backing::Ram, header + ram::MONITORS_CONFIG, at);
+            }
+            core.io_write(port, flags & 0x7f, &bars);
             continue;
         }
         let cursor = flags & 1 != 0;

@@ -157,8 +157,11 @@ mod tests {
         fn status(&self) -> Value {
             json!({"running": true})
         }
-        fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
-            None
+        fn screen(&self, _head: Option<u32>) -> Result<(u32, u32, Vec<u8>), Refusal> {
+            Err(Refusal {
+                code: "no_display",
+                message: String::new(),
+            })
         }
         fn send_keys(&self, _keys: &Keys) -> Result<(), Refusal> {
             self.0.lock().unwrap().push("keys");

@@ -18,9 +18,9 @@ pub mod screendump;
 pub trait Machine: Send + Sync {
     /// State, uptime, vCPUs, memory, display size, ...
     fn status(&self) -> Value;
-    /// Head 0 as it is now: width, height and 32-bit BGRX pixels, rows
-    /// `width * 4` bytes apart; `None` without a display.
-    fn screen(&self) -> Option<(u32, u32, Vec<u8>)>;
+    /// The screen as it is now, or one head (monitor) of it: width, height
+    /// and 32-bit BGRX pixels, rows `width * 4` bytes apart.
+    fn screen(&self, head: Option<u32>) -> Result<(u32, u32, Vec<u8>), Refusal>;
     /// Presses the keys in order and releases them in reverse.
     fn send_keys(&self, keys: &Keys) -> Result<(), Refusal>;
     /// Moves the pointer, or presses its buttons or wheel.
@@ -110,6 +110,7 @@ enum Command {
     Status {},
     Screendump {
         path: String,
+        head: Option<u32>,
     },
     SendKey {
         keys: Keys,
@@ -207,12 +208,10 @@ fn done(result: Result<(), Refusal>) -> (Value, After) {
 fn run(command: Command, machine: &dyn Machine) -> (Value, After) {
     match command {
         Command::Status {} => (ok(machine.status()), After::Nothing),
-        Command::Screendump { path } => {
-            let Some((width, height, pixels)) = machine.screen() else {
-                return (
-                    error("no_display", "this VM has no display"),
-                    After::Nothing,
-                );
+        Command::Screendump { path, head } => {
+            let (width, height, pixels) = match machine.screen(head) {
+                Ok(picture) => picture,
+                Err(refusal) => return (error(refusal.code, refusal.message), After::Nothing),
             };
             match screendump::write_png(std::path::Path::new(&path), width, height, &pixels) {
                 Ok(()) => (
@@ -358,8 +357,18 @@ mod tests {
         fn status(&self) -> Value {
             json!({"running": true, "vcpus": 2})
         }
-        fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
-            self.screen.clone()
+        fn screen(&self, head: Option<u32>) -> Result<(u32, u32, Vec<u8>), Refusal> {
+            match (&self.screen, head) {
+                (Some(screen), None | Some(0)) => Ok(screen.clone()),
+                (Some(_), Some(head)) => Err(Refusal {
+                    code: "no_device",
+                    message: format!("no head {head}"),
+                }),
+                (None, _) => Err(Refusal {
+                    code: "no_display",
+                    message: "this VM has no display".into(),
+                }),
+            }
         }
         fn send_keys(&self, keys: &Keys) -> Result<(), Refusal> {
             if *keys == Keys::Names(vec!["bogus".into()]) {
@@ -638,6 +647,9 @@ mod tests {
         reader.next_frame(&mut rgb).unwrap();
         assert_eq!(&rgb[..6], &[0x30, 0x20, 0x10, 0xff, 0xff, 0xff]);
         // A path in a missing directory is an I/O error, not a crash.
+        let request = json!({"command": "screendump", "path": path, "head": 1});
+        let (response, _) = handle(&request.to_string(), &machine);
+        assert_eq!(code(&response), "no_device");
         let request = json!({"command": "screendump", "path": dir.join("no/such/dir.png")});
         let (response, _) = handle(&request.to_string(), &machine);
         assert_eq!(code(&response), "io_error");

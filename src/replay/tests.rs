@@ -889,6 +889,7 @@ fn small_qxl() -> QxlConfig {
         vgamem_size: 8 << 20,
         revision: 4,
         initial_size: None,
+        heads: 1,
     }
 }
 

@@ -332,6 +332,10 @@ pub struct DisplayChannel {
     client_surface: Option<(u32, u32)>,
     /// The head may have changed size or lost events: re-check everything.
     needs_sync: bool,
+    /// The monitors layout may differ from the one the client has.
+    monitors_stale: bool,
+    /// The `MONITORS_CONFIG` the client has.
+    sent_monitors: Option<MonitorsConfig>,
     pending: Region,
     pacer: UpdatePacer,
     compressor: Box<Compressor>,
@@ -383,6 +387,8 @@ impl DisplayChannel {
             client_monitors_config: client_caps.has(display_cap::MONITORS_CONFIG),
             client_surface: None,
             needs_sync: true,
+            monitors_stale: true,
+            sent_monitors: None,
             pending: Region::new(),
             pacer: UpdatePacer::default(),
             compressor: Box::new(Compressor::new(setup.compression, traits)),
@@ -453,6 +459,40 @@ impl DisplayChannel {
         self.needs_sync = true;
     }
 
+    /// The guest's monitors layout changed.
+    pub fn monitors_changed(&mut self) {
+        self.monitors_stale = true;
+    }
+
+    /// Sends the monitors of the client's surface as `MONITORS_CONFIG` if
+    /// the client takes it and does not have that one.
+    fn send_monitors(&mut self, out: &mut Outbox) {
+        self.monitors_stale = false;
+        if !self.client_monitors_config || self.client_surface.is_none() {
+            return;
+        }
+        let layout = self.display.layout();
+        let config = MonitorsConfig {
+            max_allowed: layout.max.min(u32::from(u16::MAX)) as u16,
+            heads: layout
+                .monitors(self.client_surface)
+                .into_iter()
+                .map(|m| Head {
+                    monitor_id: m.id,
+                    surface_id: 0,
+                    width: m.width,
+                    height: m.height,
+                    x: m.x,
+                    y: m.y,
+                })
+                .collect(),
+        };
+        if self.sent_monitors.as_ref() != Some(&config) {
+            out.push(&config);
+            self.sent_monitors = Some(config);
+        }
+    }
+
     /// Part of the head was redrawn.
     pub fn damage(&mut self, rect: Rect) {
         self.damage_at(rect, Instant::now());
@@ -470,6 +510,7 @@ impl DisplayChannel {
     pub fn has_work(&self) -> bool {
         self.phase == Phase::Running
             && (self.needs_sync
+                || self.monitors_stale
                 || !self.pending.is_empty()
                 || self.streams.has_work(Instant::now()))
     }
@@ -505,6 +546,9 @@ impl DisplayChannel {
                 return;
             }
             self.sync(out);
+        }
+        if self.monitors_stale {
+            self.send_monitors(out);
         }
         if self.streams.has_work(now) {
             let display = self.display.clone();
@@ -704,21 +748,10 @@ impl DisplayChannel {
                 format: SURFACE_FMT_32_XRGB,
                 flags: SURFACE_FLAG_PRIMARY,
             });
-            if self.client_monitors_config {
-                out.push(&MonitorsConfig {
-                    max_allowed: 1,
-                    heads: vec![Head {
-                        monitor_id: 0,
-                        surface_id: 0,
-                        width: head.width,
-                        height: head.height,
-                        x: 0,
-                        y: 0,
-                    }],
-                });
-            }
             self.client_surface = Some(size);
+            self.sent_monitors = None;
         }
+        self.send_monitors(out);
         let bounds = head.bounds();
         if bounds.area() <= MAX_FULL_IMAGE_PIXELS {
             let draw = (bounds, self.request(&head, bounds, false));
@@ -810,6 +843,9 @@ impl SpiceChannel for DisplayChannel {
             if feed.head_changed {
                 self.head_changed();
             }
+            if feed.monitors_changed {
+                self.monitors_changed();
+            }
             for rect in feed.damage.rects() {
                 self.damage(*rect);
             }
@@ -879,6 +915,7 @@ pub(crate) mod tests {
     use crate::spice::codec::policy::ImageCompression;
     use crate::spice::codec::reference;
     use crate::spice::wire::{next_frame, HeaderMode};
+    use devices::display::Monitor;
 
     /// A minimal client-side canvas: applies the messages a
     /// [`DisplayChannel`] sends, decoding them independently of the encoder.
@@ -887,7 +924,9 @@ pub(crate) mod tests {
         pub size: Option<(u32, u32)>,
         pub pixels: Vec<u8>,
         pub marked: bool,
-        pub monitors: Option<(u16, u32, u32)>,
+        /// The last `MONITORS_CONFIG`: max allowed, and each head's
+        /// id, width, height, x, y.
+        pub monitors: Option<(u16, Vec<[u32; 5]>)>,
         pub draws: usize,
         /// Image types received.
         pub image_types: Vec<u8>,
@@ -975,10 +1014,20 @@ pub(crate) mod tests {
                 315 => self.size = None,
                 317 => {
                     let count = r.u16("").unwrap();
-                    let _max = r.u16("").unwrap();
-                    let _id = r.u32("").unwrap();
-                    let _surface = r.u32("").unwrap();
-                    self.monitors = Some((count, r.u32("").unwrap(), r.u32("").unwrap()));
+                    let max = r.u16("").unwrap();
+                    let heads = (0..count)
+                        .map(|_| {
+                            let id = r.u32("").unwrap();
+                            assert_eq!(r.u32("").unwrap(), 0, "surface");
+                            let mut head = [id, 0, 0, 0, 0];
+                            for v in &mut head[1..] {
+                                *v = r.u32("").unwrap();
+                            }
+                            r.u32("").unwrap(); // flags
+                            head
+                        })
+                        .collect();
+                    self.monitors = Some((max, heads));
                 }
                 102 => self.marked = true,
                 122 => {
@@ -1272,6 +1321,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_guest_monitors_layout_reaches_the_client() {
+        let display = Display::new();
+        display.set_max_monitors(4);
+        display.resize(0, 64, 16);
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut channel = open_channel(&display, ImageSetup::default(), &mut out);
+        channel.handle(101, &display_init()).unwrap();
+        channel.pump(&mut out);
+        let mut canvas = ClientCanvas::default();
+        canvas.apply_stream(&out.take_bytes());
+        assert_eq!(canvas.monitors, Some((4, vec![[0, 64, 16, 0, 0]])));
+        let monitor = |id, x| Monitor {
+            id,
+            x,
+            y: 0,
+            width: 32,
+            height: 16,
+        };
+        display.set_guest_monitors(vec![monitor(0, 0), monitor(1, 32)]);
+        channel.monitors_changed();
+        assert!(channel.has_work());
+        channel.pump(&mut out);
+        assert_eq!(canvas.apply_stream(&out.take_bytes()), vec![317]);
+        assert_eq!(
+            canvas.monitors,
+            Some((4, vec![[0, 32, 16, 0, 0], [1, 32, 16, 32, 0]]))
+        );
+        // The same layout again sends nothing; a smaller surface clips it.
+        channel.monitors_changed();
+        channel.pump(&mut out);
+        assert!(out.is_empty());
+        display.resize(0, 40, 16);
+        channel.head_changed();
+        channel.pump(&mut out);
+        canvas.apply_stream(&out.take_bytes());
+        assert_eq!(
+            canvas.monitors,
+            Some((4, vec![[0, 32, 16, 0, 0], [1, 8, 16, 32, 0]]))
+        );
+    }
+
+    #[test]
     fn connect_sequence_and_pixel_exact_updates() {
         let display = Display::new();
         display.resize(0, 40, 30);
@@ -1288,7 +1379,7 @@ pub(crate) mod tests {
             canvas.apply_stream(&out.take_bytes()),
             vec![108, 314, 317, 304, 102]
         );
-        assert_eq!(canvas.monitors, Some((1, 40, 30)));
+        assert_eq!(canvas.monitors, Some((1, vec![[0, 40, 30, 0, 0]])));
         assert!(canvas.marked);
         assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
 

@@ -23,6 +23,7 @@ pub const SHOWN_HEAD: u32 = 0;
 pub struct FeedState {
     pub damage: Region,
     pub head_changed: bool,
+    pub monitors_changed: bool,
     pub cursor_changed: bool,
 }
 
@@ -37,8 +38,10 @@ impl FeedState {
                 self.damage.clear();
             }
             DisplayEvent::Cursor => self.cursor_changed = true,
+            DisplayEvent::MonitorsChanged => self.monitors_changed = true,
             DisplayEvent::Resync => {
                 self.head_changed = true;
+                self.monitors_changed = true;
                 self.cursor_changed = true;
                 self.damage.clear();
             }
@@ -81,7 +84,7 @@ impl DisplayFeed {
             | DisplayEvent::HeadChanged { head, .. }
             | DisplayEvent::HeadRemoved { head } => *head == SHOWN_HEAD,
             DisplayEvent::Cursor => false,
-            DisplayEvent::Resync => true,
+            DisplayEvent::MonitorsChanged | DisplayEvent::Resync => true,
         })
     }
 

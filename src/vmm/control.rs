@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use devices::acpi_pm::AcpiPm;
 use devices::bus::lock;
-use devices::display::{Display, ScanoutSwitch, BYTES_PER_PIXEL};
+use devices::display::{Display, Rect, ScanoutSwitch, BYTES_PER_PIXEL};
 use serde_json::{json, Value};
 
 use super::exit::{ExitSignal, VmExit};
@@ -130,11 +130,20 @@ fn refusal(error: InputError) -> Refusal {
 impl crate::api::Machine for VmControl {
     fn status(&self) -> Value {
         let display = self.display.as_ref().map(|d| {
+            let layout = d.layout();
             let size = d.head(0).map(|head| (head.width, head.height));
+            let heads: Vec<Value> = layout
+                .monitors(size)
+                .iter()
+                .filter(|m| m.is_on())
+                .map(|m| json!({"id": m.id, "x": m.x, "y": m.y, "width": m.width, "height": m.height}))
+                .collect();
             json!({
                 "width": size.map(|s| s.0),
                 "height": size.map(|s| s.1),
                 "device": self.scanout.owner(),
+                "max_heads": layout.max,
+                "heads": heads,
             })
         });
         let vga = self.refresher.as_ref().map(|r| {
@@ -175,18 +184,45 @@ impl crate::api::Machine for VmControl {
         })
     }
 
-    fn screen(&self) -> Option<(u32, u32, Vec<u8>)> {
+    fn screen(&self, head: Option<u32>) -> Result<(u32, u32, Vec<u8>), Refusal> {
         if let Some(refresher) = &self.refresher {
             // Up to date if the VGA shows the screen; nothing if QXL does.
             refresher.refresh();
         }
-        let head = self.display.as_ref()?.head(0)?;
-        let row = head.width as usize * BYTES_PER_PIXEL;
-        let mut pixels = Vec::with_capacity(row * head.height as usize);
-        for y in 0..head.height {
-            pixels.extend_from_slice(&head.row(y)[..row]);
+        let no_display = || Refusal {
+            code: "no_display",
+            message: "this VM has no display (or it shows nothing yet)".into(),
+        };
+        let display = self.display.as_ref().ok_or_else(no_display)?;
+        // (The layout before the picture: both read locks are never held at once.)
+        let layout = display.layout();
+        let surface = display.head(0).ok_or_else(no_display)?;
+        let area = match head {
+            None => Rect::new(0, 0, surface.width as i32, surface.height as i32),
+            Some(id) => {
+                let m = layout
+                    .monitors(Some((surface.width, surface.height)))
+                    .into_iter()
+                    .find(|m| m.id == id && m.is_on())
+                    .ok_or_else(|| Refusal {
+                        code: "no_device",
+                        message: format!("the display has no head {id} turned on"),
+                    })?;
+                Rect::new(
+                    m.x as i32,
+                    m.y as i32,
+                    (m.x + m.width) as i32,
+                    (m.y + m.height) as i32,
+                )
+            }
+        };
+        let (left, right) = (area.left as usize, area.right as usize);
+        let mut pixels = Vec::with_capacity(area.area() as usize * BYTES_PER_PIXEL);
+        for y in area.top..area.bottom {
+            let row = surface.row(y as u32);
+            pixels.extend_from_slice(&row[left * BYTES_PER_PIXEL..right * BYTES_PER_PIXEL]);
         }
-        Some((head.width, head.height, pixels))
+        Ok((area.width() as u32, area.height() as u32, pixels))
     }
 
     fn send_keys(&self, keys: &Keys) -> Result<(), Refusal> {

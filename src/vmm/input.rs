@@ -391,6 +391,7 @@ impl InputController {
 
     /// Where pixel (x, y) of display `display` is on the tablet's axes.
     fn tablet_axes(&self, display: u8, x: u32, y: u32) -> Option<(i32, i32)> {
+        let (display, x, y) = self.surface_point(display, x, y)?;
         let sizes: Vec<Option<(u32, u32)>> = self
             .displays
             .iter()
@@ -402,6 +403,30 @@ impl InputController {
             })
             .collect();
         desktop_position(&sizes, display, x, y)
+    }
+}
+
+impl InputController {
+    /// The display device and the pixel of its shown surface that a SPICE
+    /// display id and (x, y) name. When the first device shows several
+    /// monitors, clients number those (and a position is inside its
+    /// monitor), as they do; otherwise the id is the device's.
+    fn surface_point(&self, display: u8, x: u32, y: u32) -> Option<(u8, u32, u32)> {
+        let Some(first) = self.displays.first() else {
+            return Some((display, x, y));
+        };
+        if first.layout().guest.len() <= 1 {
+            return Some((display, x, y));
+        }
+        let monitor = first
+            .monitors()
+            .into_iter()
+            .find(|m| m.id == u32::from(display) && m.is_on())?;
+        Some((
+            0,
+            monitor.x.saturating_add(x.min(monitor.width - 1)),
+            monitor.y.saturating_add(y.min(monitor.height - 1)),
+        ))
     }
 }
 

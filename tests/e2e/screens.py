@@ -79,6 +79,10 @@ class Picture:
     def pixel(self, x: int, y: int) -> tuple[int, int, int]:
         return tuple(self.rows[y][3 * x:3 * x + 3])
 
+    def crop(self, x: int, y: int, width: int, height: int) -> "Picture":
+        return Picture(width, height, [row[3 * x:3 * (x + width)]
+                                       for row in self.rows[y:y + height]])
+
 
 def read_png(path: Path) -> Picture:
     """An 8-bit RGB PNG (what saffron writes)."""
@@ -196,10 +200,12 @@ def marker_position(guest: Guest) -> tuple[int, int, int, int]:
     return rows, cols, at // cols, at % cols
 
 
-def screendump(api: Api, directory: str, name: str) -> Picture:
-    """A screendump over the control socket (a copy goes to the results directory)."""
+def screendump(api: Api, directory: str, name: str, head: int | None = None) -> Picture:
+    """A screendump over the control socket, of the screen or of one head (a copy goes to the
+    results directory)."""
     path = Path(directory) / f"{name}.png"
-    result = api.call("screendump", path=str(path))
+    extra = {} if head is None else {"head": head}
+    result = api.call("screendump", path=str(path), **extra)
     picture = read_png(path)
     assert (picture.width, picture.height) == (result["width"], result["height"])
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

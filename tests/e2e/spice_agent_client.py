@@ -10,9 +10,10 @@ Commands on stdin, one per line:
   CLIP_FETCH PATH             after the guest grabbed the clipboard, request its first type and
                               write what arrives to PATH
   MONITOR W H                 ask for one monitor of W x H (update_display + send_monitor_config)
+  MONITORS WxH+X+Y|off ...    ask for these monitors, display 0, 1, ... (the rest of the four off)
   SEND PATH [CANCEL_AT]       send the file PATH to the guest (file transfer); with CANCEL_AT,
                               cancel it once that many bytes went out
-  POSITION X Y STATE          client mouse position on display 0
+  POSITION X Y STATE [ID]     client mouse position on display ID (default 0)
   DUMP PATH                   write the client's picture of display 0 to PATH (raw B,G,R,X rows)
   QUIT
 Lines printed:
@@ -27,6 +28,7 @@ Lines printed:
   PRIMARY W H STRIDE          the display channel's primary surface was (re)created (0 0 0:
                               destroyed)
   DUMPED W H STRIDE           DUMP wrote the picture (0 0 0: there is none)
+  LAYOUT MAX ID:WxH+X+Y ...   the display channel's monitors config (MAX: monitors-max), on change
   DONE TIME                   a command was handed to spice-glib (time.monotonic())
   ERROR WHAT
 """
@@ -134,7 +136,39 @@ def on_channel_new(_session, channel):
     elif isinstance(channel, SpiceClientGLib.DisplayChannel):
         GObject.Object.connect(channel, "display-primary-create", on_primary)
         GObject.Object.connect(channel, "display-primary-destroy", on_primary_gone)
+        GObject.Object.connect(channel, "notify::monitors", on_monitors)
         channel.connect()
+
+
+class GArray(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_uint)]
+
+
+gobject = ctypes.CDLL("libgobject-2.0.so.0")
+glib = ctypes.CDLL("libglib-2.0.so.0")
+ctypes.pythonapi.PyCapsule_GetPointer.restype = ctypes.c_void_p
+ctypes.pythonapi.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+def display_monitors(channel) -> list:
+    """The channel's "monitors" (a GArray of SpiceDisplayMonitorConfig, which PyGObject cannot
+    convert): (id, surface_id, x, y, width, height) each."""
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer(channel.__gpointer__, None)
+    array = ctypes.POINTER(GArray)()
+    gobject.g_object_get(ctypes.c_void_p(pointer), b"monitors", ctypes.byref(array), None)
+    if not array:
+        return []
+    found = []
+    if array.contents.len:
+        words = (ctypes.c_uint * (6 * array.contents.len)).from_address(array.contents.data)
+        found = [tuple(words[6 * i:6 * i + 6]) for i in range(array.contents.len)]
+    glib.g_array_unref(array)
+    return found
+
+
+def on_monitors(channel, _pspec):
+    say("LAYOUT", channel.get_property("monitors-max"),
+        *(f"{m[0]}:{m[4]}x{m[5]}+{m[2]}+{m[3]}" for m in display_monitors(channel)))
 
 
 def on_primary(_channel, _format, width, height, stride, _shmid, data):
@@ -206,10 +240,21 @@ def execute(words):
         main.update_display_enabled(0, True, False)
         main.update_display(0, 0, 0, int(words[1]), int(words[2]), False)
         main.send_monitor_config()
+    elif command == "MONITORS":
+        for display in range(4):
+            size = words[1 + display] if display + 1 < len(words) else "off"
+            if size == "off":
+                main.update_display_enabled(display, False, False)
+                continue
+            w, h, x, y = map(int, size.replace("x", " ").replace("+", " ").split())
+            main.update_display_enabled(display, True, False)
+            main.update_display(display, x, y, w, h, False)
+        main.send_monitor_config()
     elif command == "SEND":
         send_file(words[1], int(words[2]) if len(words) > 2 else None)
     elif command == "POSITION":
-        state["inputs"].position(int(words[1]), int(words[2]), 0, int(words[3]))
+        display = int(words[4]) if len(words) > 4 else 0
+        state["inputs"].position(int(words[1]), int(words[2]), display, int(words[3]))
     elif command == "DUMP":
         dump(words[1])
     else:

@@ -12,6 +12,7 @@
 //! be notified when it stops being empty ([`Display::subscribe_notified`]).
 
 mod geometry;
+pub mod monitors;
 pub mod render;
 pub mod switch;
 
@@ -20,6 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
 pub use geometry::Rect;
+pub use monitors::{Layout, Monitor};
 pub use switch::ScanoutSwitch;
 
 use crate::bus::lock;
@@ -135,6 +137,8 @@ pub enum DisplayEvent {
     Damage { head: u32, rect: Rect },
     /// The cursor changed shape, moved, hid or showed: see [`Display::cursor`].
     Cursor,
+    /// The guest's monitors layout changed: see [`Display::monitors`].
+    MonitorsChanged,
     /// The subscriber fell behind and lost events: repaint everything.
     Resync,
 }
@@ -212,9 +216,10 @@ fn adds_nothing(event: &DisplayEvent, last: Option<&DisplayEvent>) -> bool {
     }
 }
 
-/// Heads, cursor and subscribers of one display device.
+/// Heads, monitors, cursor and subscribers of one display device.
 pub struct Display {
     heads: RwLock<Vec<Option<Surface>>>,
+    layout: RwLock<Layout>,
     cursor: RwLock<CursorState>,
     subscribers: Mutex<Vec<Weak<SubscriberShared>>>,
 }
@@ -223,6 +228,7 @@ impl Display {
     pub fn new() -> Arc<Self> {
         Arc::new(Display {
             heads: RwLock::new(Vec::new()),
+            layout: RwLock::new(Layout::default()),
             cursor: RwLock::new(CursorState::default()),
             subscribers: Mutex::new(Vec::new()),
         })
@@ -410,6 +416,40 @@ impl Display {
             .enumerate()
             .filter_map(|(i, h)| h.as_ref().map(|s| (i as u32, s.width, s.height)))
             .collect()
+    }
+
+    /// Sets how many outputs the device offers (at least 1).
+    pub fn set_max_monitors(&self, max: u32) {
+        self.layout.write().unwrap_or_else(|p| p.into_inner()).max = max.max(1);
+    }
+
+    /// Sets the guest's monitors layout of head 0 (empty: one output
+    /// showing all of it), at most the outputs offered.
+    pub fn set_guest_monitors(&self, mut monitors: Vec<Monitor>) {
+        let changed = {
+            let mut layout = self.layout.write().unwrap_or_else(|p| p.into_inner());
+            monitors.truncate(layout.max as usize);
+            let changed = layout.guest != monitors;
+            layout.guest = monitors;
+            changed
+        };
+        if changed {
+            self.publish(DisplayEvent::MonitorsChanged);
+        }
+    }
+
+    /// The outputs offered and the guest's layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The monitors of head 0 as it is now (none without head 0).
+    pub fn monitors(&self) -> Vec<Monitor> {
+        let size = self.head(0).map(|h| (h.width, h.height));
+        self.layout().monitors(size)
     }
 
     pub fn cursor(&self) -> CursorState {

@@ -19,6 +19,8 @@ QXL display device options, comma-separated (all optional):
                  device back to VGA mode
   xres=W,yres=H  the screen size the guest driver should prefer (announced as the client's
                  monitor; W x H x 4 must fit in vgamem)
+  heads=N        outputs (monitors) of the card, 1..4 (default 1; QEMU's max_outputs, also
+                 accepted): clients may open one window per output
 SIZE is a number with an optional K, M or G suffix (a bare number is MiB).";
 
 /// Sizes and revision of one QXL device.
@@ -36,7 +38,12 @@ pub struct QxlConfig {
     pub revision: u8,
     /// The preferred screen size announced to the guest at boot (`xres`, `yres`).
     pub initial_size: Option<(u32, u32)>,
+    /// Outputs the card offers (`heads`, 1..=[`MAX_HEADS`]).
+    pub heads: u32,
 }
+
+/// Most outputs one card offers.
+pub const MAX_HEADS: u32 = 4;
 
 impl Default for QxlConfig {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for QxlConfig {
             vgamem_size: 16 * MIB,
             revision: 4,
             initial_size: None,
+            heads: 1,
         }
     }
 }
@@ -111,6 +119,15 @@ impl QxlConfig {
                         .map_err(|_| invalid(format!("{key}={value}: not a number of pixels")))?;
                     *(if key == "xres" { &mut xres } else { &mut yres }) = Some(v);
                 }
+                "heads" | "max_outputs" => {
+                    config.heads = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_HEADS).contains(n))
+                        .ok_or_else(|| {
+                            invalid(format!("{key}={value}: must be 1 to {MAX_HEADS}"))
+                        })?;
+                }
                 "revision" => {
                     config.revision = match value {
                         "4" => 4,
@@ -120,7 +137,7 @@ impl QxlConfig {
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "unknown option '{key}' (known: ram, vram, vram64, vgamem, revision, xres, yres)"
+                        "unknown option '{key}' (known: ram, vram, vram64, vgamem, revision, xres, yres, heads)"
                     )))
                 }
             }
@@ -235,6 +252,9 @@ mod tests {
         assert_eq!(QxlConfig::parse("ram=65536K").unwrap().ram_size, 64 * MIB);
         let c = QxlConfig::parse("xres=1920,yres=1080").unwrap();
         assert_eq!(c.initial_size, Some((1920, 1080)));
+        assert_eq!(c.heads, 1);
+        assert_eq!(QxlConfig::parse("heads=4").unwrap().heads, 4);
+        assert_eq!(QxlConfig::parse("max_outputs=2").unwrap().heads, 2);
     }
 
     #[test]
@@ -256,5 +276,8 @@ mod tests {
         assert!(err("xres=1920").contains("go together"));
         assert!(err("xres=4096,yres=4096").contains("fit in vgamem"));
         assert!(err("xres=-1,yres=2").contains("not a number"));
+        assert!(err("heads=0").contains("1 to 4"));
+        assert!(err("heads=5").contains("1 to 4"));
+        assert!(err("heads=two").contains("1 to 4"));
     }
 }

@@ -36,7 +36,7 @@ use super::ratelimit::RateLimit;
 use super::rings::{RawCommand, ReleaseRing, Ring};
 use super::stats::QxlStats;
 use super::surfaces::{OffscreenSurface, SurfaceInfo, SurfaceTable};
-use crate::display::{Display, ScanoutSwitch};
+use crate::display::{Display, Monitor, ScanoutSwitch, MAX_DIMENSION};
 use crate::memory::DeviceMemory;
 
 /// Commands processed per pass before queued I/O gets a turn.
@@ -56,17 +56,6 @@ pub enum Mode {
     Native,
 }
 
-/// One head of the guest's monitors config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MonitorHead {
-    pub id: u32,
-    pub surface_id: u32,
-    pub width: u32,
-    pub height: u32,
-    pub x: u32,
-    pub y: u32,
-}
-
 pub struct QxlCore {
     config: QxlConfig,
     memory: Arc<BarMemory>,
@@ -84,7 +73,6 @@ pub struct QxlCore {
     primary: Option<SurfaceInfo>,
     surfaces: SurfaceTable,
     release: ReleaseRing,
-    monitors: Vec<MonitorHead>,
     observer: Option<Box<dyn DrawableObserver>>,
     log: RateLimit,
 }
@@ -99,6 +87,7 @@ impl QxlCore {
         switch: Arc<ScanoutSwitch>,
         stats: Arc<QxlStats>,
     ) -> Self {
+        display.set_max_monitors(config.heads);
         let mut core = QxlCore {
             rom_image: super::rom::build(&config),
             header: config.ram_header_offset(),
@@ -115,7 +104,6 @@ impl QxlCore {
             primary: None,
             surfaces: SurfaceTable::new(NUM_SURFACES),
             release: ReleaseRing::default(),
-            monitors: Vec::new(),
             observer: None,
             log: RateLimit::default(),
         };
@@ -137,10 +125,6 @@ impl QxlCore {
 
     pub fn primary(&self) -> Option<&SurfaceInfo> {
         self.primary.as_ref()
-    }
-
-    pub fn monitors(&self) -> &[MonitorHead] {
-        &self.monitors
     }
 
     pub fn slots(&self) -> &MemSlots {
@@ -204,7 +188,6 @@ impl QxlCore {
         self.primary = None;
         self.surfaces.drain();
         self.slots.clear();
-        self.monitors.clear();
         // The ROM, as built (the guest cannot write it, but a reset restores it anyway).
         if let Some(r) = self.rom_range() {
             self.memory_write_rom(r);
@@ -234,6 +217,7 @@ impl QxlCore {
 
     fn enter_vga_mode(&mut self) {
         self.mode = Mode::Vga;
+        self.display.set_guest_monitors(Vec::new());
         self.switch.leave_native();
     }
 
@@ -278,6 +262,14 @@ impl QxlCore {
     /// mismatch), kept across resets, and announced with
     /// `QXL_INTERRUPT_CLIENT_MONITORS_CONFIG` when it changed.
     pub fn set_client_monitors(&mut self, heads: &[(u32, u32, u32, u32)]) {
+        let max = self.config.heads as usize;
+        if heads.len() > max {
+            self.warn(format_args!(
+                "client monitors config: {} monitors, the card offers {max}",
+                heads.len()
+            ));
+        }
+        let heads = &heads[..heads.len().min(max)];
         let (bytes, crc) = super::rom::client_monitors_config(heads);
         let at = rom::CLIENT_MONITORS_CONFIG;
         let crc_at = rom::CLIENT_MONITORS_CONFIG_CRC;
@@ -629,18 +621,41 @@ impl QxlCore {
         let mut bytes = vec![0u8; len];
         self.memory.read(range, HEAD, &mut bytes);
         let heads = <[QxlHead]>::ref_from_bytes(&bytes).unwrap_or(&[]);
-        self.monitors = heads
-            .iter()
-            .map(|h| MonitorHead {
+        let monitors = self.checked_monitors(heads);
+        tracing::debug!("QXL: monitors config {monitors:?}");
+        self.display.set_guest_monitors(monitors);
+    }
+
+    /// The guest's heads as monitors: at most the outputs the card offers,
+    /// each a rectangle of the primary surface, with a log line for what
+    /// cannot be.
+    fn checked_monitors(&mut self, heads: &[QxlHead]) -> Vec<Monitor> {
+        let max = self.config.heads as usize;
+        if heads.len() > max {
+            self.warn(format_args!(
+                "monitors config: {} heads, the card offers {max}; the rest are ignored",
+                heads.len()
+            ));
+        }
+        let mut monitors = Vec::with_capacity(max);
+        for h in heads.iter().take(max) {
+            let m = Monitor {
                 id: h.id.get(),
-                surface_id: h.surface_id.get(),
-                width: h.width.get(),
-                height: h.height.get(),
                 x: h.x.get(),
                 y: h.y.get(),
-            })
-            .collect();
-        tracing::debug!("QXL: monitors config {:?}", self.monitors);
+                width: h.width.get(),
+                height: h.height.get(),
+            };
+            // (Inside the primary surface is checked where the layout is
+            // used: the guest may say it before it resizes the surface.)
+            if m.clipped(MAX_DIMENSION, MAX_DIMENSION) != m {
+                self.warn(format_args!(
+                    "monitors config: head {m:?} is outside any surface; it is clipped"
+                ));
+            }
+            monitors.push(m);
+        }
+        monitors
     }
 
     // ---- rings ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use super::memory::{Backing, BarMemory};
 use super::memslots::{make_address, BarLayout};
 use super::observer::DrawableObserver;
 use super::*;
-use crate::display::{Rect, Surface};
+use crate::display::{DisplayEvent, Monitor, Rect, Surface};
 use crate::interrupt::LevelInterrupt;
 use crate::pci::{BarBacking, PciDevice};
 
@@ -50,6 +50,7 @@ fn small_config() -> QxlConfig {
         vgamem_size: 8 << 20,
         revision: 4,
         initial_size: None,
+        heads: 2,
     }
 }
 
@@ -1287,6 +1288,15 @@ fn vga_port_writes_leave_native_mode_on_revision_4_only() {
     }
 }
 
+/// The ROM BAR, to read (as "RAM").
+fn rom(g: &Guest) -> BarMemory {
+    let rom = match g.qxl.pci.lock().unwrap().bar_backing(BAR_ROM) {
+        BarBacking::Memory { memory, .. } => memory,
+        _ => unreachable!(),
+    };
+    BarMemory::new(rom.clone(), rom)
+}
+
 #[test]
 fn client_monitors_config_reaches_the_rom_and_the_guest() {
     let mut g = Guest::new(small_config());
@@ -1298,11 +1308,7 @@ fn client_monitors_config_reaches_the_rom_and_the_guest() {
         INTERRUPT_CLIENT_MONITORS_CONFIG,
         "the mask has bit 5"
     );
-    let rom = match g.qxl.pci.lock().unwrap().bar_backing(BAR_ROM) {
-        BarBacking::Memory { memory, .. } => memory,
-        _ => unreachable!(),
-    };
-    let rom = BarMemory::new(rom.clone(), rom);
+    let rom = rom(&g);
     let all = rom.range(Backing::Ram, 0, 8192).unwrap();
     let mut cfg = vec![0u8; 1028];
     rom.read(all, defs::rom::CLIENT_MONITORS_CONFIG as u64, &mut cfg);
@@ -1343,4 +1349,67 @@ fn keep_data_loads_the_primary_from_guest_memory() {
     g.create_primary(8, 2);
     assert_eq!(g.head_pixel(5, 0), 0x03_0201);
     let _ = Surface::new(1, 1);
+}
+
+/// Writes a guest monitors config of `heads` (id, x, y, width, height) and
+/// tells the device (`IO_MONITORS_CONFIG_ASYNC`).
+fn monitors_config(g: &mut Guest, max_allowed: u16, heads: &[(u32, u32, u32, u32, u32)]) {
+    let mut b = Bytes::default().u16(heads.len() as u16).u16(max_allowed);
+    for &(id, x, y, w, h) in heads {
+        b = b.u32(id).u32(0).u32(w).u32(h).u32(x).u32(y).u32(0);
+    }
+    let addr = g.put(&b.0);
+    g.mem
+        .set_u64_at(Backing::Ram, g.header + ram::MONITORS_CONFIG, addr);
+    g.io(IO_MONITORS_CONFIG_ASYNC, 0);
+    g.ack();
+}
+
+#[test]
+fn guest_monitors_config_becomes_the_display_layout() {
+    let mut g = Guest::new(small_config());
+    g.boot();
+    g.create_primary(64, 16);
+    assert_eq!(g.qxl.display.layout().max, 2, "the card's heads");
+    let sub = g.qxl.display.subscribe();
+    monitors_config(&mut g, 4, &[(0, 0, 0, 32, 16), (1, 32, 0, 32, 16)]);
+    assert_eq!(sub.try_next(), Some(DisplayEvent::MonitorsChanged));
+    let monitor = |id, x, w| Monitor {
+        id,
+        x,
+        y: 0,
+        width: w,
+        height: 16,
+    };
+    assert_eq!(
+        g.qxl.display.monitors(),
+        [monitor(0, 0, 32), monitor(1, 32, 32)]
+    );
+    // Hostile: more heads than the card offers, a head outside the surface,
+    // a zero size: cut to the card's heads, clipped, the VM goes on.
+    monitors_config(
+        &mut g,
+        0,
+        &[(0, 0, 0, 0, 0), (1, 60, 0, 99999, 16), (2, 0, 0, 64, 16)],
+    );
+    assert_eq!(
+        g.qxl.display.monitors(),
+        [
+            Monitor {
+                width: 0,
+                height: 0,
+                ..monitor(0, 0, 0)
+            },
+            monitor(1, 60, 4)
+        ]
+    );
+    assert!(!g.core().guest_bug());
+    // The client's monitors are cut to the card's heads too.
+    g.core()
+        .set_client_monitors(&[(0, 0, 8, 8), (8, 0, 8, 8), (16, 0, 8, 8)]);
+    let count = rom(&g).u32_at(Backing::Ram, defs::rom::CLIENT_MONITORS_CONFIG as u64);
+    assert_eq!(count & 0xffff, 2);
+    // Back in VGA mode, one monitor shows the whole head again.
+    g.io(IO_RESET, 0);
+    assert_eq!(g.qxl.display.layout().guest, []);
 }

@@ -15,6 +15,16 @@
  * each time, then a DIRTYFB ioctl for the whole screen, as a compositor
  * does) and prints "FRAMES n MS t" (the benchmark's redraw loop).
  *
+ *   qxl-modeset heads WxH[,WxH...] SECONDS
+ *
+ * Several outputs, as a desktop with several monitors: CRTC i shows a
+ * buffer of its own on connector i (which must be connected and offer
+ * WxH); CRTCs past the list are turned off. Linux's qxl driver puts the
+ * dumb buffers of its CRTCs side by side in one primary surface, so buffer
+ * i holds the pattern of a screen where the heads stand side by side: its
+ * pixel (x, y) is the pattern's (X + x, y), X the widths of the heads
+ * before it. Prints "HEADS-OK n".
+ *
  * With "cursor", it also shows a 64x64 cursor (opaque blue square, hot spot
  * 0,0) at (100, 50), prints "CURSOR-SET", and after 2 s moves it to (300, 200)
  * and prints "CURSOR-MOVED".
@@ -104,9 +114,130 @@ static void die(const char *what) {
     exit(1);
 }
 
+static uint32_t pattern_pixel(unsigned x, unsigned y) {
+    return ((7 * x + 3 * y) & 0xff) << 16 | ((x ^ (5 * y)) & 0xff) << 8 | ((x * y >> 3) & 0xff);
+}
+
+/* The mode of WxH that connector `id` offers, if it is connected. */
+static int connector_mode(int fd, uint32_t id, unsigned w, unsigned h, struct mode_info *out) {
+    static struct mode_info modes[256];
+    struct get_connector c = {0};
+    c.connector_id = id;
+    if (ioctl(fd, IOCTL_GETCONNECTOR, &c))
+        die("GETCONNECTOR");
+    if (c.connection != 1 || c.count_modes == 0)
+        return 0;
+    struct get_connector c2 = {0};
+    c2.connector_id = id;
+    c2.modes_ptr = (uintptr_t)modes;
+    c2.count_modes = c.count_modes > 256 ? 256 : c.count_modes;
+    if (ioctl(fd, IOCTL_GETCONNECTOR, &c2))
+        die("GETCONNECTOR");
+    for (unsigned m = 0; m < c2.count_modes && m < 256; m++) {
+        if (modes[m].hdisplay == w && modes[m].vdisplay == h) {
+            *out = modes[m];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A mapped dumb buffer with its framebuffer. */
+struct buffer {
+    uint8_t *pixels;
+    uint32_t pitch, fb_id;
+};
+
+/* A new w x h dumb buffer, mapped; its handle and pitch too. */
+static uint8_t *new_dumb(int fd, unsigned w, unsigned h, uint32_t *handle, uint32_t *pitch) {
+    struct create_dumb dumb = {.height = h, .width = w, .bpp = 32};
+    if (ioctl(fd, IOCTL_CREATE_DUMB, &dumb))
+        die("CREATE_DUMB");
+    struct map_dumb map = {.handle = dumb.handle};
+    if (ioctl(fd, IOCTL_MAP_DUMB, &map))
+        die("MAP_DUMB");
+    uint8_t *pixels = mmap(0, dumb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, map.offset);
+    if (pixels == MAP_FAILED)
+        die("mmap");
+    *handle = dumb.handle;
+    *pitch = dumb.pitch;
+    return pixels;
+}
+
+/* A dumb buffer of w x h filled with the pattern from (x0, 0), or with rgb. */
+static struct buffer new_buffer(int fd, unsigned w, unsigned h, int pattern, unsigned x0,
+                                uint32_t rgb) {
+    uint32_t handle, pitch;
+    uint8_t *pixels = new_dumb(fd, w, h, &handle, &pitch);
+    for (unsigned y = 0; y < h; y++) {
+        uint32_t *row = (uint32_t *)(pixels + (uint64_t)y * pitch);
+        for (unsigned x = 0; x < w; x++)
+            row[x] = pattern ? pattern_pixel(x0 + x, y) : rgb;
+    }
+    struct fb_cmd fb = {
+        .width = w, .height = h, .pitch = pitch, .bpp = 32, .depth = 24, .handle = handle};
+    if (ioctl(fd, IOCTL_ADDFB, &fb))
+        die("ADDFB");
+    return (struct buffer){pixels, pitch, fb.fb_id};
+}
+
+/* `qxl-modeset heads LAYOUT SECONDS`. */
+static int set_heads(int fd, const char *layout, unsigned seconds, uint32_t *crtcs,
+                     uint32_t *connectors, unsigned ncrtcs, unsigned nconnectors) {
+    unsigned w[16], h[16], n = 0;
+    for (const char *p = layout; *p && n < 16; n++) {
+        if (sscanf(p, "%ux%u", &w[n], &h[n]) != 2) {
+            fprintf(stderr, "bad head '%s' (want WxH)\n", p);
+            return 2;
+        }
+        p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p);
+    }
+    if (n > ncrtcs || n > nconnectors) {
+        fprintf(stderr, "%u heads, the card has %u CRTCs and %u connectors\n", n, ncrtcs,
+                nconnectors);
+        return 1;
+    }
+    struct mode_info modes[16];
+    for (unsigned i = 0; i < n; i++) {
+        if (!connector_mode(fd, connectors[i], w[i], h[i], &modes[i])) {
+            fprintf(stderr, "connector %u is not connected or does not offer %ux%u\n", i, w[i],
+                    h[i]);
+            return 1;
+        }
+    }
+    for (unsigned i = ncrtcs; i-- > n;) { /* last first: the guest's count shrinks */
+        struct set_crtc off = {.crtc_id = crtcs[i]};
+        if (ioctl(fd, IOCTL_SETCRTC, &off))
+            die("SETCRTC off");
+    }
+    /* Twice: each output that grows the primary surface makes the driver
+       start a new, blank one, so once all are set each is set again, which
+       redraws it at its place (as a desktop redraws; DIRTYFB would not do:
+       the driver draws a dumb buffer's damage at the first head's place). */
+    uint32_t fbs[16];
+    for (unsigned pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0, x0 = 0; i < n; x0 += w[i], i++) {
+            struct set_crtc set = {0};
+            set.set_connectors_ptr = (uintptr_t)&connectors[i];
+            set.count_connectors = 1;
+            set.crtc_id = crtcs[i];
+            set.fb_id = pass ? fbs[i] : (fbs[i] = new_buffer(fd, w[i], h[i], 1, x0, 0).fb_id);
+            set.mode_valid = 1;
+            set.mode = modes[i];
+            if (ioctl(fd, IOCTL_SETCRTC, &set))
+                die("SETCRTC");
+        }
+    }
+    printf("HEADS-OK %u\n", n);
+    fflush(stdout);
+    sleep(seconds);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s WIDTH HEIGHT SECONDS [RGB]\n", argv[0]);
+        fprintf(stderr, "usage: %s WIDTH HEIGHT SECONDS [RGB [FRAMES [cursor]]]\n"
+                        "       %s heads WxH[,WxH...] SECONDS\n", argv[0], argv[0]);
         return 2;
     }
     unsigned w = strtoul(argv[1], 0, 10), h = strtoul(argv[2], 0, 10);
@@ -138,62 +269,27 @@ int main(int argc, char **argv) {
     if (ioctl(fd, IOCTL_GETRESOURCES, &res2))
         die("GETRESOURCES");
 
-    struct mode_info modes[256], chosen;
+    if (strcmp(argv[1], "heads") == 0)
+        return set_heads(fd, argv[2], strtoul(argv[3], 0, 10), crtcs, connectors,
+                         res2.count_crtcs, res2.count_connectors);
+
+    struct mode_info chosen;
     uint32_t connector = 0;
     int found = 0;
     for (unsigned i = 0; i < res2.count_connectors && !found; i++) {
-        struct get_connector c = {0};
-        c.connector_id = connectors[i];
-        if (ioctl(fd, IOCTL_GETCONNECTOR, &c))
-            die("GETCONNECTOR");
-        if (c.connection != 1 || c.count_modes == 0)
-            continue;
-        unsigned n = c.count_modes > 256 ? 256 : c.count_modes;
-        struct get_connector c2 = {0};
-        c2.connector_id = connectors[i];
-        c2.modes_ptr = (uintptr_t)modes;
-        c2.count_modes = n;
-        if (ioctl(fd, IOCTL_GETCONNECTOR, &c2))
-            die("GETCONNECTOR");
-        for (unsigned m = 0; m < n && m < c2.count_modes; m++) {
-            if (modes[m].hdisplay == w && modes[m].vdisplay == h) {
-                chosen = modes[m];
-                connector = connectors[i];
-                found = 1;
-                break;
-            }
-        }
+        found = connector_mode(fd, connectors[i], w, h, &chosen);
+        connector = connectors[i];
     }
     if (!found) {
         fprintf(stderr, "no connected connector offers %ux%u\n", w, h);
         return 1;
     }
-
-    struct create_dumb dumb = {.height = h, .width = w, .bpp = 32};
-    if (ioctl(fd, IOCTL_CREATE_DUMB, &dumb))
-        die("CREATE_DUMB");
-    struct map_dumb map = {.handle = dumb.handle};
-    if (ioctl(fd, IOCTL_MAP_DUMB, &map))
-        die("MAP_DUMB");
-    uint8_t *pixels = mmap(0, dumb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, map.offset);
-    if (pixels == MAP_FAILED)
-        die("mmap");
-    for (unsigned y = 0; y < h; y++) {
-        uint32_t *row = (uint32_t *)(pixels + (uint64_t)y * dumb.pitch);
-        for (unsigned x = 0; x < w; x++)
-            row[x] = pattern ? ((7 * x + 3 * y) & 0xff) << 16 | ((x ^ (5 * y)) & 0xff) << 8 |
-                                   ((x * y >> 3) & 0xff)
-                             : rgb;
-    }
-    struct fb_cmd fb = {
-        .width = w, .height = h, .pitch = dumb.pitch, .bpp = 32, .depth = 24, .handle = dumb.handle};
-    if (ioctl(fd, IOCTL_ADDFB, &fb))
-        die("ADDFB");
+    struct buffer buffer = new_buffer(fd, w, h, pattern, 0, rgb);
     struct set_crtc set = {0};
     set.set_connectors_ptr = (uintptr_t)&connector;
     set.count_connectors = 1;
     set.crtc_id = crtcs[0];
-    set.fb_id = fb.fb_id;
+    set.fb_id = buffer.fb_id;
     set.mode_valid = 1;
     set.mode = chosen;
     if (ioctl(fd, IOCTL_SETCRTC, &set))
@@ -207,11 +303,11 @@ int main(int argc, char **argv) {
         for (unsigned f = 0; f < frames; f++) {
             uint32_t color = (f * 0x010203u) & 0xffffff;
             for (unsigned y = 0; y < h; y++) {
-                uint32_t *row = (uint32_t *)(pixels + (uint64_t)y * dumb.pitch);
+                uint32_t *row = (uint32_t *)(buffer.pixels + (uint64_t)y * buffer.pitch);
                 for (unsigned x = 0; x < w; x++)
                     row[x] = color ^ x;
             }
-            struct fb_dirty dirty = {.fb_id = fb.fb_id, .num_clips = 1, .clips_ptr = (uintptr_t)&all};
+            struct fb_dirty dirty = {.fb_id = buffer.fb_id, .num_clips = 1, .clips_ptr = (uintptr_t)&all};
             if (ioctl(fd, IOCTL_DIRTYFB, &dirty))
                 die("DIRTYFB");
         }
@@ -221,22 +317,15 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     if (want_cursor) {
-        struct create_dumb cb = {.height = 64, .width = 64, .bpp = 32};
-        if (ioctl(fd, IOCTL_CREATE_DUMB, &cb))
-            die("CREATE_DUMB cursor");
-        struct map_dumb cm = {.handle = cb.handle};
-        if (ioctl(fd, IOCTL_MAP_DUMB, &cm))
-            die("MAP_DUMB cursor");
-        uint8_t *cp = mmap(0, cb.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, cm.offset);
-        if (cp == MAP_FAILED)
-            die("mmap cursor");
+        uint32_t handle, pitch;
+        uint8_t *cp = new_dumb(fd, 64, 64, &handle, &pitch);
         for (unsigned y = 0; y < 64; y++) {
-            uint32_t *row = (uint32_t *)(cp + (uint64_t)y * cb.pitch);
+            uint32_t *row = (uint32_t *)(cp + (uint64_t)y * pitch);
             for (unsigned x = 0; x < 64; x++)
                 row[x] = (x >= 8 && x < 56 && y >= 8 && y < 56) ? 0xff0000ffu : 0;
         }
         struct cursor c = {.flags = CURSOR_BO | CURSOR_MOVE, .crtc_id = crtcs[0],
-                           .x = 100, .y = 50, .width = 64, .height = 64, .handle = cb.handle};
+                           .x = 100, .y = 50, .width = 64, .height = 64, .handle = handle};
         if (ioctl(fd, IOCTL_CURSOR, &c))
             die("CURSOR");
         printf("CURSOR-SET\n");

@@ -85,8 +85,8 @@ pub type Head = (i32, i32, u32, u32);
 /// Where the client's monitor layout goes besides the agent (QXL's client
 /// monitors config).
 pub trait ClientMonitors: Send + Sync {
-    /// Passes one (x, y, width, height) per enabled head, at most 16;
-    /// whether the guest's display driver takes such layouts (then the
+    /// Passes one (x, y, width, height) per head, at most 16 (a turned-off
+    /// one with width and height 0); whether the guest's display driver takes such layouts (then the
     /// agent is not told).
     fn client_monitors(&self, heads: &[Head]) -> bool;
 }
@@ -807,18 +807,26 @@ impl Agent {
     }
 }
 
-/// The enabled heads of a `VDAgentMonitorsConfig` body, at most 16 (what
-/// QXL's client monitors config holds); sizes of 0 are disabled heads.
+/// The heads of a `VDAgentMonitorsConfig` body, at most 16 (what QXL's
+/// client monitors config holds), in the client's order (the order is the
+/// guest's output numbering): a turned-off head (a size of 0) stays as
+/// width and height 0, except at the end, where it is left out.
 fn parse_monitors(body: &[u8]) -> Vec<Head> {
     let count = body
         .get(..4)
         .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
     let heads = body.get(wire::MONITORS_CONFIG_HEADER..).unwrap_or(&[]);
-    heads
+    let mut heads: Vec<Head> = heads
         .chunks_exact(size_of::<wire::MonConfig>())
         .take(count.min(16) as usize)
         .filter_map(|h| wire::MonConfig::read_from_bytes(h).ok())
-        .filter(|m| m.width.get() > 0 && m.height.get() > 0)
-        .map(|m| (m.x.get(), m.y.get(), m.width.get(), m.height.get()))
-        .collect()
+        .map(|m| match (m.width.get(), m.height.get()) {
+            (0, _) | (_, 0) => (m.x.get(), m.y.get(), 0, 0),
+            (w, h) => (m.x.get(), m.y.get(), w, h),
+        })
+        .collect();
+    while heads.last().is_some_and(|h| h.2 == 0) {
+        heads.pop();
+    }
+    heads
 }

@@ -488,3 +488,28 @@ fn a_flooding_agent_is_read_a_bounded_amount_per_service() {
     }
     assert!(rig.port.from_agent.lock().unwrap().is_empty());
 }
+
+#[test]
+fn monitors_keep_the_clients_numbering() {
+    let body = |heads: &[(u32, u32, i32)]| {
+        let mut body = (heads.len() as u32).to_le_bytes().to_vec();
+        body.extend(0u32.to_le_bytes());
+        for &(w, h, x) in heads {
+            for v in [h, w, 32] {
+                body.extend(v.to_le_bytes());
+            }
+            body.extend(x.to_le_bytes());
+            body.extend(0i32.to_le_bytes());
+        }
+        body
+    };
+    // Head 1 turned off between two on: it keeps its place.
+    assert_eq!(
+        super::parse_monitors(&body(&[(1024, 768, 0), (0, 0, 0), (800, 600, 2048)])),
+        vec![(0, 0, 1024, 768), (0, 0, 0, 0), (2048, 0, 800, 600)]
+    );
+    // A count larger than the heads sent, and turned-off heads at the end.
+    let mut short = body(&[(640, 480, 0), (0, 480, 640)]);
+    short[..4].copy_from_slice(&99u32.to_le_bytes());
+    assert_eq!(super::parse_monitors(&short), vec![(0, 0, 640, 480)]);
+}

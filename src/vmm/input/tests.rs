@@ -300,3 +300,44 @@ fn key_presses_are_rate_limited_but_releases_pass() {
     input.key(&[0x1e, 0x9e]);
     assert_eq!(guest_reads(&ps2), vec![0x1e, 0x9e]);
 }
+
+#[test]
+fn positions_on_a_monitor_land_on_its_part_of_the_screen() {
+    let ps2 = ps2();
+    let t = tablet();
+    let screen = display(2048, 768);
+    screen.set_max_monitors(2);
+    let monitor = |id, x| devices::display::Monitor {
+        id,
+        x,
+        y: 0,
+        width: 1024,
+        height: 768,
+    };
+    screen.set_guest_monitors(vec![monitor(0, 0), monitor(1, 1024)]);
+    let input = InputController::new(ps2, Some(t.clone()), vec![screen.clone()]);
+    input.mouse_mode(true);
+    input.absolute_position(1, 10, 20, MouseButtons(0));
+    input.pointer_position(0, 5000, 767).unwrap();
+    assert_eq!(
+        tablet_events(&t),
+        vec![
+            InputEvent::new(EV_ABS, ABS_X, scale_to_axis(1034, 2048)),
+            InputEvent::new(EV_ABS, ABS_Y, scale_to_axis(20, 768)),
+            InputEvent::new(0, 0, 0),
+            InputEvent::new(EV_ABS, ABS_X, scale_to_axis(1023, 2048)),
+            InputEvent::new(EV_ABS, ABS_Y, scale_to_axis(767, 768)),
+            InputEvent::new(0, 0, 0),
+        ]
+    );
+    // A monitor the guest turned off, or one it does not have.
+    screen.set_guest_monitors(vec![monitor(0, 0), devices::display::Monitor::default()]);
+    assert_eq!(
+        input.pointer_position(1, 1, 1),
+        Err(InputError::NoSuchDisplay(1))
+    );
+    assert_eq!(
+        input.pointer_position(2, 1, 1),
+        Err(InputError::NoSuchDisplay(2))
+    );
+}
