@@ -105,6 +105,8 @@ const ALLOWED: &[i64] = &[
     libc::SYS_flock,
     libc::SYS_ioctl,
     libc::SYS_eventfd2,
+    libc::SYS_timerfd_create,
+    libc::SYS_timerfd_settime,
     libc::SYS_epoll_create1,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_wait,

@@ -387,3 +387,28 @@ fn frames_go_straight_from_guest_memory_with_the_checked_header() {
     assert_eq!(w.outbound[0][..12], hdr);
     assert_eq!(w.outbound[0][12..], f[..]);
 }
+
+#[test]
+fn a_flow_of_frames_lingers_instead_of_asking_for_kicks() {
+    let mut c = card(false, features::MRG_RXBUF);
+    let send = |c: &mut Card, seed: u8| {
+        c.d.write(DATA, &[0u8; header::SIZE]);
+        c.d.write(DATA + 0x1000, &frame(100, seed));
+        c.d.add(TX, &[(DATA, 12, false), (DATA + 0x1000, 100, false)]);
+    };
+    send(&mut c, 1);
+    c.d.kick(TX);
+    assert!(c.pump().linger, "frames went out: look again soon");
+    // The next frame of the flow: the device did not ask for a kick, and
+    // the look after the linger takes it.
+    send(&mut c, 2);
+    assert!(!c.d.kick_if_asked(TX, 1));
+    assert!(c.pump().linger);
+    assert_eq!(c.wire.lock().unwrap().outbound.len(), 2);
+    // A look that finds nothing asks for a kick again.
+    assert!(!c.pump().linger);
+    send(&mut c, 3);
+    assert!(c.d.kick_if_asked(TX, 1));
+    c.pump();
+    assert_eq!(c.wire.lock().unwrap().outbound.len(), 3);
+}
