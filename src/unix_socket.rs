@@ -2,18 +2,31 @@
 //! `unix=` socket and the control socket carry the screen, the keyboard
 //! and the VM's controls).
 
-use std::fs::DirBuilder;
+use std::fs::{DirBuilder, File};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Longest path a Unix socket address holds (`sun_path`, 108 bytes with
+/// the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Binds a listening socket at `path` with mode 0600 from the first moment
 /// anyone could reach it: it is bound inside a fresh directory only we may
 /// enter, made 0600 there, then linked to `path` (which must not exist by
 /// then). A stale socket at `path` (nobody listens) is replaced; anything
-/// else there is an error.
+/// else there is an error, and so is a path longer than
+/// [`MAX_SOCKET_PATH`] bytes (no client could connect to it).
 pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {len} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}"),
+        ));
+    }
     clear_stale_socket(path)?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -23,7 +36,7 @@ pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
     DirBuilder::new().mode(0o700).create(&private)?;
     let staged = private.join("s");
     let result = (|| {
-        let listener = UnixListener::bind(&staged)?;
+        let listener = bind_in(&private, &staged)?;
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
         std::fs::hard_link(&staged, path)?;
         Ok(listener)
@@ -31,6 +44,18 @@ pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
     let _ = std::fs::remove_file(&staged);
     let _ = std::fs::remove_dir(&private);
     result
+}
+
+/// Binds `staged`, a name in directory `dir`; when that name is too long
+/// for a socket address (a `path` that fits, in a deep directory), through
+/// the directory's short name `/proc/self/fd/N`.
+fn bind_in(dir: &Path, staged: &Path) -> io::Result<UnixListener> {
+    if staged.as_os_str().len() <= MAX_SOCKET_PATH {
+        return UnixListener::bind(staged);
+    }
+    let dir = File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}/s", dir.as_raw_fd()));
+    UnixListener::bind(short)
 }
 
 /// A number no other call in this process got.
@@ -81,5 +106,24 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 2, "no staging directory left: {left:?}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_path_that_fits_works_however_deep_and_a_longer_one_is_refused() {
+        let base = std::env::temp_dir().join(format!("saffron-deep-{}", std::process::id()));
+        let prefix = base.as_os_str().len() + 1;
+        // A directory name that leaves the socket path exactly at the limit.
+        let name = "d".repeat(MAX_SOCKET_PATH - prefix - "/x.sock".len());
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.sock");
+        assert_eq!(path.as_os_str().len(), MAX_SOCKET_PATH);
+        let _listener = bind_private(&path).unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let e = bind_private(&dir.join("xy.sock")).unwrap_err();
+        assert!(e.to_string().contains("at most 107"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
