@@ -18,7 +18,8 @@ pub const MAX_SOCKET_PATH: usize = 107;
 /// enter, made 0600 there, then linked to `path` (which must not exist by
 /// then). A stale socket at `path` (nobody listens) is replaced; anything
 /// else there is an error, and so is a path longer than
-/// [`MAX_SOCKET_PATH`] bytes (no client could connect to it).
+/// [`MAX_SOCKET_PATH`] bytes (a socket address cannot hold it, so clients
+/// could not connect by it).
 pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
@@ -110,7 +111,8 @@ mod tests {
 
     #[test]
     fn a_path_that_fits_works_however_deep_and_a_longer_one_is_refused() {
-        let base = std::env::temp_dir().join(format!("saffron-deep-{}", std::process::id()));
+        // (A short base of our own: a long TMPDIR would leave no room.)
+        let base = PathBuf::from(format!("/tmp/saffron-deep-{}", std::process::id()));
         let prefix = base.as_os_str().len() + 1;
         // A directory name that leaves the socket path exactly at the limit.
         let name = "d".repeat(MAX_SOCKET_PATH - prefix - "/x.sock".len());

@@ -547,7 +547,7 @@ impl DisplayChannel {
             }
             self.sync(out);
         }
-        if self.monitors_stale {
+        if self.monitors_stale && self.ack.may_send(out) {
             self.send_monitors(out);
         }
         if self.streams.has_work(now) {

@@ -392,18 +392,34 @@ impl InputController {
     /// Where pixel (x, y) of display `display` is on the tablet's axes.
     fn tablet_axes(&self, display: u8, x: u32, y: u32) -> Option<(i32, i32)> {
         let (display, x, y) = self.surface_point(display, x, y)?;
-        let sizes: Vec<Option<(u32, u32)>> = self
-            .displays
-            .iter()
-            .map(|d| {
-                d.heads()
-                    .into_iter()
-                    .find(|(head, _, _)| *head == SHOWN_HEAD)
-                    .map(|(_, w, h)| (w, h))
-            })
-            .collect();
+        let sizes: Vec<Option<(u32, u32)>> =
+            self.displays.iter().map(|d| pointer_area(d)).collect();
         desktop_position(&sizes, display, x, y)
     }
+}
+
+/// The part of a display's shown surface that the guest's pointer spans:
+/// the bounding box of its monitors when the guest laid them out (Linux
+/// may keep the surface larger than they need, and its desktop spans the
+/// monitors), else the whole surface; `None` when blank.
+fn pointer_area(display: &Display) -> Option<(u32, u32)> {
+    let layout = display.layout();
+    let size = display
+        .heads()
+        .into_iter()
+        .find(|(head, _, _)| *head == SHOWN_HEAD)
+        .map(|(_, w, h)| (w, h));
+    if layout.guest.is_empty() {
+        return size;
+    }
+    let on: Vec<_> = layout
+        .monitors(size)
+        .into_iter()
+        .filter(|m| m.is_on())
+        .collect();
+    let width = on.iter().map(|m| m.x + m.width).max()?;
+    let height = on.iter().map(|m| m.y + m.height).max()?;
+    Some((width, height))
 }
 
 impl InputController {

@@ -200,6 +200,13 @@ def marker_position(guest: Guest) -> tuple[int, int, int, int]:
     return rows, cols, at // cols, at % cols
 
 
+def one_screen(width: int, height: int, device: str) -> dict:
+    """`status`'s `display` for one screen of this size shown by `device` ("qxl" or "vga") on a
+    card with one output."""
+    return {"width": width, "height": height, "device": device, "max_heads": 1,
+            "heads": [{"id": 0, "x": 0, "y": 0, "width": width, "height": height}]}
+
+
 def screendump(api: Api, directory: str, name: str, head: int | None = None) -> Picture:
     """A screendump over the control socket, of the screen or of one head (a copy goes to the
     results directory)."""

@@ -39,7 +39,7 @@ from pathlib import Path
 from harness import TTY1_MARKER, Guest, GuestError, run_tests
 from screens import (Api, Picture, crop_mask, diff_pictures, glib_screenshot, marker_position,
                      read_png, remote_viewer_shows, screendump, spice_screenshot,
-                     still_console)
+                     one_screen, still_console)
 from test_input import input_device, record, recorded
 from test_qxl import image as qxl_image
 
@@ -80,7 +80,7 @@ def wait_qxl_console(api: Api, guest: Guest, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
         display = api.call("status")["display"]
-        if display == {"width": 1024, "height": 768, "device": "qxl"}:
+        if display == one_screen(1024, 768, "qxl"):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"QXL never took the screen: {display}")

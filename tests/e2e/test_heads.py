@@ -10,19 +10,20 @@ Needs on the host first: `cargo build --release` and
 
 What is checked, in one guest boot:
 - the client hears that the card offers four monitors (`monitors-max`), and `status` says so;
-- the client asks for two 1024x768 monitors side by side (the main channel's monitors config,
-  which reaches QXL's client monitors config in the ROM and its interrupt): the guest's first two
-  connectors become connected with that preferred mode; the guest shows one picture across both
-  (`qxl-modeset heads`, as a desktop does on that hotplug event; Linux's driver puts its
-  outputs side by side in one primary surface); the client's display channel
-  then reports those two monitors, `status` lists them, and each monitor's part of the client's
-  picture equals `screendump head=N` pixel for pixel, which holds the guest's pattern at that
-  monitor's place;
+- the client asks for two monitors, 1000x750 above 1024x768 (the main channel's monitors
+  config, which reaches QXL's client monitors config in the ROM and its interrupt): the guest's
+  first two connectors become connected with those preferred modes; the guest shows one picture
+  across both (`qxl-modeset heads`, as a desktop does on that hotplug event; Linux's driver puts
+  its outputs side by side in one primary surface, whatever the client asked); the client's
+  display channel then reports the guest's layout, `status` lists it, and each monitor's part
+  of the client's picture equals `screendump head=N` pixel for pixel, which holds the guest's
+  pattern at that monitor's place;
 - client mouse positions on monitor 1 land on its part of the screen (the tablet's axes);
 - then four monitors of different sizes, the same checks;
 - then the client turns monitors 1-3 off: the guest's connectors 2-4 become disconnected, the
   guest turns those outputs off, and the client is left with one monitor (the others listed
-  as 0x0, turned off, when the guest's config still names them, as libspice passes them on).
+  as 0x0, turned off, when the guest's config still names them, as libspice passes them on);
+  positions on it span that monitor although the guest's surface stays wider.
 Hostile monitors configs from the guest and the client are covered by unit tests
 (devices/src/qxl/tests.rs, src/spice/agent/tests.rs) and the qxl_commands fuzz target.
 """
@@ -112,9 +113,12 @@ def dumps_show_the_pattern(guest: Guest, api: Api, heads: list[Head]) -> list[Pi
         time.sleep(1)
 
 
-def apply_layout(guest: Guest, client: Client, api: Api, heads: list[Head]) -> None:
-    """The client asks for `heads`; the guest takes them; client, status and screendumps agree."""
-    client.command("MONITORS " + spec(heads))
+def apply_layout(guest: Guest, client: Client, api: Api, asked: list[Head]) -> list[Head]:
+    """The client asks for `asked`; the guest turns on outputs of those sizes, placed as its
+    driver places them (side by side, whatever the client asked); client, status and
+    screendumps agree on the guest's layout, which is returned."""
+    heads = side_by_side([(w, h) for w, h, _, _ in asked])
+    client.command("MONITORS " + spec(asked))
     want = [f"{w}x{h}" for w, h, _, _ in heads] + ["disconnected"] * (4 - len(heads))
     deadline = time.monotonic() + 60
     while (state := connectors(guest)) != want:
@@ -142,16 +146,20 @@ def apply_layout(guest: Guest, client: Client, api: Api, heads: list[Head]) -> N
         difference = diff_pictures(whole.crop(x, y, w, h), dumped)
         check(guest, f"the client's monitor {i} equals screendump head={i}", difference is None,
               str(difference))
-    print(f"  {spec(heads)}: connectors, client layout, status and pictures agree")
+    print(f"  asked {spec(asked)}, the guest shows {spec(heads)}: connectors, client layout, "
+          "status and pictures agree")
+    return heads
 
 
-def positions_land_on_their_monitor(guest: Guest, client: Client, heads: list[Head]) -> None:
-    """Client-mode positions on monitor N reach the tablet at that monitor's place."""
+def positions_land_on_their_monitor(guest: Guest, client: Client, heads: list[Head],
+                                    points: list[tuple[int, int, int]]) -> None:
+    """Client-mode positions (monitor, x, y) reach the tablet at that monitor's place, the axes
+    spanning the monitors (the surface may be larger). Both coordinates must change from one
+    point to the next (evdev drops repeated values)."""
     client.wait_value("MODE", 2, timeout=60)
     tablet = input_device(guest, r"Saffron Virtio Tablet")
     record(guest, tablet)
     time.sleep(0.5)
-    points = [(1, 10, 20), (0, 500, 700), (1, 1023, 767)]  # (monitor, x, y)
     for monitor, x, y in points:
         client.command(f"POSITION {x} {y} 0 {monitor}")
         time.sleep(0.3)
@@ -168,7 +176,7 @@ def positions_land_on_their_monitor(guest: Guest, client: Client, heads: list[He
             pixel = v * extent / (AXIS_MAX + 1)
             check(guest, f"monitor {monitor} ({x}, {y}) on the screen", abs(pixel - p) <= 1,
                   f"axis {v} -> {pixel:.1f}, want {p} of {extent}")
-    print(f"  positions on monitors 0 and 1 land at their place: X {xs}, Y {ys}")
+    print(f"  positions {points} land at their place: X {xs}, Y {ys}")
 
 
 def test_heads_follow_the_client_layout():
@@ -181,12 +189,15 @@ def test_heads_follow_the_client_layout():
             start_agent(guest, client)
             api = Api(sock)
             client.wait_value("LAYOUT", 4, timeout=60)  # (monitors-max)
-            two = side_by_side([(1024, 768), (1024, 768)])
-            apply_layout(guest, client, api, two)
-            positions_land_on_their_monitor(guest, client, two)
-            apply_layout(guest, client, api,
-                         side_by_side([(800, 600), (640, 480), (1024, 768), (640, 480)]))
-            apply_layout(guest, client, api, side_by_side([(1024, 768)]))
+            # Stacked, as asked; side by side, as the guest shows them.
+            two = apply_layout(guest, client, api, [(1000, 750, 0, 0), (1024, 768, 0, 750)])
+            positions_land_on_their_monitor(guest, client, two,
+                                            [(1, 10, 20), (0, 500, 700), (1, 1023, 767)])
+            apply_layout(guest, client, api, [(800, 600, 0, 0), (640, 480, 800, 0),
+                                              (1024, 768, 0, 600), (640, 480, 1024, 600)])
+            one = apply_layout(guest, client, api, [(1024, 768, 0, 0)])
+            # The guest keeps its surface wider than the one monitor left.
+            positions_land_on_their_monitor(guest, client, one, [(0, 512, 384), (0, 1023, 10)])
         except GuestError:
             print(f"  client stderr: {client.errors[-15:]}")
             raise

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from harness import REPO, RESULTS_DIR, TTY1_MARKER, Guest, GuestImage, run_tests
 from screens import (Api, crop_mask, read_png, diff_pictures, marker_position, screendump,
-                     spice_screenshot, still_console, write_mask_png)
+                     one_screen, spice_screenshot, still_console, write_mask_png)
 
 REFERENCE = REPO / "tests" / "e2e" / "reference"
 FONT_SOURCE = REPO / "devices" / "src" / "vga" / "font8x16.txt"
@@ -194,7 +194,7 @@ def test_vesafb_nomodeset_through_qxl_bar0():
             print(f"  status: {json.dumps({k: v for k, v in status.items() if k != 'vga'})}")
             assert status["state"] == "running" and status["vcpus"] == 2
             assert status["memory_bytes"] == 1 << 30 and status["uptime_seconds"] > 0
-            assert status["display"] == {"width": 1024, "height": 768, "device": "vga"}
+            assert status["display"] == one_screen(1024, 768, "vga"), status["display"]
             assert status["mouse"]["mode"] == "server"
 
             mask, w, h = wait_for_marker_pixels(api, guest, tmp, "vesafb-screen", 8, 16)
@@ -251,8 +251,8 @@ def test_standalone_vga_compare_tracking_and_quit():
             guest.wait_ready(timeout=120)
             fb = guest.run("cat /proc/fb", check=True).output
             assert "VESA VGA" in fb, fb
-            assert api.call("status")["display"] == {"width": 1024, "height": 768,
-                                                     "device": "vga"}
+            display = api.call("status")["display"]
+            assert display == one_screen(1024, 768, "vga"), display
             mask, w, h = wait_for_marker_pixels(api, guest, tmp, "vesafb-default-screen", 8, 16)
             assert (w, h) == (1024, 768)
             check_marker_shape(mask, 8)

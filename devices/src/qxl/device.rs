@@ -627,8 +627,8 @@ impl QxlCore {
     }
 
     /// The guest's heads as monitors: at most the outputs the card offers,
-    /// each a rectangle of the primary surface, with a log line for what
-    /// cannot be.
+    /// ids among them and each once, each a rectangle of the primary
+    /// surface, with a log line for what cannot be.
     fn checked_monitors(&mut self, heads: &[QxlHead]) -> Vec<Monitor> {
         let max = self.config.heads as usize;
         if heads.len() > max {
@@ -637,7 +637,7 @@ impl QxlCore {
                 heads.len()
             ));
         }
-        let mut monitors = Vec::with_capacity(max);
+        let mut monitors: Vec<Monitor> = Vec::with_capacity(max);
         for h in heads.iter().take(max) {
             let m = Monitor {
                 id: h.id.get(),
@@ -646,6 +646,15 @@ impl QxlCore {
                 width: h.width.get(),
                 height: h.height.get(),
             };
+            // Clients number their windows by id: one head each, among
+            // the card's outputs.
+            if m.id as usize >= max || monitors.iter().any(|o| o.id == m.id) {
+                self.warn(format_args!(
+                    "monitors config: head id {} is a repeat or not an output of the card",
+                    m.id
+                ));
+                continue;
+            }
             // (Inside the primary surface is checked where the layout is
             // used: the guest may say it before it resizes the surface.)
             if m.clipped(MAX_DIMENSION, MAX_DIMENSION) != m {

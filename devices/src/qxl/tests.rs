@@ -1404,6 +1404,11 @@ fn guest_monitors_config_becomes_the_display_layout() {
         ]
     );
     assert!(!g.core().guest_bug());
+    // A repeated id, and one that is not an output of the card: dropped.
+    monitors_config(&mut g, 0, &[(1, 0, 0, 8, 8), (1, 8, 0, 8, 8)]);
+    assert_eq!(g.qxl.display.layout().guest.len(), 1);
+    monitors_config(&mut g, 0, &[(0, 0, 0, 8, 8), (7, 8, 0, 8, 8)]);
+    assert_eq!(g.qxl.display.layout().guest.len(), 1);
     // The client's monitors are cut to the card's heads too.
     g.core()
         .set_client_monitors(&[(0, 0, 8, 8), (8, 0, 8, 8), (16, 0, 8, 8)]);

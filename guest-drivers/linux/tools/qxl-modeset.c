@@ -133,7 +133,9 @@ static int connector_mode(int fd, uint32_t id, unsigned w, unsigned h, struct mo
     c2.count_modes = c.count_modes > 256 ? 256 : c.count_modes;
     if (ioctl(fd, IOCTL_GETCONNECTOR, &c2))
         die("GETCONNECTOR");
-    for (unsigned m = 0; m < c2.count_modes && m < 256; m++) {
+    if (c2.count_modes > 256 || c2.count_modes > c.count_modes)
+        return 0; /* the list changed between the calls: nothing was copied */
+    for (unsigned m = 0; m < c2.count_modes; m++) {
         if (modes[m].hdisplay == w && modes[m].vdisplay == h) {
             *out = modes[m];
             return 1;
@@ -186,13 +188,14 @@ static int set_heads(int fd, const char *layout, unsigned seconds, uint32_t *crt
                      uint32_t *connectors, unsigned ncrtcs, unsigned nconnectors) {
     unsigned w[16], h[16], n = 0;
     for (const char *p = layout; *p && n < 16; n++) {
-        if (sscanf(p, "%ux%u", &w[n], &h[n]) != 2) {
+        if (sscanf(p, "%ux%u", &w[n], &h[n]) != 2 || w[n] == 0 || h[n] == 0 || w[n] > 8192 ||
+            h[n] > 8192) {
             fprintf(stderr, "bad head '%s' (want WxH)\n", p);
             return 2;
         }
         p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p);
     }
-    if (n > ncrtcs || n > nconnectors) {
+    if (n == 0 || n > ncrtcs || n > nconnectors) {
         fprintf(stderr, "%u heads, the card has %u CRTCs and %u connectors\n", n, ncrtcs,
                 nconnectors);
         return 1;

@@ -330,6 +330,15 @@ fn positions_on_a_monitor_land_on_its_part_of_the_screen() {
             InputEvent::new(0, 0, 0),
         ]
     );
+    // One monitor left on a surface the guest kept wider: the pointer
+    // spans the monitor, as the guest's desktop does.
+    screen.set_guest_monitors(vec![monitor(0, 0)]);
+    input.pointer_position(0, 512, 0).unwrap();
+    let events = tablet_events(&t);
+    assert_eq!(
+        events[events.len() - 3],
+        InputEvent::new(EV_ABS, ABS_X, scale_to_axis(512, 1024))
+    );
     // A monitor the guest turned off, or one it does not have.
     screen.set_guest_monitors(vec![monitor(0, 0), devices::display::Monitor::default()]);
     assert_eq!(
