@@ -100,6 +100,7 @@ fn main() {
             input: Arc::new(PrintInput),
             tablet: args.iter().any(|a| a == "--tablet"),
             agent: None,
+            audio: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -11,7 +11,9 @@ use saffron::replay::Pace;
 use saffron::seccomp::SeccompMode;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
-use crate::vmm::{BootSource, DirtyTracking, LinuxKernel, SerialMode, VgaMode, VmConfig, MAX_CPUS};
+use crate::vmm::{
+    AudioModel, BootSource, DirtyTracking, LinuxKernel, SerialMode, VgaMode, VmConfig, MAX_CPUS,
+};
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -210,6 +212,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
+    /// The sound card: `hda` (an Intel HD Audio controller with a duplex
+    /// codec, as QEMU's intel-hda + hda-duplex; its sound goes to SPICE
+    /// clients) or `none`. The default is `hda` with `--spice`, `none`
+    /// without.
+    #[arg(long, value_name = "hda|none", value_parser = parse_audio)]
+    pub audio: Option<AudioModel>,
+
     /// A disk image as a virtio-blk device (repeatable; the first is /dev/vda):
     /// path=IMG[,format=raw|qcow2][,readonly=on][,serial=ID][,cache=writeback|writethrough|unsafe].
     #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk, long_help = DISK_HELP)]
@@ -271,6 +280,14 @@ impl RunArgs {
                 ));
             }
         }
+        let audio = match self.audio {
+            Some(AudioModel::Hda) if self.spice.is_none() => {
+                return Err("--audio hda needs --spice (its sound goes to SPICE clients)".into())
+            }
+            Some(model) => model,
+            None if self.spice.is_some() => AudioModel::Hda,
+            None => AudioModel::None,
+        };
         Ok(VmConfig {
             boot_menu: self.boot_menu()?,
             boot: self.boot_source()?,
@@ -286,6 +303,7 @@ impl RunArgs {
             record: self.record.clone(),
             disks: self.disks.clone(),
             nets: self.nets.clone(),
+            audio,
             seccomp: self.seccomp,
         })
     }
@@ -416,6 +434,14 @@ pub fn parse_display(text: &str) -> Result<DisplayKind, String> {
         "qxl" => Ok(DisplayKind::Qxl),
         "none" => Ok(DisplayKind::None),
         _ => Err(format!("'{text}' is not one of qxl, none")),
+    }
+}
+
+pub fn parse_audio(text: &str) -> Result<AudioModel, String> {
+    match text {
+        "hda" | "intel-hda" => Ok(AudioModel::Hda),
+        "none" => Ok(AudioModel::None),
+        _ => Err(format!("'{text}' is not one of hda, none")),
     }
 }
 

@@ -41,6 +41,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), String> {
                     input: Arc::new(NoInput),
                     tablet: false,
                     agent: None,
+                    audio: None,
                 },
             )
             .map_err(|e| e.to_string())?;

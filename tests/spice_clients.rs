@@ -388,6 +388,7 @@ fn unix_socket() {
             input: std::sync::Arc::new(saffron::spice::NoInput),
             tablet: false,
             agent: None,
+            audio: None,
         },
     )
     .unwrap();

@@ -5,14 +5,17 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi_pm;
+pub mod audio;
 pub mod block;
 pub mod bus;
 pub mod display;
+pub mod hda;
 pub mod i8042;
 pub mod interrupt;
 pub mod memory;
 pub mod pci;
 pub mod qxl;
+pub mod ratelimit;
 pub mod rtc;
 pub mod serial;
 pub mod system;

@@ -38,6 +38,7 @@
 //! [`InputSink`] and whether an absolute pointer (tablet) exists.
 
 pub mod agent;
+pub mod audio;
 pub mod channel;
 pub mod codec;
 pub mod config;
@@ -51,7 +52,9 @@ pub mod link;
 pub mod main_channel;
 mod mm_clock;
 mod net_test;
+pub mod playback_channel;
 pub mod protocol;
+pub mod record_channel;
 mod region;
 mod server;
 mod session;
@@ -71,6 +74,7 @@ use devices::display::Display;
 use mio::{Poll, Waker};
 
 pub use agent::{AgentDevice, AgentOptions, AgentPort, AgentStatus, ClientMonitors};
+pub use audio::AudioHub;
 pub use codec::policy::{CompressionOptions, STATS_METHODS};
 pub use config::{MousePolicy, SpiceConfig};
 pub use inputs_channel::{InputSink, KeyboardLeds, MouseButtons, NoInput};
@@ -109,6 +113,8 @@ pub struct ServerInputs {
     /// The guest agent's port (changes reach the server through
     /// [`SpiceNotifier::agent_port_changed`]).
     pub agent: Option<AgentDevice>,
+    /// The sound card's audio, when the VM has one.
+    pub audio: Option<Arc<AudioHub>>,
 }
 
 /// A running server; dropping it stops it.
@@ -198,6 +204,7 @@ impl SpiceServer {
             displays,
             input: inputs.input,
             agent,
+            audio: inputs.audio,
             client_mouse_allowed: inputs.tablet,
             mouse: config.mouse,
             shared: shared.clone(),
@@ -520,6 +527,7 @@ mod tests {
                 input: Arc::new(NoInput),
                 tablet: false,
                 agent: None,
+                audio: None,
             },
         )
         .unwrap();

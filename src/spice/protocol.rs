@@ -9,6 +9,8 @@ pub mod channel {
     pub const DISPLAY: u8 = 2;
     pub const INPUTS: u8 = 3;
     pub const CURSOR: u8 = 4;
+    pub const PLAYBACK: u8 = 5;
+    pub const RECORD: u8 = 6;
 }
 
 /// Link results (`SPICE_LINK_ERR_*`).
@@ -51,6 +53,39 @@ pub mod display_cap {
 
 pub mod inputs_cap {
     pub const KEY_SCANCODE: u32 = 0;
+}
+
+/// Playback and record capabilities (the same bit on both channels).
+pub mod audio_cap {
+    pub const VOLUME: u32 = 1;
+}
+
+pub mod playback_msg {
+    // server -> client
+    pub const DATA: u16 = 101;
+    pub const MODE: u16 = 102;
+    pub const START: u16 = 103;
+    pub const STOP: u16 = 104;
+    pub const VOLUME: u16 = 105;
+    pub const MUTE: u16 = 106;
+}
+
+pub mod record_msg {
+    // server -> client
+    pub const START: u16 = 101;
+    pub const STOP: u16 = 102;
+    pub const VOLUME: u16 = 103;
+    pub const MUTE: u16 = 104;
+    // client -> server
+    pub const DATA: u16 = 101;
+    pub const MODE: u16 = 102;
+    pub const START_MARK: u16 = 103;
+}
+
+/// `SpiceAudioDataMode` and `SpiceAudioFmt`.
+pub mod audio {
+    pub const MODE_RAW: u16 = 1;
+    pub const FORMAT_S16: u16 = 1;
 }
 
 /// Messages valid on every channel.

@@ -15,6 +15,7 @@ use devices::display::Display;
 use mio::Waker;
 
 use super::agent::Agent;
+use super::audio::AudioHub;
 use super::channel::{ChannelError, Outbox};
 use super::codec::policy::CompressionOptions;
 use super::config::MousePolicy;
@@ -70,6 +71,9 @@ pub struct ServerContext {
     pub channels: Vec<(u8, u8)>,
     /// The guest agent's port (`None` with `agent=off` or no port).
     pub agent: Option<Arc<Mutex<Agent>>>,
+    /// The sound card's audio (`None` without one): offers the playback
+    /// and record channels.
+    pub audio: Option<Arc<AudioHub>>,
 }
 
 impl ServerContext {

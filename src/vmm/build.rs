@@ -14,10 +14,10 @@ use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use super::{
-    agent, attach_pci, bios, boot, console, control, cpu, device_err, disks, display_server, exit,
-    host, host_memory, input, interrupts, kvm_err, load_kernel, memory, net, qxl_bar0_base, stats,
-    vcpu, vga, BootSource, DirtyTracking, KernelBoot, PciPlan, Platform, SerialMode, VmConfig,
-    VmError, QXL_SLOT,
+    agent, attach_pci, audio, bios, boot, console, control, cpu, device_err, disks, display_server,
+    exit, host, host_memory, input, interrupts, kvm_err, load_kernel, memory, net, qxl_bar0_base,
+    stats, vcpu, vga, AudioModel, BootSource, DirtyTracking, KernelBoot, PciPlan, Platform,
+    SerialMode, VmConfig, VmError, QXL_SLOT,
 };
 
 /// Step 1: the VM with its memory, buses and exit signal.
@@ -103,6 +103,8 @@ pub struct Devices {
     pub qxl: Option<Qxl>,
     pub disks: disks::Disks,
     pub nics: net::Nics,
+    /// The sound card (`--audio hda`).
+    pub audio: Option<audio::Audio>,
     /// The PCI root and its BAR mapper, kept as long as the machine.
     _pci: super::AttachedPci,
     pub vga: Option<vga::VgaAttachment>,
@@ -144,6 +146,10 @@ impl Devices {
             interrupts::KvmMsi::new(machine.vm.clone()),
             &platform.level_lines,
         )?;
+        let audio = match config.audio {
+            AudioModel::Hda => Some(audio::Audio::create(machine, platform)?),
+            AudioModel::None => None,
+        };
         let mut pci_devices: Vec<(u8, devices::pci::SharedPciDevice)> = vec![(
             input::TABLET_SLOT,
             tablet.clone() as devices::pci::SharedPciDevice,
@@ -155,6 +161,10 @@ impl Devices {
         }
         if let Some(q) = &qxl {
             pci_devices.push((QXL_SLOT, q.pci.clone()));
+        }
+        if let Some(a) = &audio {
+            pci_devices.push((audio::HDA_SLOT, a.device.clone()));
+            a.start()?;
         }
         let pci = attach_pci(
             &machine.vm,
@@ -186,6 +196,7 @@ impl Devices {
             qxl,
             disks,
             nics,
+            audio,
             _pci: pci,
             vga,
             display,
@@ -404,6 +415,7 @@ pub fn start_services(
                     devices.qxl.as_ref().map(|q| q.control.clone()),
                 )
             }),
+            audio: devices.audio.as_ref().map(|a| a.hub.clone()),
         },
     )?;
     if let Some(server) = &spice {

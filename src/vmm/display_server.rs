@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use devices::display::Display;
-use saffron::spice::{AgentDevice, InputSink, ServerInputs, SpiceConfig, SpiceError, SpiceServer};
+use saffron::spice::{
+    AgentDevice, AudioHub, InputSink, ServerInputs, SpiceConfig, SpiceError, SpiceServer,
+};
 
 /// The VM's display and input devices, as the SPICE server sees them.
 pub struct DisplayDevices {
@@ -23,6 +25,8 @@ pub struct DisplayDevices {
     pub tablet: bool,
     /// The guest agent's port, if the VM has one.
     pub agent: Option<AgentDevice>,
+    /// The sound card's audio.
+    pub audio: Option<Arc<AudioHub>>,
 }
 
 /// Starts the SPICE server if `--spice` was given.
@@ -43,6 +47,7 @@ pub fn start(
             input: devices.input,
             tablet: devices.tablet,
             agent: devices.agent,
+            audio: devices.audio,
         },
     )?;
     if let Some(addr) = server.local_addr() {

@@ -3,6 +3,7 @@
 //! reports how it ended.
 
 mod agent;
+mod audio;
 mod bios;
 mod boot;
 mod build;
@@ -97,11 +98,21 @@ pub struct VmConfig {
     pub disks: Vec<devices::block::DiskOptions>,
     /// Network cards (`--net`), in order.
     pub nets: Vec<saffron::net::NetOptions>,
+    /// The sound card.
+    pub audio: AudioModel,
     /// The system call filter set once the VM is set up (`--seccomp`).
     pub seccomp: saffron::seccomp::SeccompMode,
 }
 
 pub const MAX_CPUS: u8 = 8;
+
+/// `--audio`: which sound card the VM has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioModel {
+    /// Intel HD Audio with a duplex codec.
+    Hda,
+    None,
+}
 /// The PCI slot of the QXL display device.
 pub const QXL_SLOT: u8 = 2;
 

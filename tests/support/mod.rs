@@ -95,6 +95,7 @@ pub fn start_server(width: u32, height: u32, options: &str) -> TestServer {
             input: input.clone(),
             tablet: false,
             agent: None,
+            audio: None,
         },
     )
     .unwrap();
@@ -450,10 +451,15 @@ impl GlibClient {
 
     /// With extra options of the script (e.g. `--cache-size=BYTES`).
     pub fn connect_with(port: u16, options: &[&str]) -> GlibClient {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/spice/glib_client.py");
+        Self::run("glib_client.py", port, options)
+    }
+
+    /// Another client script of tests/spice with the same conventions.
+    pub fn run(script: &str, port: u16, options: &[&str]) -> GlibClient {
+        let script = format!("{}/tests/spice/{script}", env!("CARGO_MANIFEST_DIR"));
         let port = port.to_string();
         let mut child = Command::new("/usr/bin/python3")
-            .args([script, "127.0.0.1", &port])
+            .args([script.as_str(), "127.0.0.1", &port])
             .args(options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -32,12 +32,12 @@ use super::memory::{Backing, BarMemory, GuestRange};
 use super::memslots::{BarLayout, MemSlots};
 use super::observer::DrawableObserver;
 use super::parse::Parser;
-use super::ratelimit::RateLimit;
 use super::rings::{RawCommand, ReleaseRing, Ring};
 use super::stats::QxlStats;
 use super::surfaces::{OffscreenSurface, SurfaceInfo, SurfaceTable};
 use crate::display::{Display, Monitor, ScanoutSwitch, MAX_DIMENSION};
 use crate::memory::DeviceMemory;
+use crate::ratelimit::RateLimit;
 
 /// Commands processed per pass before queued I/O gets a turn.
 pub const RING_BUDGET: usize = 256;

@@ -38,7 +38,6 @@ pub mod memslots;
 pub mod observer;
 pub mod parse;
 pub mod pci;
-pub mod ratelimit;
 pub mod rings;
 pub mod rom;
 pub mod sources;

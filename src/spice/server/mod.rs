@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::agent::mouse::AgentMouse;
 use super::agent::{Agent, AgentStatus};
+use super::audio::AudioHub;
 use super::channel::ChannelError;
 use super::codec::policy::CompressionOptions;
 use super::config::MousePolicy;
@@ -33,7 +34,9 @@ use super::session::{Changes, ChannelKind, Context, SentTotals, ServerContext, S
 use super::ticket::{TicketKey, Tickets};
 use super::tls::ChannelPolicy;
 use super::wire::next_frame;
-use super::{cursor_channel, display_channel, inputs_channel, main_channel};
+use super::{
+    cursor_channel, display_channel, inputs_channel, main_channel, playback_channel, record_channel,
+};
 use guard::{LinkGuard, Linking, Source};
 
 /// Every channel kind the server offers: main first, then the others in
@@ -43,6 +46,8 @@ pub const CHANNELS: &[ChannelKind] = &[
     display_channel::KIND,
     inputs_channel::KIND,
     cursor_channel::KIND,
+    playback_channel::KIND,
+    record_channel::KIND,
 ];
 
 pub mod guard;
@@ -123,6 +128,8 @@ pub struct LoopSetup {
     pub displays: Vec<DisplayFeed>,
     pub input: Arc<dyn InputSink>,
     pub agent: Option<Arc<Mutex<Agent>>>,
+    /// The sound card's audio.
+    pub audio: Option<Arc<AudioHub>>,
     pub client_mouse_allowed: bool,
     pub mouse: MousePolicy,
     pub shared: Arc<Shared>,
@@ -186,6 +193,7 @@ impl EventLoop {
             displays: setup.displays.iter().map(|f| f.display().clone()).collect(),
             input,
             agent: setup.agent.clone(),
+            audio: setup.audio.clone(),
             client_mouse_allowed: setup.client_mouse_allowed,
             mouse: setup.mouse,
             compression: CompressionOptions::default(),
@@ -195,6 +203,9 @@ impl EventLoop {
             channels: Vec::new(),
         };
         server.channels = sessions::channel_list(&server);
+        if let Some(hub) = &server.audio {
+            hub.attach(server.waker.clone(), server.clock());
+        }
         Ok(EventLoop {
             server,
             setup,

@@ -1,0 +1,341 @@
+//! Where the sound card's audio meets the playback and record channels
+//! (docs/hda.md §6). The card's pump thread calls the [`AudioHub`] as an
+//! [`AudioBackend`]; the event loop's channels take what it queued.
+//!
+//! Playback is cut into packets of 480 frames (10 ms at 48 kHz, what SPICE
+//! clients expect), each stamped with the multimedia clock when the guest
+//! played its last frame, so video streams and sound share one clock.
+//! Everything is bounded and real time: when no client takes packets fast
+//! enough the oldest go, and the card is never held up. Recorded audio
+//! from the client waits in a ring of [`RECORD_RING`] bytes; the card gets
+//! silence until [`RECORD_PREFILL`] has arrived, so network jitter does not
+//! turn into gaps.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use devices::audio::{AudioBackend, Direction, PcmFormat, Volume};
+use mio::Waker;
+
+use super::mm_clock::MmClock;
+
+/// Frames per playback packet.
+pub const PACKET_FRAMES: usize = 480;
+/// Events queued for the playback channel at most (about a second).
+const MAX_PLAYBACK_EVENTS: usize = 100;
+/// Bytes of recorded audio kept at most (about 340 ms at 48 kHz stereo).
+pub const RECORD_RING: usize = 65536;
+/// Bytes that must have arrived before recording reaches the guest.
+pub const RECORD_PREFILL: usize = 7680;
+
+/// What the playback channel sends, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaybackEvent {
+    Start { format: PcmFormat, time: u32 },
+    Data { time: u32, pcm: Vec<u8> },
+    Stop,
+    Volume(Volume),
+}
+
+/// What the record channel sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEvent {
+    Start(PcmFormat),
+    Stop,
+    Volume(Volume),
+}
+
+/// Counters for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// The format while the guest plays (or records).
+    pub format: Option<PcmFormat>,
+    /// Bytes the guest played (or was given from clients).
+    pub bytes: u64,
+    /// Packets (or bytes, for recording) dropped because nobody took them.
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct PlaybackState {
+    format: Option<PcmFormat>,
+    volume: Option<Volume>,
+    partial: Vec<u8>,
+    events: VecDeque<PlaybackEvent>,
+    stats: StreamStats,
+}
+
+#[derive(Default)]
+struct RecordState {
+    format: Option<PcmFormat>,
+    volume: Option<Volume>,
+    ring: VecDeque<u8>,
+    primed: bool,
+    events: VecDeque<RecordEvent>,
+    stats: StreamStats,
+}
+
+/// The meeting point; one per server.
+#[derive(Default)]
+pub struct AudioHub {
+    playback: Mutex<PlaybackState>,
+    record: Mutex<RecordState>,
+    /// The event loop's waker and clock, once the server runs.
+    server: OnceLock<(Arc<Waker>, MmClock)>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AudioHub {
+    /// From now on, wake this loop and stamp packets with this clock.
+    pub fn attach(&self, waker: Arc<Waker>, clock: MmClock) {
+        let _ = self.server.set((waker, clock));
+    }
+
+    fn now(&self) -> u32 {
+        self.server
+            .get()
+            .map_or(0, |(_, clock)| clock.at(Instant::now()))
+    }
+
+    fn wake(&self) {
+        if let Some((waker, _)) = self.server.get() {
+            let _ = waker.wake();
+        }
+    }
+
+    /// A playback channel opened: forget what was queued for an earlier
+    /// one; the state to announce (format while playing, volume).
+    pub fn open_playback(&self) -> (Option<(PcmFormat, u32)>, Option<Volume>) {
+        let now = self.now();
+        let mut p = locked(&self.playback);
+        p.events.clear();
+        (p.format.map(|f| (f, now)), p.volume)
+    }
+
+    /// Takes the events queued for the playback channel.
+    pub fn take_playback(&self) -> VecDeque<PlaybackEvent> {
+        std::mem::take(&mut locked(&self.playback).events)
+    }
+
+    pub fn playback_stats(&self) -> StreamStats {
+        locked(&self.playback).stats
+    }
+
+    /// A record channel opened: the state to announce.
+    pub fn open_record(&self) -> (Option<PcmFormat>, Option<Volume>) {
+        let mut r = locked(&self.record);
+        r.events.clear();
+        (r.format, r.volume)
+    }
+
+    pub fn take_record(&self) -> VecDeque<RecordEvent> {
+        std::mem::take(&mut locked(&self.record).events)
+    }
+
+    pub fn record_stats(&self) -> StreamStats {
+        locked(&self.record).stats
+    }
+
+    /// The format the guest records in, while it does.
+    pub fn record_format(&self) -> Option<PcmFormat> {
+        locked(&self.record).format
+    }
+
+    /// Samples a client recorded (whole frames of the record format; the
+    /// record channel checked them). The oldest go when the ring is full.
+    pub fn recorded(&self, pcm: &[u8]) {
+        let mut r = locked(&self.record);
+        if r.format.is_none() {
+            return;
+        }
+        r.stats.bytes += pcm.len() as u64;
+        let pcm = &pcm[pcm.len().saturating_sub(RECORD_RING)..];
+        let over = (r.ring.len() + pcm.len()).saturating_sub(RECORD_RING);
+        if over > 0 {
+            let frame = r.format.map_or(4, |f| f.frame_bytes());
+            let over = over.next_multiple_of(frame).min(r.ring.len());
+            r.ring.drain(..over);
+            r.stats.dropped += over as u64;
+        }
+        r.ring.extend(pcm);
+        if r.ring.len() >= RECORD_PREFILL {
+            r.primed = true;
+        }
+    }
+
+    fn push_playback(&self, p: &mut PlaybackState, event: PlaybackEvent) {
+        if p.events.len() >= MAX_PLAYBACK_EVENTS {
+            if let Some(i) = p
+                .events
+                .iter()
+                .position(|e| matches!(e, PlaybackEvent::Data { .. }))
+            {
+                p.events.remove(i);
+                p.stats.dropped += 1;
+            }
+        }
+        p.events.push_back(event);
+    }
+}
+
+impl AudioBackend for AudioHub {
+    fn started(&self, direction: Direction, format: PcmFormat) {
+        let time = self.now();
+        match direction {
+            Direction::Output => {
+                let mut p = locked(&self.playback);
+                p.format = Some(format);
+                p.partial.clear();
+                p.stats.format = Some(format);
+                self.push_playback(&mut p, PlaybackEvent::Start { format, time });
+            }
+            Direction::Input => {
+                let mut r = locked(&self.record);
+                r.format = Some(format);
+                r.ring.clear();
+                r.primed = false;
+                r.stats.format = Some(format);
+                r.events.push_back(RecordEvent::Start(format));
+            }
+        }
+        self.wake();
+    }
+
+    fn stopped(&self, direction: Direction) {
+        match direction {
+            Direction::Output => {
+                let mut p = locked(&self.playback);
+                p.format = None;
+                p.stats.format = None;
+                self.push_playback(&mut p, PlaybackEvent::Stop);
+            }
+            Direction::Input => {
+                let mut r = locked(&self.record);
+                r.format = None;
+                r.stats.format = None;
+                r.ring.clear();
+                r.events.push_back(RecordEvent::Stop);
+            }
+        }
+        self.wake();
+    }
+
+    fn output(&self, pcm: &[u8]) {
+        let time = self.now();
+        let mut p = locked(&self.playback);
+        let Some(format) = p.format else {
+            return;
+        };
+        p.stats.bytes += pcm.len() as u64;
+        let packet = PACKET_FRAMES * format.frame_bytes();
+        let mut rest = pcm;
+        let mut sent = false;
+        while !rest.is_empty() {
+            let take = (packet - p.partial.len()).min(rest.len());
+            p.partial.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if p.partial.len() == packet {
+                let pcm = std::mem::replace(&mut p.partial, Vec::with_capacity(packet));
+                self.push_playback(&mut p, PlaybackEvent::Data { time, pcm });
+                sent = true;
+            }
+        }
+        drop(p);
+        if sent {
+            self.wake();
+        }
+    }
+
+    fn input(&self, buf: &mut [u8]) -> usize {
+        let mut r = locked(&self.record);
+        if !r.primed {
+            return 0;
+        }
+        let n = buf.len().min(r.ring.len());
+        for (b, s) in buf.iter_mut().zip(r.ring.drain(..n)) {
+            *b = s;
+        }
+        if r.ring.is_empty() {
+            r.primed = false;
+        }
+        n
+    }
+
+    fn volume(&self, direction: Direction, volume: Volume) {
+        match direction {
+            Direction::Output => {
+                let mut p = locked(&self.playback);
+                if p.volume != Some(volume) {
+                    p.volume = Some(volume);
+                    self.push_playback(&mut p, PlaybackEvent::Volume(volume));
+                }
+            }
+            Direction::Input => {
+                let mut r = locked(&self.record);
+                if r.volume != Some(volume) {
+                    r.volume = Some(volume);
+                    r.events.push_back(RecordEvent::Volume(volume));
+                }
+            }
+        }
+        self.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEREO_48K: PcmFormat = PcmFormat {
+        rate: 48000,
+        channels: 2,
+    };
+
+    #[test]
+    fn playback_is_cut_into_10_ms_packets_and_bounded() {
+        let hub = AudioHub::default();
+        hub.output(&[1; 100]);
+        assert!(hub.take_playback().is_empty(), "not playing: dropped");
+        hub.started(Direction::Output, STEREO_48K);
+        hub.output(&[1; 1000]);
+        hub.output(&[2; 3000]);
+        let events: Vec<_> = hub.take_playback().into_iter().collect();
+        assert!(matches!(events[0], PlaybackEvent::Start { format, .. } if format == STEREO_48K));
+        let PlaybackEvent::Data { pcm, .. } = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(pcm.len(), 1920);
+        assert_eq!(&pcm[999..1001], &[1, 2]);
+        assert_eq!(events.len(), 3, "4000 bytes: two packets and a partial");
+        for _ in 0..300 {
+            hub.output(&[0; 1920]);
+        }
+        hub.stopped(Direction::Output);
+        let events = hub.take_playback();
+        assert_eq!(events.len(), MAX_PLAYBACK_EVENTS);
+        assert_eq!(events.back(), Some(&PlaybackEvent::Stop), "control kept");
+        assert_eq!(hub.playback_stats().dropped, 201);
+    }
+
+    #[test]
+    fn recording_waits_for_the_prefill_and_drops_the_oldest() {
+        let hub = AudioHub::default();
+        hub.recorded(&[9; 4000]);
+        assert_eq!(hub.record_stats().bytes, 0, "not recording: ignored");
+        hub.started(Direction::Input, STEREO_48K);
+        let mut buf = [0u8; 1000];
+        hub.recorded(&[1; 4000]);
+        assert_eq!(hub.input(&mut buf), 0, "not primed");
+        hub.recorded(&[2; 4000]);
+        assert_eq!(hub.input(&mut buf), 1000);
+        assert_eq!(buf[0], 1);
+        hub.recorded(&[3; RECORD_RING]);
+        assert_eq!(hub.input(&mut buf), 1000);
+        assert_eq!(buf[0], 3, "the oldest went");
+        assert_eq!(hub.record_stats().dropped, 7000);
+    }
+}

@@ -1,0 +1,273 @@
+//! The playback channel (type 5): the guest's sound to the client
+//! (docs/hda.md §6, docs/spice-protocol.md §4.8).
+//!
+//! On open the client gets `MODE` (raw PCM), then `START` if the guest is
+//! playing, then the volume; after that `START`, `DATA`, `STOP` and volume
+//! changes as the [`AudioHub`] queued them. Sound is real time: when the
+//! client's socket has more than [`MAX_BACKLOG`] unsent, packets are
+//! dropped rather than queued. The client sends nothing but base messages.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use devices::audio::{PcmFormat, Volume};
+
+use super::audio::{AudioHub, PlaybackEvent};
+use super::channel::{BaseMessage, ChannelError, Encode, Outbox};
+use super::protocol::{audio, audio_cap, channel, playback_msg};
+use super::session::{ChannelKind, Context, SpiceChannel};
+use super::wire::{Caps, Writer};
+
+/// Unsent bytes past which packets are dropped (about 300 ms of raw
+/// 48 kHz stereo).
+pub const MAX_BACKLOG: usize = 64 * 1024;
+
+/// `MODE`: how `DATA` is coded.
+struct Mode {
+    time: u32,
+}
+
+impl Encode for Mode {
+    const TYPE: u16 = playback_msg::MODE;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.time).u16(audio::MODE_RAW);
+    }
+}
+
+/// `START` (playback) carries a time; the record channel's does not.
+pub struct Start<const TYPE: u16> {
+    pub format: PcmFormat,
+    pub time: Option<u32>,
+}
+
+impl<const TYPE: u16> Encode for Start<TYPE> {
+    const TYPE: u16 = TYPE;
+    fn encode(&self, w: &mut Writer) {
+        w.u32(u32::from(self.format.channels))
+            .u16(audio::FORMAT_S16)
+            .u32(self.format.rate);
+        if let Some(time) = self.time {
+            w.u32(time);
+        }
+    }
+}
+
+/// An empty message (`STOP`).
+pub struct Empty<const TYPE: u16>;
+
+impl<const TYPE: u16> Encode for Empty<TYPE> {
+    const TYPE: u16 = TYPE;
+    fn encode(&self, _: &mut Writer) {}
+}
+
+/// `VOLUME`: two channels, linear, 65535 is full.
+pub struct VolumeMsg<const TYPE: u16>(pub Volume);
+
+impl<const TYPE: u16> Encode for VolumeMsg<TYPE> {
+    const TYPE: u16 = TYPE;
+    fn encode(&self, w: &mut Writer) {
+        w.u8(2).u16(self.0.left).u16(self.0.right);
+    }
+}
+
+/// `MUTE`.
+pub struct Mute<const TYPE: u16>(pub bool);
+
+impl<const TYPE: u16> Encode for Mute<TYPE> {
+    const TYPE: u16 = TYPE;
+    fn encode(&self, w: &mut Writer) {
+        w.u8(u8::from(self.0));
+    }
+}
+
+/// Sends a volume and its mute flag, when the client takes them.
+pub fn send_volume<const VOLUME: u16, const MUTE: u16>(
+    volume: Volume,
+    client_has_volume: bool,
+    out: &mut Outbox,
+) {
+    if client_has_volume {
+        out.push(&VolumeMsg::<VOLUME>(volume));
+        out.push(&Mute::<MUTE>(volume.mute));
+    }
+}
+
+pub struct PlaybackChannel {
+    hub: Arc<AudioHub>,
+    client_has_volume: bool,
+    /// Packets dropped because the client fell behind.
+    dropped: u64,
+}
+
+pub const KIND: ChannelKind = ChannelKind {
+    channel_type: channel::PLAYBACK,
+    name: "playback",
+    count: |s| usize::from(s.audio.is_some()),
+    caps: || Caps::from_bits(&[audio_cap::VOLUME]),
+    open: |o, out| {
+        let hub = o.server.audio.clone().unwrap_or_default();
+        Box::new(PlaybackChannel::start(
+            hub,
+            o.client_caps.has(audio_cap::VOLUME),
+            o.server.clock().at(o.now),
+            out,
+        ))
+    },
+};
+
+impl PlaybackChannel {
+    pub fn start(hub: Arc<AudioHub>, client_has_volume: bool, now: u32, out: &mut Outbox) -> Self {
+        out.push(&Mode { time: now });
+        let (playing, volume) = hub.open_playback();
+        if let Some((format, time)) = playing {
+            out.push(&Start::<{ playback_msg::START }> {
+                format,
+                time: Some(time),
+            });
+        }
+        if let Some(v) = volume {
+            send_volume::<{ playback_msg::VOLUME }, { playback_msg::MUTE }>(
+                v,
+                client_has_volume,
+                out,
+            );
+        }
+        PlaybackChannel {
+            hub,
+            client_has_volume,
+            dropped: 0,
+        }
+    }
+
+    fn send(&mut self, events: VecDeque<PlaybackEvent>, out: &mut Outbox) {
+        for event in events {
+            match event {
+                PlaybackEvent::Start { format, time } => {
+                    out.push(&Start::<{ playback_msg::START }> {
+                        format,
+                        time: Some(time),
+                    })
+                }
+                PlaybackEvent::Stop => out.push(&Empty::<{ playback_msg::STOP }>),
+                PlaybackEvent::Volume(v) => send_volume::<
+                    { playback_msg::VOLUME },
+                    { playback_msg::MUTE },
+                >(v, self.client_has_volume, out),
+                PlaybackEvent::Data { .. } if out.queued_bytes() > MAX_BACKLOG => {
+                    self.dropped += 1;
+                }
+                PlaybackEvent::Data { time, pcm } => {
+                    let mut body = Vec::with_capacity(4 + pcm.len());
+                    body.extend_from_slice(&time.to_le_bytes());
+                    body.extend_from_slice(&pcm);
+                    out.push_raw(playback_msg::DATA, body);
+                }
+            }
+        }
+    }
+}
+
+impl SpiceChannel for PlaybackChannel {
+    fn receive(
+        &mut self,
+        msg_type: u16,
+        body: &[u8],
+        _cx: &mut Context,
+    ) -> Result<(), ChannelError> {
+        match BaseMessage::decode(msg_type, body)? {
+            Some(_) => Ok(()),
+            None => Err(ChannelError::UnknownType(msg_type)),
+        }
+    }
+
+    fn pump(&mut self, cx: &mut Context) {
+        let events = self.hub.take_playback();
+        if !events.is_empty() {
+            self.send(events, cx.out);
+        }
+    }
+
+    fn closed(&mut self) {
+        if self.dropped > 0 {
+            tracing::info!(
+                "SPICE playback: {} packets dropped, the client fell behind",
+                self.dropped
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spice::wire::{DataHeader, HeaderMode};
+    use devices::audio::{AudioBackend, Direction};
+
+    fn messages(out: &mut Outbox) -> Vec<(u16, Vec<u8>)> {
+        let bytes = out.take_bytes();
+        let mut rest = &bytes[..];
+        let mut v = Vec::new();
+        while !rest.is_empty() {
+            let h = DataHeader::decode(HeaderMode::Mini, rest).unwrap();
+            let len = HeaderMode::Mini.header_len();
+            v.push((h.msg_type, rest[len..len + h.size as usize].to_vec()));
+            rest = &rest[len + h.size as usize..];
+        }
+        v
+    }
+
+    const FORMAT: PcmFormat = PcmFormat {
+        rate: 44100,
+        channels: 2,
+    };
+
+    #[test]
+    fn open_announces_mode_start_and_volume_then_streams() {
+        let hub = Arc::new(AudioHub::default());
+        hub.started(Direction::Output, FORMAT);
+        hub.volume(
+            Direction::Output,
+            Volume {
+                left: 100,
+                right: 200,
+                mute: true,
+            },
+        );
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut ch = PlaybackChannel::start(hub.clone(), true, 77, &mut out);
+        let m = messages(&mut out);
+        let types: Vec<u16> = m.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, [102, 103, 105, 106]);
+        assert_eq!(m[0].1, [77, 0, 0, 0, 1, 0]);
+        assert_eq!(&m[1].1[..10], &[2, 0, 0, 0, 1, 0, 0x44, 0xac, 0, 0]);
+        assert_eq!(m[2].1, [2, 100, 0, 200, 0]);
+        assert_eq!(m[3].1, [1]);
+        hub.output(&[7; 1920]);
+        hub.stopped(Direction::Output);
+        ch.send(hub.take_playback(), &mut out);
+        let m = messages(&mut out);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].0, m[0].1.len()), (101, 4 + 1920));
+        assert_eq!(m[1], (104, vec![]));
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_loses_packets_not_memory() {
+        let hub = Arc::new(AudioHub::default());
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let mut ch = PlaybackChannel::start(hub.clone(), false, 0, &mut out);
+        hub.started(Direction::Output, FORMAT);
+        for _ in 0..10 {
+            for _ in 0..20 {
+                hub.output(&[0; 1920]);
+            }
+            ch.send(hub.take_playback(), &mut out);
+        }
+        assert!(
+            out.queued_bytes() <= MAX_BACKLOG + 1930,
+            "{}",
+            out.queued_bytes()
+        );
+        assert!(ch.dropped > 150, "{}", ch.dropped);
+    }
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""TEST ONLY: a headless spice-glib client of the playback and record channels.
+
+Usage: /usr/bin/python3 audio_client.py HOST PORT [--lifetime=SECONDS] [--out=PATH]
+                                         [--record-tone=HZ]
+
+The session has audio enabled but no audio backend: spice-glib decodes what the playback
+channel receives and hands it to us ("playback-data"), and we feed the record channel
+ourselves. Quits after SECONDS (default 60).
+
+Prints one line per event:
+  PLAYBACK_START <format> <channels> <rate>
+  PLAYBACK_STOP <bytes> <gap> <frequency> <purity> <seconds>
+                                 the PCM since START: its size, the longest wait between packets
+                                 in ms (after the first), and tone.analyse() of it; with --out
+                                 it is also written to PATH.N.raw (N = 0, 1, ...)
+  VOLUME <left> <right>          (the playback channel's volume property changed)
+  MUTE <0|1>
+  RECORD_START <format> <channels> <rate>   (then we send a sine of HZ, 480 frames per 10 ms)
+  RECORD_STOP <bytes sent>
+  ERROR <what>
+"""
+import ctypes
+import sys
+import time
+
+import gi
+
+gi.require_version("SpiceClientGLib", "2.0")
+from gi.repository import GLib, GObject, SpiceClientGLib  # noqa: E402
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import tone  # noqa: E402
+
+options = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+host, port = args[0], args[1]
+lifetime = int(options.get("lifetime", 60))
+out_path = options.get("out")
+record_hz = float(options.get("record-tone", 1000))
+
+loop = GLib.MainLoop()
+state = {"pcm": bytearray(), "arrivals": [], "streams": 0, "record": None}
+
+client = ctypes.CDLL("libspice-client-glib-2.0.so.8")
+client.spice_record_send_data.argtypes = [
+    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]
+ctypes.pythonapi.PyCapsule_GetPointer.restype = ctypes.c_void_p
+ctypes.pythonapi.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+def on_playback_start(_channel, fmt, channels, rate):
+    state.update(pcm=bytearray(), arrivals=[], format=(rate, channels))
+    say("PLAYBACK_START", fmt, channels, rate)
+
+
+def on_playback_data(_channel, data, size):
+    state["pcm"] += ctypes.string_at(data, size)
+    state["arrivals"].append(time.monotonic())
+
+
+def on_playback_stop(_channel):
+    arrivals = state["arrivals"]
+    gap = max((b - a for a, b in zip(arrivals[1:], arrivals[2:])), default=0.0)
+    if out_path:
+        with open(f"{out_path}.{state['streams']}.raw", "wb") as f:
+            f.write(state["pcm"])
+    state["streams"] += 1
+    found = tone.analyse(bytes(state["pcm"]), *state["format"])
+    say("PLAYBACK_STOP", len(state["pcm"]), round(gap * 1000), round(found["frequency"], 2),
+        round(found["purity"], 3), round(found["seconds"], 3))
+
+
+def on_volume(channel, _pspec):
+    # "volume" is a pointer to "nchannels" 16-bit values, which PyGObject gives as an address.
+    address = channel.get_property("volume")
+    count = channel.get_property("nchannels")
+    say("VOLUME", *((ctypes.c_uint16 * count).from_address(address) if address else []))
+
+
+def on_mute(channel, _pspec):
+    say("MUTE", int(channel.get_property("mute")))
+
+
+def send_tone():
+    record = state["record"]
+    if record is None:
+        return False
+    channel, rate, channels, frame, sent = record
+    pcm = tone.make(record_hz, rate, channels, 480, start=frame)
+    pointer = ctypes.pythonapi.PyCapsule_GetPointer(channel.__gpointer__, None)
+    buf = ctypes.create_string_buffer(pcm, len(pcm))
+    client.spice_record_send_data(pointer, buf, len(pcm), 0)
+    state["record"] = (channel, rate, channels, frame + 480, sent + len(pcm))
+    return True
+
+
+def on_record_start(channel, fmt, channels, rate):
+    say("RECORD_START", fmt, channels, rate)
+    state["record"] = (channel, rate, channels, 0, 0)
+    GLib.timeout_add(10, send_tone)
+
+
+def on_record_stop(_channel):
+    sent = state["record"][4] if state["record"] else 0
+    state["record"] = None
+    say("RECORD_STOP", sent)
+
+
+def on_channel_event(channel, event):
+    if event != SpiceClientGLib.ChannelEvent.OPENED:
+        say("ERROR", "channel", type(channel).__name__, int(event))
+        if isinstance(channel, SpiceClientGLib.MainChannel):
+            loop.quit()
+
+
+def on_channel_new(_session, channel):
+    GObject.Object.connect(channel, "channel-event", on_channel_event)
+    if isinstance(channel, SpiceClientGLib.PlaybackChannel):
+        GObject.Object.connect(channel, "playback-start", on_playback_start)
+        GObject.Object.connect(channel, "playback-data", on_playback_data)
+        GObject.Object.connect(channel, "playback-stop", on_playback_stop)
+        GObject.Object.connect(channel, "notify::volume", on_volume)
+        GObject.Object.connect(channel, "notify::mute", on_mute)
+        channel.connect()
+    elif isinstance(channel, SpiceClientGLib.RecordChannel):
+        GObject.Object.connect(channel, "record-start", on_record_start)
+        GObject.Object.connect(channel, "record-stop", on_record_stop)
+        channel.connect()
+
+
+session = SpiceClientGLib.Session()
+session.set_property("host", host)
+session.set_property("port", port)
+session.set_property("enable-audio", True)
+GObject.Object.connect(session, "channel-new", on_channel_new)
+if not session.connect():
+    say("ERROR", "connect")
+    sys.exit(1)
+GLib.timeout_add_seconds(lifetime, loop.quit)
+loop.run()
