@@ -101,6 +101,14 @@ fn malformed_serial() {
 }
 
 #[test]
+fn bad_audio_options() {
+    let (status, err) = saffron(&["run", "--kernel", "k", "--audio", "ac97"]);
+    assert_one_line_error(status, &err, 2, "--audio");
+    let (status, err) = saffron(&["run", "--kernel", "k", "--audio", "hda"]);
+    assert_one_line_error(status, &err, 2, "--audio hda needs --spice");
+}
+
+#[test]
 fn unknown_flag_and_boot_source_conflicts() {
     let (status, err) = saffron(&["run", "--kernel", "k", "--frobnicate"]);
     assert_one_line_error(status, &err, 2, "--frobnicate");
@@ -153,6 +161,7 @@ fn help_documents_every_flag_and_exit_status() {
         "--pvm-guest",
         "--disk",
         "--net",
+        "--audio",
         "--firmware",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

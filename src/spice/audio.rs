@@ -26,8 +26,10 @@ pub const PACKET_FRAMES: usize = 480;
 const MAX_PLAYBACK_EVENTS: usize = 100;
 /// Bytes of recorded audio kept at most (about 340 ms at 48 kHz stereo).
 pub const RECORD_RING: usize = 65536;
-/// Bytes that must have arrived before recording reaches the guest.
-pub const RECORD_PREFILL: usize = 7680;
+/// Bytes that must have arrived before recording reaches the guest
+/// (80 ms at 48 kHz stereo, about what libspice waits for), again after
+/// the ring ran dry.
+pub const RECORD_PREFILL: usize = 15360;
 
 /// What the playback channel sends, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,14 +330,14 @@ mod tests {
         assert_eq!(hub.record_stats().bytes, 0, "not recording: ignored");
         hub.started(Direction::Input, STEREO_48K);
         let mut buf = [0u8; 1000];
-        hub.recorded(&[1; 4000]);
+        hub.recorded(&[1; 8000]);
         assert_eq!(hub.input(&mut buf), 0, "not primed");
-        hub.recorded(&[2; 4000]);
+        hub.recorded(&[2; 8000]);
         assert_eq!(hub.input(&mut buf), 1000);
         assert_eq!(buf[0], 1);
         hub.recorded(&[3; RECORD_RING]);
         assert_eq!(hub.input(&mut buf), 1000);
         assert_eq!(buf[0], 3, "the oldest went");
-        assert_eq!(hub.record_stats().dropped, 7000);
+        assert_eq!(hub.record_stats().dropped, 15000);
     }
 }

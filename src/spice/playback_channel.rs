@@ -1,5 +1,5 @@
 //! The playback channel (type 5): the guest's sound to the client
-//! (docs/hda.md §6, docs/spice-protocol.md §4.8).
+//! (docs/hda.md §6).
 //!
 //! On open the client gets `MODE` (raw PCM), then `START` if the guest is
 //! playing, then the volume; after that `START`, `DATA`, `STOP` and volume

@@ -1,5 +1,5 @@
 //! The record channel (type 6): the client's microphone to the guest
-//! (docs/hda.md §6, docs/spice-protocol.md §4.8).
+//! (docs/hda.md §6).
 //!
 //! While the guest records, the client gets `START` with the guest's
 //! format and answers with `MODE`, `START_MARK` and `DATA` packets of raw

@@ -479,6 +479,7 @@ fn vm_control(
         spice: spice.as_ref().map(|s| s.control()),
         disks: std::mem::take(&mut devices.disks.status),
         nics: std::mem::take(&mut devices.nics.status),
+        audio: devices.audio.as_ref().map(|a| a.hub.clone()),
     }
 }
 

@@ -55,6 +55,27 @@ pub struct VmControl {
     pub disks: Vec<super::disks::DiskStatus>,
     /// The network cards, in `--net` order.
     pub nics: Vec<super::net::NicStatus>,
+    /// The sound card's audio (`--audio hda`).
+    pub audio: Option<Arc<saffron::spice::AudioHub>>,
+}
+
+/// `status.audio`: each direction's format while the guest uses it, and
+/// its byte counts.
+fn audio_status(hub: &saffron::spice::AudioHub) -> Value {
+    let stream = |s: saffron::spice::audio::StreamStats| {
+        json!({
+            "active": s.format.is_some(),
+            "rate": s.format.map(|f| f.rate),
+            "channels": s.format.map(|f| f.channels),
+            "bytes": s.bytes,
+            "dropped": s.dropped,
+        })
+    };
+    json!({
+        "model": "hda",
+        "playback": stream(hub.playback_stats()),
+        "record": stream(hub.record_stats()),
+    })
 }
 
 /// The SPICE server's part of `status`: its compression options, what
@@ -180,6 +201,7 @@ impl crate::api::Machine for VmControl {
                 "tablet_driver": self.input_devices.tablet_driver_ready(),
             },
             "vga": vga,
+            "audio": self.audio.as_deref().map(audio_status),
             "spice": self.spice.as_ref().map(spice_status),
         })
     }

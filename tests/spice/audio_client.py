@@ -18,6 +18,7 @@ Prints one line per event:
   MUTE <0|1>
   RECORD_START <format> <channels> <rate>   (then we send a sine of HZ, 480 frames per 10 ms)
   RECORD_STOP <bytes sent>
+  OPENED <PlaybackChannel|RecordChannel|MainChannel>
   ERROR <what>
 """
 import ctypes
@@ -112,7 +113,9 @@ def on_record_stop(_channel):
 
 
 def on_channel_event(channel, event):
-    if event != SpiceClientGLib.ChannelEvent.OPENED:
+    if event == SpiceClientGLib.ChannelEvent.OPENED:
+        say("OPENED", type(channel).__name__)
+    else:
         say("ERROR", "channel", type(channel).__name__, int(event))
         if isinstance(channel, SpiceClientGLib.MainChannel):
             loop.quit()
