@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => {
                 let n = usize::from(u16::from_le_bytes([op[1], op[2]])) % 20000;
-                hub.recorded(&vec![op[3]; n & !3]);
+                hub.recorded(&vec![op[3]; n & !3], 0);
             }
             _ => {
                 let _ = hub.take_playback();

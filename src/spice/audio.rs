@@ -57,6 +57,8 @@ pub struct StreamStats {
     pub bytes: u64,
     /// Packets (or bytes, for recording) dropped because nobody took them.
     pub dropped: u64,
+    /// Recording: bytes that arrived as Opus (before decoding).
+    pub opus_bytes: u64,
 }
 
 #[derive(Default)]
@@ -83,8 +85,9 @@ struct RecordState {
 pub struct AudioHub {
     playback: Mutex<PlaybackState>,
     record: Mutex<RecordState>,
-    /// The event loop's waker and clock, once the server runs.
-    server: OnceLock<(Arc<Waker>, MmClock)>,
+    /// The event loop's waker and clock, once the server runs, and
+    /// whether sound may go as Opus.
+    server: OnceLock<(Arc<Waker>, MmClock, bool)>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,19 +95,25 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AudioHub {
-    /// From now on, wake this loop and stamp packets with this clock.
-    pub fn attach(&self, waker: Arc<Waker>, clock: MmClock) {
-        let _ = self.server.set((waker, clock));
+    /// From now on, wake this loop and stamp packets with this clock;
+    /// `opus`: sound may go as Opus (`playback-compression`).
+    pub fn attach(&self, waker: Arc<Waker>, clock: MmClock, opus: bool) {
+        let _ = self.server.set((waker, clock, opus));
+    }
+
+    /// Whether the channels may offer Opus.
+    pub fn opus_allowed(&self) -> bool {
+        self.server.get().is_some_and(|s| s.2)
     }
 
     fn now(&self) -> u32 {
         self.server
             .get()
-            .map_or(0, |(_, clock)| clock.at(Instant::now()))
+            .map_or(0, |(_, clock, _)| clock.at(Instant::now()))
     }
 
     fn wake(&self) {
-        if let Some((waker, _)) = self.server.get() {
+        if let Some((waker, _, _)) = self.server.get() {
             let _ = waker.wake();
         }
     }
@@ -148,13 +157,15 @@ impl AudioHub {
     }
 
     /// Samples a client recorded (whole frames of the record format; the
-    /// record channel checked them). The oldest go when the ring is full.
-    pub fn recorded(&self, pcm: &[u8]) {
+    /// record channel checked them), decoded from `opus_bytes` of Opus if
+    /// not 0. The oldest go when the ring is full.
+    pub fn recorded(&self, pcm: &[u8], opus_bytes: usize) {
         let mut r = locked(&self.record);
         if r.format.is_none() {
             return;
         }
         r.stats.bytes += pcm.len() as u64;
+        r.stats.opus_bytes += opus_bytes as u64;
         let pcm = &pcm[pcm.len().saturating_sub(RECORD_RING)..];
         let over = (r.ring.len() + pcm.len()).saturating_sub(RECORD_RING);
         if over > 0 {
@@ -326,16 +337,16 @@ mod tests {
     #[test]
     fn recording_waits_for_the_prefill_and_drops_the_oldest() {
         let hub = AudioHub::default();
-        hub.recorded(&[9; 4000]);
+        hub.recorded(&[9; 4000], 0);
         assert_eq!(hub.record_stats().bytes, 0, "not recording: ignored");
         hub.started(Direction::Input, STEREO_48K);
         let mut buf = [0u8; 1000];
-        hub.recorded(&[1; 8000]);
+        hub.recorded(&[1; 8000], 0);
         assert_eq!(hub.input(&mut buf), 0, "not primed");
-        hub.recorded(&[2; 8000]);
+        hub.recorded(&[2; 8000], 0);
         assert_eq!(hub.input(&mut buf), 1000);
         assert_eq!(buf[0], 1);
-        hub.recorded(&[3; RECORD_RING]);
+        hub.recorded(&[3; RECORD_RING], 0);
         assert_eq!(hub.input(&mut buf), 1000);
         assert_eq!(buf[0], 3, "the oldest went");
         assert_eq!(hub.record_stats().dropped, 15000);

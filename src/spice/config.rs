@@ -10,7 +10,7 @@
 //!         [,agent=on|off][,agent-mouse=on|off]
 //!         [,disable-copy-paste][,disable-agent-file-xfer]
 //!         [,tls-port=N,x509-dir=DIR][,tls-channel=NAME][,plaintext-channel=NAME]
-//!         [,allow-plaintext]
+//!         [,allow-plaintext][,playback-compression=on|off]
 //! ```
 //!
 //! * `port=N` listens on TCP (address `addr`, default 127.0.0.1: loopback
@@ -41,6 +41,8 @@
 //!   client mouse mode off the agent; `disable-copy-paste` and
 //!   `disable-agent-file-xfer` stop clipboard and file transfer messages,
 //!   as QEMU's options of those names.
+//! * `playback-compression=off` keeps sound raw PCM (QEMU's option; on by
+//!   default: Opus for clients that take it, both ways).
 //! * The compression options have libspice's names and meanings (see
 //!   [`super::codec::policy`]); defaults auto_glz, auto, auto, filter.
 
@@ -72,6 +74,8 @@ pub struct SpiceConfig {
     pub compression: CompressionOptions,
     /// The guest agent and what it may carry.
     pub agent: AgentOptions,
+    /// Sound as Opus for clients that take it (`playback-compression`).
+    pub playback_compression: bool,
 }
 
 /// Which SPICE mouse modes are offered (`mouse=`).
@@ -126,6 +130,9 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
   plaintext-channel=NAME
                        channel NAME only without TLS
   allow-plaintext      allow the plaintext port= on a non-loopback address
+  playback-compression=on|off
+                       sound as Opus for clients that take it (default on;
+                       off: raw PCM, 1.5 Mbit/s each way)
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two, and TLS (or allow-plaintext). Example: --spice port=5930 then
@@ -161,6 +168,7 @@ impl SpiceConfig {
         let mut seen_agent: Vec<&str> = Vec::new();
         let mut tls = TlsOptions::default();
         let mut allow_plaintext = false;
+        let mut playback_compression: Option<bool> = None;
         for item in text.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -252,6 +260,14 @@ impl SpiceConfig {
                     }
                 }
                 key if tls::OPTION_NAMES.contains(&key) => tls.set(key, &need(value)?)?,
+                "playback-compression" => {
+                    once(playback_compression.is_some())?;
+                    playback_compression = Some(match need(value)?.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        v => return Err(format!("{key}: '{v}' is not on or off")),
+                    });
+                }
                 "allow-plaintext" => {
                     if value.is_some() {
                         return Err("allow-plaintext takes no value".into());
@@ -267,7 +283,7 @@ impl SpiceConfig {
                 "" => return Err("empty option (stray comma?)".into()),
                 other => {
                     return Err(format!(
-                        "unknown option '{other}' (known: addr, port, unix, password, password-file, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer, tls-port, x509-dir, x509-cert-file, x509-key-file, tls-channel, plaintext-channel, allow-plaintext)"
+                        "unknown option '{other}' (known: addr, port, unix, password, password-file, disable-ticketing, mouse, image-compression, jpeg-wan-compression, zlib-glz-wan-compression, streaming-video, agent, agent-mouse, disable-copy-paste, disable-agent-file-xfer, tls-port, x509-dir, x509-cert-file, x509-key-file, tls-channel, plaintext-channel, allow-plaintext, playback-compression)"
                     ))
                 }
             }
@@ -319,6 +335,7 @@ impl SpiceConfig {
             mouse: mouse.unwrap_or_default(),
             compression,
             agent,
+            playback_compression: playback_compression.unwrap_or(true),
         })
     }
 }
@@ -344,7 +361,7 @@ fn example(key: &str) -> &'static str {
         "image-compression" => "auto_glz",
         "jpeg-wan-compression" | "zlib-glz-wan-compression" => "auto",
         "streaming-video" => "filter",
-        "agent" | "agent-mouse" => "on",
+        "agent" | "agent-mouse" | "playback-compression" => "on",
         _ => "SECRET",
     }
 }

@@ -52,6 +52,7 @@ pub mod link;
 pub mod main_channel;
 mod mm_clock;
 mod net_test;
+mod opus;
 pub mod playback_channel;
 pub mod protocol;
 pub mod record_channel;
@@ -205,6 +206,7 @@ impl SpiceServer {
             input: inputs.input,
             agent,
             audio: inputs.audio,
+            playback_compression: config.playback_compression,
             client_mouse_allowed: inputs.tablet,
             mouse: config.mouse,
             shared: shared.clone(),

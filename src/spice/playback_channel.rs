@@ -1,9 +1,12 @@
 //! The playback channel (type 5): the guest's sound to the client
 //! (docs/hda.md §6).
 //!
-//! On open the client gets `MODE` (raw PCM), then `START` if the guest is
-//! playing, then the volume; after that `START`, `DATA`, `STOP` and volume
-//! changes as the [`AudioHub`] queued them. Sound is real time: when the
+//! On open the client gets `MODE`, then `START` if the guest is playing,
+//! then the volume; after that `START`, `DATA`, `STOP` and volume changes
+//! as the [`AudioHub`] queued them. `DATA` is Opus when the client takes it,
+//! `playback-compression` allows it and Opus can carry the guest's format
+//! (48 kHz, not 44.1), else raw PCM; a `MODE` precedes a `START` whose
+//! stream goes the other way than the last. Sound is real time: when the
 //! client's socket has more than [`MAX_BACKLOG`] unsent, packets are
 //! dropped rather than queued. The client sends nothing but base messages.
 
@@ -14,8 +17,9 @@ use devices::audio::{PcmFormat, Volume};
 
 use super::audio::{AudioHub, PlaybackEvent};
 use super::channel::{BaseMessage, ChannelError, Encode, Outbox};
+use super::opus::Encoder;
 use super::protocol::{audio, audio_cap, channel, playback_msg};
-use super::session::{ChannelKind, Context, SpiceChannel};
+use super::session::{ChannelKind, Context, SentTotals, SpiceChannel};
 use super::wire::{Caps, Writer};
 
 /// Unsent bytes past which packets are dropped (about 300 ms of raw
@@ -25,12 +29,13 @@ pub const MAX_BACKLOG: usize = 64 * 1024;
 /// `MODE`: how `DATA` is coded.
 struct Mode {
     time: u32,
+    mode: u16,
 }
 
 impl Encode for Mode {
     const TYPE: u16 = playback_msg::MODE;
     fn encode(&self, w: &mut Writer) {
-        w.u32(self.time).u16(audio::MODE_RAW);
+        w.u32(self.time).u16(self.mode);
     }
 }
 
@@ -95,20 +100,39 @@ pub fn send_volume<const VOLUME: u16, const MUTE: u16>(
 pub struct PlaybackChannel {
     hub: Arc<AudioHub>,
     client_has_volume: bool,
-    /// Packets dropped because the client fell behind.
+    /// The client takes Opus and we may send it.
+    opus: bool,
+    /// The mode last sent, and the encoder of the stream if it is Opus.
+    mode: u16,
+    encoder: Option<Encoder>,
+    /// Packets dropped because the client fell behind (or the encoder
+    /// failed).
     dropped: u64,
+    /// Packets sent and their payload bytes.
+    sent: (u64, u64),
+}
+
+/// What the client asked for and may get.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAudio {
+    pub volume: bool,
+    pub opus: bool,
 }
 
 pub const KIND: ChannelKind = ChannelKind {
     channel_type: channel::PLAYBACK,
     name: "playback",
     count: |s| usize::from(s.audio.is_some()),
-    caps: || Caps::from_bits(&[audio_cap::VOLUME]),
+    caps: || Caps::from_bits(&[audio_cap::VOLUME, audio_cap::PLAYBACK_OPUS]),
     open: |o, out| {
         let hub = o.server.audio.clone().unwrap_or_default();
+        let client = ClientAudio {
+            volume: o.client_caps.has(audio_cap::VOLUME),
+            opus: o.client_caps.has(audio_cap::PLAYBACK_OPUS) && hub.opus_allowed(),
+        };
         Box::new(PlaybackChannel::start(
             hub,
-            o.client_caps.has(audio_cap::VOLUME),
+            client,
             o.server.clock().at(o.now),
             out,
         ))
@@ -116,38 +140,78 @@ pub const KIND: ChannelKind = ChannelKind {
 };
 
 impl PlaybackChannel {
-    pub fn start(hub: Arc<AudioHub>, client_has_volume: bool, now: u32, out: &mut Outbox) -> Self {
-        out.push(&Mode { time: now });
+    pub fn start(hub: Arc<AudioHub>, client: ClientAudio, now: u32, out: &mut Outbox) -> Self {
         let (playing, volume) = hub.open_playback();
+        let mode = if client.opus {
+            audio::MODE_OPUS
+        } else {
+            audio::MODE_RAW
+        };
+        out.push(&Mode { time: now, mode });
+        let mut ch = PlaybackChannel {
+            hub,
+            client_has_volume: client.volume,
+            opus: client.opus,
+            mode,
+            encoder: None,
+            dropped: 0,
+            sent: (0, 0),
+        };
         if let Some((format, time)) = playing {
-            out.push(&Start::<{ playback_msg::START }> {
-                format,
-                time: Some(time),
-            });
+            ch.start_stream(format, time, out);
         }
         if let Some(v) = volume {
-            send_volume::<{ playback_msg::VOLUME }, { playback_msg::MUTE }>(
-                v,
-                client_has_volume,
-                out,
-            );
+            send_volume::<{ playback_msg::VOLUME }, { playback_msg::MUTE }>(v, client.volume, out);
         }
-        PlaybackChannel {
-            hub,
-            client_has_volume,
-            dropped: 0,
+        ch
+    }
+
+    /// `START` of a stream, after a `MODE` if it goes the other way than
+    /// the last.
+    fn start_stream(&mut self, format: PcmFormat, time: u32, out: &mut Outbox) {
+        self.encoder = if self.opus {
+            Encoder::new(format)
+        } else {
+            None
+        };
+        let mode = if self.encoder.is_some() {
+            audio::MODE_OPUS
+        } else {
+            audio::MODE_RAW
+        };
+        if mode != self.mode {
+            out.push(&Mode { time, mode });
+            self.mode = mode;
         }
+        out.push(&Start::<{ playback_msg::START }> {
+            format,
+            time: Some(time),
+        });
+    }
+
+    fn send_data(&mut self, time: u32, pcm: Vec<u8>, out: &mut Outbox) {
+        let payload = match &mut self.encoder {
+            Some(encoder) => match encoder.encode(&pcm) {
+                Some(coded) => coded,
+                None => {
+                    self.dropped += 1;
+                    return;
+                }
+            },
+            None => pcm,
+        };
+        self.sent.0 += 1;
+        self.sent.1 += payload.len() as u64;
+        let mut body = Vec::with_capacity(4 + payload.len());
+        body.extend_from_slice(&time.to_le_bytes());
+        body.extend_from_slice(&payload);
+        out.push_raw(playback_msg::DATA, body);
     }
 
     fn send(&mut self, events: VecDeque<PlaybackEvent>, out: &mut Outbox) {
         for event in events {
             match event {
-                PlaybackEvent::Start { format, time } => {
-                    out.push(&Start::<{ playback_msg::START }> {
-                        format,
-                        time: Some(time),
-                    })
-                }
+                PlaybackEvent::Start { format, time } => self.start_stream(format, time, out),
                 PlaybackEvent::Stop => out.push(&Empty::<{ playback_msg::STOP }>),
                 PlaybackEvent::Volume(v) => send_volume::<
                     { playback_msg::VOLUME },
@@ -156,12 +220,7 @@ impl PlaybackChannel {
                 PlaybackEvent::Data { .. } if out.queued_bytes() > MAX_BACKLOG => {
                     self.dropped += 1;
                 }
-                PlaybackEvent::Data { time, pcm } => {
-                    let mut body = Vec::with_capacity(4 + pcm.len());
-                    body.extend_from_slice(&time.to_le_bytes());
-                    body.extend_from_slice(&pcm);
-                    out.push_raw(playback_msg::DATA, body);
-                }
+                PlaybackEvent::Data { time, pcm } => self.send_data(time, pcm, out),
             }
         }
     }
@@ -185,6 +244,11 @@ impl SpiceChannel for PlaybackChannel {
         if !events.is_empty() {
             self.send(events, cx.out);
         }
+    }
+
+    fn add_sent(&self, sent: &mut SentTotals) {
+        sent.audio_packets += self.sent.0;
+        sent.audio_bytes += self.sent.1;
     }
 
     fn closed(&mut self) {
@@ -234,7 +298,11 @@ mod tests {
             },
         );
         let mut out = Outbox::new(HeaderMode::Mini);
-        let mut ch = PlaybackChannel::start(hub.clone(), true, 77, &mut out);
+        let client = ClientAudio {
+            volume: true,
+            opus: false,
+        };
+        let mut ch = PlaybackChannel::start(hub.clone(), client, 77, &mut out);
         let m = messages(&mut out);
         let types: Vec<u16> = m.iter().map(|(t, _)| *t).collect();
         assert_eq!(types, [102, 103, 105, 106]);
@@ -255,7 +323,11 @@ mod tests {
     fn a_client_that_does_not_read_loses_packets_not_memory() {
         let hub = Arc::new(AudioHub::default());
         let mut out = Outbox::new(HeaderMode::Mini);
-        let mut ch = PlaybackChannel::start(hub.clone(), false, 0, &mut out);
+        let client = ClientAudio {
+            volume: false,
+            opus: false,
+        };
+        let mut ch = PlaybackChannel::start(hub.clone(), client, 0, &mut out);
         hub.started(Direction::Output, FORMAT);
         for _ in 0..10 {
             for _ in 0..20 {
@@ -269,5 +341,39 @@ mod tests {
             out.queued_bytes()
         );
         assert!(ch.dropped > 150, "{}", ch.dropped);
+    }
+
+    #[test]
+    fn opus_for_48_khz_raw_for_44_1() {
+        let hub = Arc::new(AudioHub::default());
+        let mut out = Outbox::new(HeaderMode::Mini);
+        let client = ClientAudio {
+            volume: false,
+            opus: true,
+        };
+        let mut ch = PlaybackChannel::start(hub.clone(), client, 5, &mut out);
+        assert_eq!(messages(&mut out), [(102, vec![5, 0, 0, 0, 3, 0])]);
+        let dvd = PcmFormat {
+            rate: 48000,
+            channels: 2,
+        };
+        hub.started(Direction::Output, dvd);
+        hub.output(&[0; 1920]);
+        hub.stopped(Direction::Output);
+        hub.started(Direction::Output, FORMAT);
+        ch.send(hub.take_playback(), &mut out);
+        let m = messages(&mut out);
+        let types: Vec<u16> = m.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            types,
+            [103, 101, 104, 102, 103],
+            "START, DATA, STOP, MODE raw, START"
+        );
+        assert!(
+            m[1].1.len() < 4 + 200,
+            "silence codes small: {}",
+            m[1].1.len()
+        );
+        assert_eq!(&m[3].1[4..], &[1, 0]);
     }
 }

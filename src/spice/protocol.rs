@@ -58,6 +58,8 @@ pub mod inputs_cap {
 /// Playback and record capabilities (the same bit on both channels).
 pub mod audio_cap {
     pub const VOLUME: u32 = 1;
+    pub const PLAYBACK_OPUS: u32 = 3;
+    pub const RECORD_OPUS: u32 = 2;
 }
 
 pub mod playback_msg {
@@ -85,6 +87,7 @@ pub mod record_msg {
 /// `SpiceAudioDataMode` and `SpiceAudioFmt`.
 pub mod audio {
     pub const MODE_RAW: u16 = 1;
+    pub const MODE_OPUS: u16 = 3;
     pub const FORMAT_S16: u16 = 1;
 }
 

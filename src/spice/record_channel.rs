@@ -3,14 +3,16 @@
 //!
 //! While the guest records, the client gets `START` with the guest's
 //! format and answers with `MODE`, `START_MARK` and `DATA` packets of raw
-//! PCM, which go to the [`AudioHub`]'s bounded ring. Only raw PCM is
-//! offered: a client that picks another mode, or sends data that is not
-//! whole frames of at most [`MAX_PACKET`] bytes, is cut off.
+//! PCM or Opus (the client picks with `MODE`), which go to the
+//! [`AudioHub`]'s bounded ring. A client that picks another mode, sends
+//! more than [`MAX_PACKET`] bytes at once, raw data that is not whole
+//! frames or Opus that does not decode, is cut off.
 
 use std::sync::Arc;
 
 use super::audio::{AudioHub, RecordEvent};
 use super::channel::{BaseMessage, ChannelError, Outbox};
+use super::opus::Decoder;
 use super::playback_channel::{send_volume, Empty, Start};
 use super::protocol::{audio, audio_cap, channel, record_msg};
 use super::session::{ChannelKind, Context, SpiceChannel};
@@ -23,13 +25,17 @@ pub const MAX_PACKET: usize = 19200;
 pub struct RecordChannel {
     hub: Arc<AudioHub>,
     client_has_volume: bool,
+    /// The client's data is Opus (its `MODE`), and the decoder for the
+    /// stream it is for.
+    opus: bool,
+    decoder: Option<Decoder>,
 }
 
 pub const KIND: ChannelKind = ChannelKind {
     channel_type: channel::RECORD,
     name: "record",
     count: |s| usize::from(s.audio.is_some()),
-    caps: || Caps::from_bits(&[audio_cap::VOLUME]),
+    caps: || Caps::from_bits(&[audio_cap::VOLUME, audio_cap::RECORD_OPUS]),
     open: |o, out| {
         let hub = o.server.audio.clone().unwrap_or_default();
         Box::new(RecordChannel::start(
@@ -46,6 +52,8 @@ impl RecordChannel {
         let ch = RecordChannel {
             hub,
             client_has_volume,
+            opus: false,
+            decoder: None,
         };
         if let Some(v) = volume {
             ch.send(RecordEvent::Volume(v), out);
@@ -70,21 +78,35 @@ impl RecordChannel {
         }
     }
 
-    fn data(&self, body: &[u8]) -> Result<(), ChannelError> {
+    fn data(&mut self, body: &[u8]) -> Result<(), ChannelError> {
         let mut r = Reader::new(body);
         r.u32("time")
             .map_err(ChannelError::malformed(record_msg::DATA))?;
-        let pcm = r.rest();
-        if pcm.len() > MAX_PACKET {
+        let payload = r.rest();
+        if payload.len() > MAX_PACKET {
             return Err(ChannelError::Protocol("record data larger than 100 ms"));
         }
         // Data for a stream the guest already stopped is dropped.
-        if let Some(format) = self.hub.record_format() {
-            if !pcm.len().is_multiple_of(format.frame_bytes()) {
+        let Some(format) = self.hub.record_format() else {
+            return Ok(());
+        };
+        if !self.opus {
+            if !payload.len().is_multiple_of(format.frame_bytes()) {
                 return Err(ChannelError::Protocol("record data is not whole frames"));
             }
-            self.hub.recorded(pcm);
+            self.hub.recorded(payload, 0);
+            return Ok(());
         }
+        if self.decoder.is_none() {
+            self.decoder = Decoder::new(format);
+        }
+        let decoder = self.decoder.as_mut().ok_or(ChannelError::Protocol(
+            "Opus record data for a format Opus cannot carry",
+        ))?;
+        let pcm = decoder
+            .decode(payload)
+            .ok_or(ChannelError::Protocol("record data is not Opus"))?;
+        self.hub.recorded(&pcm, payload.len());
         Ok(())
     }
 }
@@ -105,9 +127,13 @@ impl SpiceChannel for RecordChannel {
             record_msg::DATA => self.data(body)?,
             record_msg::MODE => {
                 r.u32("time").map_err(&bad)?;
-                if r.u16("mode").map_err(&bad)? != audio::MODE_RAW {
-                    return Err(ChannelError::Protocol("record mode other than raw PCM"));
-                }
+                self.opus = match r.u16("mode").map_err(&bad)? {
+                    audio::MODE_RAW => false,
+                    audio::MODE_OPUS => true,
+                    _ => return Err(ChannelError::Protocol("record mode not raw PCM or Opus")),
+                };
+                // A new stream: a decoder for its format, when data comes.
+                self.decoder = None;
             }
             record_msg::START_MARK => {
                 r.u32("time").map_err(&bad)?;
@@ -163,7 +189,7 @@ mod tests {
         receive(&mut ch, 102, &[0, 0, 0, 0, 1, 0]).unwrap();
         receive(&mut ch, 103, &[0, 0, 0, 0]).unwrap();
         let mut data = vec![0, 0, 0, 0];
-        data.extend_from_slice(&[3; 8000]);
+        data.extend_from_slice(&[3; 16000]);
         receive(&mut ch, 101, &data).unwrap();
         let mut buf = [0; 16];
         assert_eq!(hub.input(&mut buf), 16);
@@ -173,7 +199,7 @@ mod tests {
     #[test]
     fn bad_client_messages_close_the_channel() {
         let (_hub, mut ch, _out) = channel();
-        assert!(receive(&mut ch, 102, &[0, 0, 0, 0, 3, 0]).is_err(), "opus");
+        assert!(receive(&mut ch, 102, &[0, 0, 0, 0, 2, 0]).is_err(), "celt");
         assert!(
             receive(&mut ch, 101, &[0, 0, 0, 0, 1, 2, 3]).is_err(),
             "partial frame"
@@ -183,5 +209,10 @@ mod tests {
         assert!(receive(&mut ch, 101, &huge).is_err(), "too large");
         assert!(receive(&mut ch, 101, &[0, 0]).is_err(), "short");
         assert!(receive(&mut ch, 150, &[]).is_err(), "unknown");
+        receive(&mut ch, 102, &[0, 0, 0, 0, 3, 0]).unwrap();
+        assert!(
+            receive(&mut ch, 101, &[0, 0, 0, 0, 0xff, 0xff, 0xff]).is_err(),
+            "not Opus"
+        );
     }
 }

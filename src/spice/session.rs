@@ -214,6 +214,9 @@ pub struct SentTotals {
     /// cursor cache.
     pub cursor_shapes: u64,
     pub cursor_shapes_from_cache: u64,
+    /// Playback packets sent and their payload bytes (Opus or raw PCM).
+    pub audio_packets: u64,
+    pub audio_bytes: u64,
 }
 
 impl SentTotals {
@@ -231,5 +234,7 @@ impl SentTotals {
         self.stream_stills_made_exact += other.stream_stills_made_exact;
         self.cursor_shapes += other.cursor_shapes;
         self.cursor_shapes_from_cache += other.cursor_shapes_from_cache;
+        self.audio_packets += other.audio_packets;
+        self.audio_bytes += other.audio_bytes;
     }
 }

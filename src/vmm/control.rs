@@ -69,6 +69,7 @@ fn audio_status(hub: &saffron::spice::AudioHub) -> Value {
             "channels": s.format.map(|f| f.channels),
             "bytes": s.bytes,
             "dropped": s.dropped,
+            "opus_bytes": s.opus_bytes,
         })
     };
     json!({
@@ -123,6 +124,8 @@ fn spice_status(spice: &SpiceControl) -> Value {
             "stream_stills_made_exact": sent.stream_stills_made_exact,
             "cursor_shapes": sent.cursor_shapes,
             "cursor_shapes_from_cache": sent.cursor_shapes_from_cache,
+            "audio_packets": sent.audio_packets,
+            "audio_bytes": sent.audio_bytes,
         },
     })
 }

@@ -17,11 +17,14 @@ What is checked, in one guest boot:
 - volume: the guest's mixer at 50 % and muted reaches the client (VOLUME, MUTE);
 - record: the client sends a 1 kHz tone on the record channel while the guest's `arecord`
   captures 2 s; the guest finds 1 kHz as the dominant frequency (from the spacing of the zero
-  crossings, computed in the guest with awk) and little silence after the first sound.
+  crossings, computed in the guest with awk) and little silence after the first sound;
+- first with Opus both ways (spice-glib takes it), then with a second client that does not
+  (SPICE_DISABLE_OPUS): raw PCM both ways; `status` shows which went.
 Hostile guests (BDLs outside RAM, empty or huge buffers, CORB garbage) are covered by unit tests
 (devices/src/hda/tests.rs) and the hda fuzz target.
 """
 
+import os
 import random
 import tempfile
 import time
@@ -62,7 +65,8 @@ def check(what: str, ok: bool, detail: str) -> None:
         raise GuestError(f"{what}: {detail}")
 
 
-def playback(guest: Guest, client: Client, api: Api) -> None:
+def playback(guest: Guest, client: Client, api: Api, opus: bool) -> None:
+    before = api.call("status")["spice"]["sent"]["audio_bytes"]
     played = guest.run(f"aplay -q -D hw:0,0 {TONE}; echo APLAY $?", timeout=60)
     check("aplay", "APLAY 0" in played.output, played.output)
     client.wait(r"PLAYBACK_START 1 2 48000", timeout=30)
@@ -74,8 +78,12 @@ def playback(guest: Guest, client: Client, api: Api) -> None:
     check("a clean tone", purity > 0.9, stop.group(0))
     check("the tone's duration", abs(seconds - 2.0) <= 0.2, stop.group(0))
     check("no gap over 50 ms", gap <= 50, stop.group(0))
-    audio = api.call("status")["audio"]
+    status = api.call("status")
+    audio, sent = status["audio"], status["spice"]["sent"]["audio_bytes"] - before
+    print(f"  {'Opus' if opus else 'raw'}: {sent} bytes on the wire")
     check("status counts the bytes", audio["playback"]["bytes"] >= size, str(audio))
+    check("Opus" if opus else "raw PCM", sent < size / 5 if opus else sent == size,
+          f"{sent} bytes sent for {size}")
 
 
 def volume(guest: Guest, client: Client) -> None:
@@ -98,7 +106,8 @@ def volume(guest: Guest, client: Client) -> None:
     client.wait(r"MUTE 0", timeout=30)
 
 
-def record(guest: Guest, client: Client) -> None:
+def record(guest: Guest, client: Client, api: Api, opus: bool) -> None:
+    before = api.call("status")["audio"]["record"]["opus_bytes"]
     out = guest.run("arecord -q -D hw:0,0 -f S16_LE -c 2 -r 48000 -d 2 -t raw /tmp/rec.raw; "
                     f"echo ARECORD $?; od -An -v -td2 -w4 /tmp/rec.raw | {ANALYSE}", timeout=90)
     check("arecord", "ARECORD 0" in out.output, out.output)
@@ -112,6 +121,17 @@ def record(guest: Guest, client: Client) -> None:
     check("2 s recorded", abs(frames - 96000) <= 4800, str(found))
     check("the client's 1 kHz tone", abs(hz - 1000) <= 2, str(found))
     check("little silence once sound came", silent < 9600, str(found))
+    coded = api.call("status")["audio"]["record"]["opus_bytes"] - before
+    check("Opus" if opus else "raw PCM", (coded > 0) == opus, f"{coded} bytes of Opus")
+
+
+def open_client(port: int, opus: bool) -> Client:
+    env = None if opus else {**os.environ, "SPICE_DISABLE_OPUS": "1"}
+    client = Client(port, script=AUDIO_CLIENT, env=env)
+    opened = {client.wait(r"OPENED (Playback|Record)Channel", timeout=60).group(1)
+              for _ in range(2)}
+    check("both sound channels open", opened == {"Playback", "Record"}, str(opened))
+    return client
 
 
 def test_sound_both_ways():
@@ -121,14 +141,17 @@ def test_sound_both_ways():
         cards = guest.run("cat /proc/asound/cards; ls /dev/snd", timeout=30).output
         check("the guest's sound card", "HDA-Intel" in cards and "pcmC0D0p" in cards, cards)
         api = Api(sock)
-        client = Client(port, script=AUDIO_CLIENT)
+        client = open_client(port, opus=True)
         try:
-            opened = {client.wait(r"OPENED (Playback|Record)Channel", timeout=60).group(1)
-                      for _ in range(2)}
-            check("both sound channels open", opened == {"Playback", "Record"}, str(opened))
-            playback(guest, client, api)
+            playback(guest, client, api, opus=True)
             volume(guest, client)
-            record(guest, client)
+            record(guest, client, api, opus=True)
+        finally:
+            client.proc.kill()
+        client = open_client(port, opus=False)
+        try:
+            playback(guest, client, api, opus=False)
+            record(guest, client, api, opus=False)
         finally:
             client.proc.kill()
 

@@ -3,10 +3,11 @@
 make(freq, rate, channels, frames, start=0)  -> bytes of a sine at about half scale
 analyse(pcm, rate, channels)                 -> {"frequency", "purity", "seconds", "rms"}
 
-The frequency comes from the zero crossings of the left channel, interpolated between samples
-(exact for a clean tone, within a fraction of a hertz over a second); "purity" is the share of
-the signal's power at that frequency (Goertzel), near 1 for a clean sine, low for noise or a
-mix. No numpy: the test machines have only Debian's python3 and gi.
+The frequency comes from the rising zero crossings of the left channel, interpolated between
+samples (exact for a clean tone, within a fraction of a hertz over a second); a crossing counts
+only after the signal went below -10 % of its RMS since the last one, so a lossy codec's noise
+near zero does not add crossings. "purity" is the share of the signal's power near that
+frequency (Goertzel, the best within 1 Hz), near 1 for a clean sine, low for noise or a mix. No numpy: the test machines have only Debian's python3 and gi.
 """
 import math
 import struct
@@ -39,17 +40,23 @@ def analyse(pcm, rate, channels):
     x = left(pcm, channels)
     if len(x) < rate // 20:
         return {"frequency": 0.0, "purity": 0.0, "seconds": len(x) / rate, "rms": 0.0}
+    energy = sum(v * v for v in x)
+    rms = math.sqrt(energy / len(x))
+    low = -0.1 * rms
     crossings = []
+    armed = False
     for i in range(1, len(x)):
         a, b = x[i - 1], x[i]
-        if a < 0 <= b:
+        if a < low:
+            armed = True
+        if armed and a < 0 <= b:
             crossings.append(i - 1 + (-a) / (b - a))
+            armed = False
     frequency = 0.0
     if len(crossings) >= 2:
         frequency = (len(crossings) - 1) * rate / (crossings[-1] - crossings[0])
-    energy = sum(v * v for v in x)
-    rms = math.sqrt(energy / len(x))
     purity = 0.0
     if energy and frequency:
-        purity = 2 * goertzel_power(x, rate, frequency) / (len(x) * energy)
+        purity = max(2 * goertzel_power(x, rate, frequency + d / 10) / (len(x) * energy)
+                     for d in range(-10, 11))
     return {"frequency": frequency, "purity": purity, "seconds": len(x) / rate, "rms": rms}

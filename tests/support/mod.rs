@@ -456,9 +456,20 @@ impl GlibClient {
 
     /// Another client script of tests/spice with the same conventions.
     pub fn run(script: &str, port: u16, options: &[&str]) -> GlibClient {
+        Self::run_with_env(script, port, options, &[])
+    }
+
+    /// The same, with environment variables set for the client.
+    pub fn run_with_env(
+        script: &str,
+        port: u16,
+        options: &[&str],
+        env: &[(&str, &str)],
+    ) -> GlibClient {
         let script = format!("{}/tests/spice/{script}", env!("CARGO_MANIFEST_DIR"));
         let port = port.to_string();
         let mut child = Command::new("/usr/bin/python3")
+            .envs(env.iter().copied())
             .args([script.as_str(), "127.0.0.1", &port])
             .args(options)
             .stdin(Stdio::piped())

@@ -130,6 +130,8 @@ pub struct LoopSetup {
     pub agent: Option<Arc<Mutex<Agent>>>,
     /// The sound card's audio.
     pub audio: Option<Arc<AudioHub>>,
+    /// Sound as Opus for clients that take it.
+    pub playback_compression: bool,
     pub client_mouse_allowed: bool,
     pub mouse: MousePolicy,
     pub shared: Arc<Shared>,
@@ -204,7 +206,11 @@ impl EventLoop {
         };
         server.channels = sessions::channel_list(&server);
         if let Some(hub) = &server.audio {
-            hub.attach(server.waker.clone(), server.clock());
+            hub.attach(
+                server.waker.clone(),
+                server.clock(),
+                setup.playback_compression,
+            );
         }
         Ok(EventLoop {
             server,
