@@ -193,3 +193,109 @@ fn record_once(hub: &AudioHub, mut client: GlibClient, opus: bool) {
     assert!((f - 1000.0).abs() <= 2.0, "{f} Hz");
     assert!(silent_ticks < 20, "{silent_ticks} ticks without data");
 }
+
+/// Reads a raw client's messages until `until`, answering the display
+/// channel's ACK flow control; each message's type, body and arrival (ms
+/// since `epoch`).
+fn collect(
+    mut client: support::RawClient,
+    until: Instant,
+    epoch: Instant,
+) -> Vec<(u16, Vec<u8>, f64)> {
+    let mut got = Vec::new();
+    let (mut window, mut unacked) = (0u32, 0u32);
+    while Instant::now() < until {
+        let Ok((t, body)) = client.receive() else {
+            break;
+        };
+        let at = epoch.elapsed().as_secs_f64() * 1000.0;
+        if t == 3 {
+            // SET_ACK(generation, window): ACK_SYNC, then ACK every window.
+            client.send(1, &body[..4]);
+            window = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        } else if window > 0 {
+            unacked += 1;
+            if unacked >= window {
+                client.send(2, &[]);
+                unacked = 0;
+            }
+        }
+        got.push((t, body, at));
+    }
+    got
+}
+
+/// How far ahead of its multimedia time each message arrived (ms), median.
+fn median_lag(times: &[(u32, f64)]) -> f64 {
+    let mut lags: Vec<f64> = times.iter().map(|&(mm, at)| at - f64::from(mm)).collect();
+    lags.sort_by(f64::total_cmp);
+    lags[lags.len() / 2]
+}
+
+/// Lip-sync: while the picture changes at video rates (an MJPEG stream)
+/// and the card plays, stream frames and sound packets carry times of one
+/// clock: each arrives as long after its time as the other, within 100 ms.
+#[test]
+fn video_frames_and_sound_share_the_multimedia_clock() {
+    let display = devices::display::Display::new();
+    assert!(display.resize(0, 640, 480));
+    let hub = Arc::new(AudioHub::default());
+    let mut config = SpiceConfig::parse("port=1,disable-ticketing,streaming-video=all").unwrap();
+    config.tcp = Some("127.0.0.1:0".parse().unwrap());
+    let server = SpiceServer::start(
+        &config,
+        ServerInputs {
+            displays: vec![display.clone()],
+            input: Arc::new(NoInput),
+            tablet: false,
+            agent: None,
+            audio: Some(hub.clone()),
+        },
+    )
+    .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (_main, session) = support::RawClient::main_session(port, "");
+    let mut screen = support::RawClient::open(port, session, 2, "");
+    let mut init = vec![1u8];
+    init.extend_from_slice(&20971520i64.to_le_bytes());
+    init.push(1);
+    init.extend_from_slice(&3145728i32.to_le_bytes());
+    screen.send(101, &init);
+    let speaker = support::RawClient::open(port, session, 5, "");
+    let epoch = Instant::now();
+    let until = epoch + Duration::from_secs(4);
+    let video = std::thread::spawn(move || collect(screen, until, epoch));
+    let audio = std::thread::spawn(move || collect(speaker, until, epoch));
+    let player = {
+        let hub = hub.clone();
+        std::thread::spawn(move || play_tone(&hub, 440.0, 3.0))
+    };
+    for frame in 0..90 {
+        support::animate(&display, frame);
+        std::thread::sleep(Duration::from_millis(33));
+    }
+    player.join().unwrap();
+    let frames: Vec<(u32, f64)> = video
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| *t == 123)
+        .map(|(_, b, at)| (u32::from_le_bytes(b[4..8].try_into().unwrap()), at))
+        .collect();
+    let packets: Vec<(u32, f64)> = audio
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| *t == 101)
+        .map(|(_, b, at)| (u32::from_le_bytes(b[..4].try_into().unwrap()), at))
+        .collect();
+    assert!(frames.len() >= 30, "{} stream frames", frames.len());
+    assert!(packets.len() >= 250, "{} sound packets", packets.len());
+    let (v, a) = (median_lag(&frames), median_lag(&packets));
+    eprintln!(
+        "{} frames, {} packets; arrival minus multimedia time: video {v:.1} ms, sound {a:.1} ms",
+        frames.len(),
+        packets.len()
+    );
+    assert!((v - a).abs() < 100.0, "video {v:.1} ms vs sound {a:.1} ms");
+}

@@ -15,7 +15,9 @@ use devices::hda::Hda;
 use devices::interrupt::NoInterrupt;
 use devices::pci::PciDevice;
 use libfuzzer_sys::fuzz_target;
-use saffron::spice::audio::{PACKET_FRAMES, RECORD_RING};
+use saffron::spice::audio::{
+    MAX_PLAYBACK_EVENTS, MAX_RECORD_EVENTS, PACKET_FRAMES, RECORD_RING,
+};
 use saffron::spice::AudioHub;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -52,7 +54,11 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => {
                 let n = usize::from(u16::from_le_bytes([op[1], op[2]])) % 20000;
-                hub.recorded(&vec![op[3]; n & !3], 0);
+                let format = devices::audio::PcmFormat {
+                    rate: 48000,
+                    channels: 2,
+                };
+                hub.recorded(format, &vec![op[3]; n & !3], 0);
             }
             _ => {
                 let _ = hub.take_playback();
@@ -61,8 +67,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     hda.tick(now + Duration::from_secs(3600));
-    let queued: usize = hub
-        .take_playback()
+    let events = hub.take_playback();
+    assert!(events.len() <= MAX_PLAYBACK_EVENTS + 3);
+    assert!(hub.take_record().len() <= MAX_RECORD_EVENTS + 3);
+    let queued: usize = events
         .iter()
         .map(|e| match e {
             saffron::spice::audio::PlaybackEvent::Data { pcm, .. } => pcm.len(),

@@ -16,14 +16,20 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use devices::audio::{AudioBackend, Direction, PcmFormat, Volume};
+use devices::bus::lock as locked;
 use mio::Waker;
 
 use super::mm_clock::MmClock;
 
 /// Frames per playback packet.
 pub const PACKET_FRAMES: usize = 480;
-/// Events queued for the playback channel at most (about a second).
-const MAX_PLAYBACK_EVENTS: usize = 100;
+/// Events queued for the playback channel at most (half a second of
+/// packets); past that the oldest packet goes, and when only control
+/// events are queued (a guest that starts, stops and changes volumes in a
+/// loop) they are replaced by the state they add up to.
+pub const MAX_PLAYBACK_EVENTS: usize = 50;
+/// Events queued for the record channel at most (the same way).
+pub const MAX_RECORD_EVENTS: usize = 16;
 /// Bytes of recorded audio kept at most (about 340 ms at 48 kHz stereo).
 pub const RECORD_RING: usize = 65536;
 /// Bytes that must have arrived before recording reaches the guest
@@ -81,6 +87,51 @@ struct RecordState {
     stats: StreamStats,
 }
 
+impl PlaybackState {
+    fn push(&mut self, event: PlaybackEvent, now: u32) {
+        if let (PlaybackEvent::Volume(_), Some(PlaybackEvent::Volume(last))) =
+            (&event, self.events.back_mut())
+        {
+            *last = match event {
+                PlaybackEvent::Volume(v) => v,
+                _ => *last,
+            };
+            return;
+        }
+        if self.events.len() >= MAX_PLAYBACK_EVENTS {
+            let data = self
+                .events
+                .iter()
+                .position(|e| matches!(e, PlaybackEvent::Data { .. }));
+            if let Some(i) = data {
+                self.events.remove(i);
+                self.stats.dropped += 1;
+            } else {
+                self.events.clear();
+                self.events.push_back(PlaybackEvent::Stop);
+                if let Some(format) = self.format {
+                    self.events
+                        .push_back(PlaybackEvent::Start { format, time: now });
+                }
+                self.events.extend(self.volume.map(PlaybackEvent::Volume));
+            }
+        }
+        self.events.push_back(event);
+    }
+}
+
+impl RecordState {
+    fn push(&mut self, event: RecordEvent) {
+        if self.events.len() >= MAX_RECORD_EVENTS {
+            self.events.clear();
+            self.events.push_back(RecordEvent::Stop);
+            self.events.extend(self.format.map(RecordEvent::Start));
+            self.events.extend(self.volume.map(RecordEvent::Volume));
+        }
+        self.events.push_back(event);
+    }
+}
+
 /// The meeting point; one per server.
 #[derive(Default)]
 pub struct AudioHub {
@@ -89,10 +140,6 @@ pub struct AudioHub {
     /// The event loop's waker and clock, once the server runs, and
     /// whether sound may go as Opus.
     server: OnceLock<(Arc<Waker>, MmClock, bool)>,
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl AudioHub {
@@ -157,12 +204,13 @@ impl AudioHub {
         locked(&self.record).format
     }
 
-    /// Samples a client recorded (whole frames of the record format; the
-    /// record channel checked them), decoded from `opus_bytes` of Opus if
-    /// not 0. The oldest go when the ring is full.
-    pub fn recorded(&self, pcm: &[u8], opus_bytes: usize) {
+    /// Samples a client recorded for a stream of `format` (whole frames;
+    /// the record channel checked them), decoded from `opus_bytes` of Opus
+    /// if not 0; dropped unless the guest records in that format now. The
+    /// oldest go when the ring is full.
+    pub fn recorded(&self, format: PcmFormat, pcm: &[u8], opus_bytes: usize) {
         let mut r = locked(&self.record);
-        if r.format.is_none() {
+        if r.format != Some(format) {
             return;
         }
         r.stats.bytes += pcm.len() as u64;
@@ -180,20 +228,6 @@ impl AudioHub {
             r.primed = true;
         }
     }
-
-    fn push_playback(&self, p: &mut PlaybackState, event: PlaybackEvent) {
-        if p.events.len() >= MAX_PLAYBACK_EVENTS {
-            if let Some(i) = p
-                .events
-                .iter()
-                .position(|e| matches!(e, PlaybackEvent::Data { .. }))
-            {
-                p.events.remove(i);
-                p.stats.dropped += 1;
-            }
-        }
-        p.events.push_back(event);
-    }
 }
 
 impl AudioBackend for AudioHub {
@@ -205,7 +239,7 @@ impl AudioBackend for AudioHub {
                 p.format = Some(format);
                 p.partial.clear();
                 p.stats.format = Some(format);
-                self.push_playback(&mut p, PlaybackEvent::Start { format, time });
+                p.push(PlaybackEvent::Start { format, time }, time);
             }
             Direction::Input => {
                 let mut r = locked(&self.record);
@@ -213,7 +247,7 @@ impl AudioBackend for AudioHub {
                 r.ring.clear();
                 r.primed = false;
                 r.stats.format = Some(format);
-                r.events.push_back(RecordEvent::Start(format));
+                r.push(RecordEvent::Start(format));
             }
         }
         self.wake();
@@ -225,14 +259,14 @@ impl AudioBackend for AudioHub {
                 let mut p = locked(&self.playback);
                 p.format = None;
                 p.stats.format = None;
-                self.push_playback(&mut p, PlaybackEvent::Stop);
+                p.push(PlaybackEvent::Stop, self.now());
             }
             Direction::Input => {
                 let mut r = locked(&self.record);
                 r.format = None;
                 r.stats.format = None;
                 r.ring.clear();
-                r.events.push_back(RecordEvent::Stop);
+                r.push(RecordEvent::Stop);
             }
         }
         self.wake();
@@ -254,7 +288,7 @@ impl AudioBackend for AudioHub {
             rest = &rest[take..];
             if p.partial.len() == packet {
                 let pcm = std::mem::replace(&mut p.partial, Vec::with_capacity(packet));
-                self.push_playback(&mut p, PlaybackEvent::Data { time, pcm });
+                p.push(PlaybackEvent::Data { time, pcm }, time);
                 sent = true;
             }
         }
@@ -282,14 +316,14 @@ impl AudioBackend for AudioHub {
                 let mut p = locked(&self.playback);
                 if p.volume != Some(volume) {
                     p.volume = Some(volume);
-                    self.push_playback(&mut p, PlaybackEvent::Volume(volume));
+                    p.push(PlaybackEvent::Volume(volume), 0);
                 }
             }
             Direction::Input => {
                 let mut r = locked(&self.record);
                 if r.volume != Some(volume) {
                     r.volume = Some(volume);
-                    r.events.push_back(RecordEvent::Volume(volume));
+                    r.push(RecordEvent::Volume(volume));
                 }
             }
         }
@@ -329,22 +363,50 @@ mod tests {
         let events = hub.take_playback();
         assert_eq!(events.len(), MAX_PLAYBACK_EVENTS);
         assert_eq!(events.back(), Some(&PlaybackEvent::Stop), "control kept");
-        assert_eq!(hub.playback_stats().dropped, 201);
+        assert_eq!(
+            hub.playback_stats().dropped,
+            301 - MAX_PLAYBACK_EVENTS as u64
+        );
+    }
+
+    #[test]
+    fn a_guest_toggling_streams_and_volumes_queues_only_their_sum() {
+        let hub = AudioHub::default();
+        for i in 0..10_000u32 {
+            let v = Volume {
+                left: i as u16,
+                right: 0,
+                mute: false,
+            };
+            hub.started(Direction::Output, STEREO_48K);
+            hub.volume(Direction::Output, v);
+            hub.stopped(Direction::Output);
+            hub.started(Direction::Input, STEREO_48K);
+            hub.volume(Direction::Input, v);
+            hub.stopped(Direction::Input);
+        }
+        hub.started(Direction::Output, STEREO_48K);
+        let playback = hub.take_playback();
+        assert!(playback.len() <= MAX_PLAYBACK_EVENTS);
+        assert!(matches!(playback.back(), Some(PlaybackEvent::Start { .. })));
+        let record = hub.take_record();
+        assert!(record.len() <= MAX_RECORD_EVENTS);
+        assert_eq!(record.back(), Some(&RecordEvent::Stop));
     }
 
     #[test]
     fn recording_waits_for_the_prefill_and_drops_the_oldest() {
         let hub = AudioHub::default();
-        hub.recorded(&[9; 4000], 0);
+        hub.recorded(STEREO_48K, &[9; 4000], 0);
         assert_eq!(hub.record_stats().bytes, 0, "not recording: ignored");
         hub.started(Direction::Input, STEREO_48K);
         let mut buf = [0u8; 1000];
-        hub.recorded(&[1; 8000], 0);
+        hub.recorded(STEREO_48K, &[1; 8000], 0);
         assert_eq!(hub.input(&mut buf), 0, "not primed");
-        hub.recorded(&[2; 8000], 0);
+        hub.recorded(STEREO_48K, &[2; 8000], 0);
         assert_eq!(hub.input(&mut buf), 1000);
         assert_eq!(buf[0], 1);
-        hub.recorded(&[3; RECORD_RING], 0);
+        hub.recorded(STEREO_48K, &[3; RECORD_RING], 0);
         assert_eq!(hub.input(&mut buf), 1000);
         assert_eq!(buf[0], 3, "the oldest went");
         assert_eq!(hub.record_stats().dropped, 15000);

@@ -41,8 +41,9 @@
 //!   client mouse mode off the agent; `disable-copy-paste` and
 //!   `disable-agent-file-xfer` stop clipboard and file transfer messages,
 //!   as QEMU's options of those names.
-//! * `playback-compression=off` keeps sound raw PCM (QEMU's option; on by
-//!   default: Opus for clients that take it, both ways).
+//! * `playback-compression=off` sends the guest's sound as raw PCM (QEMU's
+//!   option; on by default: Opus for clients that take it). What clients
+//!   record comes as they pick (Opus or raw) either way, as with libspice.
 //! * The compression options have libspice's names and meanings (see
 //!   [`super::codec::policy`]); defaults auto_glz, auto, auto, filter.
 
@@ -131,8 +132,8 @@ Serve the VM's display with the built-in SPICE server. Options, comma-separated:
                        channel NAME only without TLS
   allow-plaintext      allow the plaintext port= on a non-loopback address
   playback-compression=on|off
-                       sound as Opus for clients that take it (default on;
-                       off: raw PCM, 1.5 Mbit/s each way)
+                       the guest's sound as Opus for clients that take it
+                       (default on; off: raw PCM, 1.5 Mbit/s)
 Without password= or disable-ticketing no password is asked, which is allowed
 only for loopback addresses and Unix sockets; any other address needs one of
 the two, and TLS (or allow-plaintext). Example: --spice port=5930 then

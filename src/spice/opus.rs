@@ -5,8 +5,9 @@
 
 use devices::audio::PcmFormat;
 
-/// The rates Opus codes.
-const RATES: [u32; 5] = [48000, 24000, 16000, 12000, 8000];
+/// The rates Opus codes in SPICE's 480-frame packets (at 16 kHz they
+/// would last 30 ms, which is not an Opus frame length).
+const RATES: [u32; 4] = [48000, 24000, 12000, 8000];
 /// The largest Opus packet we send (as spice-common's encoder buffer).
 const MAX_PACKET: usize = 480;
 /// The most frames one client packet may decode to (120 ms at 48 kHz,

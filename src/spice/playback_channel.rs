@@ -240,6 +240,11 @@ impl SpiceChannel for PlaybackChannel {
     }
 
     fn pump(&mut self, cx: &mut Context) {
+        // A client that does not read gets nothing more queued: the hub
+        // drops its oldest packets and sums up the rest.
+        if cx.out.queued_bytes() > MAX_BACKLOG {
+            return;
+        }
         let events = self.hub.take_playback();
         if !events.is_empty() {
             self.send(events, cx.out);

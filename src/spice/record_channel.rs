@@ -13,10 +13,12 @@ use std::sync::Arc;
 use super::audio::{AudioHub, RecordEvent};
 use super::channel::{BaseMessage, ChannelError, Outbox};
 use super::opus::Decoder;
+use super::playback_channel::MAX_BACKLOG;
 use super::playback_channel::{send_volume, Empty, Start};
 use super::protocol::{audio, audio_cap, channel, record_msg};
 use super::session::{ChannelKind, Context, SpiceChannel};
 use super::wire::{Caps, Reader};
+use devices::audio::PcmFormat;
 
 /// The largest `DATA` payload taken: 100 ms of 48 kHz stereo (clients
 /// send 10 ms).
@@ -25,10 +27,10 @@ pub const MAX_PACKET: usize = 19200;
 pub struct RecordChannel {
     hub: Arc<AudioHub>,
     client_has_volume: bool,
-    /// The client's data is Opus (its `MODE`), and the decoder for the
-    /// stream it is for.
+    /// The client's data is Opus (its `MODE`), and the decoder with the
+    /// format it decodes.
     opus: bool,
-    decoder: Option<Decoder>,
+    decoder: Option<(PcmFormat, Decoder)>,
 }
 
 pub const KIND: ChannelKind = ChannelKind {
@@ -94,19 +96,19 @@ impl RecordChannel {
             if !payload.len().is_multiple_of(format.frame_bytes()) {
                 return Err(ChannelError::Protocol("record data is not whole frames"));
             }
-            self.hub.recorded(payload, 0);
+            self.hub.recorded(format, payload, 0);
             return Ok(());
         }
-        if self.decoder.is_none() {
-            self.decoder = Decoder::new(format);
+        if self.decoder.as_ref().is_none_or(|(f, _)| *f != format) {
+            self.decoder = Decoder::new(format).map(|d| (format, d));
         }
-        let decoder = self.decoder.as_mut().ok_or(ChannelError::Protocol(
+        let (_, decoder) = self.decoder.as_mut().ok_or(ChannelError::Protocol(
             "Opus record data for a format Opus cannot carry",
         ))?;
         let pcm = decoder
             .decode(payload)
             .ok_or(ChannelError::Protocol("record data is not Opus"))?;
-        self.hub.recorded(&pcm, payload.len());
+        self.hub.recorded(format, &pcm, payload.len());
         Ok(())
     }
 }
@@ -144,6 +146,11 @@ impl SpiceChannel for RecordChannel {
     }
 
     fn pump(&mut self, cx: &mut Context) {
+        // A client that does not read gets nothing more queued; the hub
+        // keeps the state its events add up to.
+        if cx.out.queued_bytes() > MAX_BACKLOG {
+            return;
+        }
         for event in self.hub.take_record() {
             self.send(event, cx.out);
         }

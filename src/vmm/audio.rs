@@ -39,7 +39,7 @@ impl Audio {
 
     /// Starts the thread that moves the audio.
     pub fn start(&self) -> Result<(), VmError> {
-        devices::hda::spawn_pump(self.device.clone())
+        devices::hda::spawn_pump(&self.device)
             .map_err(device_err("the HDA sound card's thread"))?;
         Ok(())
     }

@@ -10,6 +10,8 @@ ourselves. Quits after SECONDS (default 60).
 
 Prints one line per event:
   PLAYBACK_START <format> <channels> <rate>
+  FIRST_SOUND <time>             the first sample above 1/30 of full scale since START arrived
+                                 (Python's time.monotonic(), the machine's CLOCK_MONOTONIC)
   PLAYBACK_STOP <bytes> <gap> <frequency> <purity> <seconds>
                                  the PCM since START: its size, the longest wait between packets
                                  in ms (after the first), and tone.analyse() of it; with --out
@@ -56,13 +58,18 @@ def say(*words):
 
 
 def on_playback_start(_channel, fmt, channels, rate):
-    state.update(pcm=bytearray(), arrivals=[], format=(rate, channels))
+    state.update(pcm=bytearray(), arrivals=[], format=(rate, channels), heard=False)
     say("PLAYBACK_START", fmt, channels, rate)
 
 
 def on_playback_data(_channel, data, size):
-    state["pcm"] += ctypes.string_at(data, size)
-    state["arrivals"].append(time.monotonic())
+    now = time.monotonic()
+    pcm = ctypes.string_at(data, size)
+    state["pcm"] += pcm
+    state["arrivals"].append(now)
+    if not state["heard"] and any(abs(v) > 1092 for v in tone.left(pcm, 1)):
+        state["heard"] = True
+        say("FIRST_SOUND", f"{now:.6f}")
 
 
 def on_playback_stop(_channel):

@@ -70,15 +70,21 @@ impl Converter {
         }
     }
 
-    /// The amp as a linear volume: steps are 1 dB, GAIN_MAX is 0 dB.
+    /// The amp as a linear volume: steps are 1 dB, GAIN_MAX is 0 dB; a side
+    /// muted alone is at 0, both muted is the mute flag.
     pub fn volume(&self) -> Volume {
-        let linear = |gain: u8| {
-            let db = f64::from(gain.min(GAIN_MAX)) - f64::from(GAIN_MAX);
-            (65535.0 * 10f64.powf(db / 20.0)).round() as u16
+        let linear = |side: usize| {
+            let db = f64::from(self.gain[side].min(GAIN_MAX)) - f64::from(GAIN_MAX);
+            let level = (65535.0 * 10f64.powf(db / 20.0)).round() as u16;
+            if self.mute[side] && !self.mute[1 - side] {
+                0
+            } else {
+                level
+            }
         };
         Volume {
-            left: linear(self.gain[0]),
-            right: linear(self.gain[1]),
+            left: linear(0),
+            right: linear(1),
             mute: self.mute[0] && self.mute[1],
         }
     }
@@ -92,6 +98,8 @@ pub enum Effect {
     Stream(Direction),
     /// A converter's amp changed.
     Volume(Direction),
+    /// The codec was reset: every converter changed.
+    Reset,
 }
 
 /// The codec's state.
@@ -179,7 +187,7 @@ impl Codec {
             }
             0x7ff if nid == AFG => {
                 *self = Codec::default();
-                return (0, Effect::Stream(Direction::Output));
+                return (0, Effect::Reset);
             }
             _ => 0,
         };
@@ -322,6 +330,9 @@ mod tests {
         assert!(!c.dac.volume().mute, "mute needs both sides");
         // The ADC has no output amp: ignored.
         assert_eq!(c.verb(cmd(4, 0x3b000)), (0, Effect::None));
+        // The left side muted alone is silent; the flag needs both.
+        assert_eq!(c.dac.volume().left, 0);
+        assert_eq!(c.dac.volume().right, 65535);
         // Gains beyond the top are clamped.
         c.verb(cmd(4, 0x370ff));
         assert_eq!(c.adc.gain, [GAIN_MAX; 2]);

@@ -203,23 +203,28 @@ impl Controller {
 
     /// A guest write of `data` at `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8], now: Instant) {
-        // Gather the bytes per register, then write each register once.
-        let mut writes: Vec<(u64, u32, u32)> = Vec::with_capacity(data.len());
-        for (i, &byte) in data.iter().enumerate() {
+        // Gather the bytes per register, then write each register once
+        // (an access is at most 8 bytes).
+        let mut writes = [(0u64, 0u32, 0u32); 8];
+        let mut count = 0;
+        for (i, &byte) in data.iter().take(8).enumerate() {
             let at = offset + i as u64;
             let Some((base, _)) = register_at(at) else {
                 continue;
             };
             let lane = (at - base) as u32;
-            match writes.iter_mut().find(|w| w.0 == base) {
+            match writes[..count].iter_mut().find(|w| w.0 == base) {
                 Some(w) => {
                     w.1 |= u32::from(byte) << (8 * lane);
                     w.2 |= 1 << lane;
                 }
-                None => writes.push((base, u32::from(byte) << (8 * lane), 1 << lane)),
+                None => {
+                    writes[count] = (base, u32::from(byte) << (8 * lane), 1 << lane);
+                    count += 1;
+                }
             }
         }
-        for (base, value, bytes) in writes {
+        for &(base, value, bytes) in &writes[..count] {
             self.write_register(base, value, bytes, now);
         }
     }
@@ -347,6 +352,8 @@ impl Controller {
         self.dp_base = 0;
         self.epoch = Instant::now();
         self.update_active();
+        self.send_volume(Direction::Output);
+        self.send_volume(Direction::Input);
     }
 
     fn write_ics(&mut self, value: u32) {
@@ -386,12 +393,19 @@ impl Controller {
         match effect {
             Effect::None => {}
             Effect::Stream(_) => self.update_active(),
-            Effect::Volume(direction) => {
-                let volume = self.codec.converter(direction).volume();
-                self.backend.volume(direction, volume);
+            Effect::Volume(direction) => self.send_volume(direction),
+            Effect::Reset => {
+                self.update_active();
+                self.send_volume(Direction::Output);
+                self.send_volume(Direction::Input);
             }
         }
         Some(response)
+    }
+
+    fn send_volume(&self, direction: Direction) {
+        let volume = self.codec.converter(direction).volume();
+        self.backend.volume(direction, volume);
     }
 
     /// The running descriptor that feeds (or is fed by) the codec's
@@ -424,8 +438,7 @@ impl Controller {
             }
             if let Some(format) = now {
                 self.backend.started(direction, format);
-                let volume = self.codec.converter(direction).volume();
-                self.backend.volume(direction, volume);
+                self.send_volume(direction);
             }
             self.active[i] = now;
         }

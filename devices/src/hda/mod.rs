@@ -118,9 +118,9 @@ impl Hda {
         if std::mem::take(&mut self.controller.started) {
             self.signal.notify();
         }
-        let level = self.controller.interrupt() && !self.config.intx_disabled();
-        self.config
-            .set_interrupt_status(self.controller.interrupt());
+        let pending = self.controller.interrupt();
+        let level = pending && !self.config.intx_disabled();
+        self.config.set_interrupt_status(pending);
         if level != self.level {
             self.level = level;
             self.line.set_level(level);
@@ -162,17 +162,21 @@ impl PciDevice for Hda {
 }
 
 /// Starts the thread that moves the card's audio: every [`TICK`] while a
-/// stream runs, asleep otherwise.
-pub fn spawn_pump(hda: Arc<Mutex<Hda>>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let signal = lock(&hda).signal.clone();
+/// stream runs, asleep otherwise; it ends once the card is dropped.
+pub fn spawn_pump(hda: &Arc<Mutex<Hda>>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let signal = lock(hda).signal.clone();
+    let hda = Arc::downgrade(hda);
     std::thread::Builder::new()
         .name("hda".into())
-        .spawn(move || loop {
-            let running = lock(&hda).tick(Instant::now());
-            if running {
-                std::thread::sleep(TICK);
-            } else {
-                signal.wait(Duration::from_secs(1));
+        .spawn(move || {
+            while let Some(card) = hda.upgrade() {
+                let running = lock(&card).tick(Instant::now());
+                drop(card);
+                if running {
+                    std::thread::sleep(TICK);
+                } else {
+                    signal.wait(Duration::from_secs(1));
+                }
             }
         })
 }

@@ -46,6 +46,9 @@ const MAX_BDL_ENTRIES: usize = 256;
 pub const MAX_BACKLOG: Duration = Duration::from_millis(100);
 /// Bytes moved through the bounce buffer at a time.
 const CHUNK: usize = 4096;
+/// Steps (pieces of entries) one transfer takes at most: a list of tiny
+/// entries plays slowly rather than keeping the card busy.
+const MAX_STEPS: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BdlEntry {
@@ -63,6 +66,8 @@ pub enum DmaError {
     Empty { cbl: u32 },
     #[error("buffer {address:#x}+{length} is outside guest RAM")]
     BufferOutsideRam { address: u64, length: usize },
+    #[error("its format {0:#06x} is not one the codec offers (16-bit PCM, 1 or 2 channels, up to 48 kHz)")]
+    Format(u16),
 }
 
 /// What a stream's format word means for pacing and for the backend.
@@ -72,6 +77,9 @@ pub struct StreamFormat {
     pub frame_bytes: usize,
     /// The format, when it is one the backend takes (16-bit PCM).
     pub pcm: Option<PcmFormat>,
+    /// Within what the codec offers (16-bit PCM, 1 or 2 channels, at most
+    /// 48 kHz); streams of other formats are refused.
+    pub supported: bool,
 }
 
 impl StreamFormat {
@@ -97,6 +105,7 @@ impl StreamFormat {
             bytes_per_second: u64::from(rate) * frame_bytes as u64,
             frame_bytes,
             pcm,
+            supported: pcm.is_some() && channels <= 2 && rate <= 48_000,
         }
     }
 }
@@ -326,11 +335,16 @@ impl Stream {
             let base = u64::from(self.bdpu) << 32 | u64::from(self.bdpl);
             return Err(DmaError::ListOutsideRam(base));
         }
+        if !self.format().supported {
+            return Err(DmaError::Format(self.fmt));
+        }
         let mut buf = [0u8; CHUNK];
         let mut left = bytes;
         let mut ioc = false;
         let mut empty_steps = 0;
-        while left > 0 {
+        let mut steps = 0;
+        while left > 0 && steps < MAX_STEPS {
+            steps += 1;
             let entry = self.bdl[self.entry];
             let in_entry = entry.length.saturating_sub(self.entry_offset) as usize;
             let in_buffer = self.cbl.saturating_sub(self.lpib) as usize;

@@ -134,6 +134,11 @@ impl Card {
         self.w8(0x5c, 3);
         self.w32(0x20, 0xc000_0000);
         self.w32(0x70, POSBUF as u32 | 1);
+        // Each reset (at creation, then the link reset) told the backend
+        // the codec's volumes.
+        let events = self.events();
+        assert_eq!(events.len(), 4, "{events:?}");
+        assert!(events.iter().all(|e| e.starts_with("volume")), "{events:?}");
     }
 
     /// Sends one verb through the rings and returns its response.
@@ -378,6 +383,19 @@ fn hostile_lists_stop_the_stream_not_the_vm() {
     card.run(5);
     card.hda.tick(start + Duration::from_secs(3600));
     assert_eq!(card.r32(0x124), 19200, "100 ms at most");
+    // A format beyond the codec's offer (16 channels of 32 bits at 192
+    // kHz): refused, not paced at 12 MB/s.
+    card.stream(4, 5, 0x1b3f, &[(960, true)]);
+    card.run(4);
+    card.hda.tick(start + Duration::from_secs(7200));
+    assert_ne!(card.r8(0x103) & 0x10, 0, "DESE");
+    // 1-byte entries: one tick takes a bounded number of steps.
+    let tiny: Vec<(u32, bool)> = (0..256).map(|_| (1, false)).collect();
+    card.stream(4, 5, 0x0011, &tiny);
+    card.run(4);
+    card.hda.tick(start + Duration::from_secs(9000));
+    assert_eq!(card.r8(0x103) & 0x10, 0);
+    assert!(card.r32(0x104) < 256, "the list wraps, slowly");
     // Commands from a ring outside RAM: memory error, no response.
     card.w32(0x40, 0xffff_ff80);
     card.w32(0x44, 0xffff_ffff);
