@@ -289,7 +289,7 @@ fn video_frames_and_sound_share_the_multimedia_clock() {
         .filter(|(t, _, _)| *t == 101)
         .map(|(_, b, at)| (u32::from_le_bytes(b[..4].try_into().unwrap()), at))
         .collect();
-    assert!(frames.len() >= 30, "{} stream frames", frames.len());
+    assert!(frames.len() >= 15, "{} stream frames", frames.len());
     assert!(packets.len() >= 250, "{} sound packets", packets.len());
     let (v, a) = (median_lag(&frames), median_lag(&packets));
     eprintln!(
