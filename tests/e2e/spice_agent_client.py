@@ -278,6 +278,9 @@ def on_stdin(source, _condition):
 
 
 session = SpiceClientGLib.Session()
+# Not an audio test: no playback or record channels (spice-glib would open them and start
+# GStreamer pipelines; tests/spice/audio_client.py is the audio client).
+session.set_property("enable-audio", False)
 session.set_property("uri", f"spice://{host}:{port}")
 GObject.Object.connect(session, "channel-new", on_channel_new)
 if not session.connect():

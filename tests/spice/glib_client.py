@@ -108,6 +108,9 @@ def on_stdin(source, condition):
 
 
 session = SpiceClientGLib.Session()
+# Not an audio test: no playback or record channels (spice-glib would open them and start
+# GStreamer pipelines; tests/spice/audio_client.py is the audio client).
+session.set_property("enable-audio", False)
 session.set_property("host", host)
 session.set_property("port", port)
 if password is not None:

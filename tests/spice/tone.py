@@ -7,7 +7,7 @@ The frequency comes from the rising zero crossings of the left channel, interpol
 samples (exact for a clean tone, within a fraction of a hertz over a second); a crossing counts
 only after the signal went below -10 % of its RMS since the last one, so a lossy codec's noise
 near zero does not add crossings. "purity" is the share of the signal's power near that
-frequency (Goertzel, the best within 1 Hz), near 1 for a clean sine, low for noise or a mix. No numpy: the test machines have only Debian's python3 and gi.
+frequency (Goertzel, the best within 1 Hz in quarter steps), near 1 for a clean sine, low for noise or a mix. No numpy: the test machines have only Debian's python3 and gi.
 """
 import math
 import struct
@@ -57,6 +57,6 @@ def analyse(pcm, rate, channels):
         frequency = (len(crossings) - 1) * rate / (crossings[-1] - crossings[0])
     purity = 0.0
     if energy and frequency:
-        purity = max(2 * goertzel_power(x, rate, frequency + d / 10) / (len(x) * energy)
-                     for d in range(-10, 11))
+        purity = max(2 * goertzel_power(x, rate, frequency + d / 4) / (len(x) * energy)
+                     for d in range(-4, 5))
     return {"frequency": frequency, "purity": purity, "seconds": len(x) / rate, "rms": rms}
