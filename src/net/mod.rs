@@ -8,6 +8,7 @@ pub mod options;
 pub mod passt;
 pub mod stream;
 pub mod tap;
+pub mod unix_buffer;
 
 pub use options::{Forward, NetBackendKind, NetOptions, Protocol, UserNet};
 

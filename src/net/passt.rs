@@ -33,6 +33,9 @@ impl Passt {
             check_port_free(forward)?;
         }
         let (ours, theirs) = UnixStream::pair().map_err(NetError::PasstStart)?;
+        // passt sizes the buffers of a socket it accepts (`--socket`), not
+        // of one it is given; these are the sizes it would choose.
+        super::unix_buffer::enlarge(&theirs);
         // passt's end must survive exec; ours must not.
         fcntl(&theirs, FcntlArg::F_SETFD(FdFlag::empty()))
             .map_err(|e| NetError::PasstStart(e.into()))?;

@@ -1,8 +1,10 @@
 //! Frames over a stream socket, each after its length as a 32-bit
 //! big-endian number: what passt and QEMU's `-netdev stream` exchange
-//! (docs/virtio-net.md §5.1). The socket is non-blocking; output waits in
-//! a buffer of at most [`OUT_LIMIT`] bytes and the card stops sending when
-//! it is full.
+//! (docs/virtio-net.md §5.1). The socket is non-blocking. A frame is
+//! written only when the socket has room for all of it ([`unix_buffer`]),
+//! so the peer never waits for the rest of one; otherwise the card keeps it
+//! until the socket is writable. The rest of a frame the kernel took only in
+//! part anyway waits in a buffer and goes first.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -12,8 +14,11 @@ use devices::virtio::net::transfer::MAX_FRAME;
 use devices::virtio::net::{GuestPiece, NetBackend, Offloads, Sent};
 use devices::virtio::GuestMemory;
 
-/// Bytes of output that may wait for the socket.
-pub const OUT_LIMIT: usize = 256 << 10;
+use super::unix_buffer;
+
+/// Room past a frame for the kernel's accounting of the pieces it cuts a
+/// frame into (a few hundred bytes each).
+const KERNEL_SLACK: usize = 8 << 10;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 << 10;
 
@@ -83,17 +88,23 @@ pub struct StreamBackend {
     /// Who is at the other end, for errors.
     peer: &'static str,
     input: Window,
+    /// The rest of a frame the socket took in part.
     output: Window,
+    /// The socket's send buffer; frames are written whole within it.
+    send_buffer: usize,
 }
 
 impl StreamBackend {
     pub fn new(socket: UnixStream, peer: &'static str) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
+        unix_buffer::enlarge(&socket);
+        let send_buffer = unix_buffer::send_buffer(&socket)?;
         Ok(StreamBackend {
             socket,
             peer,
             input: Window::new(4 + MAX_FRAME + READ_CHUNK),
-            output: Window::new(OUT_LIMIT),
+            output: Window::new(4 + MAX_FRAME),
+            send_buffer,
         })
     }
 
@@ -131,8 +142,21 @@ impl StreamBackend {
         }
     }
 
-    fn room(&self, frame: usize) -> bool {
-        self.output.len() + 4 + frame <= OUT_LIMIT
+    /// Whether the socket takes a frame of `len` bytes whole now: nothing
+    /// of an earlier one waits, and the send buffer has room for it. epoll
+    /// calls the socket writable when at most a quarter of its buffer is in
+    /// use, so a frame needing at most half always fits then; a buffer too
+    /// small for that takes frames as it can.
+    fn takes_whole(&mut self, len: usize) -> io::Result<bool> {
+        self.flush()?;
+        if self.output.len() > 0 {
+            return Ok(false);
+        }
+        let need = 4 + len + KERNEL_SLACK;
+        if need > self.send_buffer / 2 {
+            return Ok(true);
+        }
+        Ok(unix_buffer::queued(&self.socket)? + need <= self.send_buffer)
     }
 }
 
@@ -162,11 +186,8 @@ impl NetBackend for StreamBackend {
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<Sent> {
-        if !self.room(frame.len()) {
-            self.flush()?;
-            if !self.room(frame.len()) {
-                return Ok(Sent::Full);
-            }
+        if !self.takes_whole(frame.len())? {
+            return Ok(Sent::Full);
         }
         let pushed =
             self.output.push(&(frame.len() as u32).to_be_bytes()) && self.output.push(frame);
@@ -184,8 +205,10 @@ impl NetBackend for StreamBackend {
         memory: &GuestMemory,
     ) -> Option<io::Result<Sent>> {
         let len = prefix.len() + pieces.iter().map(|p| p.len).sum::<usize>();
-        if self.output.len() > 0 || !self.room(len) {
-            return None;
+        match self.takes_whole(len) {
+            Ok(true) => {}
+            Ok(false) => return Some(Ok(Sent::Full)),
+            Err(e) => return Some(Err(e)),
         }
         let length = (len as u32).to_be_bytes();
         let parts = [&length[..], prefix];
@@ -261,8 +284,26 @@ mod tests {
         assert_eq!(got[1], (0..1500).map(|i| i as u8).collect::<Vec<_>>());
     }
 
+    /// Reads what `peer` holds now: the lengths of the whole frames, and
+    /// the bytes left over (a frame's first part).
+    fn frames_waiting(peer: &mut UnixStream) -> (Vec<usize>, usize) {
+        peer.set_nonblocking(true).unwrap();
+        let mut wire = Vec::new();
+        let _ = peer.read_to_end(&mut wire);
+        let (mut frames, mut at) = (Vec::new(), 0);
+        while let Some(prefix) = wire.get(at..at + 4) {
+            let len = u32::from_be_bytes(prefix.try_into().unwrap()) as usize;
+            if at + 4 + len > wire.len() {
+                break;
+            }
+            frames.push(len);
+            at += 4 + len;
+        }
+        (frames, wire.len() - at)
+    }
+
     #[test]
-    fn sent_frames_are_prefixed_and_a_stuck_peer_fills_the_buffer() {
+    fn sent_frames_are_prefixed_and_a_full_socket_holds_whole_frames() {
         let (mut s, mut peer) = pair();
         assert_eq!(s.send(&[1, 2, 3]).unwrap(), Sent::Done);
         let mut b = [0u8; 7];
@@ -274,8 +315,8 @@ mod tests {
             sent += 1;
             assert!(sent < 1000, "never full");
         }
-        assert!(s.wants_writable());
-        assert!(s.output.len() <= OUT_LIMIT);
+        assert!(!s.wants_writable(), "nothing of a frame waits");
+        assert_eq!(frames_waiting(&mut peer), (vec![60_000; sent], 0));
     }
 
     #[test]
@@ -296,15 +337,22 @@ mod tests {
         ];
         let (mut s, mut peer) = pair();
         let mut sent = 0;
-        // Until the socket is full: then the rest waits in the buffer.
-        while sent < 40 {
+        // Told a small socket always has room, it fills up in the middle of
+        // a frame: then the rest waits in the buffer and nothing more goes.
+        nix::sys::socket::setsockopt(&s.socket, nix::sys::socket::sockopt::SndBuf, &(64 << 10))
+            .unwrap();
+        s.send_buffer = 1 << 40;
+        while !s.wants_writable() {
+            assert!(sent < 100, "the socket never filled");
             match s.send_from_guest(&[], &pieces, &memory) {
                 Some(Ok(Sent::Done)) => sent += 1,
-                None => break,
                 other => panic!("{other:?}"),
             }
         }
-        assert!(s.wants_writable(), "the socket never filled");
+        assert!(matches!(
+            s.send_from_guest(&[], &pieces, &memory),
+            Some(Ok(Sent::Full))
+        ));
         peer.set_nonblocking(false).unwrap();
         let reader = std::thread::spawn(move || {
             let mut frames = 0;
@@ -335,5 +383,56 @@ mod tests {
         let (mut s, mut peer) = pair();
         peer.write_all(&u32::MAX.to_be_bytes()).unwrap();
         assert!(s.recv(&mut [0u8; 100]).is_err());
+    }
+
+    /// passt (Debian's 2023 version) reads what the socket holds, and when
+    /// that ends inside a frame it reads the rest with one blocking read; a
+    /// short read loses the frame and the stream's framing with it.
+    fn read_like_passt(mut peer: UnixStream) -> (usize, usize) {
+        let mut buf = vec![0u8; 8 << 20];
+        let (mut whole, mut lost) = (0, 0);
+        loop {
+            let Ok(got @ 1..) = peer.read(&mut buf[..7 << 20]) else {
+                return (whole, lost);
+            };
+            let (mut at, mut n) = (0, got);
+            while n > 4 {
+                let len = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                (at, n) = (at + 4, n - 4);
+                if len > 65_535 {
+                    lost += 1;
+                    break;
+                }
+                if len > n {
+                    n += peer.read(&mut buf[at + n..at + len]).unwrap_or(0);
+                }
+                if n < len {
+                    lost += 1;
+                    break;
+                }
+                whole += 1;
+                (at, n) = (at + len, n - len);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_like_passt_gets_every_frame() {
+        let (s, peer) = pair();
+        let reader = std::thread::spawn(move || read_like_passt(peer));
+        let mut s = s;
+        let frame = vec![7u8; 59_000];
+        let mut sent = 0;
+        while sent < 20_000 {
+            match s.send(&frame).unwrap() {
+                Sent::Done => sent += 1,
+                Sent::Full => std::thread::yield_now(),
+            }
+        }
+        while s.wants_writable() {
+            s.flush().unwrap();
+        }
+        drop(s);
+        assert_eq!(reader.join().unwrap(), (sent, 0));
     }
 }
