@@ -15,9 +15,7 @@ use devices::hda::Hda;
 use devices::interrupt::NoInterrupt;
 use devices::pci::PciDevice;
 use libfuzzer_sys::fuzz_target;
-use saffron::spice::audio::{
-    MAX_PLAYBACK_EVENTS, MAX_RECORD_EVENTS, PACKET_FRAMES, RECORD_RING,
-};
+use saffron::spice::audio::{MAX_PLAYBACK_EVENTS, MAX_RECORD_EVENTS, PACKET_FRAMES, RECORD_RING};
 use saffron::spice::AudioHub;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
