@@ -5,6 +5,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod control;
+pub mod machine;
 pub mod net;
 pub mod replay;
 pub mod seccomp;

@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use saffron::control::{handle, Keys, Machine, PasswordChange, PointerEvent, Refusal};
+use saffron::control::handle;
+use saffron::machine::{Keys, Machine, PasswordChange, PointerEvent, Refusal};
 use serde_json::Value;
 
 /// A machine that accepts everything and has no screen (so screendump

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use saffron::control as protocol;
 use saffron::control::After;
-pub use saffron::control::{Button, Keys, Machine, PasswordChange, PointerEvent, Refusal};
+use saffron::machine::Machine;
 use saffron::unix_socket::bind_private;
 
 /// Longest request line accepted, in bytes.
@@ -146,6 +146,7 @@ fn serve(stream: UnixStream, machine: &dyn Machine) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use saffron::machine::{Keys, PasswordChange, PointerEvent, Refusal};
     use serde_json::{json, Value};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::Mutex;
@@ -183,7 +184,7 @@ mod tests {
         fn set_spice_compression(&self, _changes: &[(&str, &str)]) -> Result<Value, Refusal> {
             Ok(Value::Null)
         }
-        fn spice_password(&self, _change: protocol::PasswordChange) -> Result<(), Refusal> {
+        fn spice_password(&self, _change: PasswordChange) -> Result<(), Refusal> {
             Ok(())
         }
     }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::exit::{ExitSignal, VmExit};
 use super::input::{InputController, InputError, PointerButton, SpiceLink};
 use super::vga::{VgaRefresher, REFRESH_HZ};
-use crate::api::{Keys, PasswordChange, PointerEvent, Refusal};
+use saffron::machine::{Button, Keys, Machine, PasswordChange, PointerEvent, Refusal};
 use saffron::spice::{CompressionOptions, SpiceControl, STATS_METHODS};
 
 /// The display devices, for `status`.
@@ -151,7 +151,7 @@ fn refusal(error: InputError) -> Refusal {
     }
 }
 
-impl crate::api::Machine for VmControl {
+impl Machine for VmControl {
     fn status(&self) -> Value {
         let display = self.display.as_ref().map(|d| {
             let layout = d.layout();
@@ -270,11 +270,11 @@ impl crate::api::Machine for VmControl {
             }
             PointerEvent::Button { button, pressed } => {
                 let button = match button {
-                    crate::api::Button::Left => PointerButton::Left,
-                    crate::api::Button::Middle => PointerButton::Middle,
-                    crate::api::Button::Right => PointerButton::Right,
-                    crate::api::Button::Side => PointerButton::Side,
-                    crate::api::Button::Extra => PointerButton::Extra,
+                    Button::Left => PointerButton::Left,
+                    Button::Middle => PointerButton::Middle,
+                    Button::Right => PointerButton::Right,
+                    Button::Side => PointerButton::Side,
+                    Button::Extra => PointerButton::Extra,
                 };
                 match pressed {
                     Some(pressed) => input.pointer_button(button, pressed),
