@@ -10,6 +10,7 @@ ourselves. Quits after SECONDS (default 60).
 
 Prints one line per event:
   PLAYBACK_START <format> <channels> <rate>
+  STARTED_AT <when PLAYBACK_START arrived: monotonic seconds>
   FIRST_SOUND <time>             the first sample above 1/30 of full scale since START arrived
                                  (Python's time.monotonic(), the machine's CLOCK_MONOTONIC)
   PLAYBACK_STOP <bytes> <gap> <frequency> <purity> <seconds>
@@ -58,8 +59,10 @@ def say(*words):
 
 
 def on_playback_start(_channel, fmt, channels, rate):
+    now = time.monotonic()
     state.update(pcm=bytearray(), arrivals=[], format=(rate, channels), heard=False)
     say("PLAYBACK_START", fmt, channels, rate)
+    say("STARTED_AT", f"{now:.6f}")
 
 
 def on_playback_data(_channel, data, size):
