@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devices::audio::AudioBackend;
-use devices::hda::Hda;
+use devices::hda::{Hda, HdaInterrupts};
 use devices::interrupt::NoInterrupt;
 use devices::pci::PciDevice;
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +24,12 @@ const RAM: u64 = 1 << 20;
 fuzz_target!(|data: &[u8]| {
     let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM as usize)]).unwrap();
     let hub = Arc::new(AudioHub::default());
-    let mut hda = Hda::new(memory.clone(), hub.clone(), Arc::new(NoInterrupt), 10).unwrap();
+    let interrupts = HdaInterrupts {
+        line: Arc::new(NoInterrupt),
+        gsi: 10,
+        msi: Arc::new(NoInterrupt),
+    };
+    let mut hda = Hda::new(memory.clone(), hub.clone(), interrupts).unwrap();
     let start = Instant::now();
     let mut now = start;
     let mut ops = data.chunks_exact(8);

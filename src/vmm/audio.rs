@@ -4,12 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::hda::Hda;
+use devices::hda::{Hda, HdaInterrupts};
 use firmware::layout;
 use saffron::spice::AudioHub;
 
 use super::build::Machine;
-use super::{device_err, Platform, VmError};
+use super::{device_err, interrupts, Platform, VmError};
 
 /// The card's PCI slot (after the network cards').
 pub const HDA_SLOT: u8 = super::net::FIRST_SLOT + super::net::MAX_CARDS as u8;
@@ -24,13 +24,13 @@ impl Audio {
     pub fn create(machine: &Machine, platform: &Platform) -> Result<Audio, VmError> {
         let gsi = layout::pci_irq_for(HDA_SLOT, 0);
         let hub = Arc::new(AudioHub::default());
-        let device = Hda::new(
-            machine.ram.clone(),
-            hub.clone(),
-            platform.level_lines.source(gsi),
-            gsi as u8,
-        )
-        .map_err(device_err("the HDA sound card"))?;
+        let interrupts = HdaInterrupts {
+            line: platform.level_lines.source(gsi),
+            gsi: gsi as u8,
+            msi: interrupts::KvmMsi::new(machine.vm.clone()),
+        };
+        let device = Hda::new(machine.ram.clone(), hub.clone(), interrupts)
+            .map_err(device_err("the HDA sound card"))?;
         Ok(Audio {
             device: Arc::new(Mutex::new(device)),
             hub,

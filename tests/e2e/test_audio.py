@@ -148,6 +148,8 @@ def test_sound_both_ways():
         guest.wait_ready(timeout=180)
         cards = guest.run("cat /proc/asound/cards; ls /dev/snd", timeout=30).output
         check("the guest's sound card", "HDA-Intel" in cards and "pcmC0D0p" in cards, cards)
+        irqs = guest.run("grep snd_hda_intel /proc/interrupts", timeout=30).output
+        check("the card interrupts by MSI", "PCI-MSI" in irqs, irqs)
         api = Api(sock)
         client = open_client(port, opus=True)
         try:

@@ -164,6 +164,11 @@ pub struct Controller {
     log: RateLimit,
     /// A stream was started (the pump should look).
     pub started: bool,
+    /// The driver acknowledged a response while verbs wait in the CORB:
+    /// they run after the card has shown the acknowledgement
+    /// ([`Controller::run_waiting_commands`]), so that their response is
+    /// a new interrupt, not the old one still pending.
+    commands_waiting: bool,
 }
 
 impl Controller {
@@ -187,6 +192,7 @@ impl Controller {
             active: [None, None],
             log: RateLimit::default(),
             started: false,
+            commands_waiting: false,
         }
     }
 
@@ -315,7 +321,7 @@ impl Controller {
             }
             reg::RIRBSTS => {
                 self.rings.acknowledge(value as u8);
-                self.run_commands();
+                self.commands_waiting = true;
             }
             reg::IC => self.ic = merge(self.ic, u32::MAX),
             reg::ICS => self.write_ics(value & mask),
@@ -375,6 +381,17 @@ impl Controller {
             self.started |= change == Change::Started;
             self.update_active();
         }
+    }
+
+    /// Runs the verbs that waited for an acknowledgement; whether any
+    /// did.
+    pub fn run_waiting_commands(&mut self) -> bool {
+        if !std::mem::take(&mut self.commands_waiting) {
+            return false;
+        }
+        let before = self.rings.corb_rp;
+        self.run_commands();
+        self.rings.corb_rp != before
     }
 
     fn run_commands(&mut self) {
@@ -508,9 +525,14 @@ impl Controller {
         status
     }
 
-    /// Whether the interrupt line is asserted.
-    pub fn interrupt(&self) -> bool {
-        self.intctl & INT_GIE != 0 && self.intsts() & self.intctl & (INT_CIE | 0xff) != 0
+    /// The interrupt sources that are pending and enabled (INTSTS bits;
+    /// none while interrupts are off globally). The card interrupts while
+    /// any is.
+    pub fn pending_sources(&self) -> u32 {
+        if self.intctl & INT_GIE == 0 {
+            return 0;
+        }
+        self.intsts() & self.intctl & (INT_CIE | 0xff)
     }
 
     fn wall_clock(&self, now: Instant) -> u32 {

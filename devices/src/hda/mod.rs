@@ -3,7 +3,10 @@
 //! Windows' inbox driver drive (docs/hda.md).
 //!
 //! The PCI function ([`Hda`]) has one 16 KiB memory BAR (the registers,
-//! mirrored in its upper half) and INTx. The registers and the DMA engine
+//! mirrored in its upper half), INTx and MSI (one vector; Linux takes it).
+//! An MSI goes out when an interrupt source appears that was not pending
+//! at the last look, so an event the driver has not yet acknowledged does
+//! not repeat it. The registers and the DMA engine
 //! are in [`controller`]; the pump ([`spawn_pump`]) moves audio in real
 //! time while a stream runs, between the guest's buffers and an
 //! [`AudioBackend`]. Nothing here knows who listens.
@@ -20,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::audio::AudioBackend;
 use crate::bus::lock;
-use crate::interrupt::LevelInterrupt;
+use crate::interrupt::{LevelInterrupt, MsiDelivery};
+use crate::pci::msi::Msi;
 use crate::pci::{Bar, BarKind, ConfigError, PciConfig, PciDevice, PciIdentity};
 use crate::virtio::GuestMemory;
 pub use controller::Controller;
@@ -61,17 +65,26 @@ pub struct Hda {
     controller: Controller,
     line: Arc<dyn LevelInterrupt>,
     level: bool,
+    msi: Msi,
+    deliver: Arc<dyn MsiDelivery>,
+    /// The interrupt sources pending at the last look (INTSTS bits).
+    sources: u32,
     signal: Arc<PumpSignal>,
 }
 
+/// How the card interrupts: its INTx line (wired to `gsi`) and MSI.
+pub struct HdaInterrupts {
+    pub line: Arc<dyn LevelInterrupt>,
+    pub gsi: u8,
+    pub msi: Arc<dyn MsiDelivery>,
+}
+
 impl Hda {
-    /// A card reading and writing `memory`, raising `line` (wired to
-    /// `gsi`), handing audio to `backend`.
+    /// A card reading and writing `memory`, handing audio to `backend`.
     pub fn new(
         memory: GuestMemory,
         backend: Arc<dyn AudioBackend>,
-        line: Arc<dyn LevelInterrupt>,
-        gsi: u8,
+        interrupts: HdaInterrupts,
     ) -> Result<Hda, ConfigError> {
         let mut config = PciConfig::new(PciIdentity {
             vendor: 0x8086,
@@ -89,7 +102,11 @@ impl Hda {
                 prefetchable: false,
             },
         )?;
-        config.set_interrupt(1, gsi);
+        config.set_interrupt(1, interrupts.gsi);
+        // HDCTL, TCSEL and the rest of ICH's registers sit at 0x40-0x5f;
+        // MSI goes after them, where QEMU puts it.
+        config.reserve_below(0x60);
+        let msi = Msi::add(&mut config)?;
         // HDCTL: HD Audio signalling, not AC'97.
         config.set_reg(0x40 / 4, 1);
         let mut controller = Controller::new(memory, backend);
@@ -97,8 +114,11 @@ impl Hda {
         Ok(Hda {
             config,
             controller,
-            line,
+            line: interrupts.line,
             level: false,
+            msi,
+            deliver: interrupts.msi,
+            sources: 0,
             signal: Arc::default(),
         })
     }
@@ -118,13 +138,20 @@ impl Hda {
         if std::mem::take(&mut self.controller.started) {
             self.signal.notify();
         }
-        let pending = self.controller.interrupt();
-        let level = pending && !self.config.intx_disabled();
-        self.config.set_interrupt_status(pending);
+        let sources = self.controller.pending_sources();
+        let message = self.msi.message(&self.config);
+        self.config.set_interrupt_status(sources != 0);
+        let level = sources != 0 && message.is_none() && !self.config.intx_disabled();
         if level != self.level {
             self.level = level;
             self.line.set_level(level);
         }
+        if let Some((address, data)) = message {
+            if sources & !self.sources != 0 {
+                self.deliver.deliver(address, data);
+            }
+        }
+        self.sources = sources;
     }
 }
 
@@ -158,6 +185,9 @@ impl PciDevice for Hda {
         self.controller
             .write(offset % REGISTERS, data, Instant::now());
         self.update_line();
+        if self.controller.run_waiting_commands() {
+            self.update_line();
+        }
     }
 }
 

@@ -53,6 +53,16 @@ impl AudioBackend for Recorder {
 #[derive(Default)]
 struct Line(AtomicBool);
 
+/// The MSIs the card sent.
+#[derive(Default)]
+struct Messages(Mutex<Vec<(u64, u32)>>);
+
+impl MsiDelivery for Messages {
+    fn deliver(&self, address: u64, data: u32) {
+        self.0.lock().unwrap().push((address, data));
+    }
+}
+
 impl LevelInterrupt for Line {
     fn set_level(&self, asserted: bool) {
         self.0.store(asserted, Ordering::SeqCst);
@@ -64,6 +74,7 @@ struct Card {
     memory: GuestMemory,
     backend: Arc<Recorder>,
     line: Arc<Line>,
+    messages: Arc<Messages>,
     corb_wp: u16,
     rirb_rp: u16,
 }
@@ -73,12 +84,19 @@ impl Card {
         let memory = GuestMemory::from_ranges(&[(GuestAddress(0), RAM as usize)]).unwrap();
         let backend = Arc::new(Recorder::default());
         let line = Arc::new(Line::default());
-        let hda = Hda::new(memory.clone(), backend.clone(), line.clone(), 11).unwrap();
+        let messages = Arc::new(Messages::default());
+        let interrupts = HdaInterrupts {
+            line: line.clone(),
+            gsi: 11,
+            msi: messages.clone(),
+        };
+        let hda = Hda::new(memory.clone(), backend.clone(), interrupts).unwrap();
         Card {
             hda,
             memory,
             backend,
             line,
+            messages,
             corb_wp: 0,
             rirb_rp: 0,
         }
@@ -229,6 +247,46 @@ fn probe_reads_the_codec_through_the_rings() {
     card.w16(0x48, next);
     assert_eq!(card.r16(0x4a), next, "the verb was taken");
     assert_eq!(card.r16(0x58), wp, "and not answered");
+}
+
+#[test]
+fn with_msi_each_new_event_sends_one_message_and_intx_stays_low() {
+    let mut card = Card::new();
+    card.init();
+    // The capability list leads to MSI at 0x60, past ICH's own registers.
+    assert_eq!(card.hda.read_config(0x34 / 4) & 0xff, 0x60);
+    assert_eq!(
+        card.hda.read_config(0x60 / 4) & 0x00ff_00ff,
+        0x0080_0005,
+        "MSI, 64-bit"
+    );
+    card.hda.write_config(0x64, &0xfee0_0000u32.to_le_bytes());
+    card.hda.write_config(0x68, &0u32.to_le_bytes());
+    card.hda.write_config(0x6c, &0x41u32.to_le_bytes());
+    card.hda.write_config(0x62, &[1]);
+    let verb = |card: &mut Card| {
+        card.corb_wp = (card.corb_wp + 1) % 256;
+        let at = CORB + 4 * u64::from(card.corb_wp);
+        card.memory.write_obj(0xf0000u32, GuestAddress(at)).unwrap();
+        card.w16(0x48, card.corb_wp);
+        std::mem::take(&mut *card.messages.0.lock().unwrap())
+    };
+    assert_eq!(verb(&mut card), [(0xfee0_0000, 0x41)]);
+    assert!(!card.line.0.load(Ordering::SeqCst), "no INTx with MSI");
+    // Not acknowledged yet: the second verb waits (RINTCNT is 1), and runs
+    // when the driver acknowledges the first response: a new event.
+    assert_eq!(verb(&mut card), []);
+    card.w8(0x5d, 1);
+    assert_eq!(
+        std::mem::take(&mut *card.messages.0.lock().unwrap()),
+        [(0xfee0_0000, 0x41)]
+    );
+    card.w8(0x5d, 1);
+    assert_eq!(card.r32(0x24), 0, "acknowledged");
+    assert_eq!(verb(&mut card), [(0xfee0_0000, 0x41)]);
+    // MSI off again: the pending response holds the INTx line.
+    card.hda.write_config(0x62, &[0]);
+    assert!(card.line.0.load(Ordering::SeqCst));
 }
 
 #[test]

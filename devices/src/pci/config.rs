@@ -205,6 +205,12 @@ impl PciConfig {
         self.command() & COMMAND_INTX_DISABLE != 0
     }
 
+    /// Keeps the device-specific registers below `offset` (dword-aligned)
+    /// free of capabilities: the next one goes at `offset` or later.
+    pub fn reserve_below(&mut self, offset: usize) {
+        self.next_capability = self.next_capability.max(offset.next_multiple_of(4));
+    }
+
     /// Appends a capability (`body` excludes the id/next bytes); returns its
     /// offset and marks `writable` bytes (offsets within body) as guest-writable.
     pub fn add_capability(

@@ -8,6 +8,7 @@
 
 mod config;
 pub mod host_bridge;
+pub mod msi;
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
