@@ -32,7 +32,7 @@ pub struct Bar {
 }
 
 /// The identity of a PCI function.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PciIdentity {
     pub vendor: u16,
     pub device: u16,

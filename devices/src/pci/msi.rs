@@ -56,14 +56,7 @@ mod tests {
 
     #[test]
     fn the_guest_programs_and_enables_one_message() {
-        let mut config = PciConfig::new(PciIdentity {
-            vendor: 0x8086,
-            device: 0x2668,
-            revision: 1,
-            class: 0x040300,
-            subsystem_vendor: 0x1af4,
-            subsystem: 0x1100,
-        });
+        let mut config = PciConfig::new(PciIdentity::default());
         let msi = Msi::add(&mut config).unwrap();
         let at = msi.offset;
         assert_eq!(config.read_reg(at / 4) & 0xff, u32::from(CAPABILITY_ID));
