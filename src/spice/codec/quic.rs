@@ -502,10 +502,6 @@ impl<const N: usize> RowCoder<'_, N> {
         self.state.waitcnt = (stop - end) as u32;
     }
 
-    fn same(row: &[&[u8]; N], a: usize, b: usize) -> bool {
-        (0..N).all(|c| row[c][a] == row[c][b])
-    }
-
     fn code_pixel(&mut self, prev: &[&[u8]; N], cur: &[&[u8]; N], i: usize) {
         for c in 0..N {
             let predicted = (u32::from(cur[c][i - 1]) + u32::from(prev[c][i])) >> 1;
@@ -525,10 +521,12 @@ impl<const N: usize> RowCoder<'_, N> {
         self.state.melc_end();
     }
 
+    /// `keys` are the previous and this row's pixels as one number each
+    /// (all `N` channels), for telling equal pixels apart in one compare.
     fn row_segment(
         &mut self,
-        prev: &[&[u8]; N],
-        cur: &[&[u8]; N],
+        (prev, cur): (&[&[u8]; N], &[&[u8]; N]),
+        keys: (&[u32], &[u32]),
         start: usize,
         end: usize,
         waitmask: u32,
@@ -548,8 +546,12 @@ impl<const N: usize> RowCoder<'_, N> {
         }
         // A run is predicted where the row above repeats and this row
         // already repeated twice (never at the pixel right after a run).
+        let (prev_keys, cur_keys) = keys;
         let predicts_run = |i: usize, run_index: usize| {
-            i > 2 && run_index != i && Self::same(prev, i - 1, i) && Self::same(cur, i - 1, i - 2)
+            i > 2
+                && run_index != i
+                && prev_keys[i - 1] == prev_keys[i]
+                && cur_keys[i - 1] == cur_keys[i - 2]
         };
         loop {
             let mut run_at = false;
@@ -582,7 +584,7 @@ impl<const N: usize> RowCoder<'_, N> {
             run_index = i;
             self.state.waitcnt = (stop - i) as u32;
             let mut run = 0;
-            while Self::same(cur, i, i - 1) {
+            while cur_keys[i] == cur_keys[i - 1] {
                 run += 1;
                 i += 1;
                 if i == end {
@@ -596,39 +598,59 @@ impl<const N: usize> RowCoder<'_, N> {
     }
 }
 
-/// The channel planes of one row.
+/// The channel planes of one row, and its pixels as numbers: the RGB
+/// channels together, and the one channel coded on its own (alpha or grey).
 struct Planes {
     planes: Vec<Vec<u8>>,
+    rgb_keys: Vec<u32>,
+    one_keys: Vec<u32>,
 }
 
 fn split_row(format: BitmapFormat, row: &[u8], out: &mut Planes) {
+    // Plane slices up front: one bounds check per row, not per byte.
+    let (rgb, alpha) = out.planes.split_at_mut(3);
+    let [r, g, b] = rgb else {
+        unreachable!("a row has at least three planes")
+    };
+    let pixels = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
     match format {
-        BitmapFormat::Rgb32 | BitmapFormat::Rgba => {
-            for (x, p) in row.chunks_exact(4).enumerate() {
-                out.planes[0][x] = p[2];
-                out.planes[1][x] = p[1];
-                out.planes[2][x] = p[0];
-                if format == BitmapFormat::Rgba {
-                    out.planes[3][x] = p[3];
-                }
+        BitmapFormat::Rgb32 => {
+            for (((r, g), b), p) in pixels.zip(row.chunks_exact(4)) {
+                (*r, *g, *b) = (p[2], p[1], p[0]);
+            }
+        }
+        BitmapFormat::Rgba => {
+            let a = alpha.first_mut().map_or(&mut [][..], |a| &mut a[..]);
+            for ((((r, g), b), a), p) in pixels.zip(a.iter_mut()).zip(row.chunks_exact(4)) {
+                (*r, *g, *b, *a) = (p[2], p[1], p[0], p[3]);
             }
         }
         BitmapFormat::Rgb24 => {
-            for (x, p) in row.chunks_exact(3).enumerate() {
-                out.planes[0][x] = p[2];
-                out.planes[1][x] = p[1];
-                out.planes[2][x] = p[0];
+            for (((r, g), b), p) in pixels.zip(row.chunks_exact(3)) {
+                (*r, *g, *b) = (p[2], p[1], p[0]);
             }
         }
         BitmapFormat::Rgb16 => {
-            for (x, p) in row.chunks_exact(2).enumerate() {
+            for (((r, g), b), p) in pixels.zip(row.chunks_exact(2)) {
                 let v = u16::from_le_bytes([p[0], p[1]]);
-                out.planes[0][x] = ((v >> 10) & 0x1f) as u8;
-                out.planes[1][x] = ((v >> 5) & 0x1f) as u8;
-                out.planes[2][x] = (v & 0x1f) as u8;
+                *r = ((v >> 10) & 0x1f) as u8;
+                *g = ((v >> 5) & 0x1f) as u8;
+                *b = (v & 0x1f) as u8;
             }
         }
-        _ => out.planes[0].copy_from_slice(row),
+        _ => r.copy_from_slice(row),
+    }
+    let one = match format {
+        BitmapFormat::Rgba => alpha.first().map_or(&[][..], |a| &a[..]),
+        BitmapFormat::Rgb32 | BitmapFormat::Rgb24 | BitmapFormat::Rgb16 => &[],
+        _ => &r[..],
+    };
+    for (key, v) in out.one_keys.iter_mut().zip(one) {
+        *key = u32::from(*v);
+    }
+    let rgb = r.iter().zip(g.iter()).zip(b.iter());
+    for (key, ((r, g), b)) in out.rgb_keys.iter_mut().zip(rgb) {
+        *key = u32::from(*r) | u32::from(*g) << 8 | u32::from(*b) << 16;
     }
 }
 
@@ -678,12 +700,12 @@ pub fn encode(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
     let mut rgb_state = CommonState::new();
     let mut alpha_state = CommonState::new();
     let plane_count = if ty == QuicType::Rgba { 4 } else { 3 };
-    let mut cur = Planes {
+    let planes = || Planes {
         planes: vec![vec![0u8; width]; plane_count],
+        rgb_keys: vec![0; width],
+        one_keys: vec![0; width],
     };
-    let mut prev = Planes {
-        planes: vec![vec![0u8; width]; plane_count],
-    };
+    let (mut cur, mut prev) = (planes(), planes());
     let stride = bitmap.stride();
     let mask = (1u32 << bpc) - 1;
     let alpha_plane = if ty == QuicType::Gray { 0 } else { 3 };
@@ -712,7 +734,8 @@ pub fn encode(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
             };
             let c: [&[u8]; 3] = [&cur.planes[0], &cur.planes[1], &cur.planes[2]];
             let p: [&[u8]; 3] = [&prev.planes[0], &prev.planes[1], &prev.planes[2]];
-            run_row(&mut coder, y, &p, &c, bitmap.width);
+            let keys = (&prev.rgb_keys[..], &cur.rgb_keys[..]);
+            run_row(&mut coder, y, (&p, &c), keys, bitmap.width);
         }
         if alpha {
             let ch = if ty == QuicType::Gray {
@@ -730,7 +753,8 @@ pub fn encode(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
             };
             let c: [&[u8]; 1] = [&cur.planes[alpha_plane]];
             let p: [&[u8]; 1] = [&prev.planes[alpha_plane]];
-            run_row(&mut coder, y, &p, &c, bitmap.width);
+            let keys = (&prev.one_keys[..], &cur.one_keys[..]);
+            run_row(&mut coder, y, (&p, &c), keys, bitmap.width);
         }
         std::mem::swap(&mut cur, &mut prev);
     }
@@ -740,8 +764,8 @@ pub fn encode(bitmap: &Bitmap) -> Result<Vec<u8>, CodecError> {
 fn run_row<const N: usize>(
     coder: &mut RowCoder<'_, N>,
     y: usize,
-    prev: &[&[u8]; N],
-    cur: &[&[u8]; N],
+    (prev, cur): (&[&[u8]; N], &[&[u8]; N]),
+    keys: (&[u32], &[u32]),
     width: u32,
 ) {
     let plan = coder.state.plan_segments(width);
@@ -751,7 +775,7 @@ fn run_row<const N: usize>(
         if y == 0 {
             coder.first_row_segment(cur, seg.start, seg.end, seg.waitmask);
         } else {
-            coder.row_segment(prev, cur, seg.start, seg.end, seg.waitmask);
+            coder.row_segment((prev, cur), keys, seg.start, seg.end, seg.waitmask);
         }
     }
     coder.state.wm_trigger = final_trigger;
