@@ -317,6 +317,11 @@ mod tests {
         }
         assert!(!s.wants_writable(), "nothing of a frame waits");
         assert_eq!(frames_waiting(&mut peer), (vec![60_000; sent], 0));
+        assert_eq!(
+            s.send(&frame).unwrap(),
+            Sent::Done,
+            "room once the peer read"
+        );
     }
 
     #[test]
@@ -389,10 +394,12 @@ mod tests {
     /// that ends inside a frame it reads the rest with one blocking read; a
     /// short read loses the frame and the stream's framing with it.
     fn read_like_passt(mut peer: UnixStream) -> (usize, usize) {
-        let mut buf = vec![0u8; 8 << 20];
+        // passt's read size (TAP_BUF_FILL), and room for a frame's rest.
+        const READ: usize = 8_323_069;
+        let mut buf = vec![0u8; READ + 70_000];
         let (mut whole, mut lost) = (0, 0);
         loop {
-            let Ok(got @ 1..) = peer.read(&mut buf[..7 << 20]) else {
+            let Ok(got @ 1..) = peer.read(&mut buf[..READ]) else {
                 return (whole, lost);
             };
             let (mut at, mut n) = (0, got);

@@ -9,11 +9,15 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
 /// What we ask for; the kernel caps it at `net.core.wmem_max` and
-/// `rmem_max`, as passt's own socket (`--socket`) does.
-const WANTED: usize = i32::MAX as usize / 2;
+/// `rmem_max` and doubles it. passt asks for `INT_MAX / 2` on a socket it
+/// accepts (`--socket`); we stop at 4 MiB, so that what a socket holds
+/// (under 8 MiB as the kernel counts it) always fits in one read of passt's
+/// (8 323 069 bytes): a read that ended inside a frame's length would lose
+/// the stream's framing.
+const WANTED: usize = 4 << 20;
 
-/// Asks for the most buffer space the kernel allows each way (without
-/// privileges); failing is harmless, so it is only logged.
+/// Asks for up to [`WANTED`] of buffer space each way (what the kernel
+/// allows without privileges); failing is harmless, so it is only logged.
 pub fn enlarge(socket: &impl AsFd) {
     let send = setsockopt(socket, sockopt::SndBuf, &WANTED);
     let recv = setsockopt(socket, sockopt::RcvBuf, &WANTED);

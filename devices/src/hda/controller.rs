@@ -383,15 +383,14 @@ impl Controller {
         }
     }
 
-    /// Runs the verbs that waited for an acknowledgement; whether any
-    /// did.
+    /// Runs the verbs that waited for an acknowledgement; whether there
+    /// were any to look at (the interrupt state may have changed).
     pub fn run_waiting_commands(&mut self) -> bool {
         if !std::mem::take(&mut self.commands_waiting) {
             return false;
         }
-        let before = self.rings.corb_rp;
         self.run_commands();
-        self.rings.corb_rp != before
+        true
     }
 
     fn run_commands(&mut self) {
