@@ -9,7 +9,11 @@
 //! calls, not a confinement of the file system.
 //!
 //! One allowlist for all threads (set with TSYNC, and inherited by the
-//! threads started later), built from the calls saffron's threads were
+//! threads started later), and on the vCPU threads, which run the device
+//! models for every port and MMIO access the guest makes, a second filter
+//! stacked on it ([`restrict_vcpu_thread`]) that takes away what they never
+//! need: sockets, files opened for writing, renaming and removing files,
+//! starting threads. The allowlist is built from the calls saffron's threads were
 //! seen to make (strace of the native SPICE tests and of the end-to-end
 //! tests in the nested machine: vCPUs, device workers, the SPICE loop and
 //! its encoder pool, the control socket) plus what the Rust runtime and
@@ -138,16 +142,61 @@ const ALLOWED: &[i64] = &[
     libc::SYS_readlinkat,
 ];
 
+/// Calls taken away from the vCPU threads on top of [`ALLOWED`]. Reading
+/// files by name stays (a panic's backtrace reads the executable).
+const VCPU_DENIED: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_shutdown,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_flock,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+];
+
+/// `openat` flags refused on the vCPU threads: any of them opens a file
+/// for writing or changes it.
+const VCPU_DENIED_OPEN_FLAGS: &[libc::c_int] = &[
+    libc::O_WRONLY,
+    libc::O_RDWR,
+    libc::O_CREAT,
+    libc::O_TRUNC,
+    libc::O_APPEND,
+];
+
+/// `seccomp(2)`'s operation that installs a filter: allowed, so that a
+/// thread can narrow its own calls further (it can never widen them).
+const SECCOMP_SET_MODE_FILTER: u64 = 1;
+
 /// `ioctl` requests refused although `ioctl` is allowed: pushing input
 /// into a terminal (fd 0 may be the user's).
 const REFUSED_IOCTLS: &[u64] = &[libc::TIOCSTI, libc::TIOCLINUX];
 
+/// What a call outside a filter gets in `mode`; `None` for `Off`.
+fn refusal(mode: SeccompMode) -> Option<SeccompAction> {
+    match mode {
+        SeccompMode::Off => None,
+        SeccompMode::Log => Some(SeccompAction::Log),
+        SeccompMode::On => Some(SeccompAction::KillProcess),
+    }
+}
+
 /// Installs the filter on every thread (no-op for `Off`).
 pub fn apply(mode: SeccompMode) -> Result<(), String> {
-    let mismatch = match mode {
-        SeccompMode::Off => return Ok(()),
-        SeccompMode::Log => SeccompAction::Log,
-        SeccompMode::On => SeccompAction::KillProcess,
+    let Some(mismatch) = refusal(mode) else {
+        return Ok(());
     };
     let program = program(mismatch)?;
     seccompiler::apply_filter_all_threads(&program).map_err(|e| format!("seccomp: {e}"))?;
@@ -155,8 +204,43 @@ pub fn apply(mode: SeccompMode) -> Result<(), String> {
     Ok(())
 }
 
+/// Narrows the calling thread (a vCPU) further: [`VCPU_DENIED`] and
+/// `openat` for writing get what `mode` gives a refused call. Call it
+/// from the thread itself, after [`apply`].
+pub fn restrict_vcpu_thread(mode: SeccompMode) -> Result<(), String> {
+    let Some(refused) = refusal(mode) else {
+        return Ok(());
+    };
+    let program = vcpu_program(refused)?;
+    seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
+}
+
+fn error(e: seccompiler::BackendError) -> String {
+    format!("seccomp: {e}")
+}
+
+fn vcpu_program(refused: SeccompAction) -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        VCPU_DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
+    // openat(dirfd, path, flags, mode): refused when any flag is set (the
+    // rules of one call are alternatives).
+    let open_rules = VCPU_DENIED_OPEN_FLAGS
+        .iter()
+        .map(|&flag| {
+            let flag = flag as u64;
+            let op = SeccompCmpOp::MaskedEq(flag);
+            SeccompCondition::new(2, SeccompCmpArgLen::Dword, op, flag)
+                .and_then(|c| SeccompRule::new(vec![c]))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(error)?;
+    rules.insert(libc::SYS_openat, open_rules);
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, refused, TargetArch::x86_64)
+        .map_err(error)?;
+    filter.try_into().map_err(|e| format!("seccomp: {e}"))
+}
+
 fn program(mismatch: SeccompAction) -> Result<BpfProgram, String> {
-    let error = |e: seccompiler::BackendError| format!("seccomp: {e}");
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
     // ioctl: any request but the refused ones (all conditions must hold).
@@ -170,6 +254,17 @@ fn program(mismatch: SeccompAction) -> Result<BpfProgram, String> {
     rules.insert(
         libc::SYS_ioctl,
         vec![SeccompRule::new(conditions).map_err(error)?],
+    );
+    let install = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        SECCOMP_SET_MODE_FILTER,
+    )
+    .map_err(error)?;
+    rules.insert(
+        libc::SYS_seccomp,
+        vec![SeccompRule::new(vec![install]).map_err(error)?],
     );
     let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
         .map_err(error)?;
@@ -212,17 +307,59 @@ mod tests {
         println!("still alive");
     }
 
+    /// Like the children above: a vCPU thread opens a file for writing,
+    /// which other threads may (screendump).
+    #[test]
+    #[ignore = "a child process of a_forbidden_call_kills_the_process"]
+    fn child_vcpu_thread_writes_a_file() {
+        apply(SeccompMode::On).unwrap();
+        let path = std::env::temp_dir().join(format!("saffron-seccomp-{}", std::process::id()));
+        std::fs::write(&path, b"other threads may").unwrap();
+        std::thread::spawn(move || {
+            restrict_vcpu_thread(SeccompMode::On).unwrap();
+            // Reading stays allowed.
+            std::fs::read(&path).unwrap();
+            let _ = std::fs::write(&path, b"a vCPU may not");
+        })
+        .join()
+        .unwrap();
+        println!("still alive");
+    }
+
+    /// A vCPU thread uses a socket, which the SPICE threads may.
+    #[test]
+    #[ignore = "a child process of a_forbidden_call_kills_the_process"]
+    fn child_vcpu_thread_uses_a_socket() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        apply(SeccompMode::On).unwrap();
+        a.local_addr().unwrap();
+        std::thread::spawn(move || {
+            restrict_vcpu_thread(SeccompMode::On).unwrap();
+            let _ = a.local_addr();
+        })
+        .join()
+        .unwrap();
+        println!("still alive");
+    }
+
     #[test]
     fn a_forbidden_call_kills_the_process() {
         for child in [
             "child_makes_a_forbidden_call",
             "child_pushes_terminal_input",
+            "child_vcpu_thread_writes_a_file",
+            "child_vcpu_thread_uses_a_socket",
         ] {
-            let out = Command::new(std::env::current_exe().unwrap())
+            let process = Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", &format!("seccomp::tests::{child}")])
                 .args(["--ignored", "--nocapture"])
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .unwrap();
+            let file = std::env::temp_dir().join(format!("saffron-seccomp-{}", process.id()));
+            let out = process.wait_with_output().unwrap();
+            let _ = std::fs::remove_file(file);
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{child}: {out:?}");
             assert!(!String::from_utf8_lossy(&out.stdout).contains("still alive"));
@@ -236,5 +373,6 @@ mod tests {
         assert_eq!(SeccompMode::parse("off"), Ok(SeccompMode::Off));
         assert!(SeccompMode::parse("yes").is_err());
         assert!(program(SeccompAction::KillProcess).is_ok());
+        assert!(vcpu_program(SeccompAction::KillProcess).is_ok());
     }
 }

@@ -484,12 +484,17 @@ fn vm_control(
 }
 
 /// Step 6: one thread per vCPU.
-pub fn start_vcpus(machine: &Machine, vcpus: Vec<VcpuFd>) -> Result<(), VmError> {
+pub fn start_vcpus(
+    machine: &Machine,
+    vcpus: Vec<VcpuFd>,
+    seccomp: saffron::seccomp::SeccompMode,
+) -> Result<(), VmError> {
     let ctx = Arc::new(vcpu::VcpuContext {
         io_bus: machine.io_bus.clone(),
         mmio_bus: machine.mmio_bus.clone(),
         exit: machine.exit.clone(),
         totals: machine.exits.clone(),
+        seccomp,
     });
     vcpu::install_debug_signal();
     for (id, vcpu) in vcpus.into_iter().enumerate() {

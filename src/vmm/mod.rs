@@ -256,7 +256,7 @@ pub fn run(config: &VmConfig) -> Result<VmExit, VmError> {
     let vcpus = build::create_vcpus(&machine, config, boot.entry.as_ref())?;
     let services = build::start_services(&machine, &platform, &mut devices, config)?;
     saffron::seccomp::apply(config.seccomp).map_err(VmError::Seccomp)?;
-    build::start_vcpus(&machine, vcpus)?;
+    build::start_vcpus(&machine, vcpus, config.seccomp)?;
 
     let reason = machine.exit.wait();
     let _ = lock(&platform.serial).flush_output();

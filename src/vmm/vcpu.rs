@@ -19,6 +19,8 @@ pub struct VcpuContext {
     pub exit: Arc<ExitSignal>,
     /// Exits of all vCPUs (the stats dump).
     pub totals: Arc<ExitTotals>,
+    /// The filter each vCPU thread narrows itself with (docs/seccomp.md).
+    pub seccomp: saffron::seccomp::SeccompMode,
 }
 
 extern "C" fn interrupt_kvm_run(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -51,7 +53,10 @@ pub fn spawn(id: u8, mut vcpu: VcpuFd, ctx: Arc<VcpuContext>) -> std::io::Result
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
         .spawn(move || {
-            let exit = run(id, &mut vcpu, &ctx);
+            let exit = match saffron::seccomp::restrict_vcpu_thread(ctx.seccomp) {
+                Ok(()) => run(id, &mut vcpu, &ctx),
+                Err(e) => VmExit::Error(format!("vCPU {id}: {e}")),
+            };
             ctx.exit.request(exit);
         })
 }
@@ -101,7 +106,7 @@ fn run(id: u8, vcpu: &mut VcpuFd, ctx: &VcpuContext) -> VmExit {
             }
             Ok(VcpuExit::Shutdown) => {
                 // A triple fault resets a PC.
-                tracing::info!("vCPU {id}: triple fault, resetting");
+                tracing::warn!("vCPU {id}: triple fault, resetting");
                 dump_state(id, vcpu, &counts);
                 if let Ok(events) = vcpu.get_vcpu_events() {
                     tracing::info!(

@@ -137,7 +137,7 @@ def test_qxl_takes_over_and_send_key_types_into_tty1():
             api.call("pointer-position", x=512, y=384)
             api.call("pointer-button", button="left")
             api.call("pointer-position", x=1023, y=0, display=0)
-            events = recorded(guest, tablet)
+            events = recorded(guest, tablet, expect=6)
             print(f"  tablet events: {events}")
             xs = [v for k, c, v in events if (k, c) == (EV_ABS, ABS_X)]
             ys = [v for k, c, v in events if (k, c) == (EV_ABS, ABS_Y)]

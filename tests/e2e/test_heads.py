@@ -163,7 +163,7 @@ def positions_land_on_their_monitor(guest: Guest, client: Client, heads: list[He
     for monitor, x, y in points:
         client.command(f"POSITION {x} {y} 0 {monitor}")
         time.sleep(0.3)
-    events = recorded(guest, tablet)
+    events = recorded(guest, tablet, expect=2 * len(points))
     xs = [v for k, c, v in events if (k, c) == (EV_ABS, ABS_X)]
     ys = [v for k, c, v in events if (k, c) == (EV_ABS, ABS_Y)]
     width = max(x + w for w, _, x, _ in heads)

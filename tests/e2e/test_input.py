@@ -238,11 +238,17 @@ def irq_count(guest: Guest, irq: int) -> int:
     return sum(int(n) for n in line[1:] if n.isdigit())
 
 
-def recorded(guest: Guest, node: str) -> list[tuple[int, int, int]]:
-    """Stops recording; the events (type, code, value), SYN_REPORTs left out. The guest
-    turns each 24-byte event into 14 hex digits (type, code, value), all on one line: heavy
-    serial output stalls nested guests."""
-    time.sleep(1)
+def recorded(guest: Guest, node: str, expect: int = 0) -> list[tuple[int, int, int]]:
+    """Stops recording once at least `expect` events (SYN_REPORTs left out) have come and no
+    more came for a second (a stalled nested guest may take a while; at most about a minute);
+    the events (type, code, value), SYN_REPORTs left out. The guest turns each 24-byte event
+    into 14 hex digits (type, code, value), all on one line: heavy serial output stalls
+    nested guests."""
+    # Each event is 24 bytes; SYN_REPORTs add more, so `expect` events are a lower bound.
+    guest.run(f"f=/tmp/{node}.ev; i=0; while [ $(stat -c %s $f) -lt {24 * expect} ]"
+              f" && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; last=-1;"
+              f" while [ $(stat -c %s $f) != $last ] && [ $i -lt 900 ]; do"
+              f" last=$(stat -c %s $f); sleep 1; i=$((i+10)); done", timeout=150)
     guest.run(f"kill $(cat /tmp/{node}.pid)", timeout=90)
     dump = guest.run(
         f"od -An -v -tx1 -w24 /tmp/{node}.ev | awk '$17 != \"00\" "
@@ -367,7 +373,7 @@ def test_keyboard_leds_and_server_mouse():
             client.command("RELEASE 5 0")
             time.sleep(0.3)
             client.command("MOTION -7 0 0")
-            events = recorded(guest, mouse)
+            events = recorded(guest, mouse, expect=9)
             irq12 = irq_count(guest, 12) - irq12_before
             print(f"  PS/2 mouse events: {events} ({irq12} mouse interrupts)")
             moved_x = sum(v for k, c, v in events if (k, c) == (EV_REL, REL_X))
@@ -437,7 +443,7 @@ def check_tablet(guest: Guest, client: Client, width: int, height: int,
     time.sleep(0.3)
     client.command("PRESS 1 1")
     client.command("RELEASE 1 0")
-    events = recorded(guest, tablet)
+    events = recorded(guest, tablet, expect=2 * len(points) + 2)
     xs = [v for k, c, v in events if (k, c) == (EV_ABS, ABS_X)]
     ys = [v for k, c, v in events if (k, c) == (EV_ABS, ABS_Y)]
     print(f"  {width}x{height}: tablet X {xs}, Y {ys}")

@@ -23,7 +23,11 @@ pub mod pci;
 #[cfg(any(test, feature = "test-driver"))]
 pub mod test_driver;
 
+use std::num::Wrapping;
+use std::sync::atomic::Ordering;
+
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress};
 
 /// Guest RAM as devices see it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
@@ -116,6 +120,9 @@ pub struct Queues<'a> {
     name: &'a str,
     /// Set when the device cannot go on: the transport asks for a reset.
     failed: bool,
+    /// Queues (bit per index) whose driver must hear of chains returned by
+    /// [`add_used_together`](Queues::add_used_together) at the next notify.
+    notify_pending: u64,
 }
 
 impl<'a> Queues<'a> {
@@ -135,6 +142,7 @@ impl<'a> Queues<'a> {
             errors,
             name,
             failed: false,
+            notify_pending: 0,
         }
     }
 
@@ -245,15 +253,73 @@ impl<'a> Queues<'a> {
         }
     }
 
+    /// Returns several chains to the driver at once: it sees all of them
+    /// used or none (one index update). A frame spread over several receive
+    /// buffers must arrive whole: Linux's virtio-net driver drops a frame
+    /// whose later buffers it does not find used yet
+    /// (docs/virtio-net.md §4).
+    pub fn add_used_together(&mut self, index: u16, used: &[(u16, u32)]) {
+        if let [(head, len)] = used {
+            return self.add_used(index, *head, *len);
+        }
+        let memory = self.memory;
+        let Some(queue) = self.queues.get_mut(usize::from(index)) else {
+            return;
+        };
+        // The queue counts chains for its notification decision only when
+        // they go through its own add_used: settle what it counted so far.
+        let mut notify = queue.needs_notification(memory);
+        let start = Wrapping(queue.next_used());
+        let mut written = Ok(());
+        for (i, &(head, len)) in used.iter().enumerate() {
+            written = used_element(queue, memory, start + Wrapping(i as u16), head, len);
+            if written.is_err() {
+                break;
+            }
+        }
+        let end = start + Wrapping(used.len() as u16);
+        let published = written.and_then(|()| {
+            let at = queue
+                .used_ring()
+                .checked_add(2)
+                .ok_or("used ring address")?;
+            memory
+                .store(end.0.to_le(), GuestAddress(at), Ordering::Release)
+                .map_err(|_| "used index outside RAM")
+        });
+        if let Err(e) = published {
+            self.guest_error(format_args!("queue {index}: cannot return chains: {e}"));
+            self.failed = true;
+            return;
+        }
+        queue.set_next_used(end.0);
+        if queue.event_idx_enabled() {
+            // As the queue decides: notify when the driver's used_event lies
+            // in [start, end).
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let crossed =
+                used_event(queue, memory).map(|event| end - event - Wrapping(1) < end - start);
+            notify = notify.map(|n| n || crossed.unwrap_or(true));
+        } else {
+            notify = Ok(true);
+        }
+        if !matches!(notify, Ok(false)) {
+            self.notify_pending |= 1 << (index % 64);
+        }
+    }
+
     /// Interrupts the driver if it wants to hear about used buffers.
     pub fn notify(&mut self, index: u16) {
         let memory = self.memory;
         let Some(queue) = self.queues.get_mut(usize::from(index)) else {
             return;
         };
+        let bit = 1 << (index % 64);
+        let pending = self.notify_pending & bit != 0;
+        self.notify_pending &= !bit;
         match queue.needs_notification(memory) {
-            Ok(true) => self.interrupt.signal_queue(index),
-            Ok(false) => {}
+            Ok(need) if need || pending => self.interrupt.signal_queue(index),
+            Ok(_) => {}
             Err(e) => {
                 self.guest_error(format_args!("queue {index}: used ring unreachable: {e}"));
                 self.failed = true;
@@ -270,4 +336,42 @@ impl<'a> Queues<'a> {
     pub fn failed(&self) -> bool {
         self.failed
     }
+}
+
+/// Writes the used ring's element at position `at` (not yet published).
+fn used_element(
+    queue: &Queue,
+    memory: &GuestMemory,
+    at: Wrapping<u16>,
+    head: u16,
+    len: u32,
+) -> Result<(), &'static str> {
+    if head >= queue.size() {
+        return Err("a chain index outside the queue");
+    }
+    // The ring: flags and index (4 bytes), then 8-byte elements (id, len).
+    let offset = 4 + 8 * u64::from(at.0 % queue.size());
+    let addr = queue
+        .used_ring()
+        .checked_add(offset)
+        .ok_or("used ring address")?;
+    let mut element = [0u8; 8];
+    element[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+    element[4..].copy_from_slice(&len.to_le_bytes());
+    memory
+        .write_slice(&element, GuestAddress(addr))
+        .map_err(|_| "used ring outside RAM")
+}
+
+/// The driver's `used_event` (after the available ring's entries).
+fn used_event(queue: &Queue, memory: &GuestMemory) -> Result<Wrapping<u16>, &'static str> {
+    let offset = 4 + 2 * u64::from(queue.size());
+    let addr = queue
+        .avail_ring()
+        .checked_add(offset)
+        .ok_or("available ring address")?;
+    memory
+        .load::<u16>(GuestAddress(addr), Ordering::Acquire)
+        .map(|v| Wrapping(u16::from_le(v)))
+        .map_err(|_| "available ring outside RAM")
 }

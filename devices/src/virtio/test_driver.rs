@@ -121,6 +121,13 @@ impl<D: VirtioDevice> Driver<D> {
         b[0]
     }
 
+    /// Reads (and so clears) the ISR status: bit 0 is a queue interrupt.
+    pub fn isr(&mut self) -> u8 {
+        let mut b = [0u8];
+        self.device.read_bar(0, super::pci::ISR_OFFSET, &mut b);
+        b[0]
+    }
+
     /// The configuration generation the device reports.
     pub fn config_generation(&mut self) -> u8 {
         let mut b = [0u8];
@@ -147,6 +154,18 @@ impl<D: VirtioDevice> Driver<D> {
     fn used_addr(&self, q: u16) -> u64 {
         let r = self.ring(q);
         (self.avail_addr(q) + 6 + 2 * u64::from(r.size) + 3) & !3
+    }
+
+    /// Writes queue `q`'s `used_event` (EVENT_IDX: the used index after
+    /// which the driver wants an interrupt).
+    pub fn set_used_event(&mut self, q: u16, event: u16) {
+        let at = self.avail_addr(q) + 4 + 2 * u64::from(self.ring(q).size);
+        self.mem.write_obj(event, GuestAddress(at)).unwrap();
+    }
+
+    /// Where queue `q`'s used index lies (to watch it from another thread).
+    pub fn used_index_addr(&self, q: u16) -> u64 {
+        self.used_addr(q) + 2
     }
 
     /// Adds a chain of (addr, len, device-writable) without kicking.

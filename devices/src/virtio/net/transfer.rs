@@ -408,15 +408,13 @@ impl Transfer {
             self.rx[..header::SIZE].copy_from_slice(hdr.as_bytes());
         }
         if let Err(e) = self.scatter(total, queues.memory()) {
-            for &(head, _) in &self.chains {
-                queues.add_used(RX, head, 0);
-            }
+            self.chains.iter_mut().for_each(|chain| chain.1 = 0);
+            queues.add_used_together(RX, &self.chains);
             queues.guest_error(format_args!("receive buffers unwritable: {e}"));
             return Delivery::Dropped;
         }
-        for &(head, len) in &self.chains {
-            queues.add_used(RX, head, len);
-        }
+        // All of the frame's buffers become used at once.
+        queues.add_used_together(RX, &self.chains);
         self.rx_len = 0;
         NetStats::add(&self.stats.rx_packets, 1);
         NetStats::add(&self.stats.rx_bytes, (total - header::SIZE) as u64);
@@ -464,9 +462,7 @@ impl Transfer {
                     // popped: all go back used and empty (the driver frees
                     // them).
                     self.chains.push((head, 0));
-                    for &(head, _) in &self.chains {
-                        queues.add_used(RX, head, 0);
-                    }
+                    queues.add_used_together(RX, &self.chains);
                     queues.guest_error(format_args!("receive chain {head}: {reason}"));
                     return Err(Delivery::Dropped);
                 }
