@@ -52,8 +52,33 @@ impl SeccompMode {
     }
 }
 
-/// The system calls allowed after set-up (x86-64 numbers).
-const ALLOWED: &[i64] = &[
+/// The system calls allowed after set-up (x86-64 numbers), in groups.
+const ALLOWED: &[&[i64]] = &[OTHER_CALLS, SOCKETS, FILE_CHANGES];
+
+/// Calls on sockets already open: SPICE and control socket clients, passt.
+const SOCKETS: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_shutdown,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+];
+
+/// Renaming and removing files: the control socket's screendump (a new
+/// file, renamed into place), the socket files removed at exit.
+const FILE_CHANGES: &[i64] = &[
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+];
+
+const OTHER_CALLS: &[i64] = &[
     // Memory.
     libc::SYS_brk,
     libc::SYS_mmap,
@@ -117,24 +142,9 @@ const ALLOWED: &[i64] = &[
     libc::SYS_epoll_pwait,
     libc::SYS_poll,
     libc::SYS_ppoll,
-    libc::SYS_accept4,
-    libc::SYS_recvfrom,
-    libc::SYS_recvmsg,
-    libc::SYS_sendto,
-    libc::SYS_sendmsg,
-    libc::SYS_shutdown,
-    libc::SYS_getsockopt,
-    libc::SYS_setsockopt,
-    libc::SYS_getsockname,
-    libc::SYS_getpeername,
     libc::SYS_getrandom,
-    // The control socket's screendump (a new file, renamed into place), and
-    // the socket files removed at exit.
+    // Files by name: screendump, the replayed recording.
     libc::SYS_openat,
-    libc::SYS_rename,
-    libc::SYS_renameat,
-    libc::SYS_unlink,
-    libc::SYS_unlinkat,
     libc::SYS_uname,
     libc::SYS_getcwd,
     // A panic's backtrace finds the executable (RUST_BACKTRACE).
@@ -144,21 +154,10 @@ const ALLOWED: &[i64] = &[
 
 /// Calls taken away from the vCPU threads on top of [`ALLOWED`]. Reading
 /// files by name stays (a panic's backtrace reads the executable).
-const VCPU_DENIED: &[i64] = &[
-    libc::SYS_accept4,
-    libc::SYS_recvfrom,
-    libc::SYS_recvmsg,
-    libc::SYS_sendto,
-    libc::SYS_sendmsg,
-    libc::SYS_shutdown,
-    libc::SYS_getsockopt,
-    libc::SYS_setsockopt,
-    libc::SYS_getsockname,
-    libc::SYS_getpeername,
-    libc::SYS_rename,
-    libc::SYS_renameat,
-    libc::SYS_unlink,
-    libc::SYS_unlinkat,
+const VCPU_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, VCPU_DENIED_OTHERS];
+
+/// Disks are written by their own threads; threads all start in set-up.
+const VCPU_DENIED_OTHERS: &[i64] = &[
     libc::SYS_ftruncate,
     libc::SYS_fallocate,
     libc::SYS_flock,
@@ -200,7 +199,8 @@ pub fn apply(mode: SeccompMode) -> Result<(), String> {
     };
     let program = program(mismatch)?;
     seccompiler::apply_filter_all_threads(&program).map_err(|e| format!("seccomp: {e}"))?;
-    tracing::info!("seccomp: {} system calls allowed ({mode:?})", ALLOWED.len());
+    let count = ALLOWED.iter().map(|group| group.len()).sum::<usize>();
+    tracing::info!("seccomp: {count} system calls allowed ({mode:?})");
     Ok(())
 }
 
@@ -215,13 +215,18 @@ pub fn restrict_vcpu_thread(mode: SeccompMode) -> Result<(), String> {
     seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
 }
 
+/// Rules matching each call of `groups` whatever its arguments.
+fn every_call_of(groups: &[&[i64]]) -> BTreeMap<i64, Vec<SeccompRule>> {
+    let calls = groups.iter().flat_map(|group| group.iter());
+    calls.map(|&nr| (nr, Vec::new())).collect()
+}
+
 fn error(e: seccompiler::BackendError) -> String {
     format!("seccomp: {e}")
 }
 
 fn vcpu_program(refused: SeccompAction) -> Result<BpfProgram, String> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        VCPU_DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
+    let mut rules = every_call_of(VCPU_DENIED);
     // openat(dirfd, path, flags, mode): refused when any flag is set (the
     // rules of one call are alternatives).
     let open_rules = VCPU_DENIED_OPEN_FLAGS
@@ -241,8 +246,7 @@ fn vcpu_program(refused: SeccompAction) -> Result<BpfProgram, String> {
 }
 
 fn program(mismatch: SeccompAction) -> Result<BpfProgram, String> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    let mut rules = every_call_of(ALLOWED);
     // ioctl: any request but the refused ones (all conditions must hold).
     let conditions = REFUSED_IOCTLS
         .iter()
