@@ -9,11 +9,12 @@
 //! calls, not a confinement of the file system.
 //!
 //! One allowlist for all threads (set with TSYNC, and inherited by the
-//! threads started later), and on the vCPU threads, which run the device
-//! models for every port and MMIO access the guest makes, a second filter
-//! stacked on it ([`restrict_vcpu_thread`]) that takes away what they never
-//! need: sockets, files opened for writing, renaming and removing files,
-//! starting threads. The allowlist is built from the calls saffron's threads were
+//! threads started later), and a second filter stacked on it on the
+//! threads that run guest-driven code: the vCPUs, which run the device
+//! models for every port and MMIO access ([`restrict_vcpu_thread`]: no
+//! sockets, no files opened for writing, renamed or removed, no new
+//! threads), and the device workers (the same but sockets, applied at their
+//! next round of work through `devices::thread_layer`). The allowlist is built from the calls saffron's threads were
 //! seen to make (strace of the native SPICE tests and of the end-to-end
 //! tests in the nested machine: vCPUs, device workers, the SPICE loop and
 //! its encoder pool, the control socket) plus what the Rust runtime and
@@ -154,19 +155,21 @@ const OTHER_CALLS: &[i64] = &[
 
 /// Calls taken away from the vCPU threads on top of [`ALLOWED`]. Reading
 /// files by name stays (a panic's backtrace reads the executable).
-const VCPU_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, VCPU_DENIED_OTHERS];
+const VCPU_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS, VCPU_DENIED_OTHERS];
+
+/// Calls taken away from the device threads (disk, network, QXL, sound and
+/// VGA workers): they keep the calls on open sockets (the network's
+/// backend, audio and display consumers that write to clients).
+const DEVICE_DENIED: &[&[i64]] = &[FILE_CHANGES, NEW_THREADS, &[libc::SYS_accept4]];
+
+/// Every thread is started during set-up.
+const NEW_THREADS: &[i64] = &[libc::SYS_clone, libc::SYS_clone3];
 
 /// Disks are written by their own threads; threads all start in set-up.
-const VCPU_DENIED_OTHERS: &[i64] = &[
-    libc::SYS_ftruncate,
-    libc::SYS_fallocate,
-    libc::SYS_flock,
-    libc::SYS_clone,
-    libc::SYS_clone3,
-];
+const VCPU_DENIED_OTHERS: &[i64] = &[libc::SYS_ftruncate, libc::SYS_fallocate, libc::SYS_flock];
 
-/// `openat` flags refused on the vCPU threads: any of them opens a file
-/// for writing or changes it.
+/// `openat` flags refused on the vCPU and device threads: any of them
+/// opens a file for writing or changes it.
 const VCPU_DENIED_OPEN_FLAGS: &[libc::c_int] = &[
     libc::O_WRONLY,
     libc::O_RDWR,
@@ -197,8 +200,17 @@ pub fn apply(mode: SeccompMode) -> Result<(), String> {
     let Some(mismatch) = refusal(mode) else {
         return Ok(());
     };
-    let program = program(mismatch)?;
+    let program = program(mismatch.clone())?;
+    // Built before the filter goes in (building it needs no new calls, but
+    // this keeps set-up's work ahead of the filter).
+    let device_layer = layer_program(DEVICE_DENIED, mismatch)?;
     seccompiler::apply_filter_all_threads(&program).map_err(|e| format!("seccomp: {e}"))?;
+    // The device threads narrow themselves at their next round of work.
+    devices::thread_layer::register(move || {
+        if let Err(e) = seccompiler::apply_filter(&device_layer) {
+            tracing::error!("seccomp: a device thread cannot narrow its calls: {e}");
+        }
+    });
     let count = ALLOWED.iter().map(|group| group.len()).sum::<usize>();
     tracing::info!("seccomp: {count} system calls allowed ({mode:?})");
     Ok(())
@@ -211,7 +223,7 @@ pub fn restrict_vcpu_thread(mode: SeccompMode) -> Result<(), String> {
     let Some(refused) = refusal(mode) else {
         return Ok(());
     };
-    let program = vcpu_program(refused)?;
+    let program = layer_program(VCPU_DENIED, refused)?;
     seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
 }
 
@@ -225,8 +237,9 @@ fn error(e: seccompiler::BackendError) -> String {
     format!("seccomp: {e}")
 }
 
-fn vcpu_program(refused: SeccompAction) -> Result<BpfProgram, String> {
-    let mut rules = every_call_of(VCPU_DENIED);
+/// A layer refusing `denied` and `openat` for writing, allowing the rest.
+fn layer_program(denied: &[&[i64]], refused: SeccompAction) -> Result<BpfProgram, String> {
+    let mut rules = every_call_of(denied);
     // openat(dirfd, path, flags, mode): refused when any flag is set (the
     // rules of one call are alternatives).
     let open_rules = VCPU_DENIED_OPEN_FLAGS
@@ -330,6 +343,23 @@ mod tests {
         println!("still alive");
     }
 
+    /// A device thread, narrowed as its loop does, opens a file for writing.
+    #[test]
+    #[ignore = "a child process of a_forbidden_call_kills_the_process"]
+    fn child_device_thread_writes_a_file() {
+        apply(SeccompMode::On).unwrap();
+        let path = std::env::temp_dir().join(format!("saffron-seccomp-{}", std::process::id()));
+        std::thread::spawn(move || {
+            let mut layer = devices::thread_layer::ThreadLayer::default();
+            layer.before_work();
+            std::fs::read("/proc/self/stat").unwrap();
+            let _ = std::fs::write(&path, b"a device thread may not");
+        })
+        .join()
+        .unwrap();
+        println!("still alive");
+    }
+
     /// A vCPU thread uses a socket, which the SPICE threads may.
     #[test]
     #[ignore = "a child process of a_forbidden_call_kills_the_process"]
@@ -353,6 +383,7 @@ mod tests {
             "child_pushes_terminal_input",
             "child_vcpu_thread_writes_a_file",
             "child_vcpu_thread_uses_a_socket",
+            "child_device_thread_writes_a_file",
         ] {
             let process = Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", &format!("seccomp::tests::{child}")])
@@ -377,6 +408,7 @@ mod tests {
         assert_eq!(SeccompMode::parse("off"), Ok(SeccompMode::Off));
         assert!(SeccompMode::parse("yes").is_err());
         assert!(program(SeccompAction::KillProcess).is_ok());
-        assert!(vcpu_program(SeccompAction::KillProcess).is_ok());
+        assert!(layer_program(VCPU_DENIED, SeccompAction::KillProcess).is_ok());
+        assert!(layer_program(DEVICE_DENIED, SeccompAction::KillProcess).is_ok());
     }
 }

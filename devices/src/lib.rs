@@ -21,5 +21,6 @@ pub mod serial;
 pub mod system;
 #[cfg(test)]
 mod test_util;
+pub mod thread_layer;
 pub mod vga;
 pub mod virtio;

@@ -19,6 +19,7 @@ use devices::display::Display;
 use devices::display::ScanoutSwitch;
 use devices::memory::DeviceMemory;
 use devices::qxl::VgaLink;
+use devices::thread_layer::ThreadLayer;
 use devices::vga::{self, Dirty, RefreshReport, ScanoutMemory, Vga, VgaMemory, VgaPorts};
 use firmware::layout;
 use kvm_ioctls::VmFd;
@@ -380,11 +381,15 @@ pub fn spawn_refresh_thread(refresher: Arc<VgaRefresher>) -> std::io::Result<()>
     let period = Duration::from_secs(1) / REFRESH_HZ;
     std::thread::Builder::new()
         .name("vga-refresh".into())
-        .spawn(move || loop {
-            let started = Instant::now();
-            refresher.refresh();
-            let next = next_refresh(started, started.elapsed(), period);
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        .spawn(move || {
+            let mut layer = ThreadLayer::default();
+            loop {
+                layer.before_work();
+                let started = Instant::now();
+                refresher.refresh();
+                let next = next_refresh(started, started.elapsed(), period);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
         })
         .map(|_| ())
 }

@@ -26,6 +26,7 @@ use crate::bus::lock;
 use crate::interrupt::{LevelInterrupt, MsiDelivery};
 use crate::pci::msi::Msi;
 use crate::pci::{Bar, BarKind, ConfigError, PciConfig, PciDevice, PciIdentity};
+use crate::thread_layer::ThreadLayer;
 use crate::virtio::GuestMemory;
 pub use controller::Controller;
 
@@ -199,7 +200,9 @@ pub fn spawn_pump(hda: &Arc<Mutex<Hda>>) -> std::io::Result<std::thread::JoinHan
     std::thread::Builder::new()
         .name("hda".into())
         .spawn(move || {
+            let mut layer = ThreadLayer::default();
             while let Some(card) = hda.upgrade() {
+                layer.before_work();
                 let running = lock(&card).tick(Instant::now());
                 drop(card);
                 if running {

@@ -36,6 +36,7 @@ use super::memslots::BarLayout;
 use super::observer::DrawableObserver;
 use super::stats::QxlStats;
 use crate::bus::lock;
+use crate::thread_layer::ThreadLayer;
 
 /// Requests queued at most before a vCPU waits for room.
 const QUEUE_LIMIT: usize = 64;
@@ -277,7 +278,9 @@ impl Worker {
         let frontend = self.frontend.clone();
         let mut events = [EpollEvent::default(); 2];
         let mut more = false;
+        let mut layer = ThreadLayer::default();
         loop {
+            layer.before_work();
             // Reading an eventfd clears it; whatever is signalled after this
             // is seen by the next pass (the wait below returns at once).
             let notifies = frontend.notify_event.read().unwrap_or(0);

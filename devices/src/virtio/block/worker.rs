@@ -22,6 +22,7 @@ use super::stats::{worth_logging, BlockStats};
 use super::{Kick, VirtioBlock, STATUS_IOERR, STATUS_OK};
 use crate::block::DiskImage;
 use crate::bus::lock;
+use crate::thread_layer::ThreadLayer;
 use crate::virtio::pci::VirtioPciDevice;
 use crate::virtio::GuestMemory;
 
@@ -123,7 +124,9 @@ pub struct RequestServer {
 
 impl Worker {
     fn run(&mut self) {
+        let mut layer = ThreadLayer::default();
         while self.kick.wait().is_some() {
+            layer.before_work();
             self.drain();
         }
         self.server.final_flush();

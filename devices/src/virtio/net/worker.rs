@@ -15,6 +15,7 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::transfer::TX_LINGER;
 use super::{NetStats, Progress, Transfer, VirtioNet, Wake};
 use crate::bus::lock;
+use crate::thread_layer::ThreadLayer;
 use crate::virtio::pci::VirtioPciDevice;
 
 /// The card on its PCI transport.
@@ -84,7 +85,9 @@ impl Worker {
             }
         };
         let mut watching = Some(EventSet::empty());
+        let mut layer = ThreadLayer::default();
         while !self.wake.stopping() {
+            layer.before_work();
             self.wake.clear();
             let progress = self.round();
             if !progress.more {
