@@ -12,9 +12,10 @@
 //! threads started later), and a second filter stacked on it on the
 //! threads that run guest-driven code: the vCPUs, which run the device
 //! models for every port and MMIO access ([`restrict_vcpu_thread`]: no
-//! sockets, no files opened for writing, renamed or removed, no new
-//! threads), and the device workers (the same but sockets, applied at their
-//! next round of work through `devices::thread_layer`). The allowlist is built from the calls saffron's threads were
+//! socket calls, no files opened for writing, renamed or removed, no new
+//! threads), and the device workers (about the same, the network card's
+//! keeping its socket calls; applied at their next round of work through
+//! `devices::thread_layer`). The allowlist is built from the calls saffron's threads were
 //! seen to make (strace of the native SPICE tests and of the end-to-end
 //! tests in the nested machine: vCPUs, device workers, the SPICE loop and
 //! its encoder pool, the control socket) plus what the Rust runtime and
@@ -25,6 +26,7 @@
 
 use std::collections::BTreeMap;
 
+use devices::thread_layer::WorkerKind;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -157,10 +159,13 @@ const OTHER_CALLS: &[i64] = &[
 /// files by name stays (a panic's backtrace reads the executable).
 const VCPU_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS, VCPU_DENIED_OTHERS];
 
-/// Calls taken away from the device threads (disk, network, QXL, sound and
-/// VGA workers): they keep the calls on open sockets (the network's
-/// backend, audio and display consumers that write to clients).
-const DEVICE_DENIED: &[&[i64]] = &[FILE_CHANGES, NEW_THREADS, &[libc::SYS_accept4]];
+/// Calls taken away from the device threads (disk, QXL, sound and VGA
+/// workers): they hand their work to other threads.
+const DEVICE_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS];
+
+/// Calls taken away from a network card's thread: it keeps the calls on
+/// its backend's socket (passt's), but takes no connections.
+const NETWORK_DENIED: &[&[i64]] = &[FILE_CHANGES, NEW_THREADS, &[libc::SYS_accept4]];
 
 /// Every thread is started during set-up.
 const NEW_THREADS: &[i64] = &[libc::SYS_clone, libc::SYS_clone3];
@@ -170,7 +175,7 @@ const VCPU_DENIED_OTHERS: &[i64] = &[libc::SYS_ftruncate, libc::SYS_fallocate, l
 
 /// `openat` flags refused on the vCPU and device threads: any of them
 /// opens a file for writing or changes it.
-const VCPU_DENIED_OPEN_FLAGS: &[libc::c_int] = &[
+const DENIED_OPEN_FLAGS: &[libc::c_int] = &[
     libc::O_WRONLY,
     libc::O_RDWR,
     libc::O_CREAT,
@@ -201,13 +206,18 @@ pub fn apply(mode: SeccompMode) -> Result<(), String> {
         return Ok(());
     };
     let program = program(mismatch.clone())?;
-    // Built before the filter goes in (building it needs no new calls, but
-    // this keeps set-up's work ahead of the filter).
-    let device_layer = layer_program(DEVICE_DENIED, mismatch)?;
+    let device = layer_program(DEVICE_DENIED, mismatch.clone())?;
+    let network = layer_program(NETWORK_DENIED, mismatch)?;
     seccompiler::apply_filter_all_threads(&program).map_err(|e| format!("seccomp: {e}"))?;
-    // The device threads narrow themselves at their next round of work.
-    devices::thread_layer::register(move || {
-        if let Err(e) = seccompiler::apply_filter(&device_layer) {
+    // The device threads narrow themselves at their next round of work. A
+    // failure (the kernel out of memory) leaves that thread under the
+    // process-wide filter only, and says so.
+    devices::thread_layer::register(move |kind| {
+        let layer = match kind {
+            WorkerKind::Network => &network,
+            WorkerKind::Other => &device,
+        };
+        if let Err(e) = seccompiler::apply_filter(layer) {
             tracing::error!("seccomp: a device thread cannot narrow its calls: {e}");
         }
     });
@@ -242,7 +252,7 @@ fn layer_program(denied: &[&[i64]], refused: SeccompAction) -> Result<BpfProgram
     let mut rules = every_call_of(denied);
     // openat(dirfd, path, flags, mode): refused when any flag is set (the
     // rules of one call are alternatives).
-    let open_rules = VCPU_DENIED_OPEN_FLAGS
+    let open_rules = DENIED_OPEN_FLAGS
         .iter()
         .map(|&flag| {
             let flag = flag as u64;
@@ -272,16 +282,18 @@ fn program(mismatch: SeccompAction) -> Result<BpfProgram, String> {
         libc::SYS_ioctl,
         vec![SeccompRule::new(conditions).map_err(error)?],
     );
-    let install = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Dword,
-        SeccompCmpOp::Eq,
-        SECCOMP_SET_MODE_FILTER,
-    )
-    .map_err(error)?;
+    // seccomp(SECCOMP_SET_MODE_FILTER, 0, program): no flags (no TSYNC,
+    // no listener).
+    let install = [(0, SECCOMP_SET_MODE_FILTER), (1, 0)]
+        .into_iter()
+        .map(|(arg, value)| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(error)?;
     rules.insert(
         libc::SYS_seccomp,
-        vec![SeccompRule::new(vec![install]).map_err(error)?],
+        vec![SeccompRule::new(install).map_err(error)?],
     );
     let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)
         .map_err(error)?;
@@ -410,5 +422,6 @@ mod tests {
         assert!(program(SeccompAction::KillProcess).is_ok());
         assert!(layer_program(VCPU_DENIED, SeccompAction::KillProcess).is_ok());
         assert!(layer_program(DEVICE_DENIED, SeccompAction::KillProcess).is_ok());
+        assert!(layer_program(NETWORK_DENIED, SeccompAction::KillProcess).is_ok());
     }
 }

@@ -10,28 +10,46 @@
 
 use std::sync::OnceLock;
 
-type Layer = Box<dyn Fn() + Send + Sync>;
+type Layer = Box<dyn Fn(WorkerKind) + Send + Sync>;
 
 static LAYER: OnceLock<Layer> = OnceLock::new();
 
+/// What a device thread does, so that its layer fits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerKind {
+    /// Moves frames to and from a network backend (a socket).
+    Network,
+    /// Anything else: disks, display, sound.
+    #[default]
+    Other,
+}
+
 /// Registers the layer (once per process; false if one already was).
-pub fn register(layer: impl Fn() + Send + Sync + 'static) -> bool {
+pub fn register(layer: impl Fn(WorkerKind) + Send + Sync + 'static) -> bool {
     LAYER.set(Box::new(layer)).is_ok()
 }
 
-/// One thread's state: whether it applied the layer.
+/// One thread's state: what it does, and whether it applied the layer.
 #[derive(Debug, Default)]
 pub struct ThreadLayer {
+    kind: WorkerKind,
     applied: bool,
 }
 
 impl ThreadLayer {
+    pub fn new(kind: WorkerKind) -> Self {
+        ThreadLayer {
+            kind,
+            applied: false,
+        }
+    }
+
     /// Applies the registered layer to the calling thread, the first time
     /// one is registered.
     pub fn before_work(&mut self) {
         if !self.applied {
             if let Some(layer) = LAYER.get() {
-                layer();
+                layer(self.kind);
                 self.applied = true;
             }
         }

@@ -150,6 +150,11 @@ impl<'a> Queues<'a> {
         self.memory
     }
 
+    /// The size the driver gave queue `index` (0 for no such queue).
+    pub fn size(&self, index: u16) -> u16 {
+        self.queues.get(usize::from(index)).map_or(0, |q| q.size())
+    }
+
     /// Whether queue `index` is set up and the driver is running.
     pub fn is_live(&self, index: u16) -> bool {
         self.live
@@ -257,54 +262,32 @@ impl<'a> Queues<'a> {
     /// used or none (one index update). A frame spread over several receive
     /// buffers must arrive whole: Linux's virtio-net driver drops a frame
     /// whose later buffers it does not find used yet
-    /// (docs/virtio-net.md §4).
+    /// (docs/virtio-net.md §4). Queues past the 64th take them one by one.
     pub fn add_used_together(&mut self, index: u16, used: &[(u16, u32)]) {
-        if let [(head, len)] = used {
-            return self.add_used(index, *head, *len);
+        if used.len() == 1 || index >= 64 {
+            return used
+                .iter()
+                .for_each(|&(head, len)| self.add_used(index, head, len));
         }
         let memory = self.memory;
         let Some(queue) = self.queues.get_mut(usize::from(index)) else {
             return;
         };
-        // The queue counts chains for its notification decision only when
-        // they go through its own add_used: settle what it counted so far.
-        let mut notify = queue.needs_notification(memory);
-        let start = Wrapping(queue.next_used());
-        let mut written = Ok(());
-        for (i, &(head, len)) in used.iter().enumerate() {
-            written = used_element(queue, memory, start + Wrapping(i as u16), head, len);
-            if written.is_err() {
-                break;
-            }
+        // The queue counts chains for its own notification decision only
+        // when they go through its add_used: settle what it counted so far.
+        let earlier = queue.needs_notification(memory);
+        let result = earlier
+            .map_err(|_| "used ring unreachable")
+            .and_then(|earlier| {
+                let (start, end) = publish_together(queue, memory, used)?;
+                Ok(earlier || batch_crosses_used_event(queue, memory, start, end)?)
+            });
+        if result != Ok(false) {
+            self.notify_pending |= 1 << index;
         }
-        let end = start + Wrapping(used.len() as u16);
-        let published = written.and_then(|()| {
-            let at = queue
-                .used_ring()
-                .checked_add(2)
-                .ok_or("used ring address")?;
-            memory
-                .store(end.0.to_le(), GuestAddress(at), Ordering::Release)
-                .map_err(|_| "used index outside RAM")
-        });
-        if let Err(e) = published {
+        if let Err(e) = result {
             self.guest_error(format_args!("queue {index}: cannot return chains: {e}"));
             self.failed = true;
-            return;
-        }
-        queue.set_next_used(end.0);
-        if queue.event_idx_enabled() {
-            // As the queue decides: notify when the driver's used_event lies
-            // in [start, end).
-            std::sync::atomic::fence(Ordering::SeqCst);
-            let crossed =
-                used_event(queue, memory).map(|event| end - event - Wrapping(1) < end - start);
-            notify = notify.map(|n| n || crossed.unwrap_or(true));
-        } else {
-            notify = Ok(true);
-        }
-        if !matches!(notify, Ok(false)) {
-            self.notify_pending |= 1 << (index % 64);
         }
     }
 
@@ -314,7 +297,7 @@ impl<'a> Queues<'a> {
         let Some(queue) = self.queues.get_mut(usize::from(index)) else {
             return;
         };
-        let bit = 1 << (index % 64);
+        let bit = 1u64.checked_shl(u32::from(index)).unwrap_or(0);
         let pending = self.notify_pending & bit != 0;
         self.notify_pending &= !bit;
         match queue.needs_notification(memory) {
@@ -363,15 +346,54 @@ fn used_element(
         .map_err(|_| "used ring outside RAM")
 }
 
-/// The driver's `used_event` (after the available ring's entries).
-fn used_event(queue: &Queue, memory: &GuestMemory) -> Result<Wrapping<u16>, &'static str> {
+/// Writes `used`'s entries after the queue's last, then moves the used
+/// index past all of them in one store: (old index, new index).
+fn publish_together(
+    queue: &mut Queue,
+    memory: &GuestMemory,
+    used: &[(u16, u32)],
+) -> Result<(Wrapping<u16>, Wrapping<u16>), &'static str> {
+    if used.len() > usize::from(queue.size()) {
+        return Err("more chains than the queue holds");
+    }
+    let start = Wrapping(queue.next_used());
+    for (i, &(head, len)) in used.iter().enumerate() {
+        used_element(queue, memory, start + Wrapping(i as u16), head, len)?;
+    }
+    let end = start + Wrapping(used.len() as u16);
+    let at = queue
+        .used_ring()
+        .checked_add(2)
+        .ok_or("used ring address")?;
+    memory
+        .store(end.0.to_le(), GuestAddress(at), Ordering::Release)
+        .map_err(|_| "used index outside RAM")?;
+    queue.set_next_used(end.0);
+    Ok((start, end))
+}
+
+/// Whether the driver asked to hear of the entries from `start` to `end`
+/// (always without EVENT_IDX): its `used_event` lies among them, the rule
+/// the queue applies to chains added one by one.
+fn batch_crosses_used_event(
+    queue: &Queue,
+    memory: &GuestMemory,
+    start: Wrapping<u16>,
+    end: Wrapping<u16>,
+) -> Result<bool, &'static str> {
+    if !queue.event_idx_enabled() {
+        return Ok(true);
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+    // used_event follows the available ring's entries.
     let offset = 4 + 2 * u64::from(queue.size());
     let addr = queue
         .avail_ring()
         .checked_add(offset)
         .ok_or("available ring address")?;
-    memory
+    let event = memory
         .load::<u16>(GuestAddress(addr), Ordering::Acquire)
-        .map(|v| Wrapping(u16::from_le(v)))
-        .map_err(|_| "available ring outside RAM")
+        .map_err(|_| "available ring outside RAM")?;
+    let event = Wrapping(u16::from_le(event));
+    Ok(end - event - Wrapping(1) < end - start)
 }

@@ -467,7 +467,7 @@ impl Transfer {
                     return Err(Delivery::Dropped);
                 }
             }
-            let last_try = !mergeable || self.chains.len() >= usize::from(super::QUEUE_SIZE);
+            let last_try = !mergeable || self.chains.len() >= usize::from(queues.size(RX));
             if room < total && last_try {
                 // One chain must hold the frame, or the whole ring cannot.
                 self.give_back(queues);

@@ -15,7 +15,7 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::transfer::TX_LINGER;
 use super::{NetStats, Progress, Transfer, VirtioNet, Wake};
 use crate::bus::lock;
-use crate::thread_layer::ThreadLayer;
+use crate::thread_layer::{ThreadLayer, WorkerKind};
 use crate::virtio::pci::VirtioPciDevice;
 
 /// The card on its PCI transport.
@@ -85,7 +85,7 @@ impl Worker {
             }
         };
         let mut watching = Some(EventSet::empty());
-        let mut layer = ThreadLayer::default();
+        let mut layer = ThreadLayer::new(WorkerKind::Network);
         while !self.wake.stopping() {
             layer.before_work();
             self.wake.clear();
