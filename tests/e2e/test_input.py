@@ -400,8 +400,12 @@ def test_keyboard_leds_and_server_mouse():
             sampling = threading.Event()
 
             def sample():
+                # Until told to stop, or the VMM exits (a failed attempt): no VmRSS then.
                 while not sampling.wait(0.5):
-                    samples.append(rss_kib(pid)[0])
+                    try:
+                        samples.append(rss_kib(pid)[0])
+                    except (OSError, AttributeError):
+                        return
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             start = time.monotonic()
