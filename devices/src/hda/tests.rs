@@ -209,13 +209,19 @@ impl Card {
         assert_ne!(self.r16(sd + 0x10), 0, "FIFOS");
     }
 
-    fn run(&mut self, n: u64) {
+    /// Sets stream `n` running and returns the instant the controller
+    /// took as its start, so that ticks measured from it move exactly
+    /// the bytes a test expects however slow the machine is.
+    fn run(&mut self, n: u64) -> Instant {
         let sd = 0x80 + 0x20 * n;
         let intctl = self.r32(0x20);
         self.w32(0x20, intctl | 1 << n);
         let ctl = self.r8(sd);
-        self.w8(sd, ctl | 0x1e);
+        let start = Instant::now();
+        self.hda.controller.write(sd, &[ctl | 0x1e], start);
+        self.hda.update_line();
         assert_ne!(self.r8(sd + 3) & 0x20, 0, "FIFORDY");
+        start
     }
 
     fn events(&self) -> Vec<String> {
@@ -300,8 +306,8 @@ fn registers_decode_bytes_at_any_offset() {
     assert_eq!(card.r16(0x2000), 0x4401);
     // A dword write to SD4CTL also clears SD4STS bits (W1C).
     card.stream(4, 5, 0x0011, &[(4, true), (1916, true)]);
-    card.run(4);
-    card.hda.tick(Instant::now() + Duration::from_millis(30));
+    let start = card.run(4);
+    card.hda.tick(start + Duration::from_millis(30));
     assert_ne!(card.r8(0x100 + 3) & 0x04, 0, "BCIS");
     let ctl = card.r32(0x100);
     card.w32(0x100, ctl);
@@ -324,8 +330,7 @@ fn playback_moves_real_time_audio_to_the_backend() {
     card.verb(2, 0x70650);
     card.verb(2, 0x20011);
     assert!(card.events().is_empty(), "not running yet");
-    card.run(4);
-    let start = Instant::now();
+    let start = card.run(4);
     assert_eq!(
         card.events(),
         [
@@ -371,8 +376,7 @@ fn capture_fills_the_guest_buffer_with_silence_after_the_backend() {
     card.init();
     card.stream(0, 1, 0x0011, &[(960, true), (960, true)]);
     card.verb(4, 0x70610);
-    card.run(0);
-    let start = Instant::now();
+    let start = card.run(0);
     assert_eq!(
         card.events()[0],
         "start Input PcmFormat { rate: 48000, channels: 2 }"
@@ -396,8 +400,7 @@ fn a_stream_not_bound_to_the_codec_still_runs_silently() {
     let mut card = Card::new();
     card.init();
     card.stream(5, 6, 0x0011, &[(960, true), (960, true)]);
-    card.run(5);
-    let start = Instant::now();
+    let start = card.run(5);
     card.hda.tick(start + Duration::from_millis(5));
     assert_eq!(card.r32(0x124), 960, "LPIB moves");
     assert!(card.backend.played.lock().unwrap().is_empty());
