@@ -1666,16 +1666,19 @@ pub(crate) mod tests {
         let display = Display::new();
         display.resize(0, 1024, 768);
         let mut out = Outbox::new(HeaderMode::Mini);
+        // The test keeps the clock: however slow the machine, damage
+        // never looks like the frames of a video stream.
+        let mut now = Instant::now();
         let mut channel = DisplayChannel::start(
             display.clone(),
             0,
             &Caps::default(),
             raw_setup(),
             &mut out,
-            Instant::now(),
+            now,
         );
         channel.handle(101, &display_init()).unwrap();
-        channel.pump(&mut out);
+        channel.pump_at(&mut out, now);
         let first = out.queued_bytes();
         assert!(first > 1024 * 768 * 4);
         // The client never reads: damage keeps coming.
@@ -1684,28 +1687,35 @@ pub(crate) mod tests {
             if i % 200 == 0 {
                 paint(&display, i as u8);
             }
-            channel.damage(Rect::new(x, 0, x + 24, 768));
-            channel.pump(&mut out);
+            channel.damage_at(Rect::new(x, 0, x + 24, 768), now);
+            channel.pump_at(&mut out, now);
         }
         // Nothing more was queued behind the unread picture.
         assert_eq!(out.queued_bytes(), first);
         assert!(channel.pending.rects().len() <= Region::MAX_RECTS);
         // The client reads but never ACKs: at most ~2 windows of messages.
+        // Each round of damage is a strip elsewhere, one update interval
+        // after the last: rounds that the pacer lets go, never a stream.
         let mut canvas = ClientCanvas::default();
-        for _ in 0..100 {
+        for i in 0..100 {
             canvas.apply_stream(&out.take_bytes());
-            channel.damage(Rect::new(0, 0, 1024, 768));
-            channel.pump(&mut out);
+            let x = (i * 37) % 1000;
+            channel.damage_at(Rect::new(x, 0, x + 24, 768), now);
+            now += MIN_UPDATE_INTERVAL;
+            channel.pump_at(&mut out, now);
         }
         assert!(canvas.draws <= 41, "{} draws without ACK", canvas.draws);
-        // ACKs let it finish, and the result is the current picture.
+        // ACKs let it finish, and the result is the current picture (the
+        // paints above changed all of it, the strips only parts).
+        channel.damage_at(Rect::new(0, 0, 1024, 768), now);
         channel.handle(1, &[1, 0, 0, 0]).unwrap();
         while channel.has_work() || !out.is_empty() {
             canvas.apply_stream(&out.take_bytes());
             for _ in 0..3 {
                 channel.handle(2, &[]).unwrap();
             }
-            channel.pump(&mut out);
+            now += MIN_UPDATE_INTERVAL;
+            channel.pump_at(&mut out, now);
         }
         assert_eq!(canvas.pixels, display.head(0).unwrap().pixels);
     }
