@@ -157,7 +157,7 @@ const OTHER_CALLS: &[i64] = &[
 
 /// Calls taken away from the vCPU threads on top of [`ALLOWED`]. Reading
 /// files by name stays (a panic's backtrace reads the executable).
-const VCPU_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS, VCPU_DENIED_OTHERS];
+const VCPU_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS, DISK_CHANGES];
 
 /// Calls taken away from the device threads (disk, QXL, sound and VGA
 /// workers): they hand their work to other threads.
@@ -167,11 +167,19 @@ const DEVICE_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS];
 /// its backend's socket (passt's), but takes no connections.
 const NETWORK_DENIED: &[&[i64]] = &[FILE_CHANGES, NEW_THREADS, &[libc::SYS_accept4]];
 
+/// Calls taken away from the SPICE loop: it takes connections and starts
+/// a display worker for some, but writes no files.
+const SERVER_DENIED: &[&[i64]] = &[FILE_CHANGES, DISK_CHANGES];
+
+/// Calls taken away from the SPICE display workers and encoders: they
+/// work on guest pixels and hand messages to the SPICE loop in memory.
+const COMPUTE_DENIED: &[&[i64]] = &[SOCKETS, FILE_CHANGES, NEW_THREADS, DISK_CHANGES];
+
 /// Every thread is started during set-up.
 const NEW_THREADS: &[i64] = &[libc::SYS_clone, libc::SYS_clone3];
 
-/// Disks are written by their own threads; threads all start in set-up.
-const VCPU_DENIED_OTHERS: &[i64] = &[libc::SYS_ftruncate, libc::SYS_fallocate, libc::SYS_flock];
+/// Calls that change a disk image's size or lock it: the disk threads'.
+const DISK_CHANGES: &[i64] = &[libc::SYS_ftruncate, libc::SYS_fallocate, libc::SYS_flock];
 
 /// `openat` flags refused on the vCPU and device threads: any of them
 /// opens a file for writing or changes it.
@@ -207,18 +215,22 @@ pub fn apply(mode: SeccompMode) -> Result<(), String> {
     };
     let program = program(mismatch.clone())?;
     let device = layer_program(DEVICE_DENIED, mismatch.clone())?;
-    let network = layer_program(NETWORK_DENIED, mismatch)?;
+    let network = layer_program(NETWORK_DENIED, mismatch.clone())?;
+    let server = layer_program(SERVER_DENIED, mismatch.clone())?;
+    let compute = layer_program(COMPUTE_DENIED, mismatch)?;
     seccompiler::apply_filter_all_threads(&program).map_err(|e| format!("seccomp: {e}"))?;
-    // The device threads narrow themselves at their next round of work. A
-    // failure (the kernel out of memory) leaves that thread under the
-    // process-wide filter only, and says so.
+    // The device and SPICE threads narrow themselves at their next round
+    // of work. A failure (the kernel out of memory) leaves that thread
+    // under the process-wide filter only, and says so.
     devices::thread_layer::register(move |kind| {
         let layer = match kind {
             WorkerKind::Network => &network,
+            WorkerKind::Server => &server,
+            WorkerKind::Compute => &compute,
             WorkerKind::Other => &device,
         };
         if let Err(e) = seccompiler::apply_filter(layer) {
-            tracing::error!("seccomp: a device thread cannot narrow its calls: {e}");
+            tracing::error!("seccomp: a {kind:?} thread cannot narrow its calls: {e}");
         }
     });
     let count = ALLOWED.iter().map(|group| group.len()).sum::<usize>();
@@ -369,6 +381,39 @@ mod tests {
         });
     }
 
+    /// The SPICE loop, narrowed as its loop does, keeps its sockets but
+    /// opens a file for writing.
+    #[test]
+    #[ignore = "a child process of a_forbidden_call_kills_the_process"]
+    fn child_spice_loop_writes_a_file() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        write_from_a_narrowed_thread(move || {
+            devices::thread_layer::ThreadLayer::new(WorkerKind::Server).before_work();
+            a.local_addr().unwrap();
+        });
+    }
+
+    /// An encoder thread of the SPICE pool opens a file for writing (the
+    /// pool's threads narrow themselves before their first job; this
+    /// needs two cores, as a single one encodes on the caller).
+    #[test]
+    #[ignore = "a child process of a_forbidden_call_kills_the_process"]
+    fn child_encoder_writes_a_file() {
+        crate::spice::codec::parallel::start_pool();
+        apply(SeccompMode::On).unwrap();
+        let path = std::env::temp_dir().join(format!("saffron-seccomp-{}", std::process::id()));
+        let jobs = [0u8; 2];
+        // Work on memory is what encoders do: allowed.
+        let sums = crate::spice::codec::parallel::map(&jobs, u64::MAX, |&b| {
+            vec![b; 1 << 22].iter().map(|&x| u64::from(x)).sum::<u64>()
+        });
+        println!("encoded {sums:?}");
+        crate::spice::codec::parallel::map(&jobs, u64::MAX, |_| {
+            let _ = std::fs::write(&path, b"an encoder may not");
+        });
+        println!("still alive");
+    }
+
     /// A vCPU thread uses a socket, which the SPICE threads may.
     #[test]
     #[ignore = "a child process of a_forbidden_call_kills_the_process"]
@@ -393,6 +438,8 @@ mod tests {
             "child_vcpu_thread_writes_a_file",
             "child_vcpu_thread_uses_a_socket",
             "child_device_thread_writes_a_file",
+            "child_spice_loop_writes_a_file",
+            "child_encoder_writes_a_file",
         ] {
             let process = Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", &format!("seccomp::tests::{child}")])
@@ -406,7 +453,11 @@ mod tests {
             let _ = std::fs::remove_file(file);
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{child}: {out:?}");
-            assert!(!String::from_utf8_lossy(&out.stdout).contains("still alive"));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(!stdout.contains("still alive"));
+            if child == "child_encoder_writes_a_file" {
+                assert!(stdout.contains("encoded [0, 0]"), "{stdout}");
+            }
         }
     }
 
@@ -420,5 +471,7 @@ mod tests {
         assert!(layer_program(VCPU_DENIED, SeccompAction::KillProcess).is_ok());
         assert!(layer_program(DEVICE_DENIED, SeccompAction::KillProcess).is_ok());
         assert!(layer_program(NETWORK_DENIED, SeccompAction::KillProcess).is_ok());
+        assert!(layer_program(SERVER_DENIED, SeccompAction::KillProcess).is_ok());
+        assert!(layer_program(COMPUTE_DENIED, SeccompAction::KillProcess).is_ok());
     }
 }

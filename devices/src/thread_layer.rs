@@ -1,5 +1,6 @@
-//! A narrowing the VMM applies to each device thread once the VM is set up
-//! (a seccomp layer: docs/seccomp.md), without the devices knowing what it is.
+//! A narrowing the VMM applies to each device thread (and to the SPICE
+//! server's) once the VM is set up (a seccomp layer: docs/seccomp.md),
+//! without the threads knowing what it is.
 //!
 //! Device threads start during set-up, before the VMM installs its
 //! process-wide filter, and a thread can add a narrower layer on itself
@@ -14,12 +15,18 @@ type Layer = Box<dyn Fn(WorkerKind) + Send + Sync>;
 
 static LAYER: OnceLock<Layer> = OnceLock::new();
 
-/// What a device thread does, so that its layer fits it.
+/// What a thread does, so that its layer fits it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorkerKind {
     /// Moves frames to and from a network backend (a socket).
     Network,
-    /// Anything else: disks, display, sound.
+    /// Serves clients over sockets and starts a thread for some of them
+    /// (the SPICE loop).
+    Server,
+    /// Works on memory alone and hands its results to other threads
+    /// through queues (the SPICE display workers and encoders).
+    Compute,
+    /// Any other device thread: disks, display, sound.
     #[default]
     Other,
 }
@@ -37,7 +44,7 @@ pub struct ThreadLayer {
 }
 
 impl ThreadLayer {
-    pub fn new(kind: WorkerKind) -> Self {
+    pub const fn new(kind: WorkerKind) -> Self {
         ThreadLayer {
             kind,
             applied: false,

@@ -211,6 +211,7 @@ impl SpiceServer {
             mouse: config.mouse,
             shared: shared.clone(),
         })?;
+        codec::parallel::start_pool();
         let loop_shared = shared.clone();
         threads.push(
             std::thread::Builder::new()

@@ -21,6 +21,7 @@ use mio::Waker;
 
 use super::channel::{ChannelError, Outbox};
 use devices::display::Display;
+use devices::thread_layer::{ThreadLayer, WorkerKind};
 
 use super::display_feed::{DisplayFeed, FeedState};
 use super::inputs_channel::KeyboardLeds;
@@ -245,7 +246,9 @@ impl Worker {
     /// Runs until the connection closes (`Stop`) or the channel fails.
     fn run(mut self) {
         let mut progressed = false;
+        let mut layer = ThreadLayer::new(WorkerKind::Compute);
         loop {
+            layer.before_work();
             let now = Instant::now();
             let wait = match self.channel.next_deadline() {
                 Some(at) if at > now => (at - now).min(IDLE_WAIT),

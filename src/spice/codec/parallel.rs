@@ -3,7 +3,9 @@
 //! order. Small batches (by total pixels) stay on the calling thread,
 //! where handing them over would cost more than it saves.
 
+use devices::thread_layer::{ThreadLayer, WorkerKind};
 use rayon::prelude::*;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 /// Batches lighter than this many pixels are encoded on the caller.
@@ -30,6 +32,18 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
+/// Starts the encoder pool's threads now: the SPICE server calls it
+/// while it sets up, as threads cannot start once the VM runs
+/// (docs/seccomp.md).
+pub fn start_pool() {
+    pool();
+}
+
+thread_local! {
+    /// An encoder thread's narrowing, applied before its first job.
+    static LAYER: RefCell<ThreadLayer> = const { RefCell::new(ThreadLayer::new(WorkerKind::Compute)) };
+}
+
 /// `f` over `items` (of total `weight` pixels), in parallel when it pays.
 pub fn map<T: Sync, R: Send>(
     items: &[T],
@@ -38,7 +52,11 @@ pub fn map<T: Sync, R: Send>(
 ) -> Vec<R> {
     match pool() {
         Some(pool) if items.len() > 1 && workers() > 1 && weight >= MIN_PARALLEL_PIXELS => {
-            pool.install(|| items.par_iter().with_max_len(1).map(f).collect())
+            let narrowed = |item: &T| {
+                LAYER.with_borrow_mut(ThreadLayer::before_work);
+                f(item)
+            };
+            pool.install(|| items.par_iter().with_max_len(1).map(narrowed).collect())
         }
         _ => items.iter().map(f).collect(),
     }

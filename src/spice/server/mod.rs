@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use devices::thread_layer::{ThreadLayer, WorkerKind};
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -245,7 +246,9 @@ impl EventLoop {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let mut backlog: Vec<Token> = Vec::new();
+        let mut layer = ThreadLayer::new(WorkerKind::Server);
         while !self.setup.shared.stop.load(Ordering::Relaxed) {
+            layer.before_work();
             let timeout = if backlog.is_empty() {
                 self.next_deadline()
                     .map_or(IDLE_POLL, |t| t.saturating_duration_since(Instant::now()))
