@@ -328,7 +328,8 @@ class Guest:
         return status
 
     def kill(self) -> None:
-        if self.proc.poll() is not None and not self._exit_expected:
+        exited = self.proc.poll() is not None
+        if exited and not self._exit_expected:
             Guest.died_unexpectedly.append(f"{self.name} (status {self.proc.returncode})")
         if self.proc.poll() is None:
             try:
@@ -345,6 +346,10 @@ class Guest:
                       f"after SIGKILL: left behind", flush=True)
         for reader in self._readers:
             reader.join(5)
+        if not exited and not self._exit_expected and "triple fault" in self.stderr:
+            # The VMM was on its way out after a triple fault (the test saw its sockets close
+            # first) when it was killed: as much a stall as one that had exited.
+            Guest.died_unexpectedly.append(f"{self.name} (triple fault)")
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 pipe.close()
