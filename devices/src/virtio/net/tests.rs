@@ -431,7 +431,7 @@ fn frames_go_straight_from_guest_memory_with_the_checked_header() {
 }
 
 #[test]
-fn after_frames_went_out_the_queue_is_looked_at_again_before_kicks() {
+fn a_flow_of_frames_lingers_instead_of_asking_for_kicks() {
     let mut c = card(false, features::MRG_RXBUF);
     let send = |c: &mut Card, seed: u8| {
         c.d.write(DATA, &[0u8; header::SIZE]);
@@ -440,15 +440,15 @@ fn after_frames_went_out_the_queue_is_looked_at_again_before_kicks() {
     };
     send(&mut c, 1);
     c.d.kick(TX);
-    assert!(c.pump().more, "frames went out: look again at once");
+    assert!(c.pump().linger, "frames went out: look again soon");
     // The next frame of the flow: the device did not ask for a kick, and
-    // the next round takes it.
+    // the look after the linger takes it.
     send(&mut c, 2);
     assert!(!c.d.kick_if_asked(TX, 1));
-    assert!(c.pump().more);
+    assert!(c.pump().linger);
     assert_eq!(c.wire.lock().unwrap().outbound.len(), 2);
     // A look that finds nothing asks for a kick again.
-    assert!(!c.pump().more);
+    assert!(!c.pump().linger);
     send(&mut c, 3);
     assert!(c.d.kick_if_asked(TX, 1));
     c.pump();

@@ -39,18 +39,22 @@ pub const MIN_FRAME: usize = 14;
 pub const MAX_DESCRIPTORS: usize = 64;
 /// Frames moved each way in one round.
 pub const FRAMES_PER_ROUND: usize = 64;
+/// How soon the transmit queue is looked at again after frames went out,
+/// instead of asking the driver to kick (QEMU's transmit timer's 150 µs).
+pub const TX_LINGER: std::time::Duration = std::time::Duration::from_micros(150);
 
 /// What a round leaves to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
-    /// Go again without waiting: the round ran out of budget, or frames
-    /// went out and more are likely queued (the driver was not asked to
-    /// kick).
+    /// The round ran out of budget: go again without waiting.
     pub more: bool,
     /// Wait for the backend's fd to be readable.
     pub want_read: bool,
     /// Wait for the backend's fd to be writable.
     pub want_write: bool,
+    /// Frames just went out: look at the transmit queue again after
+    /// [`TX_LINGER`], wake-up or not (the driver was not asked to kick).
+    pub linger: bool,
 }
 
 enum Delivery {
@@ -143,16 +147,21 @@ impl Transfer {
         }
         if !link_up {
             self.tx_len = 0;
+            let (more, linger) = self.transmit(negotiated, false, queues);
             return Progress {
-                more: self.transmit(negotiated, false, queues),
+                more,
                 want_read: false,
                 want_write: false,
+                linger,
             };
         }
         self.sync_offloads(negotiated);
-        let tx_more = self.transmit(negotiated, true, queues);
+        let (tx_more, linger) = self.transmit(negotiated, true, queues);
         let (rx_more, want_read) = self.receive(negotiated, queues);
-        self.progress(tx_more || rx_more, want_read)
+        Progress {
+            linger,
+            ..self.progress(tx_more || rx_more, want_read)
+        }
     }
 
     fn progress(&self, more: bool, want_read: bool) -> Progress {
@@ -160,6 +169,7 @@ impl Transfer {
             more,
             want_read: want_read && !self.failed,
             want_write: !self.failed && (self.backend.wants_writable() || self.tx_len > 0),
+            linger: false,
         }
     }
 
@@ -185,21 +195,21 @@ impl Transfer {
     }
 
     /// Sends what the transmit queue holds (or, without `send`, returns it
-    /// unsent): whether to come back at once.
+    /// unsent): whether more may wait, and whether to linger.
     ///
     /// Once frames went out, more are likely on their way: the queue is
-    /// left without asking the driver to kick and looked at again in the
-    /// next round, at once (QEMU's transmit bottom half does the same);
-    /// only a look that finds nothing asks for a kick. So a flow of frames
-    /// costs the guest no kick, and (with EVENT_IDX, where Linux asks for
-    /// an interrupt when 3/4 of the frames it queued are used) few
-    /// interrupts, instead of one of each per frame.
-    fn transmit(&mut self, negotiated: u64, send: bool, queues: &mut Queues<'_>) -> bool {
+    /// left without asking the driver to kick, to be looked at again after
+    /// [`TX_LINGER`]; only a look that finds nothing asks for a kick. So a
+    /// flow of frames costs the guest no kick, and (with EVENT_IDX, where
+    /// Linux asks for an interrupt when 3/4 of the frames it queued are
+    /// used) few interrupts, instead of one of each per frame.
+    fn transmit(&mut self, negotiated: u64, send: bool, queues: &mut Queues<'_>) -> (bool, bool) {
         if self.tx_len > 0 && !self.send_waiting(negotiated) {
-            return false;
+            return (false, false);
         }
         queues.disable_notification(TX);
         let mut used = false;
+        let mut more = true;
         for _ in 0..FRAMES_PER_ROUND {
             let next = if used {
                 queues.pop(TX)
@@ -207,6 +217,7 @@ impl Transfer {
                 queues.pop_or_arm(TX)
             };
             let Some(chain) = next else {
+                more = false;
                 break;
             };
             let head = chain.head_index();
@@ -220,15 +231,17 @@ impl Transfer {
             used = true;
             match sent {
                 Ok(true) => {}
-                // No room: the frame waits in the card for a writable fd.
-                Ok(false) => break,
+                Ok(false) => {
+                    more = false;
+                    break;
+                }
                 Err(reason) => self.refuse(queues, format_args!("transmit chain {head}: {reason}")),
             }
         }
         if used {
             queues.notify(TX);
         }
-        used && self.tx_len == 0
+        (more, used && !more && self.tx_len == 0)
     }
 
     /// Checks the frame in `pieces` (`total` bytes) and hands it to the

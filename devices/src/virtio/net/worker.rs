@@ -1,7 +1,8 @@
 //! The card's I/O thread: it sleeps in epoll on its wake-up eventfd
-//! (kicks, also as KVM ioeventfds; activation, reset, stop) and the
-//! backend's fd, and runs [`Transfer`] rounds with the transport lock
-//! held only for a round.
+//! (kicks, also as KVM ioeventfds; activation, reset, stop), the
+//! backend's fd and a timer (a transmit queue looked at again after
+//! frames went out, [`super::transfer::TX_LINGER`]), and runs
+//! [`Transfer`] rounds with the transport lock held only for a round.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -9,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::timerfd::TimerFd;
 
+use super::transfer::TX_LINGER;
 use super::{NetStats, Progress, Transfer, VirtioNet, Wake};
 use crate::bus::lock;
 use crate::thread_layer::{ThreadLayer, WorkerKind};
@@ -34,6 +37,7 @@ impl NetWorker {
             transport,
             wake: wake.clone(),
             transfer,
+            timer: TimerFd::new()?,
         };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
@@ -63,11 +67,13 @@ struct Worker {
     transport: Transport,
     wake: Arc<Wake>,
     transfer: Transfer,
+    timer: TimerFd,
 }
 
 /// Epoll tokens.
 const WAKE: u64 = 0;
 const BACKEND: u64 = 1;
+const TIMER: u64 = 2;
 
 impl Worker {
     fn run(&mut self) {
@@ -97,6 +103,8 @@ impl Worker {
         let backend = EpollEvent::new(EventSet::empty(), BACKEND);
         let fd = self.transfer.backend_fd().as_raw_fd();
         epoll.ctl(ControlOperation::Add, fd, backend)?;
+        let timer = EpollEvent::new(EventSet::IN, TIMER);
+        epoll.ctl(ControlOperation::Add, self.timer.as_raw_fd(), timer)?;
         Ok(epoll)
     }
 
@@ -127,8 +135,17 @@ impl Worker {
             }
             *watching = Some(wanted);
         }
-        let mut events = [EpollEvent::default(); 2];
-        let n = match epoll.wait(-1, &mut events) {
+        // Lingering, a round must come soon (the driver will not kick):
+        // without the timer, epoll's own timeout (1 ms) does it.
+        let mut timeout = -1;
+        if progress.linger {
+            if let Err(e) = self.timer.reset(TX_LINGER, None) {
+                tracing::error!("virtio-net: cannot arm the transmit timer: {e}");
+                timeout = 1;
+            }
+        }
+        let mut events = [EpollEvent::default(); 3];
+        let n = match epoll.wait(timeout, &mut events) {
             Ok(n) => n,
             Err(e) => {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -138,6 +155,9 @@ impl Worker {
                 0
             }
         };
+        if events[..n].iter().any(|e| e.data() == TIMER) {
+            let _ = self.timer.wait(); // (expired: does not block)
+        }
         let broken = EventSet::HANG_UP | EventSet::ERROR;
         let hung_up = events[..n]
             .iter()
