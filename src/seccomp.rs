@@ -181,7 +181,7 @@ const NEW_THREADS: &[i64] = &[libc::SYS_clone, libc::SYS_clone3];
 /// Calls that change a disk image's size or lock it: the disk threads'.
 const DISK_CHANGES: &[i64] = &[libc::SYS_ftruncate, libc::SYS_fallocate, libc::SYS_flock];
 
-/// `openat` flags refused on the vCPU and device threads: any of them
+/// `openat` flags refused on the narrowed threads (every layer): any of them
 /// opens a file for writing or changes it.
 const DENIED_OPEN_FLAGS: &[libc::c_int] = &[
     libc::O_WRONLY,

@@ -329,9 +329,7 @@ class Guest:
 
     def kill(self) -> None:
         exited = self.proc.poll() is not None
-        if exited and not self._exit_expected:
-            Guest.died_unexpectedly.append(f"{self.name} (status {self.proc.returncode})")
-        if self.proc.poll() is None:
+        if not exited:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -346,10 +344,11 @@ class Guest:
                       f"after SIGKILL: left behind", flush=True)
         for reader in self._readers:
             reader.join(5)
-        if not exited and not self._exit_expected and "triple fault" in self.stderr:
-            # The VMM was on its way out after a triple fault (the test saw its sockets close
-            # first) when it was killed: as much a stall as one that had exited.
-            Guest.died_unexpectedly.append(f"{self.name} (triple fault)")
+        # A VMM that exited on its own, or was on its way out after a triple fault when it
+        # was killed (the test saw its sockets close first), died unexpectedly: a stall.
+        if not self._exit_expected and (exited or "triple fault" in self.stderr):
+            why = f"status {self.proc.returncode}" if exited else "triple fault"
+            Guest.died_unexpectedly.append(f"{self.name} ({why})")
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 pipe.close()
