@@ -12,7 +12,8 @@ use saffron::seccomp::SeccompMode;
 use saffron::spice::{config::HELP as SPICE_HELP, SpiceConfig};
 
 use crate::vmm::{
-    AudioModel, BootSource, DirtyTracking, LinuxKernel, SerialMode, VgaMode, VmConfig, MAX_CPUS,
+    AudioModel, BootSource, CpuModel, DirtyTracking, LinuxKernel, SerialMode, VgaMode, VmConfig,
+    MAX_CPUS,
 };
 
 const EXIT_STATUS_HELP: &str = "\
@@ -164,6 +165,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_CPUS)))]
     pub cpus: u8,
 
+    /// The CPU the guest sees: `host` (the host CPU's features as KVM offers
+    /// them, the default), less features: `host,-xsave,avx2=off,...` (QEMU's
+    /// names; taking one out also takes out those that need it, e.g. -xsave
+    /// takes AVX too). `+FEATURE` checks that the host has it.
+    #[arg(long, value_name = "host[,-FEATURE...]", default_value = "host", value_parser = CpuModel::parse)]
+    pub cpu: CpuModel,
+
     /// Where the serial console (COM1) goes: `stdio` (interactive; Ctrl-a x
     /// quits), `file=PATH` (output only), or `none`.
     #[arg(long, value_name = "MODE", default_value = "stdio", value_parser = parse_serial)]
@@ -293,6 +301,7 @@ impl RunArgs {
             boot: self.boot_source()?,
             memory: self.memory,
             cpus: self.cpus,
+            cpu_model: self.cpu.clone(),
             serial: self.serial.clone(),
             allow_pvm: self.pvm_guest,
             vga,

@@ -52,9 +52,13 @@ impl Machine {
                 max: max_cpus,
             });
         }
-        let supported_cpuid = kvm
+        let mut supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("read the supported CPUID"))?;
+        config
+            .cpu_model
+            .apply(&mut supported_cpuid)
+            .map_err(VmError::CpuModel)?;
         let layout = MemoryLayout::new(config.memory, cpu::phys_bits(&supported_cpuid))?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create a VM"))?);
         create_chipset(&vm)?;

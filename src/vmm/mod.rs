@@ -10,6 +10,7 @@ mod build;
 pub mod console;
 mod control;
 mod cpu;
+mod cpu_model;
 mod disks;
 pub mod display_server;
 mod exit;
@@ -80,6 +81,8 @@ pub struct VmConfig {
     pub boot_menu: Option<u16>,
     pub memory: u64,
     pub cpus: u8,
+    /// The CPU features the guest sees (`--cpu`).
+    pub cpu_model: CpuModel,
     pub serial: SerialMode,
     pub allow_pvm: bool,
     /// A VGA display, and what it shows at boot.
@@ -104,6 +107,8 @@ pub struct VmConfig {
     pub seccomp: saffron::seccomp::SeccompMode,
 }
 
+pub use cpu_model::CpuModel;
+
 pub const MAX_CPUS: u8 = 8;
 
 /// `--audio`: which sound card the VM has.
@@ -120,6 +125,8 @@ pub const QXL_SLOT: u8 = 2;
 pub enum VmError {
     #[error("{0}")]
     Seccomp(String),
+    #[error("{0}")]
+    CpuModel(String),
     #[error(transparent)]
     Host(#[from] host::HostError),
     #[error("{0}")]

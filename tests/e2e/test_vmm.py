@@ -99,14 +99,19 @@ def test_i8042_reset_reboots():
         assert guest.wait_exit(timeout=60) == 3
 
 
-def test_elf_vmlinux_boots():
+def test_elf_vmlinux_boots_with_cpu_features_taken_out():
     image = GuestImage.default()
     vmlinux = image.kernel.with_name("vmlinux")
     assert vmlinux.is_file(), f"{vmlinux} is missing: run guest-drivers/linux/extract-vmlinux"
     image = dataclasses.replace(image, kernel=vmlinux)
-    with Guest.saffron(image, memory="512M", cpus=2, name="vmm-elf") as guest:
+    # --cpu host,-xsave: AVX goes with XSAVE; the rest of the host's features stay.
+    with Guest.saffron(image, memory="512M", cpus=2, name="vmm-elf",
+                       extra_args=["--cpu", "host,-xsave"]) as guest:
         guest.wait_ready(timeout=120)
         assert guest.run("grep -c ^processor /proc/cpuinfo", check=True).output.strip() == "2"
+        flags = set(guest.run("grep -m1 ^flags /proc/cpuinfo", check=True).output.split())
+        assert not flags & {"xsave", "avx", "avx2", "xsaveopt"}, sorted(flags)
+        assert {"sse4_2", "hypervisor"} <= flags, sorted(flags)
         guest.send("poweroff -f\n")
         assert guest.wait_exit(timeout=60) == 0
 
