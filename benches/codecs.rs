@@ -198,10 +198,27 @@ fn time<R>(mut f: impl FnMut() -> R) -> (f64, R) {
     (start.elapsed().as_secs_f64() / f64::from(runs), last)
 }
 
+/// Times `f` when `codec`'s row is wanted, else runs it once untimed.
+fn measure<R>(wanted: &impl Fn(&str) -> bool, codec: &str, mut f: impl FnMut() -> R) -> (f64, R) {
+    if wanted(codec) {
+        time(f)
+    } else {
+        (f64::NAN, f())
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // useful: run quickly then.
     let quick = !std::env::args().any(|a| a == "--bench");
+    // SAFFRON_BENCH_CODECS=QUIC,LZ: only the rows of these codecs (by prefix).
+    let only: Option<Vec<String>> = std::env::var("SAFFRON_BENCH_CODECS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let wanted = |codec: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|p| codec.starts_with(p.as_str())))
+    };
     let mut set = generated();
     set.extend(real());
     if quick {
@@ -220,6 +237,9 @@ fn main() {
         let b = Bitmap::rgb32(img.w, img.h, &img.bgrx).expect("valid image");
         let raw = img.bgrx.len() as f64;
         let row = |codec: &str, secs: f64, size: usize| {
+            if !wanted(codec) {
+                return;
+            }
             println!(
                 "| {} | {codec} | {:.0} | {:.2} | {size} |",
                 img.name,
@@ -227,9 +247,9 @@ fn main() {
                 raw / size as f64
             );
         };
-        let (t, q) = time(|| quic::encode(&b).expect("quic"));
+        let (t, q) = measure(&wanted, "QUIC", || quic::encode(&b).expect("quic"));
         row("QUIC", t, q.len());
-        let (t, l) = time(|| lz::encode(&b).expect("lz"));
+        let (t, l) = measure(&wanted, "LZ", || lz::encode(&b).expect("lz"));
         row("LZ", t, l.len());
         // (The time includes taking the pixels as GLZ's words, which the
         // server gets from its copy of the picture.)
@@ -238,23 +258,31 @@ fn main() {
             let encoded = d.encode_batch(0, vec![image]).pop().expect("one");
             encoded.expect("fits the window")
         };
-        let (t, g) = time(|| glz_once(&mut GlzDictionary::new(1 << 24).expect("window")));
+        let (t, g) = measure(&wanted, "GLZ (new", || {
+            glz_once(&mut GlzDictionary::new(1 << 24).expect("window"))
+        });
         row("GLZ (new window)", t, g.len());
         let mut d = GlzDictionary::new(1 << 24).expect("window");
         glz_once(&mut d);
-        let (t, g2) = time(|| glz_once(&mut d));
+        let (t, g2) = measure(&wanted, "GLZ (picture", || glz_once(&mut d));
         row("GLZ (picture seen before)", t, g2.len());
-        let (t, z) = time(|| glz::zlib_wrap(&g).map(|(_, z)| z.len()).unwrap_or(g.len()));
+        let (t, z) = measure(&wanted, "zlib", || {
+            glz::zlib_wrap(&g).map(|(_, z)| z.len()).unwrap_or(g.len())
+        });
         row("zlib over GLZ (zlib time only)", t, z);
-        let (t, l4) = time(|| lz4::encode(&b).expect("lz4"));
+        let (t, l4) = measure(&wanted, "LZ4", || lz4::encode(&b).expect("lz4"));
         row("LZ4", t, l4.len());
-        let (t, j) = time(|| {
+        let (t, j) = measure(&wanted, "JPEG q85 (", || {
             jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Subsampled).expect("jpeg")
         });
         row("JPEG q85 (lossy)", t, j.len());
-        let (t, jf) =
-            time(|| jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Full).expect("jpeg"));
+        let (t, jf) = measure(&wanted, "JPEG q85, full", || {
+            jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Full).expect("jpeg")
+        });
         row("JPEG q85, full chroma (lossy)", t, jf.len());
+        if only.is_some() {
+            continue;
+        }
         let f = classify::features(&img.bgrx, img.w, img.h);
         let (tc, _) = time(|| classify::classify(&img.bgrx, img.w, img.h));
         heuristic.push((
