@@ -17,111 +17,120 @@ enum Reg {
     Edx,
 }
 
-/// One CPUID feature: where its bits are, and the feature it needs.
+/// Where a feature's bits live: a CPUID leaf, its index, a register.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Feature {
-    name: &'static str,
+struct Loc {
     leaf: u32,
     index: u32,
     reg: Reg,
+}
+
+/// One CPUID feature: its bits, and the feature it needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Feature {
+    name: &'static str,
+    loc: Loc,
     mask: u32,
     needs: Option<&'static str>,
 }
 
-const fn feature(
-    name: &'static str,
-    leaf: u32,
-    index: u32,
-    reg: Reg,
-    mask: u32,
-    needs: Option<&'static str>,
-) -> Feature {
+const fn feature(name: &'static str, loc: Loc, mask: u32, needs: Option<&'static str>) -> Feature {
     Feature {
         name,
-        leaf,
-        index,
-        reg,
+        loc,
         mask,
         needs,
     }
+}
+
+const fn loc(leaf: u32, index: u32, reg: Reg) -> Loc {
+    Loc { leaf, index, reg }
 }
 
 const XSAVE: Option<&str> = Some("xsave");
 const AVX: Option<&str> = Some("avx");
 const AVX512F: Option<&str> = Some("avx512f");
 const KVM_FEATURES: u32 = 0x4000_0001;
+/// The registers the table uses.
+const LEAF1_ECX: Loc = loc(1, 0, Reg::Ecx);
+const LEAF7_EBX: Loc = loc(7, 0, Reg::Ebx);
+const LEAF7_ECX: Loc = loc(7, 0, Reg::Ecx);
+const XSAVE_EAX: Loc = loc(0xd, 1, Reg::Eax);
+const EXT1_ECX: Loc = loc(0x8000_0001, 0, Reg::Ecx);
+const EXT1_EDX: Loc = loc(0x8000_0001, 0, Reg::Edx);
+const KVM_EAX: Loc = loc(KVM_FEATURES, 0, Reg::Eax);
 
 /// The features `--cpu` knows, by QEMU's names.
 #[rustfmt::skip]
 const FEATURES: &[Feature] = &[
-    feature("pclmulqdq", 1, 0, Reg::Ecx, 1 << 1, None),
-    feature("ssse3", 1, 0, Reg::Ecx, 1 << 9, None),
-    feature("fma", 1, 0, Reg::Ecx, 1 << 12, AVX),
-    feature("cx16", 1, 0, Reg::Ecx, 1 << 13, None),
-    feature("pcid", 1, 0, Reg::Ecx, 1 << 17, None),
-    feature("sse4.1", 1, 0, Reg::Ecx, 1 << 19, None),
-    feature("sse4.2", 1, 0, Reg::Ecx, 1 << 20, None),
-    feature("x2apic", 1, 0, Reg::Ecx, 1 << 21, None),
-    feature("movbe", 1, 0, Reg::Ecx, 1 << 22, None),
-    feature("popcnt", 1, 0, Reg::Ecx, 1 << 23, None),
-    feature("tsc-deadline", 1, 0, Reg::Ecx, 1 << 24, None),
-    feature("aes", 1, 0, Reg::Ecx, 1 << 25, None),
-    feature("xsave", 1, 0, Reg::Ecx, 1 << 26, None),
-    feature("avx", 1, 0, Reg::Ecx, 1 << 28, XSAVE),
-    feature("f16c", 1, 0, Reg::Ecx, 1 << 29, AVX),
-    feature("rdrand", 1, 0, Reg::Ecx, 1 << 30, None),
-    feature("fsgsbase", 7, 0, Reg::Ebx, 1 << 0, None),
-    feature("bmi1", 7, 0, Reg::Ebx, 1 << 3, None),
-    feature("hle", 7, 0, Reg::Ebx, 1 << 4, None),
-    feature("avx2", 7, 0, Reg::Ebx, 1 << 5, AVX),
-    feature("smep", 7, 0, Reg::Ebx, 1 << 7, None),
-    feature("bmi2", 7, 0, Reg::Ebx, 1 << 8, None),
-    feature("erms", 7, 0, Reg::Ebx, 1 << 9, None),
-    feature("invpcid", 7, 0, Reg::Ebx, 1 << 10, None),
-    feature("rtm", 7, 0, Reg::Ebx, 1 << 11, None),
-    feature("avx512f", 7, 0, Reg::Ebx, 1 << 16, AVX),
-    feature("avx512dq", 7, 0, Reg::Ebx, 1 << 17, AVX512F),
-    feature("rdseed", 7, 0, Reg::Ebx, 1 << 18, None),
-    feature("adx", 7, 0, Reg::Ebx, 1 << 19, None),
-    feature("smap", 7, 0, Reg::Ebx, 1 << 20, None),
-    feature("avx512ifma", 7, 0, Reg::Ebx, 1 << 21, AVX512F),
-    feature("clflushopt", 7, 0, Reg::Ebx, 1 << 23, None),
-    feature("clwb", 7, 0, Reg::Ebx, 1 << 24, None),
-    feature("avx512cd", 7, 0, Reg::Ebx, 1 << 28, AVX512F),
-    feature("sha-ni", 7, 0, Reg::Ebx, 1 << 29, None),
-    feature("avx512bw", 7, 0, Reg::Ebx, 1 << 30, AVX512F),
-    feature("avx512vl", 7, 0, Reg::Ebx, 1 << 31, AVX512F),
-    feature("avx512vbmi", 7, 0, Reg::Ecx, 1 << 1, AVX512F),
-    feature("umip", 7, 0, Reg::Ecx, 1 << 2, None),
-    feature("pku", 7, 0, Reg::Ecx, 1 << 3, XSAVE),
-    feature("vaes", 7, 0, Reg::Ecx, 1 << 9, AVX),
-    feature("vpclmulqdq", 7, 0, Reg::Ecx, 1 << 10, AVX),
-    feature("la57", 7, 0, Reg::Ecx, 1 << 16, None),
-    feature("rdpid", 7, 0, Reg::Ecx, 1 << 22, None),
-    feature("xsaveopt", 0xd, 1, Reg::Eax, 1 << 0, XSAVE),
-    feature("xsavec", 0xd, 1, Reg::Eax, 1 << 1, XSAVE),
-    feature("xgetbv1", 0xd, 1, Reg::Eax, 1 << 2, XSAVE),
-    feature("xsaves", 0xd, 1, Reg::Eax, 1 << 3, XSAVE),
-    feature("lahf-lm", 0x8000_0001, 0, Reg::Ecx, 1 << 0, None),
-    feature("abm", 0x8000_0001, 0, Reg::Ecx, 1 << 5, None),
-    feature("sse4a", 0x8000_0001, 0, Reg::Ecx, 1 << 6, None),
-    feature("xop", 0x8000_0001, 0, Reg::Ecx, 1 << 11, AVX),
-    feature("fma4", 0x8000_0001, 0, Reg::Ecx, 1 << 16, AVX),
-    feature("topoext", 0x8000_0001, 0, Reg::Ecx, 1 << 22, None),
-    feature("pdpe1gb", 0x8000_0001, 0, Reg::Edx, 1 << 26, None),
-    feature("rdtscp", 0x8000_0001, 0, Reg::Edx, 1 << 27, None),
-    feature("kvmclock", KVM_FEATURES, 0, Reg::Eax, (1 << 0) | (1 << 3), None),
-    feature("kvm-nopiodelay", KVM_FEATURES, 0, Reg::Eax, 1 << 1, None),
-    feature("kvm-asyncpf", KVM_FEATURES, 0, Reg::Eax, 1 << 4, None),
-    feature("kvm-steal-time", KVM_FEATURES, 0, Reg::Eax, 1 << 5, None),
-    feature("kvm-pv-eoi", KVM_FEATURES, 0, Reg::Eax, 1 << 6, None),
-    feature("kvm-pv-unhalt", KVM_FEATURES, 0, Reg::Eax, 1 << 7, None),
-    feature("kvm-pv-tlb-flush", KVM_FEATURES, 0, Reg::Eax, 1 << 9, None),
-    feature("kvm-pv-ipi", KVM_FEATURES, 0, Reg::Eax, 1 << 11, None),
-    feature("kvm-poll-control", KVM_FEATURES, 0, Reg::Eax, 1 << 12, None),
-    feature("kvm-pv-sched-yield", KVM_FEATURES, 0, Reg::Eax, 1 << 13, None),
-    feature("kvm-asyncpf-int", KVM_FEATURES, 0, Reg::Eax, 1 << 14, None),
-    feature("kvmclock-stable-bit", KVM_FEATURES, 0, Reg::Eax, 1 << 24, None),
+    feature("pclmulqdq", LEAF1_ECX, 1 << 1, None),
+    feature("ssse3", LEAF1_ECX, 1 << 9, None),
+    feature("fma", LEAF1_ECX, 1 << 12, AVX),
+    feature("cx16", LEAF1_ECX, 1 << 13, None),
+    feature("pcid", LEAF1_ECX, 1 << 17, None),
+    feature("sse4.1", LEAF1_ECX, 1 << 19, None),
+    feature("sse4.2", LEAF1_ECX, 1 << 20, None),
+    feature("x2apic", LEAF1_ECX, 1 << 21, None),
+    feature("movbe", LEAF1_ECX, 1 << 22, None),
+    feature("popcnt", LEAF1_ECX, 1 << 23, None),
+    feature("tsc-deadline", LEAF1_ECX, 1 << 24, None),
+    feature("aes", LEAF1_ECX, 1 << 25, None),
+    feature("xsave", LEAF1_ECX, 1 << 26, None),
+    feature("avx", LEAF1_ECX, 1 << 28, XSAVE),
+    feature("f16c", LEAF1_ECX, 1 << 29, AVX),
+    feature("rdrand", LEAF1_ECX, 1 << 30, None),
+    feature("fsgsbase", LEAF7_EBX, 1 << 0, None),
+    feature("bmi1", LEAF7_EBX, 1 << 3, None),
+    feature("hle", LEAF7_EBX, 1 << 4, None),
+    feature("avx2", LEAF7_EBX, 1 << 5, AVX),
+    feature("smep", LEAF7_EBX, 1 << 7, None),
+    feature("bmi2", LEAF7_EBX, 1 << 8, None),
+    feature("erms", LEAF7_EBX, 1 << 9, None),
+    feature("invpcid", LEAF7_EBX, 1 << 10, None),
+    feature("rtm", LEAF7_EBX, 1 << 11, None),
+    feature("avx512f", LEAF7_EBX, 1 << 16, AVX),
+    feature("avx512dq", LEAF7_EBX, 1 << 17, AVX512F),
+    feature("rdseed", LEAF7_EBX, 1 << 18, None),
+    feature("adx", LEAF7_EBX, 1 << 19, None),
+    feature("smap", LEAF7_EBX, 1 << 20, None),
+    feature("avx512ifma", LEAF7_EBX, 1 << 21, AVX512F),
+    feature("clflushopt", LEAF7_EBX, 1 << 23, None),
+    feature("clwb", LEAF7_EBX, 1 << 24, None),
+    feature("avx512cd", LEAF7_EBX, 1 << 28, AVX512F),
+    feature("sha-ni", LEAF7_EBX, 1 << 29, None),
+    feature("avx512bw", LEAF7_EBX, 1 << 30, AVX512F),
+    feature("avx512vl", LEAF7_EBX, 1 << 31, AVX512F),
+    feature("avx512vbmi", LEAF7_ECX, 1 << 1, AVX512F),
+    feature("umip", LEAF7_ECX, 1 << 2, None),
+    feature("pku", LEAF7_ECX, 1 << 3, XSAVE),
+    feature("vaes", LEAF7_ECX, 1 << 9, AVX),
+    feature("vpclmulqdq", LEAF7_ECX, 1 << 10, AVX),
+    feature("la57", LEAF7_ECX, 1 << 16, None),
+    feature("rdpid", LEAF7_ECX, 1 << 22, None),
+    feature("xsaveopt", XSAVE_EAX, 1 << 0, XSAVE),
+    feature("xsavec", XSAVE_EAX, 1 << 1, XSAVE),
+    feature("xgetbv1", XSAVE_EAX, 1 << 2, XSAVE),
+    feature("xsaves", XSAVE_EAX, 1 << 3, XSAVE),
+    feature("lahf-lm", EXT1_ECX, 1 << 0, None),
+    feature("abm", EXT1_ECX, 1 << 5, None),
+    feature("sse4a", EXT1_ECX, 1 << 6, None),
+    feature("xop", EXT1_ECX, 1 << 11, AVX),
+    feature("fma4", EXT1_ECX, 1 << 16, AVX),
+    feature("topoext", EXT1_ECX, 1 << 22, None),
+    feature("pdpe1gb", EXT1_EDX, 1 << 26, None),
+    feature("rdtscp", EXT1_EDX, 1 << 27, None),
+    feature("kvmclock", KVM_EAX, (1 << 0) | (1 << 3), None),
+    feature("kvm-nopiodelay", KVM_EAX, 1 << 1, None),
+    feature("kvm-asyncpf", KVM_EAX, 1 << 4, None),
+    feature("kvm-steal-time", KVM_EAX, 1 << 5, None),
+    feature("kvm-pv-eoi", KVM_EAX, 1 << 6, None),
+    feature("kvm-pv-unhalt", KVM_EAX, 1 << 7, None),
+    feature("kvm-pv-tlb-flush", KVM_EAX, 1 << 9, None),
+    feature("kvm-pv-ipi", KVM_EAX, 1 << 11, None),
+    feature("kvm-poll-control", KVM_EAX, 1 << 12, None),
+    feature("kvm-pv-sched-yield", KVM_EAX, 1 << 13, None),
+    feature("kvm-asyncpf-int", KVM_EAX, 1 << 14, None),
+    feature("kvmclock-stable-bit", KVM_EAX, 1 << 24, None),
 ];
 
 /// `--cpu`: the host's features less `removed`, checked to have `required`.
@@ -177,7 +186,7 @@ impl CpuModel {
             }
             for feature in &self.removed {
                 if at(entry, feature) {
-                    *reg(entry, feature.reg) &= !feature.mask;
+                    *reg(entry, feature.loc.reg) &= !feature.mask;
                 }
             }
         }
@@ -236,14 +245,14 @@ fn with_dependents(removed: &[&'static Feature]) -> Vec<&'static Feature> {
 }
 
 fn at(entry: &kvm_cpuid_entry2, feature: &Feature) -> bool {
-    entry.function == feature.leaf && entry.index == feature.index
+    entry.function == feature.loc.leaf && entry.index == feature.loc.index
 }
 
 fn offers(cpuid: &CpuId, feature: &Feature) -> bool {
     cpuid.as_slice().iter().any(|e| {
         at(e, feature) && {
             let mut copy = *e;
-            *reg(&mut copy, feature.reg) & feature.mask == feature.mask
+            *reg(&mut copy, feature.loc.reg) & feature.mask == feature.mask
         }
     })
 }
