@@ -198,12 +198,34 @@ fn time<R>(mut f: impl FnMut() -> R) -> (f64, R) {
     (start.elapsed().as_secs_f64() / f64::from(runs), last)
 }
 
-/// Times `f` when `codec`'s row is wanted, else runs it once untimed.
-fn measure<R>(wanted: &impl Fn(&str) -> bool, codec: &str, mut f: impl FnMut() -> R) -> (f64, R) {
-    if wanted(codec) {
-        time(f)
-    } else {
-        (f64::NAN, f())
+/// The table rows of one image.
+struct Rows<'a> {
+    image: &'a str,
+    raw: f64,
+    /// `SAFFRON_BENCH_CODECS`: only codecs whose names start so.
+    only: &'a Option<Vec<String>>,
+}
+
+impl Rows<'_> {
+    /// Times `f` and prints its row when `codec` is wanted, else runs it
+    /// once untimed; `f`'s output either way (`size` is its byte count).
+    fn run<R>(&self, codec: &str, size: impl Fn(&R) -> usize, mut f: impl FnMut() -> R) -> R {
+        let wanted = self
+            .only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| codec.starts_with(p.as_str())));
+        if !wanted {
+            return f();
+        }
+        let (secs, out) = time(f);
+        let size = size(&out);
+        println!(
+            "| {} | {codec} | {:.0} | {:.2} | {size} |",
+            self.image,
+            self.raw / secs / 1e6,
+            self.raw / size as f64
+        );
+        out
     }
 }
 
@@ -215,10 +237,6 @@ fn main() {
     let only: Option<Vec<String>> = std::env::var("SAFFRON_BENCH_CODECS")
         .ok()
         .map(|v| v.split(',').map(str::to_owned).collect());
-    let wanted = |codec: &str| {
-        only.as_ref()
-            .is_none_or(|o| o.iter().any(|p| codec.starts_with(p.as_str())))
-    };
     let mut set = generated();
     set.extend(real());
     if quick {
@@ -236,21 +254,13 @@ fn main() {
     for img in &set {
         let b = Bitmap::rgb32(img.w, img.h, &img.bgrx).expect("valid image");
         let raw = img.bgrx.len() as f64;
-        let row = |codec: &str, secs: f64, size: usize| {
-            if !wanted(codec) {
-                return;
-            }
-            println!(
-                "| {} | {codec} | {:.0} | {:.2} | {size} |",
-                img.name,
-                raw / secs / 1e6,
-                raw / size as f64
-            );
+        let rows = Rows {
+            image: &img.name,
+            raw,
+            only: &only,
         };
-        let (t, q) = measure(&wanted, "QUIC", || quic::encode(&b).expect("quic"));
-        row("QUIC", t, q.len());
-        let (t, l) = measure(&wanted, "LZ", || lz::encode(&b).expect("lz"));
-        row("LZ", t, l.len());
+        let q = rows.run("QUIC", Vec::len, || quic::encode(&b).expect("quic"));
+        let l = rows.run("LZ", Vec::len, || lz::encode(&b).expect("lz"));
         // (The time includes taking the pixels as GLZ's words, which the
         // server gets from its copy of the picture.)
         let glz_once = |d: &mut GlzDictionary| {
@@ -258,28 +268,24 @@ fn main() {
             let encoded = d.encode_batch(0, vec![image]).pop().expect("one");
             encoded.expect("fits the window")
         };
-        let (t, g) = measure(&wanted, "GLZ (new", || {
+        let g = rows.run("GLZ (new window)", Vec::len, || {
             glz_once(&mut GlzDictionary::new(1 << 24).expect("window"))
         });
-        row("GLZ (new window)", t, g.len());
         let mut d = GlzDictionary::new(1 << 24).expect("window");
         glz_once(&mut d);
-        let (t, g2) = measure(&wanted, "GLZ (picture", || glz_once(&mut d));
-        row("GLZ (picture seen before)", t, g2.len());
-        let (t, z) = measure(&wanted, "zlib", || {
-            glz::zlib_wrap(&g).map(|(_, z)| z.len()).unwrap_or(g.len())
-        });
-        row("zlib over GLZ (zlib time only)", t, z);
-        let (t, l4) = measure(&wanted, "LZ4", || lz4::encode(&b).expect("lz4"));
-        row("LZ4", t, l4.len());
-        let (t, j) = measure(&wanted, "JPEG q85 (", || {
+        rows.run("GLZ (picture seen before)", Vec::len, || glz_once(&mut d));
+        rows.run(
+            "zlib over GLZ (zlib time only)",
+            |z| *z,
+            || glz::zlib_wrap(&g).map(|(_, z)| z.len()).unwrap_or(g.len()),
+        );
+        rows.run("LZ4", Vec::len, || lz4::encode(&b).expect("lz4"));
+        rows.run("JPEG q85 (lossy)", Vec::len, || {
             jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Subsampled).expect("jpeg")
         });
-        row("JPEG q85 (lossy)", t, j.len());
-        let (t, jf) = measure(&wanted, "JPEG q85, full", || {
+        rows.run("JPEG q85, full chroma (lossy)", Vec::len, || {
             jpeg::encode(&b, jpeg::DEFAULT_QUALITY, jpeg::Chroma::Full).expect("jpeg")
         });
-        row("JPEG q85, full chroma (lossy)", t, jf.len());
         if only.is_some() {
             continue;
         }

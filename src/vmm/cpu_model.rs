@@ -9,6 +9,7 @@
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
+/// A CPUID output register, in the order eax, ebx, ecx, edx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reg {
     Eax,
@@ -250,10 +251,8 @@ fn at(entry: &kvm_cpuid_entry2, feature: &Feature) -> bool {
 
 fn offers(cpuid: &CpuId, feature: &Feature) -> bool {
     cpuid.as_slice().iter().any(|e| {
-        at(e, feature) && {
-            let mut copy = *e;
-            *reg(&mut copy, feature.loc.reg) & feature.mask == feature.mask
-        }
+        let value = [e.eax, e.ebx, e.ecx, e.edx][feature.loc.reg as usize];
+        at(e, feature) && value & feature.mask == feature.mask
     })
 }
 
